@@ -1,0 +1,20 @@
+//! The API extensions drover implements. `GET /1.0` lists exactly these; LXD's clients
+//! check them before using a feature (`lxc list` needs `api_filtering`, and without
+//! `instances` the 5.0.2 client falls back to `/1.0/containers` URLs).
+
+/// Every extension drover implements, in the order LXD introduced them.
+pub const API_EXTENSIONS: &[&str] = &[
+    "container_host_shutdown_timeout",
+    "etag",
+    "patch",
+    "container_exec_signal_handling",
+    "container_image_properties",
+    "storage",
+    "entity_description",
+    "operation_description",
+    "event_lifecycle",
+    "instances",
+    "api_filtering",
+    "image_create_aliases",
+    "container_exec_recording",
+];
