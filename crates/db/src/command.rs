@@ -1,0 +1,327 @@
+//! Every replicated write, as one enum. Variants are append-only.
+
+use api::{ConfigMap, DeviceMap, MemberState};
+use rusqlite::{Transaction, params};
+use serde::{Deserialize, Serialize};
+
+use crate::images::ImageRecord;
+use crate::instances::InstanceRecord;
+use crate::{Error, Result};
+
+/// A write to the cluster DB. The proposer fills in every time and id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    /// Add a member.
+    CreateMember {
+        /// Member name (`"m1"`).
+        name: String,
+        /// Cluster address (`""` when not clustered).
+        address: String,
+        /// Initial state.
+        state: MemberState,
+        /// `"x86_64"`.
+        architecture: String,
+    },
+    /// Change a member's state.
+    SetMemberState {
+        /// Member name.
+        name: String,
+        /// New state.
+        state: MemberState,
+    },
+    /// Set (`Some`) or unset (`None`) server config keys.
+    SetConfig {
+        /// key → new value or removal.
+        changes: std::collections::BTreeMap<String, Option<String>>,
+    },
+    /// Define a storage pool.
+    CreatePool {
+        /// Pool name.
+        name: String,
+        /// `"dir"`.
+        driver: String,
+        /// Free text.
+        description: String,
+        /// Pool config (`source`).
+        config: ConfigMap,
+    },
+    /// Create a profile.
+    CreateProfile {
+        /// `"default"`.
+        project: String,
+        /// Profile name.
+        name: String,
+        /// Free text.
+        description: String,
+        /// Config.
+        config: ConfigMap,
+        /// Devices.
+        devices: DeviceMap,
+    },
+    /// Replace a profile's description, config and devices.
+    UpdateProfile {
+        /// `"default"`.
+        project: String,
+        /// Profile name.
+        name: String,
+        /// Free text.
+        description: String,
+        /// Config.
+        config: ConfigMap,
+        /// Devices.
+        devices: DeviceMap,
+    },
+    /// Record an imported image.
+    CreateImage(ImageRecord),
+    /// Forget an image (its aliases go with it).
+    DeleteImage {
+        /// Fingerprint.
+        fingerprint: String,
+    },
+    /// Point an alias at an image.
+    CreateImageAlias {
+        /// Alias.
+        name: String,
+        /// Fingerprint.
+        fingerprint: String,
+        /// Free text.
+        description: String,
+    },
+    /// Remove an alias.
+    DeleteImageAlias {
+        /// Alias.
+        name: String,
+    },
+    /// Record a new instance.
+    CreateInstance(InstanceRecord),
+    /// Replace an instance's user-editable fields.
+    UpdateInstance {
+        /// Project.
+        project: String,
+        /// Name.
+        name: String,
+        /// Local config.
+        config: ConfigMap,
+        /// Local devices.
+        devices: DeviceMap,
+        /// Profiles.
+        profiles: Vec<String>,
+        /// Deleted when stopped.
+        ephemeral: bool,
+        /// Free text.
+        description: String,
+    },
+    /// Set or unset some config keys of an instance (`volatile.*` bookkeeping), leaving the
+    /// others alone.
+    PatchInstanceConfig {
+        /// Project.
+        project: String,
+        /// Name.
+        name: String,
+        /// key → new value or removal.
+        changes: std::collections::BTreeMap<String, Option<String>>,
+        /// New `last_used_at`, when it changes.
+        last_used_at: Option<String>,
+    },
+    /// Rename an instance.
+    RenameInstance {
+        /// Project.
+        project: String,
+        /// Current name.
+        name: String,
+        /// New name.
+        new_name: String,
+    },
+    /// Forget an instance.
+    DeleteInstance {
+        /// Project.
+        project: String,
+        /// Name.
+        name: String,
+    },
+}
+
+fn json<T: Serialize>(v: &T) -> Result<String> {
+    Ok(serde_json::to_string(v)?)
+}
+
+fn expect_one(n: usize, what: impl FnOnce() -> String) -> Result<()> {
+    if n == 0 {
+        Err(Error::NotFound(what()))
+    } else {
+        Ok(())
+    }
+}
+
+fn map_unique(e: rusqlite::Error, what: impl FnOnce() -> String) -> Error {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            Error::Exists(what())
+        }
+        e => Error::Sqlite(e),
+    }
+}
+
+/// Applies `cmd` inside `tx`.
+///
+/// # Correctness
+///
+/// Deterministic: the same command on the same DB state gives the same result on every
+/// member. Reads nothing but `tx`.
+pub fn apply(tx: &Transaction<'_>, cmd: &Command) -> Result<()> {
+    match cmd {
+        Command::CreateMember {
+            name,
+            address,
+            state,
+            architecture,
+        } => {
+            tx.execute(
+                "INSERT INTO members (name, address, state, architecture) VALUES (?1, ?2, ?3, ?4)",
+                params![name, address, state.as_i64(), architecture],
+            )
+            .map_err(|e| map_unique(e, || format!("member {name:?}")))?;
+        }
+        Command::SetMemberState { name, state } => {
+            let n = tx.execute(
+                "UPDATE members SET state = ?2 WHERE name = ?1",
+                params![name, state.as_i64()],
+            )?;
+            expect_one(n, || format!("member {name:?}"))?;
+        }
+        Command::SetConfig { changes } => {
+            for (k, v) in changes {
+                match v {
+                    Some(v) => tx.execute(
+                        "INSERT INTO config (key, value) VALUES (?1, ?2)
+                         ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                        params![k, v],
+                    )?,
+                    None => tx.execute("DELETE FROM config WHERE key = ?1", params![k])?,
+                };
+            }
+        }
+        Command::CreatePool {
+            name,
+            driver,
+            description,
+            config,
+        } => {
+            tx.execute(
+                "INSERT INTO storage_pools (name, driver, description, config) VALUES (?1, ?2, ?3, ?4)",
+                params![name, driver, description, json(config)?],
+            )
+            .map_err(|e| map_unique(e, || format!("storage pool {name:?}")))?;
+        }
+        Command::CreateProfile {
+            project,
+            name,
+            description,
+            config,
+            devices,
+        } => {
+            tx.execute(
+                "INSERT INTO profiles (project, name, description, config, devices) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![project, name, description, json(config)?, json(devices)?],
+            )
+            .map_err(|e| map_unique(e, || format!("profile {name:?}")))?;
+        }
+        Command::UpdateProfile {
+            project,
+            name,
+            description,
+            config,
+            devices,
+        } => {
+            let n = tx.execute(
+                "UPDATE profiles SET description = ?3, config = ?4, devices = ?5 WHERE project = ?1 AND name = ?2",
+                params![project, name, description, json(config)?, json(devices)?],
+            )?;
+            expect_one(n, || format!("profile {name:?}"))?;
+        }
+        Command::CreateImage(img) => crate::images::insert(tx, img)?,
+        Command::DeleteImage { fingerprint } => {
+            let n = tx.execute(
+                "DELETE FROM images WHERE fingerprint = ?1",
+                params![fingerprint],
+            )?;
+            expect_one(n, || format!("image {fingerprint:?}"))?;
+        }
+        Command::CreateImageAlias {
+            name,
+            fingerprint,
+            description,
+        } => {
+            tx.execute(
+                "INSERT INTO image_aliases (name, fingerprint, description) VALUES (?1, ?2, ?3)",
+                params![name, fingerprint, description],
+            )
+            .map_err(|e| map_unique(e, || format!("image alias {name:?}")))?;
+        }
+        Command::DeleteImageAlias { name } => {
+            let n = tx.execute("DELETE FROM image_aliases WHERE name = ?1", params![name])?;
+            expect_one(n, || format!("image alias {name:?}"))?;
+        }
+        Command::CreateInstance(rec) => crate::instances::insert(tx, rec)?,
+        Command::UpdateInstance {
+            project,
+            name,
+            config,
+            devices,
+            profiles,
+            ephemeral,
+            description,
+        } => {
+            let n = tx.execute(
+                "UPDATE instances SET config = ?3, devices = ?4, profiles = ?5, ephemeral = ?6, description = ?7
+                 WHERE project = ?1 AND name = ?2",
+                params![project, name, json(config)?, json(devices)?, json(profiles)?, ephemeral, description],
+            )?;
+            expect_one(n, || format!("instance {name:?}"))?;
+        }
+        Command::PatchInstanceConfig {
+            project,
+            name,
+            changes,
+            last_used_at,
+        } => {
+            let mut rec = crate::instances::get(tx, project, name)?
+                .ok_or_else(|| Error::NotFound(format!("instance {name:?}")))?;
+            for (k, v) in changes {
+                match v {
+                    Some(v) => rec.config.insert(k.clone(), v.clone()),
+                    None => rec.config.remove(k),
+                };
+            }
+            let last_used = last_used_at.as_ref().unwrap_or(&rec.last_used_at);
+            tx.execute(
+                "UPDATE instances SET config = ?3, last_used_at = ?4 WHERE project = ?1 AND name = ?2",
+                params![project, name, json(&rec.config)?, last_used],
+            )?;
+        }
+        Command::RenameInstance {
+            project,
+            name,
+            new_name,
+        } => {
+            let n = tx
+                .execute(
+                    "UPDATE instances SET name = ?3 WHERE project = ?1 AND name = ?2",
+                    params![project, name, new_name],
+                )
+                .map_err(|e| map_unique(e, || format!("instance {new_name:?}")))?;
+            expect_one(n, || format!("instance {name:?}"))?;
+        }
+        Command::DeleteInstance { project, name } => {
+            let n = tx.execute(
+                "DELETE FROM instances WHERE project = ?1 AND name = ?2",
+                params![project, name],
+            )?;
+            expect_one(n, || format!("instance {name:?}"))?;
+        }
+    }
+    Ok(())
+}

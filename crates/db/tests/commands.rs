@@ -1,0 +1,130 @@
+//! What does this test do?
+//! - opens a DB file, applies the schema, reopens it (updates run once)
+//! - applies each kind of command and reads it back through the typed queries
+//! - shows that duplicate names and missing rows are typed errors that change nothing
+#![allow(clippy::unwrap_used)]
+
+use api::MemberState;
+use db::instances::InstanceRecord;
+use db::{Command, Error, Store};
+
+fn instance(name: &str) -> InstanceRecord {
+    InstanceRecord {
+        project: "default".into(),
+        name: name.into(),
+        kind: "container".into(),
+        member: "none".into(),
+        architecture: "x86_64".into(),
+        config: [("limits.memory".to_string(), "64MiB".to_string())].into(),
+        devices: Default::default(),
+        profiles: vec!["default".into()],
+        ephemeral: false,
+        description: String::new(),
+        created_at: "2026-01-01T00:00:00Z".into(),
+        last_used_at: "1970-01-01T00:00:00Z".into(),
+    }
+}
+
+#[test]
+fn schema_updates_apply_once_and_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.sqlite");
+    {
+        let store = Store::open(&path).unwrap();
+        store
+            .execute(&Command::CreateMember {
+                name: "m1".into(),
+                address: String::new(),
+                state: MemberState::Created,
+                architecture: "x86_64".into(),
+            })
+            .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let members = store.read(|c| db::members::list(c)).unwrap();
+    assert_eq!(members.len(), 1);
+    assert_eq!(members[0].state, MemberState::Created);
+}
+
+#[test]
+fn instance_commands_round_trip_and_fail_cleanly() {
+    let store = Store::in_memory().unwrap();
+    store
+        .execute(&Command::CreateInstance(instance("c1")))
+        .unwrap();
+
+    let dup = store.execute(&Command::CreateInstance(instance("c1")));
+    assert!(matches!(dup, Err(Error::Exists(_))), "{dup:?}");
+
+    store
+        .execute(&Command::PatchInstanceConfig {
+            project: "default".into(),
+            name: "c1".into(),
+            changes: [
+                (
+                    "volatile.last_state.power".to_string(),
+                    Some("RUNNING".to_string()),
+                ),
+                ("limits.memory".to_string(), None),
+            ]
+            .into(),
+            last_used_at: Some("2026-01-02T00:00:00Z".into()),
+        })
+        .unwrap();
+    let got = store
+        .read(|c| db::instances::get(c, "default", "c1"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        got.config
+            .get("volatile.last_state.power")
+            .map(String::as_str),
+        Some("RUNNING")
+    );
+    assert!(!got.config.contains_key("limits.memory"));
+    assert_eq!(got.last_used_at, "2026-01-02T00:00:00Z");
+
+    store
+        .execute(&Command::CreateInstance(instance("c2")))
+        .unwrap();
+    let clash = store.execute(&Command::RenameInstance {
+        project: "default".into(),
+        name: "c1".into(),
+        new_name: "c2".into(),
+    });
+    assert!(matches!(clash, Err(Error::Exists(_))), "{clash:?}");
+    assert!(
+        store
+            .read(|c| db::instances::get(c, "default", "c1"))
+            .unwrap()
+            .is_some()
+    );
+
+    let missing = store.execute(&Command::DeleteInstance {
+        project: "default".into(),
+        name: "nope".into(),
+    });
+    assert!(matches!(missing, Err(Error::NotFound(_))), "{missing:?}");
+    assert_eq!(
+        store
+            .read(|c| db::instances::list(c, "default"))
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn commands_serialize_with_a_tag() {
+    let cmd = Command::SetMemberState {
+        name: "m1".into(),
+        state: MemberState::Evacuating,
+    };
+    let text = serde_json::to_string(&cmd).unwrap();
+    assert_eq!(
+        text,
+        r#"{"command":"set_member_state","name":"m1","state":"evacuating"}"#
+    );
+    let back: Command = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, cmd);
+}

@@ -1,0 +1,64 @@
+//! The event bus behind `/1.0/events`.
+
+use api::Event;
+use api::events::LifecycleEvent;
+use tokio::sync::broadcast;
+
+use crate::now_rfc3339;
+
+/// Fans events out to every listener. Slow listeners lose old events rather than slow the
+/// daemon down (as LXD's do).
+#[derive(Debug, Clone)]
+pub struct EventBus {
+    tx: broadcast::Sender<Event>,
+    location: String,
+}
+
+impl EventBus {
+    /// A bus whose events carry `location` (the member name, `"none"` when not clustered).
+    pub fn new(location: impl Into<String>) -> Self {
+        let (tx, _) = broadcast::channel(4096);
+        Self {
+            tx,
+            location: location.into(),
+        }
+    }
+
+    /// A new listener.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.tx.subscribe()
+    }
+
+    /// Publishes an event of `kind` (`operation`, `lifecycle`, `logging`).
+    pub fn publish(&self, kind: &str, metadata: serde_json::Value, project: Option<&str>) {
+        // No listener is not an error.
+        let _ = self.tx.send(Event {
+            kind: kind.to_string(),
+            timestamp: now_rfc3339(),
+            metadata,
+            location: self.location.clone(),
+            project: project.map(str::to_string),
+        });
+    }
+
+    /// Publishes a lifecycle event (`instance-started` on `/1.0/instances/c1`).
+    pub fn lifecycle(
+        &self,
+        action: &str,
+        source: String,
+        project: &str,
+        context: Option<serde_json::Value>,
+    ) {
+        let ev = LifecycleEvent {
+            action: action.to_string(),
+            source,
+            context,
+            requestor: None,
+        };
+        self.publish(
+            "lifecycle",
+            serde_json::to_value(ev).unwrap_or(serde_json::Value::Null),
+            Some(project),
+        );
+    }
+}

@@ -1,0 +1,356 @@
+//! The operations registry.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use api::{Operation, OperationClass, OperationStatus};
+use tokio::sync::watch;
+
+use crate::{EventBus, now_rfc3339};
+
+/// How long a finished operation stays visible.
+const KEEP_FINISHED: Duration = Duration::from_secs(300);
+
+struct Entry {
+    tx: watch::Sender<Operation>,
+    finished_at: Option<Instant>,
+    cancel: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// All operations of this member.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Mutex<HashMap<String, Entry>>>,
+    bus: EventBus,
+    location: String,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("location", &self.location)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a wait ended without a final status.
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError {
+    /// No such operation.
+    #[error("Operation not found")]
+    NotFound,
+}
+
+impl Registry {
+    /// An empty registry publishing on `bus`.
+    pub fn new(bus: EventBus, location: impl Into<String>) -> Self {
+        Self {
+            inner: Arc::default(),
+            bus,
+            location: location.into(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Creates a running operation and returns its handle.
+    pub fn create(
+        &self,
+        class: OperationClass,
+        description: &str,
+        resources: BTreeMap<String, Vec<String>>,
+        metadata: Option<serde_json::Value>,
+    ) -> OpHandle {
+        let now = now_rfc3339();
+        let op = Operation {
+            id: uuid::Uuid::new_v4().to_string(),
+            class,
+            description: description.to_string(),
+            created_at: now.clone(),
+            updated_at: now,
+            status: OperationStatus::Running,
+            status_code: OperationStatus::Running.code(),
+            resources: if resources.is_empty() {
+                None
+            } else {
+                Some(resources)
+            },
+            metadata,
+            may_cancel: false,
+            err: String::new(),
+            location: self.location.clone(),
+        };
+        let (tx, _) = watch::channel(op.clone());
+        {
+            let mut map = self.lock();
+            map.retain(|_, e| e.finished_at.is_none_or(|t| t.elapsed() < KEEP_FINISHED));
+            map.insert(
+                op.id.clone(),
+                Entry {
+                    tx,
+                    finished_at: None,
+                    cancel: None,
+                },
+            );
+        }
+        self.publish(&op);
+        OpHandle {
+            registry: self.clone(),
+            id: op.id,
+        }
+    }
+
+    fn publish(&self, op: &Operation) {
+        self.bus.publish(
+            "operation",
+            serde_json::to_value(op).unwrap_or(serde_json::Value::Null),
+            Some("default"),
+        );
+    }
+
+    /// The operation `id`.
+    pub fn get(&self, id: &str) -> Option<Operation> {
+        self.lock().get(id).map(|e| e.tx.borrow().clone())
+    }
+
+    /// All operations, oldest first.
+    pub fn list(&self) -> Vec<Operation> {
+        let mut ops: Vec<_> = self
+            .lock()
+            .values()
+            .map(|e| e.tx.borrow().clone())
+            .collect();
+        ops.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        ops
+    }
+
+    /// Waits until `id` is final or `timeout` passes (`None`: forever), and returns its
+    /// record then.
+    pub async fn wait(&self, id: &str, timeout: Option<Duration>) -> Result<Operation, WaitError> {
+        let mut rx = self
+            .lock()
+            .get(id)
+            .map(|e| e.tx.subscribe())
+            .ok_or(WaitError::NotFound)?;
+        let done = async {
+            // The sender lives as long as the entry; if it is pruned we return what we have.
+            let _ = rx.wait_for(|op| op.status.is_final()).await;
+            rx.borrow().clone()
+        };
+        match timeout {
+            Some(t) => match tokio::time::timeout(t, done).await {
+                Ok(op) => Ok(op),
+                Err(_) => self.get(id).ok_or(WaitError::NotFound),
+            },
+            None => Ok(done.await),
+        }
+    }
+
+    /// Asks a cancellable operation to stop. Returns false if it cannot be cancelled.
+    pub fn cancel(&self, id: &str) -> Result<bool, WaitError> {
+        let mut map = self.lock();
+        let entry = map.get_mut(id).ok_or(WaitError::NotFound)?;
+        match entry.cancel.take() {
+            Some(tx) => {
+                let _ = tx.send(());
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    fn update(&self, id: &str, f: impl FnOnce(&mut Operation)) {
+        let snapshot = {
+            let mut map = self.lock();
+            let Some(entry) = map.get_mut(id) else { return };
+            let mut finished = false;
+            let mut changed = false;
+            entry.tx.send_if_modified(|op| {
+                if op.status.is_final() {
+                    return false;
+                }
+                changed = true;
+                f(op);
+                op.updated_at = now_rfc3339();
+                op.status_code = op.status.code();
+                finished = op.status.is_final();
+                true
+            });
+            if !changed {
+                return;
+            }
+            if finished {
+                entry.finished_at = Some(Instant::now());
+                entry.cancel = None;
+            }
+            entry.tx.borrow().clone()
+        };
+        self.publish(&snapshot);
+    }
+}
+
+/// The running side of one operation: report progress, then finish it exactly once.
+///
+/// Dropping a handle of an operation that is not final marks it failed, so a panicking or
+/// forgotten task never leaves a client waiting forever.
+#[derive(Debug)]
+pub struct OpHandle {
+    registry: Registry,
+    id: String,
+}
+
+impl OpHandle {
+    /// The operation id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// `/1.0/operations/<id>`.
+    pub fn url(&self) -> String {
+        format!("/1.0/operations/{}", self.id)
+    }
+
+    /// The current record.
+    pub fn record(&self) -> Operation {
+        self.registry
+            .get(&self.id)
+            .unwrap_or_else(|| unreachable_record(&self.id))
+    }
+
+    /// Makes the operation cancellable; the returned receiver fires on `DELETE`.
+    pub fn cancellable(&self) -> tokio::sync::oneshot::Receiver<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if let Some(e) = self.registry.lock().get_mut(&self.id) {
+            e.cancel = Some(tx);
+        }
+        self.registry.update(&self.id, |op| op.may_cancel = true);
+        rx
+    }
+
+    /// Replaces the progress metadata.
+    pub fn set_metadata(&self, metadata: serde_json::Value) {
+        self.registry
+            .update(&self.id, |op| op.metadata = Some(metadata));
+    }
+
+    /// Finishes with success, optionally replacing the metadata.
+    pub fn succeed(self, metadata: Option<serde_json::Value>) {
+        self.registry.update(&self.id, |op| {
+            op.status = OperationStatus::Success;
+            if metadata.is_some() {
+                op.metadata = metadata;
+            }
+        });
+    }
+
+    /// Finishes with failure `err`.
+    pub fn fail(self, err: impl Into<String>) {
+        let err = err.into();
+        self.registry.update(&self.id, |op| {
+            op.status = OperationStatus::Failure;
+            op.err = err;
+        });
+    }
+
+    /// Finishes as cancelled.
+    pub fn cancelled(self) {
+        self.registry.update(&self.id, |op| {
+            op.status = OperationStatus::Cancelled;
+            op.err = "Operation cancelled".into();
+        });
+    }
+}
+
+fn unreachable_record(id: &str) -> Operation {
+    Operation {
+        id: id.to_string(),
+        class: OperationClass::Task,
+        description: String::new(),
+        created_at: String::new(),
+        updated_at: String::new(),
+        status: OperationStatus::Failure,
+        status_code: OperationStatus::Failure.code(),
+        resources: None,
+        metadata: None,
+        may_cancel: false,
+        err: "operation record was pruned".into(),
+        location: String::new(),
+    }
+}
+
+impl Drop for OpHandle {
+    fn drop(&mut self) {
+        // No-op when already final (update ignores final operations).
+        self.registry.update(&self.id, |op| {
+            op.status = OperationStatus::Failure;
+            op.err = "operation ended without a result".into();
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn waiters_see_the_final_state_and_events_flow() {
+        let bus = EventBus::new("none");
+        let mut events = bus.subscribe();
+        let reg = Registry::new(bus, "none");
+        let op = reg.create(
+            OperationClass::Task,
+            "Starting instance",
+            BTreeMap::new(),
+            None,
+        );
+        let id = op.id().to_string();
+
+        let waiter = {
+            let reg = reg.clone();
+            let id = id.clone();
+            tokio::spawn(async move { reg.wait(&id, Some(Duration::from_secs(10))).await })
+        };
+        op.set_metadata(serde_json::json!({"progress": "half"}));
+        op.succeed(None);
+        let done = waiter.await.expect("joins").expect("found");
+        assert_eq!(done.status, OperationStatus::Success);
+        assert_eq!(done.status_code, 200);
+        assert_eq!(done.metadata, Some(serde_json::json!({"progress": "half"})));
+
+        let mut statuses = Vec::new();
+        while let Ok(ev) = events.try_recv() {
+            assert_eq!(ev.kind, "operation");
+            statuses.push(
+                ev.metadata["status"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            );
+        }
+        assert_eq!(statuses, ["Running", "Running", "Success"]);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_handle_fails_the_operation_and_timeouts_return_current() {
+        let reg = Registry::new(EventBus::new("none"), "none");
+        let op = reg.create(OperationClass::Task, "x", BTreeMap::new(), None);
+        let id = op.id().to_string();
+        let running = reg
+            .wait(&id, Some(Duration::from_millis(1)))
+            .await
+            .expect("found");
+        assert_eq!(running.status, OperationStatus::Running);
+        drop(op);
+        let failed = reg.wait(&id, None).await.expect("found");
+        assert_eq!(failed.status, OperationStatus::Failure);
+        assert!(matches!(
+            reg.wait("nope", None).await,
+            Err(WaitError::NotFound)
+        ));
+    }
+}
