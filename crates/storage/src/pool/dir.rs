@@ -1,0 +1,244 @@
+//! The `dir` storage driver: volumes are plain directories.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::error::PoolError;
+
+/// Prefix of in-progress (or abandoned) volume directories.
+const TMP_PREFIX: &str = ".tmp-";
+/// Distinguishes temp directories of concurrent operations in one process.
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A `dir` storage pool rooted at `source`, laid out like LXD's:
+///
+/// ```text
+/// <source>/containers/<name>/rootfs/   an instance's root filesystem
+/// <source>/containers/.tmp-*           volumes being created; removed by DirPool::new
+/// ```
+///
+/// # Correctness
+///
+/// A volume exists exactly when `<source>/containers/<name>` exists: creation builds it under
+/// a temporary name and renames it into place, so a failed or interrupted creation leaves no
+/// volume behind. All methods are blocking.
+#[derive(Debug, Clone)]
+pub struct DirPool {
+    source: PathBuf,
+}
+
+impl DirPool {
+    /// Opens the pool at `source`, creating `<source>/containers/` (mode `0711`, traversable
+    /// by the containers' mapped users), and removes leftovers of interrupted creations.
+    pub fn new(source: PathBuf) -> Result<Self, PoolError> {
+        let containers = source.join("containers");
+        fs::create_dir_all(&containers).map_err(PoolError::io("create", &containers))?;
+        fs::set_permissions(&containers, fs::Permissions::from_mode(0o711))
+            .map_err(PoolError::io("chmod", &containers))?;
+        let rd = fs::read_dir(&containers).map_err(PoolError::io("read", &containers))?;
+        for entry in rd {
+            let entry = entry.map_err(PoolError::io("read", &containers))?;
+            if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                let path = entry.path();
+                tracing::warn!(path = %path.display(), "removing leftover volume directory");
+                remove_tree(&path).map_err(PoolError::io("remove", &path))?;
+            }
+        }
+        Ok(Self { source })
+    }
+
+    /// The pool's source directory.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// `<source>/containers/<name>`; whether or not it exists.
+    pub fn volume_path(&self, name: &str) -> PathBuf {
+        self.source.join("containers").join(name)
+    }
+
+    /// `<source>/containers/<name>/rootfs`.
+    pub fn rootfs_path(&self, name: &str) -> PathBuf {
+        self.volume_path(name).join("rootfs")
+    }
+
+    /// Whether the volume exists.
+    pub fn volume_exists(&self, name: &str) -> bool {
+        check_name(name).is_ok() && self.volume_path(name).is_dir()
+    }
+
+    /// Creates volume `name` holding a full copy of `<unpacked_image_dir>/rootfs` (ownership,
+    /// modes, symlinks, hard links, devices, xattrs and mtimes preserved) and returns the
+    /// volume path. Uses `cp -a --reflink=auto`, so copy-on-write filesystems share blocks.
+    ///
+    /// Fails with [`PoolError::AlreadyExists`] if the volume exists; on any failure nothing
+    /// is left behind.
+    pub fn create_volume_from_image(
+        &self,
+        name: &str,
+        unpacked_image_dir: &Path,
+    ) -> Result<PathBuf, PoolError> {
+        let src = unpacked_image_dir.join("rootfs");
+        if !src.is_dir() {
+            return Err(PoolError::NoImageRootfs(unpacked_image_dir.to_path_buf()));
+        }
+        self.create_with(name, |tmp| {
+            let dst = tmp.join("rootfs");
+            let out = Command::new("cp")
+                .arg("-a")
+                .arg("--reflink=auto")
+                .arg("--")
+                .arg(&src)
+                .arg(&dst)
+                .output()
+                .map_err(PoolError::io("run cp for", &dst))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+                Err(PoolError::Copy {
+                    from: src.clone(),
+                    to: dst,
+                    stderr: if stderr.is_empty() {
+                        out.status.to_string()
+                    } else {
+                        stderr
+                    },
+                })
+            }
+        })
+    }
+
+    /// Creates volume `name` with an empty `rootfs/` (mode `0755`), for instances created
+    /// with `source: none`. Returns the volume path.
+    pub fn create_empty_volume(&self, name: &str) -> Result<PathBuf, PoolError> {
+        self.create_with(name, |tmp| {
+            let rootfs = tmp.join("rootfs");
+            fs::create_dir(&rootfs).map_err(PoolError::io("create", &rootfs))?;
+            fs::set_permissions(&rootfs, fs::Permissions::from_mode(0o755))
+                .map_err(PoolError::io("chmod", &rootfs))
+        })
+    }
+
+    /// Builds a volume in a temp directory with `fill`, then renames it to `name`.
+    fn create_with(
+        &self,
+        name: &str,
+        fill: impl FnOnce(&Path) -> Result<(), PoolError>,
+    ) -> Result<PathBuf, PoolError> {
+        check_name(name)?;
+        let target = self.volume_path(name);
+        if fs::symlink_metadata(&target).is_ok() {
+            return Err(PoolError::AlreadyExists(name.to_owned()));
+        }
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = self
+            .source
+            .join("containers")
+            .join(format!("{TMP_PREFIX}{name}-{}-{n}", std::process::id()));
+        fs::create_dir(&tmp).map_err(PoolError::io("create", &tmp))?;
+        let result = fs::set_permissions(&tmp, fs::Permissions::from_mode(0o711))
+            .map_err(PoolError::io("chmod", &tmp))
+            .and_then(|()| fill(&tmp))
+            .and_then(|()| rename_new(&tmp, &target, name));
+        if let Err(e) = result {
+            if let Err(rm) = remove_tree(&tmp) {
+                tracing::warn!(path = %tmp.display(), error = %rm, "cannot remove partial volume");
+            }
+            return Err(e);
+        }
+        tracing::info!(volume = name, "volume created");
+        Ok(target)
+    }
+
+    /// Removes volume `name` and everything in it. Removing an absent volume succeeds.
+    pub fn delete_volume(&self, name: &str) -> Result<(), PoolError> {
+        check_name(name)?;
+        let path = self.volume_path(name);
+        if fs::symlink_metadata(&path).is_err() {
+            return Ok(());
+        }
+        // Rename first so the volume disappears at once even if removal is slow or fails.
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let doomed = self
+            .source
+            .join("containers")
+            .join(format!("{TMP_PREFIX}del-{name}-{}-{n}", std::process::id()));
+        fs::rename(&path, &doomed).map_err(PoolError::io("rename", &path))?;
+        remove_tree(&doomed).map_err(PoolError::io("remove", &doomed))?;
+        tracing::info!(volume = name, "volume deleted");
+        Ok(())
+    }
+
+    /// Renames volume `old` to `new`; fails if `old` is missing or `new` exists.
+    pub fn rename_volume(&self, old: &str, new: &str) -> Result<(), PoolError> {
+        check_name(old)?;
+        check_name(new)?;
+        let from = self.volume_path(old);
+        if !from.is_dir() {
+            return Err(PoolError::NotFound(old.to_owned()));
+        }
+        rename_new(&from, &self.volume_path(new), new)
+    }
+
+    /// Disk usage of volume `name` in bytes (allocated blocks, hard links counted once, like
+    /// `du`). Best effort: entries that vanish or cannot be read are skipped.
+    pub fn volume_size(&self, name: &str) -> Result<u64, PoolError> {
+        check_name(name)?;
+        let path = self.volume_path(name);
+        if !path.is_dir() {
+            return Err(PoolError::NotFound(name.to_owned()));
+        }
+        let mut seen = HashSet::new();
+        let mut total = 0u64;
+        let mut stack = vec![path];
+        while let Some(p) = stack.pop() {
+            let Ok(m) = fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if m.nlink() > 1 && !m.is_dir() && !seen.insert((m.dev(), m.ino())) {
+                continue;
+            }
+            total += m.blocks() * 512;
+            if m.is_dir()
+                && let Ok(rd) = fs::read_dir(&p)
+            {
+                stack.extend(rd.flatten().map(|e| e.path()));
+            }
+        }
+        Ok(total)
+    }
+}
+
+/// Accepts names usable as one path component: non-empty, no `/` or NUL, not starting with
+/// `.` (which also rules out `.`, `..` and the pool's temp names).
+fn check_name(name: &str) -> Result<(), PoolError> {
+    if name.is_empty() || name.starts_with('.') || name.contains(['/', '\0']) {
+        Err(PoolError::InvalidName(name.to_owned()))
+    } else {
+        Ok(())
+    }
+}
+
+/// Renames `from` to `to` unless `to` exists (checked, then renamed: the daemon serialises
+/// operations on one instance, so the window does not matter).
+fn rename_new(from: &Path, to: &Path, name: &str) -> Result<(), PoolError> {
+    if fs::symlink_metadata(to).is_ok() {
+        return Err(PoolError::AlreadyExists(name.to_owned()));
+    }
+    fs::rename(from, to).map_err(PoolError::io("rename", from))
+}
+
+/// Removes a directory tree; an absent one is fine.
+fn remove_tree(path: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
