@@ -1,0 +1,510 @@
+//! OCI bundle generation: an [`InstanceSpec`] becomes the `config.json` of a system
+//! container.
+//!
+//! The container is privileged in the LXD sense (root, no user namespace) but isolated:
+//! own pid, mount, uts, ipc and network namespaces (the network namespace holds only `lo`),
+//! a fresh `/dev` with the standard devices, `/proc` with the usual masked paths, `/sys`
+//! read-only, and the LXD capability set (all the host has but `sys_module`, `sys_time`, `sys_rawio`,
+//! `mac_admin`, `mac_override`).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use drivers::{DriverError, InstanceSpec, Result};
+use oci_spec::runtime::{
+    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDevice,
+    LinuxDeviceBuilder, LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType,
+    LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder, Mount,
+    MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
+};
+
+use crate::limits::{CpuLimit, parse_cpu_limit, parse_memory_limit};
+
+/// Name of the bundle's config file inside `run_dir`.
+pub const CONFIG_FILE: &str = "config.json";
+
+/// CFS period used for `limits.cpu` counts, in microseconds.
+pub const CPU_PERIOD_US: u64 = 100_000;
+
+/// `PATH` given to PID 1 when the instance's environment has none.
+pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Capabilities a system container keeps: everything the kernel knows except these.
+const DROPPED_CAPS: &[Capability] = &[
+    Capability::SysModule,
+    Capability::SysTime,
+    Capability::SysRawio,
+    Capability::MacAdmin,
+    Capability::MacOverride,
+];
+
+/// Every capability oci-spec names, with its bit number (up to `CAP_CHECKPOINT_RESTORE`).
+const ALL_CAPS: &[(Capability, u32)] = &[
+    (Capability::Chown, 0),
+    (Capability::DacOverride, 1),
+    (Capability::DacReadSearch, 2),
+    (Capability::Fowner, 3),
+    (Capability::Fsetid, 4),
+    (Capability::Kill, 5),
+    (Capability::Setgid, 6),
+    (Capability::Setuid, 7),
+    (Capability::Setpcap, 8),
+    (Capability::LinuxImmutable, 9),
+    (Capability::NetBindService, 10),
+    (Capability::NetBroadcast, 11),
+    (Capability::NetAdmin, 12),
+    (Capability::NetRaw, 13),
+    (Capability::IpcLock, 14),
+    (Capability::IpcOwner, 15),
+    (Capability::SysModule, 16),
+    (Capability::SysRawio, 17),
+    (Capability::SysChroot, 18),
+    (Capability::SysPtrace, 19),
+    (Capability::SysPacct, 20),
+    (Capability::SysAdmin, 21),
+    (Capability::SysBoot, 22),
+    (Capability::SysNice, 23),
+    (Capability::SysResource, 24),
+    (Capability::SysTime, 25),
+    (Capability::SysTtyConfig, 26),
+    (Capability::Mknod, 27),
+    (Capability::Lease, 28),
+    (Capability::AuditWrite, 29),
+    (Capability::AuditControl, 30),
+    (Capability::Setfcap, 31),
+    (Capability::MacOverride, 32),
+    (Capability::MacAdmin, 33),
+    (Capability::Syslog, 34),
+    (Capability::WakeAlarm, 35),
+    (Capability::BlockSuspend, 36),
+    (Capability::AuditRead, 37),
+    (Capability::Perfmon, 38),
+    (Capability::Bpf, 39),
+    (Capability::CheckpointRestore, 40),
+];
+
+/// Character devices every instance gets: (path, major, minor).
+const STANDARD_DEVICES: &[(&str, i64, i64)] = &[
+    ("/dev/null", 1, 3),
+    ("/dev/zero", 1, 5),
+    ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9),
+    ("/dev/tty", 5, 0),
+];
+
+/// Parts of `/proc` and `/sys` hidden from the instance.
+const MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+];
+
+/// Parts of `/proc` the instance may read but not write (host-wide knobs).
+const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+fn oci_err(e: impl std::fmt::Display) -> DriverError {
+    DriverError::Invalid(format!("cannot build the oci spec: {e}"))
+}
+
+fn mount(dest: &str, typ: &str, source: &str, options: &[&str]) -> Result<Mount> {
+    MountBuilder::default()
+        .destination(dest)
+        .typ(typ)
+        .source(source)
+        .options(options.iter().map(|s| (*s).to_string()).collect::<Vec<_>>())
+        .build()
+        .map_err(oci_err)
+}
+
+fn mounts() -> Result<Vec<Mount>> {
+    Ok(vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"])?,
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        )?,
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        )?,
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        )?,
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        )?,
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        )?,
+        mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            "cgroup",
+            &["nosuid", "noexec", "nodev", "relatime", "ro"],
+        )?,
+    ])
+}
+
+fn devices() -> Result<(Vec<LinuxDevice>, Vec<LinuxDeviceCgroup>)> {
+    let mut nodes = Vec::new();
+    let mut rules = vec![
+        LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .access("rwm")
+            .build()
+            .map_err(oci_err)?,
+    ];
+    let allow = |typ, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let mut b = LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .typ(typ)
+            .access(access);
+        if let Some(m) = major {
+            b = b.major(m);
+        }
+        if let Some(m) = minor {
+            b = b.minor(m);
+        }
+        b.build().map_err(oci_err)
+    };
+    for &(path, major, minor) in STANDARD_DEVICES {
+        nodes.push(
+            LinuxDeviceBuilder::default()
+                .path(path)
+                .typ(LinuxDeviceType::C)
+                .major(major)
+                .minor(minor)
+                .file_mode(0o666u32)
+                .uid(0u32)
+                .gid(0u32)
+                .build()
+                .map_err(oci_err)?,
+        );
+        rules.push(allow(LinuxDeviceType::C, Some(major), Some(minor), "rwm")?);
+    }
+    // mknod of anything (as LXD allows), the console, /dev/ptmx and the pty slaves.
+    rules.push(allow(LinuxDeviceType::C, None, None, "m")?);
+    rules.push(allow(LinuxDeviceType::B, None, None, "m")?);
+    rules.push(allow(LinuxDeviceType::C, Some(5), Some(1), "rwm")?);
+    rules.push(allow(LinuxDeviceType::C, Some(5), Some(2), "rwm")?);
+    rules.push(allow(LinuxDeviceType::C, Some(136), None, "rwm")?);
+    Ok((nodes, rules))
+}
+
+/// The capability set of a system container on a host whose bounding set is `host_bounding`
+/// (a bit mask as in `CapBnd` of `/proc/self/status`): all capabilities but the dropped
+/// ones, and none the host lacks (the runtime's `capset` would fail on those).
+pub fn capabilities(host_bounding: u64) -> HashSet<Capability> {
+    ALL_CAPS
+        .iter()
+        .filter(|(c, bit)| !DROPPED_CAPS.contains(c) && host_bounding & (1u64 << bit) != 0)
+        .map(|(c, _)| *c)
+        .collect()
+}
+
+/// The bounding capability set of this process (all bits when unreadable).
+pub fn host_bounding_set() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX)
+}
+
+/// Builds the OCI spec of a system container.
+///
+/// `cgroups_path` is the runtime-relative cgroup (`/drover/<id>`). Limits come from
+/// `limits.memory` and `limits.cpu` of `spec.config` (see [`crate::limits`]).
+///
+/// # Errors
+///
+/// [`DriverError::Invalid`] for an empty `init`, a relative rootfs or a bad limit.
+pub fn build_spec(spec: &InstanceSpec, cgroups_path: &str) -> Result<Spec> {
+    if spec.init.is_empty() {
+        return Err(DriverError::Invalid("init command is empty".into()));
+    }
+    if !spec.rootfs.is_absolute() {
+        return Err(DriverError::Invalid(format!(
+            "rootfs {} is not an absolute path",
+            spec.rootfs.display()
+        )));
+    }
+    let mut env = spec.env.clone();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, DEFAULT_PATH.to_string());
+    }
+    let caps = capabilities(host_bounding_set());
+    let process = ProcessBuilder::default()
+        .terminal(false)
+        .user(
+            UserBuilder::default()
+                .uid(0u32)
+                .gid(0u32)
+                .build()
+                .map_err(oci_err)?,
+        )
+        .args(spec.init.clone())
+        .env(env)
+        .cwd("/")
+        .no_new_privileges(false)
+        .capabilities(
+            LinuxCapabilitiesBuilder::default()
+                .bounding(caps.clone())
+                .effective(caps.clone())
+                .permitted(caps)
+                .build()
+                .map_err(oci_err)?,
+        )
+        .build()
+        .map_err(oci_err)?;
+
+    let namespaces = [
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Network,
+    ]
+    .into_iter()
+    .map(|typ| {
+        LinuxNamespaceBuilder::default()
+            .typ(typ)
+            .build()
+            .map_err(oci_err)
+    })
+    .collect::<Result<Vec<_>>>()?;
+
+    let (nodes, device_rules) = devices()?;
+    let mut resources = LinuxResourcesBuilder::default().devices(device_rules);
+    if let Some(v) = spec
+        .config
+        .get("limits.memory")
+        .filter(|v| !v.trim().is_empty())
+    {
+        let bytes = parse_memory_limit(v).map_err(DriverError::Invalid)?;
+        let bytes = i64::try_from(bytes)
+            .map_err(|_| DriverError::Invalid(format!("memory limit {v:?} is too large")))?;
+        resources = resources.memory(
+            LinuxMemoryBuilder::default()
+                .limit(bytes)
+                .build()
+                .map_err(oci_err)?,
+        );
+    }
+    if let Some(v) = spec
+        .config
+        .get("limits.cpu")
+        .filter(|v| !v.trim().is_empty())
+    {
+        let cpu = match parse_cpu_limit(v).map_err(DriverError::Invalid)? {
+            CpuLimit::Count(n) => LinuxCpuBuilder::default()
+                .period(CPU_PERIOD_US)
+                .quota(i64::from(n) * CPU_PERIOD_US as i64),
+            CpuLimit::Set(set) => LinuxCpuBuilder::default().cpus(set),
+        };
+        resources = resources.cpu(cpu.build().map_err(oci_err)?);
+    }
+
+    let linux = LinuxBuilder::default()
+        .namespaces(namespaces)
+        .devices(nodes)
+        .resources(resources.build().map_err(oci_err)?)
+        .cgroups_path(PathBuf::from(cgroups_path))
+        .masked_paths(
+            MASKED_PATHS
+                .iter()
+                .map(|s| (*s).to_string())
+                .collect::<Vec<_>>(),
+        )
+        .readonly_paths(
+            READONLY_PATHS
+                .iter()
+                .map(|s| (*s).to_string())
+                .collect::<Vec<_>>(),
+        )
+        .build()
+        .map_err(oci_err)?;
+
+    SpecBuilder::default()
+        .version("1.0.2")
+        .root(
+            RootBuilder::default()
+                .path(spec.rootfs.clone())
+                .readonly(false)
+                .build()
+                .map_err(oci_err)?,
+        )
+        .hostname(spec.name.clone())
+        .process(process)
+        .mounts(mounts()?)
+        .linux(linux)
+        .build()
+        .map_err(oci_err)
+}
+
+/// Writes `spec` as `<run_dir>/config.json` (creating `run_dir`), atomically: a reader
+/// never sees a half-written file.
+///
+/// # Errors
+///
+/// I/O errors of the directory or the file.
+pub fn write_bundle(run_dir: &Path, spec: &Spec) -> Result<PathBuf> {
+    std::fs::create_dir_all(run_dir)?;
+    let path = run_dir.join(CONFIG_FILE);
+    let tmp = run_dir.join(".config.json.tmp");
+    let json = serde_json::to_vec_pretty(spec).map_err(std::io::Error::other)?;
+    std::fs::write(&tmp, json)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn instance(config: &[(&str, &str)]) -> InstanceSpec {
+        InstanceSpec {
+            id: "default_c1".into(),
+            name: "c1".into(),
+            rootfs: "/var/lib/drover/c1/rootfs".into(),
+            run_dir: "/run/drover/c1".into(),
+            config: config
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect::<BTreeMap<_, _>>(),
+            init: vec!["/sbin/init".into()],
+            env: vec![],
+        }
+    }
+
+    fn json(config: &[(&str, &str)]) -> serde_json::Value {
+        serde_json::to_value(build_spec(&instance(config), "/drover/default_c1").unwrap()).unwrap()
+    }
+
+    #[test]
+    fn system_container_shape() {
+        let j = json(&[]);
+        assert_eq!(j["hostname"], "c1");
+        assert_eq!(j["root"]["path"], "/var/lib/drover/c1/rootfs");
+        assert_eq!(j["root"]["readonly"], false);
+        assert_eq!(j["process"]["args"][0], "/sbin/init");
+        assert_eq!(j["process"]["terminal"], false);
+        assert_eq!(j["process"]["user"]["uid"], 0);
+        assert!(
+            j["process"]["env"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("PATH=")
+        );
+        let ns: Vec<&str> = j["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(ns, ["pid", "mount", "uts", "ipc", "network"]);
+        assert!(j["uidMappings"].is_null() && j["linux"]["uidMappings"].is_null());
+        let mounts: Vec<&str> = j["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["destination"].as_str().unwrap())
+            .collect();
+        for m in ["/proc", "/sys", "/dev", "/dev/pts", "/dev/shm"] {
+            assert!(mounts.contains(&m), "{m} missing from {mounts:?}");
+        }
+        let devs: Vec<&str> = j["linux"]["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["path"].as_str().unwrap())
+            .collect();
+        assert_eq!(devs.len(), 6);
+        assert!(devs.contains(&"/dev/urandom") && devs.contains(&"/dev/tty"));
+        assert_eq!(j["linux"]["cgroupsPath"], "/drover/default_c1");
+        assert!(j["linux"]["resources"]["memory"].is_null());
+        let caps = j["process"]["capabilities"]["bounding"].as_array().unwrap();
+        let has = |c: &str| caps.iter().any(|v| v == c);
+        assert!(has("CAP_SYS_ADMIN") && has("CAP_KILL") && has("CAP_NET_ADMIN"));
+        assert!(!has("CAP_SYS_MODULE") && !has("CAP_SYS_TIME"));
+    }
+
+    #[test]
+    fn capabilities_follow_the_host() {
+        let all = capabilities(u64::MAX);
+        assert_eq!(all.len(), ALL_CAPS.len() - DROPPED_CAPS.len());
+        let without_resource = capabilities(!(1 << 24));
+        assert!(all.contains(&Capability::SysResource));
+        assert!(!without_resource.contains(&Capability::SysResource));
+    }
+
+    #[test]
+    fn limits_become_resources() {
+        let j = json(&[("limits.memory", "256MiB"), ("limits.cpu", "2")]);
+        assert_eq!(j["linux"]["resources"]["memory"]["limit"], 256 << 20);
+        assert_eq!(j["linux"]["resources"]["cpu"]["quota"], 200_000);
+        assert_eq!(j["linux"]["resources"]["cpu"]["period"], 100_000);
+        let j = json(&[("limits.cpu", "0,1")]);
+        assert_eq!(j["linux"]["resources"]["cpu"]["cpus"], "0,1");
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        let bad = build_spec(&instance(&[("limits.memory", "lots")]), "/x");
+        assert!(matches!(bad, Err(DriverError::Invalid(_))));
+        let mut i = instance(&[]);
+        i.init.clear();
+        assert!(build_spec(&i, "/x").is_err());
+        let mut i = instance(&[]);
+        i.rootfs = "rootfs".into();
+        assert!(build_spec(&i, "/x").is_err());
+    }
+
+    #[test]
+    fn bundle_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        let spec = build_spec(&instance(&[]), "/drover/x").unwrap();
+        let path = write_bundle(&run, &spec).unwrap();
+        let back = Spec::load(&path).unwrap();
+        assert_eq!(back, spec);
+    }
+}

@@ -1,0 +1,317 @@
+//! [`OciDriver`]: the [`InstanceDriver`] of system containers on crun or runc.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use drivers::{
+    DriverError, ExecProcess, ExecSpec, ExecStdio, InstanceDriver, InstanceSpec, Result,
+    RuntimeStatus, StopOutcome, Usage,
+};
+use tokio::sync::RwLock;
+
+use crate::bundle::{DEFAULT_PATH, build_spec, write_bundle};
+use crate::cgroup::CgroupLayout;
+use crate::exec::OciExec;
+use crate::pid_watch::PidWatch;
+use crate::runtime::{ContainerState, ExecArgs, Runtime, RuntimeKind};
+
+/// File in `run_dir` that receives PID 1's stdout and stderr (and the runtime's messages).
+pub const CONSOLE_LOG: &str = "console.log";
+
+/// File in `run_dir` where the runtime writes PID 1's pid.
+pub const PID_FILE: &str = "pid";
+
+/// Default cgroup parent of instances (`/drover/<id>`).
+pub const DEFAULT_CGROUP_PARENT: &str = "drover";
+
+/// How long a killed instance may take to die before the driver falls back to
+/// `delete --force`.
+const KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// System containers on one OCI runtime whose state lives in one `--root` directory.
+///
+/// It keeps no state of its own beyond configuration: everything is asked from the runtime
+/// (whose state is in the root directory) or from `/proc` and the cgroup filesystem, so a
+/// fresh `OciDriver` on the same root directory — after a daemon restart — sees and controls
+/// the containers an earlier one started.
+///
+/// # Correctness
+///
+/// With crun on a hybrid-cgroup host, every instance must be handled from the same mount
+/// view: the daemon calls [`crate::prepare_mount_namespace`] before starting tokio, and the
+/// runtime's [`crate::Isolation`] is detected when the driver is built.
+#[derive(Debug, Clone)]
+pub struct OciDriver {
+    runtime: Runtime,
+    version: String,
+    cgroups: CgroupLayout,
+    /// Held shared while a container is created, exclusively while an empty cgroup parent is
+    /// removed, so that the removal never races a `mkdir -p` of the runtime.
+    cgroup_parent_lock: Arc<RwLock<()>>,
+}
+
+impl OciDriver {
+    /// A driver over `kind` keeping runtime state in `root_dir`, without a probe (the
+    /// version is asked with `--version`). Prefer [`crate::probe`] at start-up.
+    ///
+    /// # Errors
+    ///
+    /// [`DriverError::Runtime`] when the binary does not run.
+    pub async fn new(kind: RuntimeKind, root_dir: impl Into<PathBuf>) -> Result<OciDriver> {
+        let runtime = Runtime::new(kind, root_dir);
+        let version = runtime.version().await?;
+        Ok(OciDriver::from_parts(runtime, version))
+    }
+
+    /// A driver over an already configured runtime whose `--version` line is `version`.
+    pub fn from_parts(runtime: Runtime, version: String) -> OciDriver {
+        OciDriver {
+            runtime,
+            version,
+            cgroups: CgroupLayout::new(DEFAULT_CGROUP_PARENT),
+            cgroup_parent_lock: Arc::new(RwLock::new(())),
+        }
+    }
+
+    /// Puts instances in `/<parent>/<id>` instead of `/drover/<id>`. Daemons sharing a host
+    /// must use distinct parents (and distinct root directories).
+    #[must_use]
+    pub fn with_cgroup_parent(mut self, parent: impl Into<String>) -> OciDriver {
+        self.cgroups = CgroupLayout::new(parent);
+        self
+    }
+
+    /// `"crun"` or `"runc"`.
+    pub fn runtime_name(&self) -> &'static str {
+        self.runtime.kind().name()
+    }
+
+    /// The runtime wrapper.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// Where the instances' cgroups are.
+    pub fn cgroups(&self) -> &CgroupLayout {
+        &self.cgroups
+    }
+
+    /// `"<name> <version>"` from the version line (`"crun version 1.8.1"` → `"crun 1.8.1"`).
+    fn short_version(&self) -> String {
+        let name = self.runtime_name();
+        let v = self
+            .version
+            .split_whitespace()
+            .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))
+            .unwrap_or("unknown");
+        format!("{name} {v}")
+    }
+
+    /// The runtime's view of `id`, cleaning up a container that is not running (created
+    /// but never started, or exited) so that a later start works.
+    async fn running(&self, id: &str) -> Result<Option<PidWatch>> {
+        let Some(ContainerState { status, pid }) = self.runtime.state(id).await? else {
+            return Ok(None);
+        };
+        if matches!(status.as_str(), "running" | "paused")
+            && let Some(w) = i32::try_from(pid).ok().and_then(PidWatch::new)
+        {
+            return Ok(Some(w));
+        }
+        tracing::debug!(
+            instance = id,
+            status,
+            "removing a container that is not running"
+        );
+        self.runtime.delete(id, status != "stopped").await?;
+        self.remove_cgroups(id).await;
+        Ok(None)
+    }
+
+    /// Removes the cgroup directories left after `id` was deleted.
+    async fn remove_cgroups(&self, id: &str) {
+        let guard = self.cgroup_parent_lock.try_write();
+        self.cgroups.remove(id, guard.is_ok());
+    }
+
+    /// Kills `id` (PID 1 watched by `w`) with SIGKILL and deletes it.
+    async fn kill_and_delete(&self, id: &str, w: &PidWatch) -> Result<()> {
+        if let Err(e) = self.runtime.kill(id, libc::SIGKILL).await
+            && w.alive()
+        {
+            return Err(e);
+        }
+        if !w.wait_exit(KILL_GRACE).await {
+            tracing::warn!(instance = id, pid = w.pid(), "pid 1 survived SIGKILL");
+            return self.runtime.delete(id, true).await;
+        }
+        self.delete_stopped(id).await
+    }
+
+    /// Deletes `id` whose PID 1 has exited.
+    async fn delete_stopped(&self, id: &str) -> Result<()> {
+        if self.runtime.delete(id, false).await.is_err() {
+            self.runtime.delete(id, true).await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl InstanceDriver for OciDriver {
+    fn describe(&self) -> String {
+        self.short_version()
+    }
+
+    async fn start(&self, spec: &InstanceSpec) -> Result<u32> {
+        if self.running(&spec.id).await?.is_some() {
+            return Err(DriverError::AlreadyRunning);
+        }
+        let t0 = Instant::now();
+        let oci = build_spec(spec, &self.cgroups.cgroups_path(&spec.id))?;
+        write_bundle(&spec.run_dir, &oci)?;
+        std::fs::create_dir_all(self.runtime.root())?;
+        let pid_file = spec.run_dir.join(PID_FILE);
+        let _ = std::fs::remove_file(&pid_file);
+        let log = spec.run_dir.join(CONSOLE_LOG);
+        let res = {
+            let _shared = self.cgroup_parent_lock.read().await;
+            self.runtime
+                .run_detached(&spec.id, &spec.run_dir, &pid_file, &log)
+                .await
+        };
+        if let Err(e) = res {
+            // A failed run may leave a created container behind.
+            let _ = self.runtime.delete(&spec.id, true).await;
+            self.remove_cgroups(&spec.id).await;
+            return Err(e);
+        }
+        let pid = std::fs::read_to_string(&pid_file)?
+            .trim()
+            .parse::<u32>()
+            .map_err(|e| {
+                DriverError::Invalid(format!("bad pid file {}: {e}", pid_file.display()))
+            })?;
+        tracing::debug!(
+            instance = %spec.id,
+            pid,
+            runtime = self.runtime_name(),
+            ms = t0.elapsed().as_secs_f64() * 1e3,
+            "instance started"
+        );
+        Ok(pid)
+    }
+
+    async fn stop(
+        &self,
+        id: &str,
+        signal: i32,
+        timeout: Duration,
+        force: bool,
+    ) -> Result<StopOutcome> {
+        let Some(w) = self.running(id).await? else {
+            return Ok(StopOutcome::WasStopped);
+        };
+        let outcome = if force || timeout.is_zero() {
+            self.kill_and_delete(id, &w).await?;
+            StopOutcome::Killed
+        } else {
+            if let Err(e) = self.runtime.kill(id, signal).await
+                && w.alive()
+            {
+                return Err(e);
+            }
+            if w.wait_exit(timeout).await {
+                self.delete_stopped(id).await?;
+                StopOutcome::Clean
+            } else {
+                tracing::info!(instance = id, ?timeout, signal, "stop timed out, killing");
+                self.kill_and_delete(id, &w).await?;
+                StopOutcome::Killed
+            }
+        };
+        self.remove_cgroups(id).await;
+        Ok(outcome)
+    }
+
+    async fn state(&self, id: &str) -> Result<RuntimeStatus> {
+        Ok(match self.running(id).await? {
+            Some(w) => RuntimeStatus::Running {
+                pid: u32::try_from(w.pid()).unwrap_or_default(),
+            },
+            None => RuntimeStatus::Stopped,
+        })
+    }
+
+    async fn usage(&self, id: &str) -> Result<Usage> {
+        Ok(self.cgroups.usage(id))
+    }
+
+    async fn exec(
+        &self,
+        id: &str,
+        spec: &ExecSpec,
+        stdio: ExecStdio,
+    ) -> Result<Box<dyn ExecProcess>> {
+        if spec.command.is_empty() {
+            return Err(DriverError::Invalid("exec command is empty".into()));
+        }
+        let Some(w) = self.running(id).await? else {
+            return Err(DriverError::NotRunning);
+        };
+        let cwd = if !spec.cwd.is_empty() {
+            spec.cwd.clone()
+        } else if spec.uid == 0
+            && std::path::Path::new(&format!("/proc/{}/root/root", w.pid())).is_dir()
+        {
+            "/root".to_string()
+        } else {
+            "/".to_string()
+        };
+        let mut env = spec.env.clone();
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.push(DEFAULT_PATH.to_string());
+        }
+        if !env.iter().any(|e| e.starts_with("HOME=")) {
+            env.push(format!(
+                "HOME={}",
+                if spec.uid == 0 { "/root" } else { "/" }
+            ));
+        }
+        let args = ExecArgs {
+            command: &spec.command,
+            env: &env,
+            cwd: &cwd,
+            uid: spec.uid,
+            gid: spec.gid,
+        };
+        let mut cmd = self.runtime.exec_command(id, &args);
+        cmd.stdin(Stdio::from(stdio.stdin))
+            .stdout(Stdio::from(stdio.stdout))
+            .stderr(Stdio::from(stdio.stderr));
+        let child = cmd.spawn().map_err(|e| DriverError::Runtime {
+            runtime: self.runtime_name().into(),
+            verb: "exec".into(),
+            stderr: format!("cannot run: {e}"),
+        })?;
+        Ok(Box::new(OciExec::new(child, self.runtime_name())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_is_name_and_version() {
+        let rt = Runtime::new(RuntimeKind::Crun, "/nonexistent");
+        let d = OciDriver::from_parts(rt, "crun version 1.8.1".into());
+        assert_eq!(d.describe(), "crun 1.8.1");
+        assert_eq!(d.runtime_name(), "crun");
+        let rt = Runtime::new(RuntimeKind::Runc, "/nonexistent");
+        let d = OciDriver::from_parts(rt, "runc version 1.1.5+ds1".into());
+        assert_eq!(d.describe(), "runc 1.1.5+ds1");
+    }
+}

@@ -1,0 +1,95 @@
+//! Watching a host process by `/proc/<pid>/stat`, without spawning anything.
+//!
+//! A stopped container's PID 1 stays a zombie until its parent (the host's init, or a
+//! subreaper) reaps it, and the runtimes count a zombie as stopped; so does this.
+
+use std::time::{Duration, Instant};
+
+/// A process identified by pid and start time, so that a reused pid is not mistaken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PidWatch {
+    pid: i32,
+    start_time: u64,
+}
+
+/// State letter and start time (field 22) of `/proc/<pid>/stat`.
+fn stat(pid: i32) -> Option<(char, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces or parentheses.
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // `rest` starts at field 3 (state); the start time is field 22.
+    let start_time = fields.nth(18)?.parse().ok()?;
+    Some((state, start_time))
+}
+
+impl PidWatch {
+    /// Starts watching `pid`; `None` when it does not run (or is a zombie already).
+    pub fn new(pid: i32) -> Option<PidWatch> {
+        match stat(pid)? {
+            (state, _) if is_dead(state) => None,
+            (_, start_time) => Some(PidWatch { pid, start_time }),
+        }
+    }
+
+    /// The pid.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Whether the process still runs (not exited, not a zombie, pid not reused).
+    pub fn alive(&self) -> bool {
+        matches!(stat(self.pid), Some((state, st)) if st == self.start_time && !is_dead(state))
+    }
+
+    /// Waits until the process exits or `timeout` passes; returns whether it exited.
+    /// Polls at 1 ms, growing to 5 ms, and to 20 ms after the first second.
+    pub async fn wait_exit(&self, timeout: Duration) -> bool {
+        let start = Instant::now();
+        let mut interval = Duration::from_millis(1);
+        loop {
+            if !self.alive() {
+                return true;
+            }
+            let elapsed = start.elapsed();
+            if elapsed >= timeout {
+                return false;
+            }
+            tokio::time::sleep(interval.min(timeout - elapsed)).await;
+            let cap = if elapsed < Duration::from_secs(1) {
+                5
+            } else {
+                20
+            };
+            interval = (interval + Duration::from_millis(1)).min(Duration::from_millis(cap));
+        }
+    }
+}
+
+fn is_dead(state: char) -> bool {
+    matches!(state, 'Z' | 'X' | 'x')
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test]
+    async fn sees_a_child_exit() {
+        let me = PidWatch::new(i32::try_from(std::process::id()).unwrap()).unwrap();
+        assert!(me.alive());
+        let mut child = tokio::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let w = PidWatch::new(i32::try_from(child.id().unwrap()).unwrap()).unwrap();
+        assert!(!w.wait_exit(Duration::from_millis(20)).await);
+        child.start_kill().unwrap();
+        // Before the wait below reaps it, the child is a zombie: already counted as exited.
+        assert!(w.wait_exit(Duration::from_secs(10)).await);
+        child.wait().await.unwrap();
+        assert!(!w.alive());
+    }
+}
