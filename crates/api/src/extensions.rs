@@ -11,6 +11,8 @@ pub const API_EXTENSIONS: &[&str] = &[
     "container_image_properties",
     "storage",
     "entity_description",
+    "container_full",
+    "container_backup",
     "operation_description",
     "event_lifecycle",
     "instances",

@@ -1,1 +1,166 @@
-//! placeholder
+//! `droverd`: one drover member.
+//!
+//! Start-up ([`run`]): open the cluster DB (bootstrapping this member, the `default` pool
+//! and the `default` profile on first start), probe the container runtime with a real
+//! container, re-attach to instances that still run and start those that should, then
+//! serve LXD's REST API on `$DROVER_DIR/unix.socket`. SIGTERM stops serving and leaves
+//! instances running; the next start re-attaches to them.
+
+mod error;
+mod exec;
+mod filter;
+mod images;
+mod instances;
+mod logging;
+mod pools;
+mod profiles;
+mod routes;
+mod server;
+mod state;
+mod volumes;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use api::MemberState;
+
+pub use logging::EventLayer;
+pub use state::Paths;
+
+use crate::state::{Daemon, Inner};
+
+/// Start-up settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `$DROVER_DIR`.
+    pub state_dir: PathBuf,
+    /// The preferred runtime (`crun` or `runc`); the other is the fallback.
+    pub runtime: driver_oci::RuntimeKind,
+}
+
+/// This member's name until it joins or forms a cluster (LXD says `none`).
+const STANDALONE: &str = "none";
+
+fn bootstrap(store: &db::Store, paths: &Paths) -> anyhow::Result<()> {
+    let members = store.read(db::members::list)?;
+    if members.is_empty() {
+        store.execute(&db::Command::CreateMember {
+            name: STANDALONE.into(),
+            address: String::new(),
+            state: MemberState::Created,
+            architecture: std::env::consts::ARCH.into(),
+        })?;
+    }
+    if store.read(db::pools::list)?.is_empty() {
+        let source = paths.pools.join("default");
+        store.execute(&db::Command::CreatePool {
+            name: "default".into(),
+            driver: "dir".into(),
+            description: String::new(),
+            config: [("source".to_string(), source.display().to_string())].into(),
+        })?;
+    }
+    if store
+        .read(|c| db::profiles::get(c, "default", "default"))?
+        .is_none()
+    {
+        let root = [
+            ("type".to_string(), "disk".to_string()),
+            ("path".to_string(), "/".to_string()),
+            ("pool".to_string(), "default".to_string()),
+        ];
+        store.execute(&db::Command::CreateProfile {
+            project: "default".into(),
+            name: "default".into(),
+            description: "Default drover profile".into(),
+            config: Default::default(),
+            devices: [("root".to_string(), root.into())].into(),
+        })?;
+    }
+    Ok(())
+}
+
+/// Binds the unix socket, refusing to take it from a live daemon.
+async fn bind(socket: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
+    if socket.exists() {
+        if tokio::net::UnixStream::connect(socket).await.is_ok() {
+            anyhow::bail!("another daemon is serving {}", socket.display());
+        }
+        std::fs::remove_file(socket)
+            .with_context(|| format!("remove stale {}", socket.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(socket)
+        .with_context(|| format!("bind {}", socket.display()))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660))?;
+    Ok(listener)
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "no SIGTERM handler");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down, leaving instances running"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down, leaving instances running"),
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(cfg: Config, bus: ops::EventBus) -> anyhow::Result<()> {
+    let paths = Paths::new(cfg.state_dir.clone());
+    for dir in [&paths.state_dir, &paths.run, &paths.pools] {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    std::fs::set_permissions(&paths.state_dir, std::fs::Permissions::from_mode(0o711))?;
+    let db_dir = paths.state_dir.join("database");
+    std::fs::create_dir_all(&db_dir)?;
+    let store =
+        Arc::new(db::Store::open(&db_dir.join("drover.db")).context("open the cluster database")?);
+    bootstrap(&store, &paths).context("bootstrap the database")?;
+
+    let driver = driver_oci::probe(
+        cfg.runtime,
+        paths.state_dir.join("runtime"),
+        paths.state_dir.join("probe"),
+    )
+    .await
+    .context("no usable container runtime")?;
+    let runtime_name = driver.runtime_name().to_string();
+    tracing::info!(runtime = %drivers::InstanceDriver::describe(&driver), "container runtime ready");
+    let images = storage::ImageStore::new(paths.images.clone()).context("open the image store")?;
+    let _ = std::fs::remove_dir_all(paths.state_dir.join("uploads"));
+
+    let d = Daemon::new(Inner {
+        member: STANDALONE.into(),
+        store,
+        ops: ops::Registry::new(bus.clone(), STANDALONE),
+        bus,
+        driver: Arc::new(driver),
+        runtime_name,
+        images,
+        running: Default::default(),
+        creating: Default::default(),
+        locks: Default::default(),
+        exec: Default::default(),
+        paths: paths.clone(),
+    });
+    instances::reattach_all(&d)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))
+        .context("re-attach instances")?;
+
+    let listener = bind(&paths.socket).await?;
+    tracing::info!(socket = %paths.socket.display(), "serving the API");
+    let app = routes::router(d).layer(axum::extract::DefaultBodyLimit::disable());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    let _ = std::fs::remove_file(&paths.socket);
+    Ok(())
+}

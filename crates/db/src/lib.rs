@@ -19,4 +19,5 @@ mod store;
 
 pub use command::{Command, apply};
 pub use error::{Error, Result};
+pub use rusqlite::Connection;
 pub use store::Store;

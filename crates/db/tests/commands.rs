@@ -41,7 +41,7 @@ fn schema_updates_apply_once_and_survive_reopen() {
             .unwrap();
     }
     let store = Store::open(&path).unwrap();
-    let members = store.read(|c| db::members::list(c)).unwrap();
+    let members = store.read(db::members::list).unwrap();
     assert_eq!(members.len(), 1);
     assert_eq!(members[0].state, MemberState::Created);
 }

@@ -1,0 +1,490 @@
+//! `POST /1.0/instances/{name}/exec` with LXD's websocket protocol.
+//!
+//! The operation's metadata lists one secret per websocket: `0`, `1`, `2` and `control`
+//! (non-interactive) or `0` and `control` (interactive, one pty for all three streams).
+//! The client connects each with `GET /1.0/operations/{id}/websocket?secret=...`. Data go
+//! as binary messages; an empty text message marks the end of a stream (in both
+//! directions). When the command exits, its output is drained, every websocket is closed
+//! and the operation ends with `metadata.return` = exit code.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use api::OperationClass;
+use api::exec::{ExecControl, InstanceExecPost};
+use axum::extract::ws::{Message, WebSocket};
+use futures::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Notify;
+
+use crate::error::{ApiError, ApiResult};
+use crate::instances::{self, runtime_id};
+use crate::state::{Daemon, lock};
+
+/// How long the client has to connect its websockets (LXD's figure).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One exec waiting for, or using, its websockets.
+#[derive(Debug)]
+struct Session {
+    /// fd name (`"0"`, `"1"`, `"2"`, `"control"`) → secret.
+    secrets: BTreeMap<String, String>,
+    conns: Mutex<HashMap<String, WebSocket>>,
+    connected: Notify,
+}
+
+/// Exec sessions by operation id.
+#[derive(Debug, Default)]
+pub struct ExecSessions {
+    map: Mutex<HashMap<String, Arc<Session>>>,
+}
+
+impl ExecSessions {
+    /// Attaches websocket `ws` to the session of operation `op_id` if `secret` is one of its
+    /// secrets. Returns false (and drops the socket) otherwise.
+    pub fn attach(&self, op_id: &str, secret: &str, ws: WebSocket) -> bool {
+        let Some(session) = lock(&self.map).get(op_id).cloned() else {
+            return false;
+        };
+        let Some(fd) = session
+            .secrets
+            .iter()
+            .find(|(_, s)| s.as_str() == secret)
+            .map(|(f, _)| f.clone())
+        else {
+            return false;
+        };
+        let mut conns = lock(&session.conns);
+        if conns.contains_key(&fd) {
+            return false;
+        }
+        conns.insert(fd, ws);
+        drop(conns);
+        session.connected.notify_waiters();
+        session.connected.notify_one();
+        true
+    }
+
+    /// Whether `secret` opens a websocket of operation `op_id` (checked before upgrading).
+    pub fn knows(&self, op_id: &str, secret: &str) -> bool {
+        lock(&self.map)
+            .get(op_id)
+            .is_some_and(|s| s.secrets.values().any(|v| v == secret))
+    }
+}
+
+fn secret() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// Starts an exec operation.
+pub async fn exec(
+    d: &Daemon,
+    project: &str,
+    name: &str,
+    req: InstanceExecPost,
+) -> ApiResult<api::Operation> {
+    let rec = instances::load(d, project, name).await?;
+    let id = runtime_id(project, name);
+    if instances::runtime_status(d, &id) != api::InstanceStatus::Running {
+        return Err(ApiError::bad_request("Instance is not running"));
+    }
+    if req.command.is_empty() {
+        return Err(ApiError::bad_request("Command cannot be empty"));
+    }
+    let fds: &[&str] = if req.interactive {
+        &["0", "control"]
+    } else {
+        &["0", "1", "2", "control"]
+    };
+    let secrets: BTreeMap<String, String> = fds.iter().map(|f| (f.to_string(), secret())).collect();
+    let metadata = serde_json::json!({ "fds": secrets });
+    let resources = BTreeMap::from([("instances".to_string(), vec![instances::url(name)])]);
+    let op = d.ops.create(
+        OperationClass::Websocket,
+        "Executing command",
+        resources,
+        Some(metadata.clone()),
+    );
+    let record = op.record();
+    let session = Arc::new(Session {
+        secrets,
+        conns: Mutex::default(),
+        connected: Notify::new(),
+    });
+    lock(&d.exec.map).insert(op.id().to_string(), session.clone());
+
+    let mut env: Vec<String> = vec![
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+        "HOME=/root".into(),
+        "USER=root".into(),
+        "LANG=C.UTF-8".into(),
+    ];
+    let profiles = instances::load_profiles(d, project, &rec.profiles)
+        .await
+        .unwrap_or_default();
+    for (k, v) in instances::expand_config(&rec.config, &profiles) {
+        if let Some(var) = k.strip_prefix("environment.") {
+            env.push(format!("{var}={v}"));
+        }
+    }
+    for (k, v) in &req.environment {
+        env.retain(|e| !e.starts_with(&format!("{k}=")));
+        env.push(format!("{k}={v}"));
+    }
+    if req.interactive && !req.environment.contains_key("TERM") {
+        env.push("TERM=xterm".into());
+    }
+    let spec = drivers::ExecSpec {
+        command: req.command.clone(),
+        env,
+        cwd: if req.cwd.is_empty() {
+            "/root".into()
+        } else {
+            req.cwd.clone()
+        },
+        uid: req.user,
+        gid: req.group,
+    };
+    let d = d.clone();
+    tokio::spawn(async move {
+        let op_id = op.id().to_string();
+        let result = run(&d, &id, &session, spec, &req).await;
+        lock(&d.exec.map).remove(&op_id);
+        match result {
+            Ok(code) => {
+                let mut meta = metadata;
+                meta["return"] = serde_json::json!(code);
+                op.succeed(Some(meta));
+            }
+            Err(e) => op.fail(e.message),
+        }
+    });
+    Ok(record)
+}
+
+async fn wait_connected(session: &Session, required: &[&str]) -> ApiResult<()> {
+    let all = || {
+        let conns = lock(&session.conns);
+        required.iter().all(|f| conns.contains_key(*f))
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, async {
+        loop {
+            let notified = session.connected.notified();
+            if all() {
+                return;
+            }
+            notified.await;
+        }
+    })
+    .await
+    .map_err(|_| ApiError::bad_request("Timed out waiting for websockets to connect"))
+}
+
+fn take(session: &Session, fd: &str) -> Option<WebSocket> {
+    lock(&session.conns).remove(fd)
+}
+
+fn pipe() -> ApiResult<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| ApiError::internal(format!("pipe: {e}")))
+}
+
+/// Runs the command once the websockets are there; returns its exit code.
+async fn run(
+    d: &Daemon,
+    id: &str,
+    session: &Arc<Session>,
+    spec: drivers::ExecSpec,
+    req: &InstanceExecPost,
+) -> ApiResult<i32> {
+    let required: &[&str] = if req.interactive {
+        &["0"]
+    } else {
+        &["0", "1", "2"]
+    };
+    if req.wait_for_websocket {
+        wait_connected(session, required).await?;
+    }
+    if req.interactive {
+        run_interactive(d, id, session, spec, req).await
+    } else {
+        run_pipes(d, id, session, spec).await
+    }
+}
+
+/// Copies websocket binary messages into `w` until a text message (end of stream), a close
+/// or an error.
+async fn ws_to_writer<W: tokio::io::AsyncWrite + Unpin>(
+    mut rx: futures::stream::SplitStream<WebSocket>,
+    mut w: W,
+) {
+    while let Some(Ok(msg)) = rx.next().await {
+        match msg {
+            Message::Binary(b) => {
+                if w.write_all(&b).await.is_err() {
+                    break;
+                }
+            }
+            Message::Text(_) | Message::Close(_) => break,
+            Message::Ping(_) | Message::Pong(_) => {}
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+/// Sends what `r` yields as binary messages, then the end-of-stream text message.
+async fn reader_to_ws<R: tokio::io::AsyncRead + Unpin>(
+    tx: &mut futures::stream::SplitSink<WebSocket, Message>,
+    mut r: R,
+) {
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if tx
+                    .send(Message::Binary(buf[..n].to_vec().into()))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = tx.send(Message::Text(String::new().into())).await;
+}
+
+async fn close(mut tx: futures::stream::SplitSink<WebSocket, Message>) {
+    let _ = tx.send(Message::Close(None)).await;
+    let _ = tx.close().await;
+}
+
+/// Handles control messages until the socket closes: signals go to the command,
+/// window sizes to the pty (if any).
+async fn control_loop(
+    ws: WebSocket,
+    process: Arc<tokio::sync::Mutex<Box<dyn drivers::ExecProcess>>>,
+    pty: Option<Arc<OwnedFd>>,
+    done: Arc<Notify>,
+) {
+    let (mut tx, mut rx) = ws.split();
+    loop {
+        tokio::select! {
+            _ = done.notified() => break,
+            msg = rx.next() => {
+                let Some(Ok(msg)) = msg else { break };
+                let text = match msg {
+                    Message::Text(t) => t.to_string(),
+                    Message::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
+                    Message::Close(_) => break,
+                    _ => continue,
+                };
+                let Ok(ctl) = serde_json::from_str::<ExecControl>(&text) else { continue };
+                match ctl.command.as_str() {
+                    "signal" => {
+                        let _ = process.lock().await.signal(ctl.signal);
+                    }
+                    "window-resize" => {
+                        if let Some(pty) = &pty {
+                            let w = ctl.args.get("width").and_then(|v| v.parse().ok()).unwrap_or(80);
+                            let h = ctl.args.get("height").and_then(|v| v.parse().ok()).unwrap_or(24);
+                            let ws = rustix::termios::Winsize { ws_row: h, ws_col: w, ws_xpixel: 0, ws_ypixel: 0 };
+                            let _ = rustix::termios::tcsetwinsize(pty.as_ref(), ws);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    let _ = tx.send(Message::Close(None)).await;
+}
+
+async fn wait_process(
+    process: &Arc<tokio::sync::Mutex<Box<dyn drivers::ExecProcess>>>,
+) -> ApiResult<i32> {
+    // Poll-free: the lock is held only by signal senders, briefly.
+    let mut guard = process.lock().await;
+    guard.wait().await.map_err(ApiError::from)
+}
+
+async fn run_pipes(
+    d: &Daemon,
+    id: &str,
+    session: &Arc<Session>,
+    spec: drivers::ExecSpec,
+) -> ApiResult<i32> {
+    let (in_r, in_w) = pipe()?;
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let stdio = drivers::ExecStdio {
+        stdin: in_r,
+        stdout: out_w,
+        stderr: err_w,
+    };
+    let process = d.driver.exec(id, &spec, stdio).await?;
+    let process = Arc::new(tokio::sync::Mutex::new(process));
+
+    let stdin_w = tokio::net::unix::pipe::Sender::from_owned_fd(in_w)
+        .map_err(|e| ApiError::internal(format!("stdin pipe: {e}")))?;
+    let stdout_r = tokio::net::unix::pipe::Receiver::from_owned_fd(out_r)
+        .map_err(|e| ApiError::internal(format!("stdout pipe: {e}")))?;
+    let stderr_r = tokio::net::unix::pipe::Receiver::from_owned_fd(err_r)
+        .map_err(|e| ApiError::internal(format!("stderr pipe: {e}")))?;
+
+    let ws0 = take(session, "0");
+    let ws1 = take(session, "1");
+    let ws2 = take(session, "2");
+    let stdin_task = ws0.map(|ws| {
+        let (tx, rx) = ws.split();
+        tokio::spawn(async move {
+            ws_to_writer(rx, stdin_w).await;
+            tx
+        })
+    });
+    let out_task = ws1.map(|ws| {
+        tokio::spawn(async move {
+            let (mut tx, _rx) = ws.split();
+            reader_to_ws(&mut tx, stdout_r).await;
+            tx
+        })
+    });
+    let err_task = ws2.map(|ws| {
+        tokio::spawn(async move {
+            let (mut tx, _rx) = ws.split();
+            reader_to_ws(&mut tx, stderr_r).await;
+            tx
+        })
+    });
+    let done = Arc::new(Notify::new());
+    let control = spawn_control(session, &process, None, &done);
+
+    let code = wait_process(&process).await;
+    // Output is drained to its end-of-stream marker before the sockets close.
+    for task in [out_task, err_task].into_iter().flatten() {
+        if let Ok(tx) = task.await {
+            close(tx).await;
+        }
+    }
+    if let Some(task) = stdin_task {
+        task.abort();
+    }
+    finish_control(control, &done).await;
+    code
+}
+
+fn spawn_control(
+    session: &Arc<Session>,
+    process: &Arc<tokio::sync::Mutex<Box<dyn drivers::ExecProcess>>>,
+    pty: Option<Arc<OwnedFd>>,
+    done: &Arc<Notify>,
+) -> tokio::task::JoinHandle<()> {
+    let session = session.clone();
+    let process = process.clone();
+    let done = done.clone();
+    tokio::spawn(async move {
+        // The control socket may connect after the command started.
+        let ws = loop {
+            let notified = session.connected.notified();
+            if let Some(ws) = take(&session, "control") {
+                break ws;
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = done.notified() => return,
+            }
+        };
+        control_loop(ws, process, pty, done).await;
+    })
+}
+
+async fn finish_control(control: tokio::task::JoinHandle<()>, done: &Arc<Notify>) {
+    done.notify_waiters();
+    done.notify_one();
+    let _ = tokio::time::timeout(Duration::from_secs(2), control).await;
+}
+
+async fn run_interactive(
+    d: &Daemon,
+    id: &str,
+    session: &Arc<Session>,
+    spec: drivers::ExecSpec,
+    req: &InstanceExecPost,
+) -> ApiResult<i32> {
+    let pty = rustix::pty::openpt(
+        rustix::pty::OpenptFlags::RDWR
+            | rustix::pty::OpenptFlags::NOCTTY
+            | rustix::pty::OpenptFlags::CLOEXEC,
+    )
+    .map_err(|e| ApiError::internal(format!("openpt: {e}")))?;
+    rustix::pty::grantpt(&pty).map_err(|e| ApiError::internal(format!("grantpt: {e}")))?;
+    rustix::pty::unlockpt(&pty).map_err(|e| ApiError::internal(format!("unlockpt: {e}")))?;
+    let slave_name = rustix::pty::ptsname(&pty, Vec::new())
+        .map_err(|e| ApiError::internal(format!("ptsname: {e}")))?;
+    let slave: OwnedFd = rustix::fs::open(
+        slave_name.as_c_str(),
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| ApiError::internal(format!("open pty: {e}")))?;
+    let (w, h) = (
+        if req.width > 0 { req.width } else { 80 },
+        if req.height > 0 { req.height } else { 24 },
+    );
+    let _ = rustix::termios::tcsetwinsize(
+        &pty,
+        rustix::termios::Winsize {
+            ws_row: h,
+            ws_col: w,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        },
+    );
+    let dup = |fd: &OwnedFd| {
+        fd.try_clone()
+            .map_err(|e| ApiError::internal(format!("dup: {e}")))
+    };
+    let stdio = drivers::ExecStdio {
+        stdin: dup(&slave)?,
+        stdout: dup(&slave)?,
+        stderr: slave,
+    };
+    let process = d.driver.exec(id, &spec, stdio).await?;
+    let process = Arc::new(tokio::sync::Mutex::new(process));
+
+    let pty = Arc::new(pty);
+    let reader = tokio::fs::File::from_std(std::fs::File::from(dup(&pty)?));
+    let writer = tokio::fs::File::from_std(std::fs::File::from(dup(&pty)?));
+    let ws0 = take(session, "0");
+    let done = Arc::new(Notify::new());
+    let control = spawn_control(session, &process, Some(pty.clone()), &done);
+    let mirror = ws0.map(|ws| {
+        let (mut tx, rx) = ws.split();
+        let input = tokio::spawn(ws_to_writer(rx, writer));
+        let output = tokio::spawn(async move {
+            // Reading a pty master gives EIO once the last slave is closed.
+            reader_to_ws(&mut tx, reader).await;
+            tx
+        });
+        (input, output)
+    });
+    let code = wait_process(&process).await;
+    if let Some((input, output)) = mirror {
+        // Give the output a moment to drain after the command exited; a background process
+        // holding the pty must not keep the session open forever.
+        if let Ok(Ok(tx)) = tokio::time::timeout(Duration::from_secs(2), output).await {
+            close(tx).await;
+        }
+        input.abort();
+    }
+    finish_control(control, &done).await;
+    code
+}

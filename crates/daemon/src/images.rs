@@ -1,0 +1,314 @@
+//! The images service: import uploaded LXD image tarballs, list, alias, delete.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use api::OperationClass;
+use api::images::{Image, ImageAlias, ImageAliasesEntry, ImageAliasesPost};
+use db::images::ImageRecord;
+use storage::{ImportOptions, ImportedImage};
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::Daemon;
+
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// What an upload carried, already written to files by the route.
+#[derive(Debug)]
+pub enum Upload {
+    /// One tarball.
+    Unified(PathBuf),
+    /// Metadata tarball and rootfs tarball.
+    Split {
+        /// Metadata tarball.
+        metadata: PathBuf,
+        /// Rootfs tarball.
+        rootfs: PathBuf,
+    },
+}
+
+/// Upload headers (`X-LXD-*`).
+#[derive(Debug, Default)]
+pub struct UploadMeta {
+    /// `X-LXD-fingerprint`.
+    pub fingerprint: Option<String>,
+    /// `X-LXD-filename`.
+    pub filename: Option<String>,
+    /// `X-LXD-public`.
+    pub public: bool,
+    /// `X-LXD-properties` (decoded).
+    pub properties: BTreeMap<String, String>,
+    /// Aliases to create (drover extension to the upload: `X-LXD-aliases`, comma separated).
+    pub aliases: Vec<String>,
+}
+
+/// Imports an upload in an operation whose metadata ends as `{"fingerprint", "size"}`.
+/// The upload files are removed whatever happens.
+pub async fn import(d: &Daemon, upload: Upload, meta: UploadMeta) -> ApiResult<api::Operation> {
+    let op = d.ops.create(
+        OperationClass::Task,
+        "Downloading image",
+        BTreeMap::new(),
+        None,
+    );
+    let record = op.record();
+    let d = d.clone();
+    tokio::spawn(async move {
+        match import_now(&d, &upload, &meta).await {
+            Ok(img) => op.succeed(Some(
+                serde_json::json!({"fingerprint": img.fingerprint, "size": img.size}),
+            )),
+            Err(e) => op.fail(e.message),
+        }
+        let files = match upload {
+            Upload::Unified(p) => vec![p],
+            Upload::Split { metadata, rootfs } => vec![metadata, rootfs],
+        };
+        for f in files {
+            let _ = tokio::fs::remove_file(f).await;
+        }
+    });
+    Ok(record)
+}
+
+async fn import_now(d: &Daemon, upload: &Upload, meta: &UploadMeta) -> ApiResult<ImportedImage> {
+    let opts = ImportOptions {
+        expected_fingerprint: meta.fingerprint.clone(),
+        filename: meta.filename.clone(),
+    };
+    let store = d.images.clone();
+    let files = match upload {
+        Upload::Unified(p) => vec![p.clone()],
+        Upload::Split { metadata, rootfs } => vec![metadata.clone(), rootfs.clone()],
+    };
+    let imported = tokio::task::spawn_blocking(move || match files.as_slice() {
+        [one] => store.import_unified(one, &opts),
+        [m, r] => store.import_split(m, r, &opts),
+        _ => unreachable_files(),
+    })
+    .await?
+    .map_err(|e| match e {
+        storage::ImageError::AlreadyExists(_) => {
+            ApiError::conflict("Image with same fingerprint already exists")
+        }
+        e => ApiError::bad_request(format!("Failed importing image: {e}")),
+    })?;
+    let now = ops::now_rfc3339();
+    let mut properties = imported.properties.clone();
+    properties.extend(meta.properties.clone());
+    let rec = ImageRecord {
+        fingerprint: imported.fingerprint.clone(),
+        filename: imported.filename.clone(),
+        size: i64::try_from(imported.size).unwrap_or(i64::MAX),
+        architecture: imported.architecture.clone(),
+        kind: imported.kind.clone(),
+        public: meta.public,
+        properties,
+        templates: serde_json::to_value(&imported.templates).unwrap_or_default(),
+        created_at: imported.created_at(),
+        uploaded_at: now,
+        last_used_at: ZERO_TIME.into(),
+    };
+    if let Err(e) = d.write(db::Command::CreateImage(rec)).await {
+        let store = d.images.clone();
+        let fp = imported.fingerprint.clone();
+        let _ = tokio::task::spawn_blocking(move || store.delete(&fp)).await;
+        return Err(e);
+    }
+    for alias in &meta.aliases {
+        create_alias(
+            d,
+            ImageAliasesPost {
+                name: alias.clone(),
+                description: String::new(),
+                target: imported.fingerprint.clone(),
+            },
+        )
+        .await?;
+    }
+    d.bus.lifecycle(
+        "image-created",
+        format!("/1.0/images/{}", imported.fingerprint),
+        "default",
+        None,
+    );
+    Ok(imported)
+}
+
+fn unreachable_files() -> Result<ImportedImage, storage::ImageError> {
+    Err(storage::ImageError::NoMetadata)
+}
+
+fn view(rec: ImageRecord, aliases: &[db::images::AliasRecord]) -> Image {
+    Image {
+        aliases: aliases
+            .iter()
+            .filter(|a| a.fingerprint == rec.fingerprint)
+            .map(|a| ImageAlias {
+                name: a.name.clone(),
+                description: a.description.clone(),
+            })
+            .collect(),
+        fingerprint: rec.fingerprint,
+        filename: rec.filename,
+        size: rec.size,
+        architecture: rec.architecture,
+        kind: rec.kind,
+        public: rec.public,
+        auto_update: false,
+        properties: rec.properties,
+        cached: false,
+        created_at: rec.created_at,
+        expires_at: ZERO_TIME.into(),
+        last_used_at: rec.last_used_at,
+        uploaded_at: rec.uploaded_at,
+        profiles: vec!["default".into()],
+        update_source: None,
+    }
+}
+
+/// All images.
+pub async fn list(d: &Daemon) -> ApiResult<Vec<Image>> {
+    let (recs, aliases) = d
+        .read(|c| Ok((db::images::list(c)?, db::images::aliases(c)?)))
+        .await?;
+    Ok(recs.into_iter().map(|r| view(r, &aliases)).collect())
+}
+
+/// The image with fingerprint (prefix) `fp`.
+pub async fn get(d: &Daemon, fp: &str) -> ApiResult<Image> {
+    let fp = fp.to_string();
+    let (rec, aliases) = d
+        .read(move |c| Ok((db::images::get_by_prefix(c, &fp)?, db::images::aliases(c)?)))
+        .await
+        .map_err(|e| {
+            if e.message.contains("ambiguous") {
+                ApiError::bad_request(e.message)
+            } else {
+                e
+            }
+        })?;
+    rec.map(|r| view(r, &aliases))
+        .ok_or_else(|| ApiError::not_found("Image not found"))
+}
+
+/// Deletes an image (refused while an instance's volume was made from it? No: volumes are
+/// full copies, so the image can go).
+pub async fn delete(d: &Daemon, fp: &str) -> ApiResult<api::Operation> {
+    let img = get(d, fp).await?;
+    let op = d.ops.create(
+        OperationClass::Task,
+        "Deleting image",
+        BTreeMap::new(),
+        None,
+    );
+    let record = op.record();
+    let d = d.clone();
+    tokio::spawn(async move {
+        if let Err(e) = d
+            .write(db::Command::DeleteImage {
+                fingerprint: img.fingerprint.clone(),
+            })
+            .await
+        {
+            return op.fail(e.message);
+        }
+        let store = d.images.clone();
+        let fp = img.fingerprint.clone();
+        match tokio::task::spawn_blocking(move || store.delete(&fp)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(image = %img.fingerprint, error = %e, "image files not removed")
+            }
+            Err(e) => {
+                tracing::warn!(image = %img.fingerprint, error = %e, "image files not removed")
+            }
+        }
+        d.bus.lifecycle(
+            "image-deleted",
+            format!("/1.0/images/{}", img.fingerprint),
+            "default",
+            None,
+        );
+        op.succeed(None);
+    });
+    Ok(record)
+}
+
+/// All aliases.
+pub async fn aliases(d: &Daemon) -> ApiResult<Vec<ImageAliasesEntry>> {
+    let list = d.read(db::images::aliases).await?;
+    Ok(list
+        .into_iter()
+        .map(|a| ImageAliasesEntry {
+            name: a.name,
+            description: a.description,
+            target: a.fingerprint,
+            kind: "container".into(),
+        })
+        .collect())
+}
+
+/// The alias `name`.
+pub async fn alias(d: &Daemon, name: &str) -> ApiResult<ImageAliasesEntry> {
+    let n = name.to_string();
+    d.read(move |c| db::images::alias(c, &n))
+        .await?
+        .map(|a| ImageAliasesEntry {
+            name: a.name,
+            description: a.description,
+            target: a.fingerprint,
+            kind: "container".into(),
+        })
+        .ok_or_else(|| ApiError::not_found("Image alias not found"))
+}
+
+/// Creates an alias to an existing image.
+pub async fn create_alias(d: &Daemon, req: ImageAliasesPost) -> ApiResult<()> {
+    if req.name.is_empty() || req.name.contains('/') {
+        return Err(ApiError::bad_request("Invalid alias name"));
+    }
+    let img = get(d, &req.target).await?;
+    d.write(db::Command::CreateImageAlias {
+        name: req.name.clone(),
+        fingerprint: img.fingerprint,
+        description: req.description,
+    })
+    .await
+    .map_err(|e| {
+        if e.status == axum::http::StatusCode::CONFLICT {
+            ApiError::conflict("Alias already exists")
+        } else {
+            e
+        }
+    })?;
+    d.bus.lifecycle(
+        "image-alias-created",
+        format!("/1.0/images/aliases/{}", req.name),
+        "default",
+        None,
+    );
+    Ok(())
+}
+
+/// Deletes an alias.
+pub async fn delete_alias(d: &Daemon, name: &str) -> ApiResult<()> {
+    d.write(db::Command::DeleteImageAlias {
+        name: name.to_string(),
+    })
+    .await
+    .map_err(|e| {
+        if e.status == axum::http::StatusCode::NOT_FOUND {
+            ApiError::not_found("Image alias not found")
+        } else {
+            e
+        }
+    })?;
+    d.bus.lifecycle(
+        "image-alias-deleted",
+        format!("/1.0/images/aliases/{name}"),
+        "default",
+        None,
+    );
+    Ok(())
+}

@@ -1,0 +1,234 @@
+//! `POST /1.0/instances`: validate everything, then build the volume and the record in an
+//! operation. A failed create leaves neither volume nor record behind.
+
+use std::collections::BTreeMap;
+
+use api::{ConfigMap, InstancesPost, OperationClass};
+use db::images::ImageRecord;
+use db::instances::InstanceRecord;
+
+use super::{expand_config, expand_devices, load_profiles, root_pool, runtime_id, url, validate};
+use crate::error::{ApiError, ApiResult};
+use crate::state::{Daemon, lock};
+
+/// Never-started instances show this `last_used_at`, as LXD does.
+const NEVER: &str = "1970-01-01T00:00:00Z";
+
+/// Releases a reserved name when dropped.
+struct Reservation {
+    d: Daemon,
+    key: String,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        lock(&self.d.creating).remove(&self.key);
+    }
+}
+
+fn generated_name() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("c{}", &id[..11])
+}
+
+async fn resolve_image(d: &Daemon, req: &InstancesPost) -> ApiResult<Option<ImageRecord>> {
+    let src = &req.source;
+    match src.kind.as_str() {
+        "none" => return Ok(None),
+        "" if src.alias.is_empty() && src.fingerprint.is_empty() => return Ok(None),
+        "image" | "" => {}
+        "copy" | "migration" => {
+            return Err(ApiError::not_implemented(format!(
+                "Instance source type {:?} is not supported yet",
+                src.kind
+            )));
+        }
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "Unknown source type {other}"
+            )));
+        }
+    }
+    if !src.server.is_empty() {
+        return Err(ApiError::bad_request(
+            "Remote image servers are not supported: import the image first",
+        ));
+    }
+    let (alias, fp) = (src.alias.clone(), src.fingerprint.clone());
+    let image = d
+        .read(move |c| {
+            let fp = if fp.is_empty() {
+                match db::images::alias(c, &alias)? {
+                    Some(a) => a.fingerprint,
+                    None => return Ok(None),
+                }
+            } else {
+                fp
+            };
+            db::images::get_by_prefix(c, &fp)
+        })
+        .await?;
+    match image {
+        Some(img) => Ok(Some(img)),
+        None if !src.alias.is_empty() => Err(ApiError::not_found(format!(
+            "Image {:?} not found",
+            src.alias
+        ))),
+        None => Err(ApiError::not_found(format!(
+            "Image {:?} not found",
+            src.fingerprint
+        ))),
+    }
+}
+
+/// Validates `req` and starts the create operation.
+pub async fn create(
+    d: &Daemon,
+    project: &str,
+    mut req: InstancesPost,
+) -> ApiResult<api::Operation> {
+    Daemon::check_project(project)?;
+    if req.name.is_empty() {
+        req.name = generated_name();
+    }
+    validate::name(&req.name)?;
+    match req.kind.as_str() {
+        "" | "container" => req.kind = "container".into(),
+        "virtual-machine" => {
+            return Err(ApiError::bad_request(
+                "Virtual machines are not supported yet",
+            ));
+        }
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid instance type {other:?}"
+            )));
+        }
+    }
+    if !req.architecture.is_empty() && req.architecture != std::env::consts::ARCH {
+        return Err(ApiError::bad_request(format!(
+            "Requested architecture isn't supported by this host: {}",
+            req.architecture
+        )));
+    }
+    validate::config(&req.config)?;
+    validate::devices(&req.devices)?;
+    super::check_member_accepts(d).await?;
+    let profile_names = req
+        .profiles
+        .clone()
+        .unwrap_or_else(|| vec!["default".to_string()]);
+    let profiles = load_profiles(d, project, &profile_names).await?;
+    let expanded = expand_config(&req.config, &profiles);
+    validate::config(&expanded)?;
+    let devices = expand_devices(&req.devices, &profiles);
+    let pool = root_pool(&devices).ok_or_else(|| {
+        ApiError::bad_request(
+            "Failed to find a root disk device: add one (a profile or the instance's devices)",
+        )
+    })?;
+    let pool_name = pool.clone();
+    if d.read(move |c| db::pools::get(c, &pool_name))
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::not_found(format!(
+            "Storage pool {pool:?} not found"
+        )));
+    }
+    let image = resolve_image(d, &req).await?;
+
+    // Reserve the name, then check the DB: a concurrent create of the same name loses.
+    let key = runtime_id(project, &req.name);
+    if !lock(&d.creating).insert(key.clone()) {
+        return Err(ApiError::conflict(format!(
+            "Instance {:?} already exists",
+            req.name
+        )));
+    }
+    let reservation = Reservation { d: d.clone(), key };
+    let (p, n) = (project.to_string(), req.name.clone());
+    if d.read(move |c| db::instances::get(c, &p, &n))
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::conflict(format!(
+            "Instance {:?} already exists",
+            req.name
+        )));
+    }
+
+    let mut config: ConfigMap = req.config.clone();
+    if let Some(img) = &image {
+        for (k, v) in &img.properties {
+            config
+                .entry(format!("image.{k}"))
+                .or_insert_with(|| v.clone());
+        }
+        config.insert("volatile.base_image".into(), img.fingerprint.clone());
+    }
+    config.insert("volatile.uuid".into(), uuid::Uuid::new_v4().to_string());
+    let rec = InstanceRecord {
+        project: project.to_string(),
+        name: req.name.clone(),
+        kind: req.kind.clone(),
+        member: d.member.clone(),
+        architecture: std::env::consts::ARCH.to_string(),
+        config,
+        devices: req.devices.clone(),
+        profiles: profile_names,
+        ephemeral: req.ephemeral,
+        description: req.description.clone(),
+        created_at: ops::now_rfc3339(),
+        last_used_at: NEVER.to_string(),
+    };
+
+    let resources = BTreeMap::from([("instances".to_string(), vec![url(&req.name)])]);
+    let op = d
+        .ops
+        .create(OperationClass::Task, "Creating instance", resources, None);
+    let record = op.record();
+    let d = d.clone();
+    let start = req.start;
+    tokio::spawn(async move {
+        let _reservation = reservation;
+        match build(&d, &rec, image.as_ref(), &pool, &expanded).await {
+            Ok(()) => {}
+            Err(e) => return op.fail(e.message),
+        }
+        d.bus.lifecycle(
+            "instance-created",
+            url(&rec.name),
+            &rec.project,
+            Some(serde_json::json!({"storage-pool": pool, "type": rec.kind})),
+        );
+        if start {
+            let lock = d.instance_lock(&runtime_id(&rec.project, &rec.name));
+            let _guard = lock.lock().await;
+            if let Err(e) = super::lifecycle::start_instance(&d, &rec).await {
+                return op.fail(e.message);
+            }
+        }
+        op.succeed(None);
+    });
+    Ok(record)
+}
+
+/// Makes the volume, renders templates, then records the instance. Undoes the volume if a
+/// later step fails.
+async fn build(
+    d: &Daemon,
+    rec: &InstanceRecord,
+    image: Option<&ImageRecord>,
+    pool: &str,
+    expanded: &ConfigMap,
+) -> ApiResult<()> {
+    crate::volumes::create(d, rec, image, pool, expanded).await?;
+    if let Err(e) = d.write(db::Command::CreateInstance(rec.clone())).await {
+        if let Err(undo) = crate::volumes::delete(d, pool, rec).await {
+            tracing::warn!(instance = %rec.name, error = %undo.message, "volume of failed create not removed");
+        }
+        return Err(e);
+    }
+    Ok(())
+}

@@ -1,0 +1,292 @@
+//! Start, stop, restart, and re-attaching after a daemon restart.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use api::{InstanceStatePut, InstanceStatus, OperationClass};
+use db::instances::InstanceRecord;
+use drivers::{InstanceSpec, RuntimeStatus, StopOutcome};
+
+use super::validate::is_true;
+use super::{expand_config, load_profiles, runtime_id, url};
+use crate::error::{ApiError, ApiResult};
+use crate::state::{Daemon, Running, lock};
+
+/// Default of `boot.host_shutdown_timeout`, seconds.
+const DEFAULT_SHUTDOWN_TIMEOUT: u64 = 30;
+
+/// SIGPWR: what LXD sends a container's init for a clean stop.
+const DEFAULT_STOP_SIGNAL: i32 = libc::SIGPWR;
+
+/// `/proc/<pid>/stat` start time, or `None` when the pid is gone or a zombie.
+fn proc_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    let state = fields.next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    // Field 22 overall is the 20th after the state field.
+    fields.nth(18)?.parse().ok()
+}
+
+/// The status of instance `id` as this daemon knows it: running if its PID 1 lives.
+pub fn runtime_status(d: &Daemon, id: &str) -> InstanceStatus {
+    let known = lock(&d.running).get(id).copied();
+    match known {
+        Some(r) if proc_start_time(r.pid) == Some(r.start_time) => InstanceStatus::Running,
+        Some(_) => {
+            lock(&d.running).remove(id);
+            InstanceStatus::Stopped
+        }
+        None => InstanceStatus::Stopped,
+    }
+}
+
+fn record_running(d: &Daemon, id: &str, pid: u32) {
+    if let Some(start_time) = proc_start_time(pid) {
+        lock(&d.running).insert(id.to_string(), Running { pid, start_time });
+    }
+}
+
+async fn set_power(d: &Daemon, rec: &InstanceRecord, power: &str, started: bool) -> ApiResult<()> {
+    d.write(db::Command::PatchInstanceConfig {
+        project: rec.project.clone(),
+        name: rec.name.clone(),
+        changes: [(
+            "volatile.last_state.power".to_string(),
+            Some(power.to_string()),
+        )]
+        .into(),
+        last_used_at: started.then(ops::now_rfc3339),
+    })
+    .await
+}
+
+/// Refuses new work on a member that is not taking instances (evacuating, evacuated, ...).
+pub async fn check_member_accepts(d: &Daemon) -> ApiResult<()> {
+    let member = d.member.clone();
+    let rec = d.read(move |c| db::members::get(c, &member)).await?;
+    match rec {
+        Some(m) if !m.state.accepts_instances() => {
+            Err(ApiError::forbidden("Cluster member is evacuated"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Starts `rec` (the caller holds its lock).
+pub(super) async fn start_instance(d: &Daemon, rec: &InstanceRecord) -> ApiResult<()> {
+    let id = runtime_id(&rec.project, &rec.name);
+    if runtime_status(d, &id) == InstanceStatus::Running {
+        return Err(ApiError::bad_request("The instance is already running"));
+    }
+    check_member_accepts(d).await?;
+    let profiles = load_profiles(d, &rec.project, &rec.profiles).await?;
+    let config = expand_config(&rec.config, &profiles);
+    let rootfs = crate::volumes::rootfs(d, rec).await?;
+    let mut env = vec![
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        "container=lxc".to_string(),
+    ];
+    for (k, v) in &config {
+        if let Some(var) = k.strip_prefix("environment.") {
+            env.push(format!("{var}={v}"));
+        }
+    }
+    let spec = InstanceSpec {
+        id: id.clone(),
+        name: rec.name.clone(),
+        rootfs,
+        run_dir: d.paths.run.join(&id),
+        config,
+        init: vec!["/sbin/init".to_string()],
+        env,
+    };
+    tokio::fs::create_dir_all(&spec.run_dir)
+        .await
+        .map_err(|e| ApiError::internal(format!("create {}: {e}", spec.run_dir.display())))?;
+    let pid = d
+        .driver
+        .start(&spec)
+        .await
+        .map_err(|e| ApiError::internal(format!("Failed to start instance: {e}")))?;
+    record_running(d, &id, pid);
+    set_power(d, rec, "RUNNING", true).await?;
+    tracing::info!(instance = %rec.name, pid, "instance started");
+    d.bus
+        .lifecycle("instance-started", url(&rec.name), &rec.project, None);
+    Ok(())
+}
+
+/// Stops `rec` (the caller holds its lock). `timeout: None` means the instance's
+/// `boot.host_shutdown_timeout`.
+pub(super) async fn stop_instance(
+    d: &Daemon,
+    rec: &InstanceRecord,
+    timeout: Option<Duration>,
+    force: bool,
+) -> ApiResult<StopOutcome> {
+    let id = runtime_id(&rec.project, &rec.name);
+    let profiles = load_profiles(d, &rec.project, &rec.profiles)
+        .await
+        .unwrap_or_default();
+    let config = expand_config(&rec.config, &profiles);
+    let timeout = timeout.unwrap_or_else(|| {
+        Duration::from_secs(
+            config
+                .get("boot.host_shutdown_timeout")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
+        )
+    });
+    let signal = config
+        .get("boot.stop_signal")
+        .or_else(|| config.get("image.stop_signal"))
+        .and_then(|s| driver_oci::signal_from_name(s))
+        .unwrap_or(DEFAULT_STOP_SIGNAL);
+    let outcome = d
+        .driver
+        .stop(&id, signal, timeout, force)
+        .await
+        .map_err(|e| ApiError::internal(format!("Failed to stop instance: {e}")))?;
+    lock(&d.running).remove(&id);
+    set_power(d, rec, "STOPPED", false).await?;
+    let action = match outcome {
+        StopOutcome::Clean => "instance-shutdown",
+        _ => "instance-stopped",
+    };
+    tracing::info!(instance = %rec.name, ?outcome, "instance stopped");
+    d.bus.lifecycle(action, url(&rec.name), &rec.project, None);
+    Ok(outcome)
+}
+
+/// `PUT /1.0/instances/{name}/state`: validates, then runs the change as an operation.
+pub async fn change_state(
+    d: &Daemon,
+    project: &str,
+    name: &str,
+    req: InstanceStatePut,
+) -> ApiResult<api::Operation> {
+    let rec = super::load(d, project, name).await?;
+    let id = runtime_id(project, name);
+    let running = runtime_status(d, &id) == InstanceStatus::Running;
+    let description = match req.action.as_str() {
+        "start" => {
+            if running {
+                return Err(ApiError::bad_request("The instance is already running"));
+            }
+            check_member_accepts(d).await?;
+            "Starting instance"
+        }
+        "stop" => {
+            if !running {
+                return Err(ApiError::bad_request("The instance is already stopped"));
+            }
+            "Stopping instance"
+        }
+        "restart" => {
+            if !running {
+                return Err(ApiError::bad_request("The instance isn't running"));
+            }
+            "Restarting instance"
+        }
+        "freeze" | "unfreeze" => {
+            return Err(ApiError::bad_request(format!(
+                "Action {:?} is not supported by drover",
+                req.action
+            )));
+        }
+        other => return Err(ApiError::bad_request(format!("Unknown action {other:?}"))),
+    };
+    if req.stateful {
+        return Err(ApiError::bad_request(
+            "Stateful stop and start are not supported",
+        ));
+    }
+    let timeout = (req.timeout > 0).then(|| Duration::from_secs(req.timeout.unsigned_abs()));
+    let resources = BTreeMap::from([("instances".to_string(), vec![url(name)])]);
+    let op = d
+        .ops
+        .create(OperationClass::Task, description, resources, None);
+    let record = op.record();
+    let d = d.clone();
+    tokio::spawn(async move {
+        let lock = d.instance_lock(&id);
+        let _guard = lock.lock().await;
+        let result = match req.action.as_str() {
+            "start" => start_instance(&d, &rec).await,
+            "stop" => stop_instance(&d, &rec, timeout, req.force)
+                .await
+                .map(|_| ()),
+            _ => match stop_instance(&d, &rec, timeout, req.force).await {
+                Ok(_) => {
+                    // Reload: stop changed volatile keys.
+                    match super::load(&d, &rec.project, &rec.name).await {
+                        Ok(rec) => start_instance(&d, &rec).await,
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(e) => Err(e),
+            },
+        };
+        match result {
+            Ok(()) => {
+                if req.action == "stop"
+                    && rec.ephemeral
+                    && let Err(e) = super::update::delete_now(&d, &rec).await
+                {
+                    tracing::warn!(instance = %rec.name, error = %e, "ephemeral instance not deleted");
+                }
+                op.succeed(None)
+            }
+            Err(e) => op.fail(e.message),
+        }
+    });
+    Ok(record)
+}
+
+/// After a daemon (re)start: learn which instances still run, and start those that should
+/// run (`boot.autostart=true`, or unset and last seen running, as LXD does).
+pub async fn reattach_all(d: &Daemon) -> ApiResult<()> {
+    let member = d.member.clone();
+    let instances = d
+        .read(move |c| db::instances::list_on_member(c, &member))
+        .await?;
+    let mut to_start = Vec::new();
+    for rec in instances {
+        let id = runtime_id(&rec.project, &rec.name);
+        match d.driver.state(&id).await {
+            Ok(RuntimeStatus::Running { pid }) => {
+                record_running(d, &id, pid);
+                tracing::info!(instance = %rec.name, pid, "re-attached to running instance");
+            }
+            Ok(RuntimeStatus::Stopped) => {
+                let autostart = rec.config.get("boot.autostart");
+                let last_running = rec
+                    .config
+                    .get("volatile.last_state.power")
+                    .map(String::as_str)
+                    == Some("RUNNING");
+                let wanted = match autostart {
+                    Some(_) => is_true(autostart),
+                    None => last_running,
+                };
+                if wanted {
+                    to_start.push(rec);
+                }
+            }
+            Err(e) => tracing::warn!(instance = %rec.name, error = %e, "runtime state unknown"),
+        }
+    }
+    for rec in to_start {
+        let lock = d.instance_lock(&runtime_id(&rec.project, &rec.name));
+        let _guard = lock.lock().await;
+        match start_instance(d, &rec).await {
+            Ok(()) => tracing::info!(instance = %rec.name, "autostarted"),
+            Err(e) => tracing::warn!(instance = %rec.name, error = %e.message, "autostart failed"),
+        }
+    }
+    Ok(())
+}

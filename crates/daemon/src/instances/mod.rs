@@ -1,0 +1,101 @@
+//! The instances service: everything handlers ask about instances goes through here.
+
+mod create;
+mod lifecycle;
+mod update;
+pub mod validate;
+mod view;
+
+use api::{ConfigMap, DeviceMap};
+use db::instances::InstanceRecord;
+use db::profiles::ProfileRecord;
+
+pub use create::create;
+pub use lifecycle::{change_state, check_member_accepts, reattach_all, runtime_status};
+pub use update::{delete, rename, update};
+pub use view::{etag, instance_state, instance_view};
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::Daemon;
+
+/// The runtime id of an instance, unique on this member.
+pub fn runtime_id(project: &str, name: &str) -> String {
+    format!("{project}_{name}")
+}
+
+/// `/1.0/instances/<name>`.
+pub fn url(name: &str) -> String {
+    format!("/1.0/instances/{name}")
+}
+
+/// Profiles' config overlaid in order, then the instance's own.
+pub fn expand_config(local: &ConfigMap, profiles: &[ProfileRecord]) -> ConfigMap {
+    let mut out = ConfigMap::new();
+    for p in profiles {
+        out.extend(p.config.clone());
+    }
+    out.extend(local.clone());
+    out
+}
+
+/// Profiles' devices overlaid in order, then the instance's own.
+pub fn expand_devices(local: &DeviceMap, profiles: &[ProfileRecord]) -> DeviceMap {
+    let mut out = DeviceMap::new();
+    for p in profiles {
+        out.extend(p.devices.clone());
+    }
+    out.extend(local.clone());
+    out
+}
+
+/// The profiles named, in order; 404-style error for a missing one.
+pub async fn load_profiles(
+    d: &Daemon,
+    project: &str,
+    names: &[String],
+) -> ApiResult<Vec<ProfileRecord>> {
+    let project = project.to_string();
+    let names = names.to_vec();
+    let (found, missing) = d
+        .read(move |c| {
+            let mut found = Vec::new();
+            let mut missing = None;
+            for n in &names {
+                match db::profiles::get(c, &project, n)? {
+                    Some(p) => found.push(p),
+                    None => {
+                        missing = Some(n.clone());
+                        break;
+                    }
+                }
+            }
+            Ok((found, missing))
+        })
+        .await?;
+    match missing {
+        Some(n) => Err(ApiError::bad_request(format!(
+            "Requested profile {n:?} doesn't exist"
+        ))),
+        None => Ok(found),
+    }
+}
+
+/// The instance record, or LXD's 404.
+pub async fn load(d: &Daemon, project: &str, name: &str) -> ApiResult<InstanceRecord> {
+    Daemon::check_project(project)?;
+    let (p, n) = (project.to_string(), name.to_string());
+    d.read(move |c| db::instances::get(c, &p, &n))
+        .await?
+        .ok_or_else(|| ApiError::not_found("Instance not found"))
+}
+
+/// The storage pool of an instance: its root disk's `pool`.
+pub fn root_pool(expanded_devices: &DeviceMap) -> Option<String> {
+    expanded_devices
+        .values()
+        .find(|d| {
+            d.get("type").map(String::as_str) == Some("disk")
+                && d.get("path").map(String::as_str) == Some("/")
+        })
+        .and_then(|d| d.get("pool").cloned())
+}

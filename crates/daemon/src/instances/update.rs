@@ -1,0 +1,215 @@
+//! `PUT`/`PATCH` (config), `POST` (rename) and `DELETE` of an instance.
+
+use std::collections::BTreeMap;
+
+use api::instances::InstancePut;
+use api::{InstanceStatus, OperationClass};
+use db::instances::InstanceRecord;
+
+use super::{
+    etag, expand_config, expand_devices, load_profiles, root_pool, runtime_id, runtime_status, url,
+    validate,
+};
+use crate::error::{ApiError, ApiResult};
+use crate::state::Daemon;
+
+/// Applies `PUT` (`merge = false`: absent fields become empty) or `PATCH` (`merge = true`:
+/// config and devices merge key by key). Validates everything first; `if_match` is the
+/// client's ETag.
+pub async fn update(
+    d: &Daemon,
+    project: &str,
+    name: &str,
+    req: InstancePut,
+    merge: bool,
+    if_match: Option<String>,
+) -> ApiResult<()> {
+    let rec = super::load(d, project, name).await?;
+    if let Some(tag) = if_match {
+        let tag = tag.trim_matches('"');
+        if !tag.is_empty() && tag != etag(&rec) {
+            return Err(ApiError::precondition_failed("ETag doesn't match"));
+        }
+    }
+    if let Some(arch) = &req.architecture
+        && !arch.is_empty()
+        && arch != &rec.architecture
+    {
+        return Err(ApiError::bad_request(
+            "Instance architecture can't be changed",
+        ));
+    }
+    if req.restore.as_deref().is_some_and(|r| !r.is_empty()) {
+        return Err(ApiError::bad_request("Snapshots are not supported"));
+    }
+    let mut config = rec.config.clone();
+    let mut devices = rec.devices.clone();
+    match (merge, req.config) {
+        (true, Some(c)) => config.extend(c),
+        (false, Some(c)) => config = c,
+        (false, None) => config.clear(),
+        (true, None) => {}
+    }
+    match (merge, req.devices) {
+        (true, Some(dv)) => devices.extend(dv),
+        (false, Some(dv)) => devices = dv,
+        (false, None) => devices.clear(),
+        (true, None) => {}
+    }
+    // Keys LXD keeps across a PUT even when the client drops them.
+    for (k, v) in &rec.config {
+        if (k.starts_with("volatile.") || k.starts_with("image."))
+            && !config.contains_key(k)
+            && !merge
+        {
+            config.insert(k.clone(), v.clone());
+        }
+    }
+    let profile_names = req.profiles.unwrap_or_else(|| rec.profiles.clone());
+    validate::config(&config)?;
+    validate::devices(&devices)?;
+    let profiles = load_profiles(d, project, &profile_names).await?;
+    validate::config(&expand_config(&config, &profiles))?;
+    let new_devices = expand_devices(&devices, &profiles);
+    let old_profiles = load_profiles(d, project, &rec.profiles)
+        .await
+        .unwrap_or_default();
+    if root_pool(&new_devices) != root_pool(&expand_devices(&rec.devices, &old_profiles)) {
+        return Err(ApiError::bad_request(
+            "The root disk device's pool can't be changed",
+        ));
+    }
+    d.write(db::Command::UpdateInstance {
+        project: project.to_string(),
+        name: name.to_string(),
+        config,
+        devices,
+        profiles: profile_names,
+        ephemeral: req.ephemeral.unwrap_or(rec.ephemeral),
+        description: req.description.unwrap_or(rec.description),
+    })
+    .await?;
+    d.bus
+        .lifecycle("instance-updated", url(name), project, None);
+    Ok(())
+}
+
+/// `POST /1.0/instances/{name}` with a new name: renames a stopped instance.
+pub async fn rename(
+    d: &Daemon,
+    project: &str,
+    name: &str,
+    new_name: &str,
+) -> ApiResult<api::Operation> {
+    let rec = super::load(d, project, name).await?;
+    validate::name(new_name)?;
+    let id = runtime_id(project, name);
+    if runtime_status(d, &id) == InstanceStatus::Running {
+        return Err(ApiError::bad_request(
+            "Renaming of running instance not allowed",
+        ));
+    }
+    let (p, n) = (project.to_string(), new_name.to_string());
+    if d.read(move |c| db::instances::get(c, &p, &n))
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::conflict(format!(
+            "Name {new_name:?} already in use"
+        )));
+    }
+    let resources = BTreeMap::from([("instances".to_string(), vec![url(name)])]);
+    let op = d
+        .ops
+        .create(OperationClass::Task, "Renaming instance", resources, None);
+    let record = op.record();
+    let (d, new_name) = (d.clone(), new_name.to_string());
+    tokio::spawn(async move {
+        let lock = d.instance_lock(&id);
+        let _guard = lock.lock().await;
+        match crate::volumes::rename(&d, &rec, &new_name).await {
+            Ok(()) => {}
+            Err(e) => return op.fail(e.message),
+        }
+        let cmd = db::Command::RenameInstance {
+            project: rec.project.clone(),
+            name: rec.name.clone(),
+            new_name: new_name.clone(),
+        };
+        if let Err(e) = d.write(cmd).await {
+            let mut renamed = rec.clone();
+            renamed.name = new_name.clone();
+            if let Err(undo) = crate::volumes::rename(&d, &renamed, &rec.name).await {
+                tracing::error!(instance = %rec.name, error = %undo.message, "volume rename not undone");
+            }
+            return op.fail(e.message);
+        }
+        d.bus.lifecycle(
+            "instance-renamed",
+            url(&new_name),
+            &rec.project,
+            Some(serde_json::json!({"old_name": rec.name})),
+        );
+        op.succeed(None);
+    });
+    Ok(record)
+}
+
+/// `DELETE /1.0/instances/{name}`: refuses a running instance (as LXD does), else deletes
+/// it in an operation.
+pub async fn delete(d: &Daemon, project: &str, name: &str) -> ApiResult<api::Operation> {
+    let rec = super::load(d, project, name).await?;
+    let id = runtime_id(project, name);
+    if runtime_status(d, &id) == InstanceStatus::Running {
+        return Err(ApiError::bad_request(
+            "The instance is currently running, stop it first",
+        ));
+    }
+    let resources = BTreeMap::from([("instances".to_string(), vec![url(name)])]);
+    let op = d
+        .ops
+        .create(OperationClass::Task, "Deleting instance", resources, None);
+    let record = op.record();
+    let d = d.clone();
+    tokio::spawn(async move {
+        let lock = d.instance_lock(&id);
+        let _guard = lock.lock().await;
+        match delete_now(&d, &rec).await {
+            Ok(()) => op.succeed(None),
+            Err(e) => op.fail(e.message),
+        }
+    });
+    Ok(record)
+}
+
+/// Deletes a stopped instance: record first (so it is gone for clients), then the volume
+/// and runtime files. The caller holds its lock.
+pub(super) async fn delete_now(d: &Daemon, rec: &InstanceRecord) -> ApiResult<()> {
+    let id = runtime_id(&rec.project, &rec.name);
+    // Clear any runtime leftovers (a stopped container's state) before the files go.
+    d.driver
+        .stop(&id, libc::SIGKILL, std::time::Duration::from_secs(5), true)
+        .await
+        .map_err(|e| ApiError::internal(format!("Failed to clean up runtime state: {e}")))?;
+    let profiles = load_profiles(d, &rec.project, &rec.profiles)
+        .await
+        .unwrap_or_default();
+    let pool = root_pool(&expand_devices(&rec.devices, &profiles));
+    d.write(db::Command::DeleteInstance {
+        project: rec.project.clone(),
+        name: rec.name.clone(),
+    })
+    .await?;
+    if let Some(pool) = pool {
+        crate::volumes::delete(d, &pool, rec).await?;
+    }
+    let run_dir = d.paths.run.join(&id);
+    if let Err(e) = tokio::fs::remove_dir_all(&run_dir).await
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(instance = %rec.name, error = %e, "runtime files not removed");
+    }
+    d.bus
+        .lifecycle("instance-deleted", url(&rec.name), &rec.project, None);
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! Validation of instance names and config, before anything changes.
+
+use api::ConfigMap;
+
+use crate::error::{ApiError, ApiResult};
+
+/// The values `cluster.evacuate` accepts.
+pub const EVACUATE_MODES: &[&str] = &["auto", "live-migrate", "migrate", "stop", "force-stop"];
+
+/// Checks an instance name by LXD's rules: 1–63 characters, ASCII letters, digits and
+/// hyphens, not starting with a digit or hyphen, not ending with a hyphen.
+pub fn name(name: &str) -> ApiResult<()> {
+    let bad = |why: &str| {
+        Err(ApiError::bad_request(format!(
+            "Invalid instance name: {why}"
+        )))
+    };
+    if name.is_empty() {
+        return bad("Name must be 1-63 characters long");
+    }
+    if name.len() > 63 {
+        return bad("Name must be 1-63 characters long");
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return bad("Name can only contain alphanumeric and hyphen characters");
+    }
+    if name.starts_with(|c: char| c.is_ascii_digit() || c == '-') {
+        return bad("Name must not start with a digit or hyphen");
+    }
+    if name.ends_with('-') {
+        return bad("Name must not end with a hyphen");
+    }
+    Ok(())
+}
+
+fn invalid(key: &str, value: &str, why: impl std::fmt::Display) -> ApiError {
+    ApiError::bad_request(format!(
+        "Invalid config: Invalid value for key {key:?} ({value:?}): {why}"
+    ))
+}
+
+fn check_bool(key: &str, v: &str) -> ApiResult<()> {
+    match v {
+        "true" | "false" | "1" | "0" | "yes" | "no" | "on" | "off" | "" => Ok(()),
+        _ => Err(invalid(key, v, "must be a boolean")),
+    }
+}
+
+fn check_uint(key: &str, v: &str) -> ApiResult<()> {
+    if v.is_empty() || v.parse::<u64>().is_ok() {
+        Ok(())
+    } else {
+        Err(invalid(key, v, "must be a non-negative integer"))
+    }
+}
+
+/// Parses a config boolean as LXD does (`true`, `1`, `yes`, `on`).
+pub fn is_true(v: Option<&String>) -> bool {
+    matches!(v.map(String::as_str), Some("true" | "1" | "yes" | "on"))
+}
+
+/// Checks every key and value of an instance's config.
+///
+/// Known keys are checked by type; `user.*`, `environment.*`, `image.*` and `volatile.*`
+/// accept anything; any other key is refused.
+pub fn config(config: &ConfigMap) -> ApiResult<()> {
+    for (k, v) in config {
+        match k.as_str() {
+            "boot.autostart"
+            | "security.privileged"
+            | "security.nesting"
+            | "migration.stateful" => check_bool(k, v)?,
+            "boot.host_shutdown_timeout"
+            | "boot.autostart.delay"
+            | "boot.autostart.priority"
+            | "boot.stop.priority"
+            | "limits.processes" => check_uint(k, v)?,
+            "boot.stop_signal" => {
+                if !v.is_empty() && driver_oci::signal_from_name(v).is_none() {
+                    return Err(invalid(k, v, "unknown signal"));
+                }
+            }
+            "cluster.evacuate" => {
+                if !v.is_empty() && !EVACUATE_MODES.contains(&v.as_str()) {
+                    return Err(invalid(
+                        k,
+                        v,
+                        format!("must be one of {}", EVACUATE_MODES.join(", ")),
+                    ));
+                }
+            }
+            "limits.memory" => {
+                if !v.is_empty() {
+                    driver_oci::parse_memory_limit(v).map_err(|e| invalid(k, v, e))?;
+                }
+            }
+            "limits.cpu" => {
+                if !v.is_empty() {
+                    driver_oci::parse_cpu_limit(v).map_err(|e| invalid(k, v, e))?;
+                }
+            }
+            "description" => {}
+            k if k.starts_with("user.")
+                || k.starts_with("environment.")
+                || k.starts_with("image.")
+                || k.starts_with("volatile.") => {}
+            k => {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid config: Unknown configuration key: {k}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks an instance's devices: only `disk` devices (the root disk) are supported so far.
+pub fn devices(devices: &api::DeviceMap) -> ApiResult<()> {
+    for (name, dev) in devices {
+        match dev.get("type").map(String::as_str) {
+            Some("disk") => {
+                if dev.get("path").map(String::as_str) != Some("/") {
+                    return Err(ApiError::bad_request(format!(
+                        "Invalid devices: Device {name:?}: only the root disk (path \"/\") is supported"
+                    )));
+                }
+            }
+            Some("none") => {}
+            Some(t) => {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid devices: Device {name:?}: unsupported device type {t:?}"
+                )));
+            }
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid devices: Device {name:?}: missing device type"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_lxd_rules() {
+        for ok in ["c1", "web-01", "a", &"a".repeat(63)] {
+            assert!(name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "1c", "-c", "c-", "c_1", "c.1", "c 1", &"a".repeat(64)] {
+            assert!(name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn config_values_are_checked() {
+        let cfg = |k: &str, v: &str| ConfigMap::from([(k.to_string(), v.to_string())]);
+        assert!(config(&cfg("cluster.evacuate", "migrate")).is_ok());
+        assert!(config(&cfg("limits.memory", "256MiB")).is_ok());
+        assert!(config(&cfg("user.anything", "x")).is_ok());
+        let e = config(&cfg("cluster.evacuate", "sometimes")).expect_err("bad mode");
+        assert!(e.message.contains("cluster.evacuate"), "{}", e.message);
+        assert!(config(&cfg("limits.memory", "lots")).is_err());
+        assert!(config(&cfg("boot.autostart", "maybe")).is_err());
+        assert!(config(&cfg("boot.host_shutdown_timeout", "-3")).is_err());
+        let e = config(&cfg("bogus.key", "1")).expect_err("unknown key");
+        assert_eq!(
+            e.message,
+            "Invalid config: Unknown configuration key: bogus.key"
+        );
+    }
+}

@@ -1,0 +1,139 @@
+//! The profiles service.
+
+use api::profiles::{Profile, ProfilePut};
+
+use crate::error::{ApiError, ApiResult};
+use crate::instances::validate;
+use crate::state::Daemon;
+
+fn view(rec: db::profiles::ProfileRecord, used_by: Vec<String>) -> Profile {
+    Profile {
+        name: rec.name,
+        description: rec.description,
+        config: rec.config,
+        devices: rec.devices,
+        used_by,
+    }
+}
+
+/// All profiles of `project`.
+pub async fn list(d: &Daemon, project: &str) -> ApiResult<Vec<Profile>> {
+    Daemon::check_project(project)?;
+    let p = project.to_string();
+    let recs = d.read(move |c| db::profiles::list(c, &p)).await?;
+    let mut out = Vec::new();
+    for rec in recs {
+        let used = used_by(d, project, &rec.name).await?;
+        out.push(view(rec, used));
+    }
+    Ok(out)
+}
+
+async fn used_by(d: &Daemon, project: &str, name: &str) -> ApiResult<Vec<String>> {
+    let (p, n) = (project.to_string(), name.to_string());
+    let names = d
+        .read(move |c| db::instances::using_profile(c, &p, &n))
+        .await?;
+    Ok(names.iter().map(|n| crate::instances::url(n)).collect())
+}
+
+/// The profile `name`.
+pub async fn get(d: &Daemon, project: &str, name: &str) -> ApiResult<Profile> {
+    Daemon::check_project(project)?;
+    let (p, n) = (project.to_string(), name.to_string());
+    let rec = d
+        .read(move |c| db::profiles::get(c, &p, &n))
+        .await?
+        .ok_or_else(|| ApiError::not_found("Profile not found"))?;
+    let used = used_by(d, project, name).await?;
+    Ok(view(rec, used))
+}
+
+/// `PUT` (replace) or `PATCH` (merge) a profile, validating config and devices first.
+pub async fn update(
+    d: &Daemon,
+    project: &str,
+    name: &str,
+    req: ProfilePut,
+    merge: bool,
+) -> ApiResult<()> {
+    let current = get(d, project, name).await?;
+    let mut config = if merge {
+        current.config
+    } else {
+        Default::default()
+    };
+    config.extend(req.config.unwrap_or_default());
+    let mut devices = if merge {
+        current.devices
+    } else {
+        Default::default()
+    };
+    devices.extend(req.devices.unwrap_or_default());
+    validate::config(&config)?;
+    validate::devices(&devices)?;
+    for dev in devices.values() {
+        if let Some(pool) = dev.get("pool").cloned() {
+            let p = pool.clone();
+            if d.read(move |c| db::pools::get(c, &p)).await?.is_none() {
+                return Err(ApiError::bad_request(format!(
+                    "Storage pool {pool:?} not found"
+                )));
+            }
+        }
+    }
+    let description = if merge {
+        req.description.unwrap_or(current.description)
+    } else {
+        req.description.unwrap_or_default()
+    };
+    d.write(db::Command::UpdateProfile {
+        project: project.to_string(),
+        name: name.to_string(),
+        description,
+        config,
+        devices,
+    })
+    .await?;
+    d.bus.lifecycle(
+        "profile-updated",
+        format!("/1.0/profiles/{name}"),
+        project,
+        None,
+    );
+    Ok(())
+}
+
+/// Creates a profile.
+pub async fn create(d: &Daemon, project: &str, req: api::profiles::ProfilesPost) -> ApiResult<()> {
+    Daemon::check_project(project)?;
+    if req.name.is_empty() || req.name.contains('/') {
+        return Err(ApiError::bad_request("Invalid profile name"));
+    }
+    let config = req.put.config.unwrap_or_default();
+    let devices = req.put.devices.unwrap_or_default();
+    validate::config(&config)?;
+    validate::devices(&devices)?;
+    d.write(db::Command::CreateProfile {
+        project: project.to_string(),
+        name: req.name.clone(),
+        description: req.put.description.unwrap_or_default(),
+        config,
+        devices,
+    })
+    .await
+    .map_err(|e| {
+        if e.status == axum::http::StatusCode::CONFLICT {
+            ApiError::conflict(format!("Profile {:?} already exists", req.name))
+        } else {
+            e
+        }
+    })?;
+    d.bus.lifecycle(
+        "profile-created",
+        format!("/1.0/profiles/{}", req.name),
+        project,
+        None,
+    );
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! `GET /1.0/events`: a websocket of JSON events.
+
+use axum::Router;
+use axum::extract::ws::{Message, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::response::Response;
+use axum::routing::get;
+use futures::{SinkExt, StreamExt};
+
+use crate::state::Daemon;
+
+#[derive(Debug, serde::Deserialize)]
+struct EventsQuery {
+    #[serde(default, rename = "type")]
+    kinds: Option<String>,
+}
+
+async fn events(
+    State(d): State<Daemon>,
+    Query(q): Query<EventsQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let kinds: Vec<String> = q
+        .kinds
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_string)
+        .collect();
+    let mut rx = d.bus.subscribe();
+    ws.on_upgrade(move |socket| async move {
+        let (mut tx, mut incoming) = socket.split();
+        loop {
+            tokio::select! {
+                ev = rx.recv() => match ev {
+                    Ok(ev) => {
+                        if !kinds.is_empty() && !kinds.contains(&ev.kind) {
+                            continue;
+                        }
+                        let Ok(text) = serde_json::to_string(&ev) else { continue };
+                        if tx.send(Message::Text(text.into())).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::debug!(missed = n, "events listener lagged");
+                    }
+                    Err(_) => break,
+                },
+                msg = incoming.next() => match msg {
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    _ => {}
+                },
+            }
+        }
+    })
+}
+
+pub fn routes() -> Router<Daemon> {
+    Router::new().route("/1.0/events", get(events))
+}

@@ -1,0 +1,202 @@
+//! `/1.0/instances` and its sub-resources.
+
+use api::InstanceStatePut;
+use api::exec::InstanceExecPost;
+use api::instances::{InstancePost, InstancePut};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::{get, post};
+
+use super::{CommonQuery, accepted, parse_body, sync, sync_etag};
+use crate::error::{ApiError, ApiResult};
+use crate::instances;
+use crate::state::Daemon;
+
+async fn list(State(d): State<Daemon>, Query(q): Query<CommonQuery>) -> ApiResult<Response> {
+    let project = q.project().to_string();
+    Daemon::check_project(&project)?;
+    let filter = crate::filter::Filter::parse(q.filter.as_deref().unwrap_or(""))?;
+    let records = d.read(move |c| db::instances::list(c, &project)).await?;
+    let recursion = q.recursion.unwrap_or(0);
+    if recursion == 0 && filter.is_empty() {
+        return Ok(sync(
+            records
+                .iter()
+                .map(|r| instances::url(&r.name))
+                .collect::<Vec<_>>(),
+        ));
+    }
+    let mut views = Vec::with_capacity(records.len());
+    for rec in &records {
+        let view = instances::instance_view(&d, rec, recursion >= 2).await?;
+        if filter.matches(&serde_json::to_value(&view).unwrap_or_default()) {
+            views.push(view);
+        }
+    }
+    if recursion == 0 {
+        return Ok(sync(
+            views
+                .iter()
+                .map(|v| instances::url(&v.name))
+                .collect::<Vec<_>>(),
+        ));
+    }
+    Ok(sync(views))
+}
+
+async fn create(
+    State(d): State<Daemon>,
+    Query(q): Query<CommonQuery>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let req = parse_body(&body)?;
+    Ok(accepted(instances::create(&d, q.project(), req).await?))
+}
+
+async fn get_one(
+    State(d): State<Daemon>,
+    Path(name): Path<String>,
+    Query(q): Query<CommonQuery>,
+) -> ApiResult<Response> {
+    let rec = instances::load(&d, q.project(), &name).await?;
+    let view = instances::instance_view(&d, &rec, q.recursion.unwrap_or(0) >= 2).await?;
+    Ok(sync_etag(view, &instances::etag(&rec)))
+}
+
+fn if_match(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("if-match")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+async fn put(
+    State(d): State<Daemon>,
+    Path(name): Path<String>,
+    Query(q): Query<CommonQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let req: InstancePut = parse_body(&body)?;
+    instances::update(&d, q.project(), &name, req, false, if_match(&headers)).await?;
+    // LXD answers PUT with an operation; ours has already finished.
+    let op = d.ops.create(
+        api::OperationClass::Task,
+        "Updating instance",
+        [("instances".to_string(), vec![instances::url(&name)])].into(),
+        None,
+    );
+    let record = op.record();
+    op.succeed(None);
+    let mut record = record;
+    if let Some(done) = d.ops.get(&record.id) {
+        record = done;
+    }
+    Ok(accepted(record))
+}
+
+async fn patch(
+    State(d): State<Daemon>,
+    Path(name): Path<String>,
+    Query(q): Query<CommonQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let req: InstancePut = parse_body(&body)?;
+    instances::update(&d, q.project(), &name, req, true, if_match(&headers)).await?;
+    Ok(super::empty())
+}
+
+async fn delete(
+    State(d): State<Daemon>,
+    Path(name): Path<String>,
+    Query(q): Query<CommonQuery>,
+) -> ApiResult<Response> {
+    Ok(accepted(instances::delete(&d, q.project(), &name).await?))
+}
+
+async fn post_one(
+    State(d): State<Daemon>,
+    Path(name): Path<String>,
+    Query(q): Query<CommonQuery>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let req: InstancePost = parse_body(&body)?;
+    if req.migration {
+        return Err(ApiError::not_implemented(
+            "Moving instances between members is not supported yet",
+        ));
+    }
+    if req.name.is_empty() || req.name == name {
+        return Err(ApiError::bad_request(
+            "A new name is required to rename an instance",
+        ));
+    }
+    Ok(accepted(
+        instances::rename(&d, q.project(), &name, &req.name).await?,
+    ))
+}
+
+async fn get_state(
+    State(d): State<Daemon>,
+    Path(name): Path<String>,
+    Query(q): Query<CommonQuery>,
+) -> ApiResult<Response> {
+    let rec = instances::load(&d, q.project(), &name).await?;
+    Ok(sync(instances::instance_state(&d, &rec).await?))
+}
+
+async fn put_state(
+    State(d): State<Daemon>,
+    Path(name): Path<String>,
+    Query(q): Query<CommonQuery>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let req: InstanceStatePut = parse_body(&body)?;
+    Ok(accepted(
+        instances::change_state(&d, q.project(), &name, req).await?,
+    ))
+}
+
+async fn exec(
+    State(d): State<Daemon>,
+    Path(name): Path<String>,
+    Query(q): Query<CommonQuery>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let req: InstanceExecPost = parse_body(&body)?;
+    Ok(accepted(
+        crate::exec::exec(&d, q.project(), &name, req).await?,
+    ))
+}
+
+/// Snapshots and backups are not supported yet: the lists exist and are empty, which is what
+/// `lxc list` and `lxc info` read.
+async fn empty_list(
+    State(d): State<Daemon>,
+    Path(name): Path<String>,
+    Query(q): Query<CommonQuery>,
+) -> ApiResult<Response> {
+    instances::load(&d, q.project(), &name).await?;
+    Ok(sync(Vec::<String>::new()))
+}
+
+pub fn routes() -> Router<Daemon> {
+    Router::new()
+        .route("/1.0/instances", get(list).post(create))
+        .route(
+            "/1.0/instances/{name}",
+            get(get_one)
+                .put(put)
+                .patch(patch)
+                .delete(delete)
+                .post(post_one),
+        )
+        .route("/1.0/instances/{name}/state", get(get_state).put(put_state))
+        .route("/1.0/instances/{name}/exec", post(exec))
+        .route("/1.0/instances/{name}/snapshots", get(empty_list))
+        .route("/1.0/instances/{name}/backups", get(empty_list))
+}

@@ -1,0 +1,108 @@
+//! HTTP routes: one file per resource. Handlers parse, call one service, map the result.
+
+mod events;
+mod images;
+mod instances;
+mod operations;
+mod profiles;
+mod server;
+mod storage_pools;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::Daemon;
+
+/// Query parameters LXD's clients send on most endpoints.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct CommonQuery {
+    /// `?project=default`.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// `?recursion=1|2`.
+    #[serde(default)]
+    pub recursion: Option<u8>,
+    /// `?filter=name eq c1` (api_filtering).
+    #[serde(default)]
+    pub filter: Option<String>,
+}
+
+impl CommonQuery {
+    /// The project asked for, `default` when none.
+    pub fn project(&self) -> &str {
+        self.project
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .unwrap_or("default")
+    }
+}
+
+/// Parses a JSON body, answering LXD-style 400s for malformed input.
+pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request("Request body is empty"));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))
+}
+
+/// A `sync` 200 answer.
+pub fn sync<T: serde::Serialize>(metadata: T) -> Response {
+    axum::Json(api::Response::sync(metadata)).into_response()
+}
+
+/// A `sync` 200 answer with an ETag.
+pub fn sync_etag<T: serde::Serialize>(metadata: T, etag: &str) -> Response {
+    let mut r = sync(metadata);
+    if let Ok(v) = HeaderValue::from_str(etag) {
+        r.headers_mut().insert(header::ETAG, v);
+    }
+    r
+}
+
+/// An empty `sync` answer (`metadata: {}`).
+pub fn empty() -> Response {
+    sync(serde_json::json!({}))
+}
+
+/// The 202 answer for a new operation.
+pub fn accepted(op: api::Operation) -> Response {
+    let url = format!("/1.0/operations/{}", op.id);
+    let mut r = (
+        StatusCode::ACCEPTED,
+        axum::Json(api::Response::async_op(url.clone(), op)),
+    )
+        .into_response();
+    if let Ok(v) = HeaderValue::from_str(&url) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+async fn root() -> Response {
+    sync(["/1.0"])
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("not found")
+}
+
+/// The whole API.
+pub fn router(d: Daemon) -> Router {
+    Router::new()
+        .route("/", get(root))
+        .merge(server::routes())
+        .merge(instances::routes())
+        .merge(operations::routes())
+        .merge(events::routes())
+        .merge(images::routes())
+        .merge(profiles::routes())
+        .merge(storage_pools::routes())
+        .fallback(not_found)
+        .with_state(d)
+}

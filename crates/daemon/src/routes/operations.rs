@@ -1,0 +1,101 @@
+//! `/1.0/operations`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use super::{CommonQuery, empty, sync};
+use crate::error::{ApiError, ApiResult};
+use crate::state::Daemon;
+
+async fn list(State(d): State<Daemon>, Query(q): Query<CommonQuery>) -> Response {
+    let mut grouped: BTreeMap<&'static str, Vec<serde_json::Value>> = BTreeMap::new();
+    for op in d.ops.list() {
+        let key = op.status.list_key();
+        let item = if q.recursion.unwrap_or(0) > 0 {
+            serde_json::to_value(&op).unwrap_or_default()
+        } else {
+            serde_json::Value::String(format!("/1.0/operations/{}", op.id))
+        };
+        grouped.entry(key).or_default().push(item);
+    }
+    sync(grouped)
+}
+
+async fn get_one(State(d): State<Daemon>, Path(id): Path<String>) -> ApiResult<Response> {
+    d.ops
+        .get(&id)
+        .map(sync)
+        .ok_or_else(|| ApiError::not_found("Operation not found"))
+}
+
+async fn cancel(State(d): State<Daemon>, Path(id): Path<String>) -> ApiResult<Response> {
+    match d.ops.cancel(&id) {
+        Ok(true) => Ok(empty()),
+        Ok(false) => Err(ApiError::bad_request("This operation can't be cancelled")),
+        Err(_) => Err(ApiError::not_found("Operation not found")),
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct WaitQuery {
+    #[serde(default)]
+    timeout: Option<i64>,
+}
+
+async fn wait(
+    State(d): State<Daemon>,
+    Path(id): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> ApiResult<Response> {
+    let timeout = q
+        .timeout
+        .filter(|t| *t >= 0)
+        .map(|t| Duration::from_secs(t.unsigned_abs()));
+    let op = d
+        .ops
+        .wait(&id, timeout)
+        .await
+        .map_err(|_| ApiError::not_found("Operation not found"))?;
+    Ok(sync(op))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct SecretQuery {
+    #[serde(default)]
+    secret: String,
+}
+
+async fn websocket(
+    State(d): State<Daemon>,
+    Path(id): Path<String>,
+    Query(q): Query<SecretQuery>,
+    ws: WebSocketUpgrade,
+) -> ApiResult<Response> {
+    if d.ops.get(&id).is_none() {
+        return Err(ApiError::not_found("Operation not found"));
+    }
+    if !d.exec.knows(&id, &q.secret) {
+        return Err(ApiError::forbidden("permission denied"));
+    }
+    Ok(ws
+        .on_upgrade(move |socket| async move {
+            if !d.exec.attach(&id, &q.secret, socket) {
+                tracing::debug!(op = %id, "websocket refused: already connected or gone");
+            }
+        })
+        .into_response())
+}
+
+pub fn routes() -> Router<Daemon> {
+    Router::new()
+        .route("/1.0/operations", get(list))
+        .route("/1.0/operations/{id}", get(get_one).delete(cancel))
+        .route("/1.0/operations/{id}/wait", get(wait))
+        .route("/1.0/operations/{id}/websocket", get(websocket))
+}

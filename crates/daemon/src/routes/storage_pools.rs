@@ -1,0 +1,40 @@
+//! `/1.0/storage-pools`.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use axum::routing::get;
+
+use super::{CommonQuery, empty, parse_body, sync};
+use crate::error::ApiResult;
+use crate::pools;
+use crate::state::Daemon;
+
+async fn list(State(d): State<Daemon>, Query(q): Query<CommonQuery>) -> ApiResult<Response> {
+    let all = pools::list(&d).await?;
+    if q.recursion.unwrap_or(0) > 0 {
+        Ok(sync(all))
+    } else {
+        Ok(sync(
+            all.iter()
+                .map(|p| format!("/1.0/storage-pools/{}", p.name))
+                .collect::<Vec<_>>(),
+        ))
+    }
+}
+
+async fn create(State(d): State<Daemon>, body: Bytes) -> ApiResult<Response> {
+    pools::create(&d, parse_body(&body)?).await?;
+    Ok(empty())
+}
+
+async fn get_one(State(d): State<Daemon>, Path(name): Path<String>) -> ApiResult<Response> {
+    Ok(sync(pools::get(&d, &name).await?))
+}
+
+pub fn routes() -> Router<Daemon> {
+    Router::new()
+        .route("/1.0/storage-pools", get(list).post(create))
+        .route("/1.0/storage-pools/{name}", get(get_one))
+}

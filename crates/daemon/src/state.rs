@@ -1,0 +1,139 @@
+//! The daemon's shared state: the services every handler reaches through.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use db::Store;
+use drivers::InstanceDriver;
+
+use crate::error::{ApiError, ApiResult};
+use crate::exec::ExecSessions;
+
+/// Paths and names fixed at start-up.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// `$DROVER_DIR`.
+    pub state_dir: PathBuf,
+    /// `$DROVER_DIR/unix.socket`.
+    pub socket: PathBuf,
+    /// `$DROVER_DIR/images`: image files and their unpacked trees.
+    pub images: PathBuf,
+    /// `$DROVER_DIR/containers`: per-instance runtime files (bundle, console log).
+    pub run: PathBuf,
+    /// `$DROVER_DIR/storage-pools`: default place of pools.
+    pub pools: PathBuf,
+}
+
+impl Paths {
+    /// The layout under `state_dir`.
+    pub fn new(state_dir: PathBuf) -> Self {
+        Self {
+            socket: state_dir.join("unix.socket"),
+            images: state_dir.join("images"),
+            run: state_dir.join("containers"),
+            pools: state_dir.join("storage-pools"),
+            state_dir,
+        }
+    }
+}
+
+/// A running instance as this daemon knows it: PID 1 and its start time (to tell a reused
+/// pid from ours).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Running {
+    /// PID 1 on the host.
+    pub pid: u32,
+    /// `/proc/<pid>/stat` field 22 when we saw it start.
+    pub start_time: u64,
+}
+
+/// Everything handlers reach. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Daemon {
+    inner: Arc<Inner>,
+}
+
+/// The parts of [`Daemon`].
+#[derive(Debug)]
+pub struct Inner {
+    /// Paths.
+    pub paths: Paths,
+    /// This member's name (`"none"` until clustered).
+    pub member: String,
+    /// The cluster DB.
+    pub store: Arc<Store>,
+    /// Operations.
+    pub ops: ops::Registry,
+    /// Events.
+    pub bus: ops::EventBus,
+    /// The container runtime.
+    pub driver: Arc<dyn InstanceDriver>,
+    /// `"crun"` or `"runc"`.
+    pub runtime_name: String,
+    /// Image files.
+    pub images: storage::ImageStore,
+    /// Instances whose PID 1 this daemon knows, by runtime id.
+    pub running: Mutex<HashMap<String, Running>>,
+    /// Names being created (reserved until their DB row exists).
+    pub creating: Mutex<HashSet<String>>,
+    /// One lock per instance, serializing its lifecycle changes.
+    pub locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Exec sessions waiting for or using websockets.
+    pub exec: ExecSessions,
+}
+
+impl std::ops::Deref for Daemon {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl Daemon {
+    /// Wraps the parts.
+    pub fn new(inner: Inner) -> Self {
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Runs a DB read off the async executor.
+    pub async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite_conn::Connection) -> db::Result<T> + Send + 'static,
+    ) -> ApiResult<T> {
+        let store = self.store.clone();
+        Ok(tokio::task::spawn_blocking(move || store.read(f)).await??)
+    }
+
+    /// Applies one DB command off the async executor.
+    pub async fn write(&self, cmd: db::Command) -> ApiResult<()> {
+        let store = self.store.clone();
+        Ok(tokio::task::spawn_blocking(move || store.execute(&cmd)).await??)
+    }
+
+    /// The lock of instance `id`.
+    pub fn instance_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.locks).entry(id.to_string()).or_default().clone()
+    }
+
+    /// Fails unless `project` is one drover has (only `default` so far).
+    pub fn check_project(project: &str) -> ApiResult<()> {
+        if project == "default" {
+            Ok(())
+        } else {
+            Err(ApiError::not_found("Project not found"))
+        }
+    }
+}
+
+/// Locks a std mutex, ignoring poisoning (the data are plain maps, valid after a panic).
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Re-export so callers need not name rusqlite.
+pub mod rusqlite_conn {
+    pub use db::Connection;
+}
