@@ -18,7 +18,7 @@ pub mod template;
 mod yaml;
 
 pub use image::{ImageError, ImageStore, ImportOptions, ImportedImage};
-pub use pool::{DirPool, PoolError};
+pub use pool::{DirPool, PoolError, PoolUsage};
 pub use template::{
     TemplateContext, TemplateError, TemplateSpec, TemplateTrigger, apply_templates,
 };

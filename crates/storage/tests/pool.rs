@@ -112,4 +112,6 @@ fn volume_from_image_preserves_metadata() {
         vec!["c1".to_owned()]
     );
     assert!(pool.volume_size("c1").unwrap() > 0);
+    let usage = pool.usage().unwrap();
+    assert!(usage.total > 0 && usage.used <= usage.total && usage.available <= usage.total);
 }

@@ -9,6 +9,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::error::PoolError;
+use super::usage::PoolUsage;
 
 /// Prefix of in-progress (or abandoned) volume directories.
 const TMP_PREFIX: &str = ".tmp-";
@@ -87,6 +88,10 @@ impl DirPool {
         if !src.is_dir() {
             return Err(PoolError::NoImageRootfs(unpacked_image_dir.to_path_buf()));
         }
+        // `cp -a` rather than a Rust walk: on the busybox image (288 entries, 2 MB, ext4)
+        // cp took 24 ms and a std-only walk 13 ms on an idle machine, both ~220 ms median
+        // under concurrent builds; the walk lacked xattrs, ACLs, devices and mtimes, which
+        // would close the gap, and cp also reflinks on CoW filesystems.
         self.create_with(name, |tmp| {
             let dst = tmp.join("rootfs");
             let out = Command::new("cp")
@@ -184,6 +189,11 @@ impl DirPool {
             return Err(PoolError::NotFound(old.to_owned()));
         }
         rename_new(&from, &self.volume_path(new), new)
+    }
+
+    /// Space of the filesystem holding the pool.
+    pub fn usage(&self) -> Result<PoolUsage, PoolError> {
+        PoolUsage::of(&self.source)
     }
 
     /// Disk usage of volume `name` in bytes (allocated blocks, hard links counted once, like

@@ -2,6 +2,8 @@
 
 mod dir;
 mod error;
+mod usage;
 
 pub use dir::DirPool;
 pub use error::PoolError;
+pub use usage::PoolUsage;
