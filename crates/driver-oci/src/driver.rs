@@ -1,8 +1,9 @@
 //! [`OciDriver`]: the [`InstanceDriver`] of system containers on crun or runc.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use drivers::{
@@ -50,6 +51,10 @@ pub struct OciDriver {
     /// Held shared while a container is created, exclusively while an empty cgroup parent is
     /// removed, so that the removal never races a `mkdir -p` of the runtime.
     cgroup_parent_lock: Arc<RwLock<()>>,
+    /// PID 1 of the instances this driver saw running: a cache that saves a `state` call
+    /// per stop or exec. An entry is used only while its process (pid + start time) lives;
+    /// a miss asks the runtime, so a fresh driver works the same, only slower.
+    pids: Arc<Mutex<HashMap<String, PidWatch>>>,
 }
 
 impl OciDriver {
@@ -72,6 +77,7 @@ impl OciDriver {
             version,
             cgroups: CgroupLayout::new(DEFAULT_CGROUP_PARENT),
             cgroup_parent_lock: Arc::new(RwLock::new(())),
+            pids: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -112,12 +118,19 @@ impl OciDriver {
     /// The runtime's view of `id`, cleaning up a container that is not running (created
     /// but never started, or exited) so that a later start works.
     async fn running(&self, id: &str) -> Result<Option<PidWatch>> {
+        if let Some(w) = self.cached(id) {
+            if w.alive() {
+                return Ok(Some(w));
+            }
+            self.forget(id);
+        }
         let Some(ContainerState { status, pid }) = self.runtime.state(id).await? else {
             return Ok(None);
         };
         if matches!(status.as_str(), "running" | "paused")
             && let Some(w) = i32::try_from(pid).ok().and_then(PidWatch::new)
         {
+            self.remember(id, w);
             return Ok(Some(w));
         }
         tracing::debug!(
@@ -128,6 +141,25 @@ impl OciDriver {
         self.runtime.delete(id, status != "stopped").await?;
         self.remove_cgroups(id).await;
         Ok(None)
+    }
+
+    fn pid_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, PidWatch>> {
+        // The map stays consistent even if a holder panicked: every operation is one call.
+        self.pids
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn cached(&self, id: &str) -> Option<PidWatch> {
+        self.pid_cache().get(id).copied()
+    }
+
+    fn remember(&self, id: &str, w: PidWatch) {
+        self.pid_cache().insert(id.to_string(), w);
+    }
+
+    fn forget(&self, id: &str) {
+        self.pid_cache().remove(id);
     }
 
     /// Removes the cgroup directories left after `id` was deleted.
@@ -194,6 +226,9 @@ impl InstanceDriver for OciDriver {
             .map_err(|e| {
                 DriverError::Invalid(format!("bad pid file {}: {e}", pid_file.display()))
             })?;
+        if let Some(w) = i32::try_from(pid).ok().and_then(PidWatch::new) {
+            self.remember(&spec.id, w);
+        }
         tracing::debug!(
             instance = %spec.id,
             pid,
@@ -232,6 +267,7 @@ impl InstanceDriver for OciDriver {
                 StopOutcome::Killed
             }
         };
+        self.forget(id);
         self.remove_cgroups(id).await;
         Ok(outcome)
     }

@@ -44,6 +44,6 @@ pub use exec::OciExec;
 pub use limits::{CpuLimit, parse_cpu_limit, parse_memory_limit};
 pub use namespace::{HYBRID_CGROUP2, hybrid_cgroup2_mounted, prepare_mount_namespace};
 pub use pid_watch::PidWatch;
-pub use probe::{BUSYBOX, probe};
+pub use probe::{BUSYBOX, probe, probe_runtimes};
 pub use runtime::{ContainerState, DEFAULT_TIMEOUT, ExecArgs, Isolation, Runtime, RuntimeKind};
 pub use signal::signal_from_name;

@@ -35,13 +35,30 @@ pub async fn probe(
     scratch_dir: impl AsRef<Path>,
 ) -> Result<OciDriver> {
     let root_dir = root_dir.into();
-    let scratch = scratch_dir.as_ref();
+    let candidates = vec![
+        Runtime::new(preferred, &root_dir),
+        Runtime::new(preferred.other(), &root_dir),
+    ];
+    probe_runtimes(candidates, scratch_dir.as_ref()).await
+}
+
+/// [`probe`] over explicit candidates, in order of preference (the first is the preferred
+/// one); for runtimes at unusual paths or with other timeouts.
+///
+/// # Errors
+///
+/// [`DriverError::Runtime`] naming every candidate's failure when none works.
+pub async fn probe_runtimes(candidates: Vec<Runtime>, scratch_dir: &Path) -> Result<OciDriver> {
+    let names: Vec<&str> = candidates.iter().map(|r| r.kind().name()).collect();
+    let all = names.join(" and ");
+    let preferred = names.first().copied().unwrap_or("none");
     let mut failures = Vec::new();
-    for kind in [preferred, preferred.other()] {
+    for runtime in candidates {
+        let kind = runtime.kind();
         let t0 = Instant::now();
-        match probe_one(kind, &root_dir, scratch).await {
+        match probe_one(runtime, scratch_dir).await {
             Ok(driver) => {
-                let why = if kind == preferred {
+                let why = if failures.is_empty() {
                     "preferred runtime works".to_string()
                 } else {
                     format!(
@@ -52,7 +69,7 @@ pub async fn probe(
                 tracing::info!(
                     runtime = %driver.describe(),
                     isolation = ?driver.runtime().isolation(),
-                    probe_ms = t0.elapsed().as_millis() as u64,
+                    probe_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
                     why,
                     "oci runtime selected"
                 );
@@ -65,14 +82,14 @@ pub async fn probe(
         }
     }
     Err(DriverError::Runtime {
-        runtime: format!("{preferred} and {}", preferred.other()),
+        runtime: all,
         verb: "probe".into(),
         stderr: failures.join("; "),
     })
 }
 
-async fn probe_one(kind: RuntimeKind, root_dir: &Path, scratch: &Path) -> Result<OciDriver> {
-    let runtime = Runtime::new(kind, root_dir);
+async fn probe_one(runtime: Runtime, scratch: &Path) -> Result<OciDriver> {
+    let kind = runtime.kind();
     let version = runtime.version().await?;
     let driver = OciDriver::from_parts(runtime, version);
     if !Path::new(BUSYBOX).exists() {

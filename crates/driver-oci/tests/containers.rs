@@ -201,7 +201,8 @@ async fn stubborn_init_is_killed(kind: RuntimeKind) {
 /// What does this test do?
 /// - execs a long `sleep`, signals it with SIGTERM through the exec handle
 /// - the exit code reports the signal (128 + 15)
-/// - a container whose init exits by itself is seen Stopped, and starts again
+/// - a container whose init exits by itself is seen Stopped (and deleted)
+/// - so is a container left in "created", and then it starts again
 async fn exec_signal_and_exited_init(kind: RuntimeKind) {
     if !runtime_under_test(kind) {
         return;
@@ -265,6 +266,25 @@ async fn exec_signal_and_exited_init(kind: RuntimeKind) {
         driver.state(&spec.id).await.unwrap(),
         RuntimeStatus::Stopped
     );
+    assert!(
+        !driver.runtime().knows(&spec.id),
+        "exited container not cleaned up"
+    );
+
+    tracing::info!("--- a created-but-never-started leftover is cleaned up by state");
+    let rt = driver.runtime();
+    let log = spec.run_dir.join("console.log");
+    rt.create(&spec.id, &spec.run_dir, &spec.run_dir.join("pid"), &log)
+        .await
+        .unwrap();
+    assert_eq!(rt.state(&spec.id).await.unwrap().unwrap().status, "created");
+    assert_eq!(
+        driver.state(&spec.id).await.unwrap(),
+        RuntimeStatus::Stopped
+    );
+    assert!(!rt.knows(&spec.id), "created container not cleaned up");
+
+    tracing::info!("--- and it starts again");
     start_ready(&driver, &spec).await;
     assert_eq!(
         driver
