@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole gate: formatting, lints, every test (unit, integration with real droverd and real
+# containers, the lxc 5.0.2 and pylxd compatibility tests) and the doc tests. Needs root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+
+echo "--- cargo fmt --check" >&2
+cargo fmt --all --check
+echo "--- cargo clippy -D warnings" >&2
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "--- build the binaries the integration tests run" >&2
+cargo build --workspace --bins --locked
+echo "--- tests (nextest)" >&2
+cargo nextest run --workspace --locked --no-fail-fast
+echo "--- doc tests" >&2
+cargo test --workspace --doc --locked
