@@ -14,7 +14,7 @@ use crate::state::Daemon;
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
 /// What an upload carried, already written to files by the route.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Upload {
     /// One tarball.
     Unified(PathBuf),
@@ -77,14 +77,10 @@ async fn import_now(d: &Daemon, upload: &Upload, meta: &UploadMeta) -> ApiResult
         filename: meta.filename.clone(),
     };
     let store = d.images.clone();
-    let files = match upload {
-        Upload::Unified(p) => vec![p.clone()],
-        Upload::Split { metadata, rootfs } => vec![metadata.clone(), rootfs.clone()],
-    };
-    let imported = tokio::task::spawn_blocking(move || match files.as_slice() {
-        [one] => store.import_unified(one, &opts),
-        [m, r] => store.import_split(m, r, &opts),
-        _ => unreachable_files(),
+    let upload = upload.clone();
+    let imported = tokio::task::spawn_blocking(move || match &upload {
+        Upload::Unified(file) => store.import_unified(file, &opts),
+        Upload::Split { metadata, rootfs } => store.import_split(metadata, rootfs, &opts),
     })
     .await?
     .map_err(|e| match e {
@@ -133,10 +129,6 @@ async fn import_now(d: &Daemon, upload: &Upload, meta: &UploadMeta) -> ApiResult
         None,
     );
     Ok(imported)
-}
-
-fn unreachable_files() -> Result<ImportedImage, storage::ImageError> {
-    Err(storage::ImageError::NoMetadata)
 }
 
 fn view(rec: ImageRecord, aliases: &[db::images::AliasRecord]) -> Image {
@@ -192,8 +184,7 @@ pub async fn get(d: &Daemon, fp: &str) -> ApiResult<Image> {
         .ok_or_else(|| ApiError::not_found("Image not found"))
 }
 
-/// Deletes an image (refused while an instance's volume was made from it? No: volumes are
-/// full copies, so the image can go).
+/// Deletes an image. Instance volumes are full copies, so they do not need it.
 pub async fn delete(d: &Daemon, fp: &str) -> ApiResult<api::Operation> {
     let img = get(d, fp).await?;
     let op = d.ops.create(

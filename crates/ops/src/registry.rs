@@ -113,6 +113,20 @@ impl Registry {
         );
     }
 
+    /// Records an operation whose work is already done (LXD answers some synchronous
+    /// changes, like `PUT /1.0/instances/{name}`, with an operation) and returns it, final.
+    pub fn completed(
+        &self,
+        class: OperationClass,
+        description: &str,
+        resources: BTreeMap<String, Vec<String>>,
+    ) -> Operation {
+        let op = self.create(class, description, resources, None);
+        let id = op.id().to_string();
+        op.succeed(None);
+        self.get(&id).unwrap_or_else(|| unreachable_record(&id))
+    }
+
     /// The operation `id`.
     pub fn get(&self, id: &str) -> Option<Operation> {
         self.lock().get(id).map(|e| e.tx.borrow().clone())

@@ -83,19 +83,12 @@ async fn put(
     let req: InstancePut = parse_body(&body)?;
     instances::update(&d, q.project(), &name, req, false, if_match(&headers)).await?;
     // LXD answers PUT with an operation; ours has already finished.
-    let op = d.ops.create(
+    let resources = [("instances".to_string(), vec![instances::url(&name)])].into();
+    Ok(accepted(d.ops.completed(
         api::OperationClass::Task,
         "Updating instance",
-        [("instances".to_string(), vec![instances::url(&name)])].into(),
-        None,
-    );
-    let record = op.record();
-    op.succeed(None);
-    let mut record = record;
-    if let Some(done) = d.ops.get(&record.id) {
-        record = done;
-    }
-    Ok(accepted(record))
+        resources,
+    )))
 }
 
 async fn patch(
