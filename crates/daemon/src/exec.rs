@@ -412,6 +412,46 @@ async fn finish_control(control: tokio::task::JoinHandle<()>, done: &Arc<Notify>
     let _ = tokio::time::timeout(Duration::from_secs(2), control).await;
 }
 
+/// Opens a pty pair: inside the container's own devpts when it has one (so `tty` and
+/// `ttyname` work in there, as in LXD), else on the host's.
+fn open_pty(d: &Daemon, id: &str) -> ApiResult<(OwnedFd, OwnedFd)> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let container_devpts = lock(&d.running)
+        .get(id)
+        .map(|r| std::path::PathBuf::from(format!("/proc/{}/root/dev/pts", r.pid)));
+    let opened = container_devpts.and_then(|dir| {
+        rustix::fs::open(dir.join("ptmx"), flags, Mode::empty())
+            .ok()
+            .map(|m| (m, dir))
+    });
+    let (master, dir) = match opened {
+        Some((master, dir)) => (master, Some(dir)),
+        None => {
+            let master = rustix::pty::openpt(
+                rustix::pty::OpenptFlags::RDWR
+                    | rustix::pty::OpenptFlags::NOCTTY
+                    | rustix::pty::OpenptFlags::CLOEXEC,
+            )
+            .map_err(|e| ApiError::internal(format!("openpt: {e}")))?;
+            (master, None)
+        }
+    };
+    rustix::pty::grantpt(&master).map_err(|e| ApiError::internal(format!("grantpt: {e}")))?;
+    rustix::pty::unlockpt(&master).map_err(|e| ApiError::internal(format!("unlockpt: {e}")))?;
+    let name = rustix::pty::ptsname(&master, Vec::new())
+        .map_err(|e| ApiError::internal(format!("ptsname: {e}")))?;
+    let name = name.to_string_lossy().into_owned();
+    // ptsname names /dev/pts/N; in the container's devpts the number is the same.
+    let slave_path = match dir {
+        Some(dir) => dir.join(name.rsplit('/').next().unwrap_or_default()),
+        None => std::path::PathBuf::from(name),
+    };
+    let slave = rustix::fs::open(&slave_path, flags, Mode::empty())
+        .map_err(|e| ApiError::internal(format!("open {}: {e}", slave_path.display())))?;
+    Ok((master, slave))
+}
+
 async fn run_interactive(
     d: &Daemon,
     id: &str,
@@ -419,22 +459,7 @@ async fn run_interactive(
     spec: drivers::ExecSpec,
     req: &InstanceExecPost,
 ) -> ApiResult<i32> {
-    let pty = rustix::pty::openpt(
-        rustix::pty::OpenptFlags::RDWR
-            | rustix::pty::OpenptFlags::NOCTTY
-            | rustix::pty::OpenptFlags::CLOEXEC,
-    )
-    .map_err(|e| ApiError::internal(format!("openpt: {e}")))?;
-    rustix::pty::grantpt(&pty).map_err(|e| ApiError::internal(format!("grantpt: {e}")))?;
-    rustix::pty::unlockpt(&pty).map_err(|e| ApiError::internal(format!("unlockpt: {e}")))?;
-    let slave_name = rustix::pty::ptsname(&pty, Vec::new())
-        .map_err(|e| ApiError::internal(format!("ptsname: {e}")))?;
-    let slave: OwnedFd = rustix::fs::open(
-        slave_name.as_c_str(),
-        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(|e| ApiError::internal(format!("open pty: {e}")))?;
+    let (pty, slave) = open_pty(d, id)?;
     let (w, h) = (
         if req.width > 0 { req.width } else { 80 },
         if req.height > 0 { req.height } else { 24 },
