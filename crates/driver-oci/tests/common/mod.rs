@@ -137,6 +137,54 @@ impl World {
     }
 }
 
+/// A failed test leaves its containers behind (its runtime state goes with the temp dir):
+/// kill whatever still runs in this world's cgroups and remove them.
+impl Drop for World {
+    fn drop(&mut self) {
+        let parents: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| e.path().join(&self.cgroup_parent))
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for parent in &parents {
+            let Ok(children) = std::fs::read_dir(parent) else {
+                continue;
+            };
+            for child in children
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+            {
+                loop {
+                    let procs =
+                        std::fs::read_to_string(child.join("cgroup.procs")).unwrap_or_default();
+                    let pids: Vec<i32> = procs
+                        .lines()
+                        .filter_map(|l| l.trim().parse().ok())
+                        .collect();
+                    if pids.is_empty() || Instant::now() > deadline {
+                        break;
+                    }
+                    for pid in pids {
+                        let _ = nix::sys::signal::kill(
+                            nix::unistd::Pid::from_raw(pid),
+                            nix::sys::signal::Signal::SIGKILL,
+                        );
+                    }
+                    // Cleanup after a failure, not a test condition.
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                let _ = std::fs::remove_dir(&child);
+            }
+            let _ = std::fs::remove_dir(parent);
+        }
+    }
+}
+
 fn write_exe(path: &Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, text).unwrap();
