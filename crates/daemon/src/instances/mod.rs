@@ -13,7 +13,7 @@ use db::profiles::ProfileRecord;
 pub use create::create;
 pub use lifecycle::{change_state, check_member_accepts, reattach_all, runtime_status};
 pub use update::{delete, rename, update};
-pub use view::{etag, instance_state, instance_view};
+pub use view::{console_log, etag, instance_state, instance_view};
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::Daemon;

@@ -61,6 +61,23 @@ pub async fn instance_view(
     })
 }
 
+/// The console log of `rec` (PID 1's output since its last start), empty if none.
+pub async fn console_log(d: &Daemon, rec: &InstanceRecord) -> ApiResult<String> {
+    let path = d
+        .paths
+        .run
+        .join(runtime_id(&rec.project, &rec.name))
+        .join(driver_oci::CONSOLE_LOG);
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(crate::error::ApiError::internal(format!(
+            "read {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 /// `GET /1.0/instances/{name}/state`.
 pub async fn instance_state(d: &Daemon, rec: &InstanceRecord) -> ApiResult<InstanceState> {
     let id = runtime_id(&rec.project, &rec.name);

@@ -7,7 +7,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use super::{CommonQuery, accepted, parse_body, sync, sync_etag};
@@ -177,6 +177,28 @@ async fn empty_list(
     Ok(sync(Vec::<String>::new()))
 }
 
+async fn logs(
+    State(d): State<Daemon>,
+    Path(name): Path<String>,
+    Query(q): Query<CommonQuery>,
+) -> ApiResult<Response> {
+    instances::load(&d, q.project(), &name).await?;
+    Ok(sync([format!("/1.0/instances/{name}/logs/lxc.log")]))
+}
+
+/// The instance's console log (PID 1's output), under LXD's name `lxc.log`, as plain text.
+async fn log_file(
+    State(d): State<Daemon>,
+    Path((name, file)): Path<(String, String)>,
+    Query(q): Query<CommonQuery>,
+) -> ApiResult<Response> {
+    let rec = instances::load(&d, q.project(), &name).await?;
+    if file != "lxc.log" {
+        return Err(ApiError::not_found("Log file not found"));
+    }
+    Ok(instances::console_log(&d, &rec).await?.into_response())
+}
+
 pub fn routes() -> Router<Daemon> {
     Router::new()
         .route("/1.0/instances", get(list).post(create))
@@ -191,5 +213,7 @@ pub fn routes() -> Router<Daemon> {
         .route("/1.0/instances/{name}/state", get(get_state).put(put_state))
         .route("/1.0/instances/{name}/exec", post(exec))
         .route("/1.0/instances/{name}/snapshots", get(empty_list))
+        .route("/1.0/instances/{name}/logs", get(logs))
+        .route("/1.0/instances/{name}/logs/{file}", get(log_file))
         .route("/1.0/instances/{name}/backups", get(empty_list))
 }
