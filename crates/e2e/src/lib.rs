@@ -1,1 +1,43 @@
-//! Helpers shared by the end-to-end tests.
+//! End-to-end tests of drover: real `droverd` daemons, real containers, real clients.
+//!
+//! The harness gives each test its own world:
+//!
+//! - [`Member`] spawns `droverd` (the binary `cargo build --workspace --bins` made, or
+//!   `$DROVER_BIN`) in a fresh temp dir, waits until `GET /1.0` answers, and on drop stops
+//!   the containers the test left, SIGTERMs the daemon and prints its log when the test
+//!   failed. [`Member::restart`] restarts the daemon on the same state dir.
+//! - [`busybox_image`] builds the built-in busybox image once (shared by the test processes
+//!   through a lock file under `target/`), [`Member::import_busybox`] imports it as `busybox`.
+//! - [`Member::raw`] sends raw HTTP (malformed bodies, exact error envelopes);
+//!   [`Member::client`] is the typed client; [`Member::lxc`] runs LXD's own `lxc`.
+//! - [`wait_until`] waits on a condition with a deadline; tests never sleep.
+//!
+//! Missing prerequisites (the `droverd` binary, `lxc`, pylxd, root) fail the test with a
+//! message saying what to install or build; nothing is skipped silently.
+
+mod events;
+mod image;
+mod lxc;
+mod member;
+mod prereq;
+mod raw;
+mod wait;
+
+pub use events::expect_lifecycle;
+pub use image::busybox_image;
+pub use lxc::Output;
+pub use member::{ExecOutput, Member, busybox_request};
+pub use prereq::{droverd_bin, require_lxc, require_pylxd, workspace_root};
+pub use raw::RawResponse;
+pub use wait::{wait_until, within};
+
+/// Installs the test log subscriber once per process (`RUST_LOG` overrides `info`).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,90 @@
+//! Running LXD's `lxc` client (and other commands) with captured output.
+
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+
+/// Deadline of one client command.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a finished command printed and returned.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// The command line, for messages.
+    pub command: String,
+    /// Exit code (`-1` when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Output {
+    /// Asserts exit code 0 and returns `self`.
+    ///
+    /// # Panics
+    ///
+    /// When the command failed, with its output.
+    #[track_caller]
+    pub fn success(&self) -> &Self {
+        assert_eq!(
+            self.code, 0,
+            "`{}` failed\n--- stdout\n{}\n--- stderr\n{}",
+            self.command, self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Asserts a non-zero exit code and returns stderr.
+    ///
+    /// # Panics
+    ///
+    /// When the command succeeded.
+    #[track_caller]
+    pub fn failure(&self) -> &str {
+        assert_ne!(
+            self.code, 0,
+            "`{}` should have failed\n--- stdout\n{}",
+            self.command, self.stdout
+        );
+        &self.stderr
+    }
+}
+
+/// Runs `cmd` (shown as `command`) to completion, feeding it `stdin` (empty stdin when `None`).
+///
+/// # Panics
+///
+/// When it does not start, or after 60 s.
+pub(crate) async fn run(
+    mut cmd: tokio::process::Command,
+    command: String,
+    stdin: Option<&[u8]>,
+) -> Output {
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run `{command}`: {e}"));
+    let mut input = child.stdin.take().expect("piped stdin");
+    let data = stdin.unwrap_or_default().to_vec();
+    let feed = tokio::spawn(async move {
+        let _ = input.write_all(&data).await;
+        // Dropping `input` closes the pipe: EOF for the command.
+    });
+    let out = crate::within(&command, COMMAND_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|e| panic!("`{command}`: {e}"));
+    let _ = feed.await;
+    let res = Output {
+        command,
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    tracing::debug!(command = %res.command, code = res.code, stdout = %res.stdout, stderr = %res.stderr, "command finished");
+    res
+}
