@@ -221,20 +221,21 @@ impl Member {
         self.spawn().await;
     }
 
-    /// A raw request; `body` is sent as is (JSON or not).
+    /// A raw request; `body` is sent as is (typed JSON, whether it is or not).
     pub async fn raw(&self, method: &str, path: &str, body: Option<&str>) -> RawResponse {
         request(
             &self.socket(),
             method,
             path,
-            body.map(|b| Bytes::from(b.to_string())),
+            body.map(|b| ("application/json", Bytes::from(b.to_string()))),
         )
         .await
     }
 
-    /// A raw request with a binary body.
+    /// A raw request with a binary body of type `application/octet-stream` (an upload).
     pub async fn raw_bytes(&self, method: &str, path: &str, body: Vec<u8>) -> RawResponse {
-        request(&self.socket(), method, path, Some(Bytes::from(body))).await
+        let body = Some(("application/octet-stream", Bytes::from(body)));
+        request(&self.socket(), method, path, body).await
     }
 
     /// Imports the busybox image under alias `busybox`; returns its fingerprint.
@@ -480,10 +481,10 @@ impl Drop for Member {
                     else {
                         return;
                     };
-                    let _ = rt.block_on(tokio::time::timeout(
-                        CLEANUP_TIMEOUT,
-                        Member::force_stop_all(socket),
-                    ));
+                    rt.block_on(async {
+                        let stop_all = Member::force_stop_all(socket);
+                        let _ = tokio::time::timeout(CLEANUP_TIMEOUT, stop_all).await;
+                    });
                 });
                 let _ = cleanup.join();
             }

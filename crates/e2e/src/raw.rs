@@ -68,7 +68,8 @@ impl RawResponse {
     }
 }
 
-/// Sends `method path` with `body` (sent as is) on a fresh connection to `socket`.
+/// Sends `method path` with `body` (sent as is, typed `content_type`) on a fresh connection
+/// to `socket`.
 ///
 /// # Panics
 ///
@@ -77,7 +78,7 @@ pub(crate) async fn request(
     socket: &Path,
     method: &str,
     path: &str,
-    body: Option<Bytes>,
+    body: Option<(&str, Bytes)>,
 ) -> RawResponse {
     let what = format!("{method} {path}");
     crate::within(&what, RAW_TIMEOUT, async {
@@ -94,12 +95,14 @@ pub(crate) async fn request(
             .method(method)
             .uri(path)
             .header("host", "localhost");
-        if body.is_some() {
-            req = req.header("content-type", "application/json");
-        }
-        let req = req
-            .body(Full::new(body.unwrap_or_default()))
-            .expect("valid request");
+        let body = match body {
+            Some((content_type, bytes)) => {
+                req = req.header("content-type", content_type);
+                bytes
+            }
+            None => Bytes::new(),
+        };
+        let req = req.body(Full::new(body)).expect("valid request");
         let resp = sender.send_request(req).await.expect("send request");
         let status = resp.status().as_u16();
         let bytes = resp
