@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""pylxd drives droverd unchanged.
+
+usage: pylxd_smoke.py SOCKET IMAGE_TARBALL
+
+Imports the busybox image (alias `busybox`), lists instances and images, creates `py1`
+from the alias, starts it, reads its state, executes commands (output, exit code, stdin),
+stops and deletes it. Prints one `ok:` line per step; on any mismatch prints `FAIL:` with
+what was expected and exits 1.
+"""
+
+import sys
+import traceback
+
+import pylxd
+
+NAME = "py1"
+
+
+def fail(msg):
+    print(f"FAIL: {msg}", flush=True)
+    sys.exit(1)
+
+
+def check(what, got, want):
+    if got != want:
+        fail(f"{what}: expected {want!r}, got {got!r}")
+    print(f"ok: {what} = {got!r}", flush=True)
+
+
+def main():
+    if len(sys.argv) != 3:
+        fail(f"usage: {sys.argv[0]} SOCKET IMAGE_TARBALL")
+    socket, tarball = sys.argv[1], sys.argv[2]
+    client = pylxd.Client(endpoint=socket)
+    check("trusted", client.trusted, True)
+
+    # Images: import the unified tarball, alias it, list.
+    with open(tarball, "rb") as f:
+        image = client.images.create(f.read(), wait=True)
+    image.add_alias("busybox", "drover's busybox")
+    fingerprints = [i.fingerprint for i in client.images.all()]
+    check("image list", fingerprints, [image.fingerprint])
+    aliases = [a["name"] for a in client.images.get(image.fingerprint).aliases]
+    check("image aliases", aliases, ["busybox"])
+
+    # Instances: none yet; create from the alias.
+    check("instances before", [i.name for i in client.instances.all()], [])
+    inst = client.instances.create(
+        {"name": NAME, "source": {"type": "image", "alias": "busybox"}}, wait=True
+    )
+    check("created name", inst.name, NAME)
+    check("instances after create", [i.name for i in client.instances.all()], [NAME])
+    inst = client.instances.get(NAME)
+    check("status after create", inst.status, "Stopped")
+
+    # Start and state.
+    inst.start(wait=True)
+    inst.sync()
+    check("status after start", inst.status, "Running")
+    state = inst.state()
+    check("state.status", state.status, "Running")
+    if not isinstance(state.pid, int) or state.pid <= 1:
+        fail(f"state.pid: expected a host pid, got {state.pid!r}")
+    print(f"ok: state.pid = {state.pid}", flush=True)
+
+    # Execute: output, exit code, stdin.
+    res = inst.execute(["cat", "/etc/hostname"])
+    check("execute cat /etc/hostname: exit code", res.exit_code, 0)
+    check("execute cat /etc/hostname: stdout", res.stdout, f"{NAME}\n")
+    res = inst.execute(["sh", "-c", "echo err >&2; exit 5"])
+    check("execute exit 5: exit code", res.exit_code, 5)
+    check("execute exit 5: stderr", res.stderr, "err\n")
+    res = inst.execute(["cat"], stdin_payload="from stdin\n")
+    check("execute cat with stdin: stdout", res.stdout, "from stdin\n")
+
+    # Stop and delete.
+    inst.stop(wait=True)
+    inst.sync()
+    check("status after stop", inst.status, "Stopped")
+    inst.delete(wait=True)
+    check("exists after delete", client.instances.exists(NAME), False)
+    check("instances at the end", [i.name for i in client.instances.all()], [])
+    print("pylxd smoke: all steps passed", flush=True)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except SystemExit:
+        raise
+    except Exception as e:  # noqa: BLE001 - any exception is a failed step
+        traceback.print_exc()
+        fail(f"{type(e).__name__}: {e}")
