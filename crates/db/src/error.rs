@@ -28,5 +28,39 @@ pub enum Error {
     Corrupt(String),
 }
 
+impl Error {
+    /// Whether this failure follows from the command and the DB content alone, so every
+    /// member applying the same command to the same state fails the same way.
+    ///
+    /// `false` means the environment failed (disk full, I/O error, locked or corrupt file,
+    /// out of memory): the outcome could differ on another member, so a replicated state
+    /// machine must stop rather than record it as the command's result.
+    pub fn is_deterministic(&self) -> bool {
+        use rusqlite::ErrorCode as C;
+        match self {
+            Error::Sqlite(rusqlite::Error::SqliteFailure(f, _)) => !matches!(
+                f.code,
+                C::DiskFull
+                    | C::SystemIoFailure
+                    | C::DatabaseBusy
+                    | C::DatabaseLocked
+                    | C::OutOfMemory
+                    | C::CannotOpen
+                    | C::FileLockingProtocolFailed
+                    | C::ReadOnly
+                    | C::DatabaseCorrupt
+                    | C::NotADatabase
+                    | C::OperationInterrupted
+                    | C::PermissionDenied
+                    | C::InternalMalfunction
+                    | C::NoLargeFileSupport
+            ),
+            Error::Sqlite(_) | Error::Json(_) | Error::NotFound(_) | Error::Exists(_) => true,
+            Error::Corrupt(_) => true,
+            Error::SchemaTooNew { .. } => false,
+        }
+    }
+}
+
 /// Result of DB calls.
 pub type Result<T> = std::result::Result<T, Error>;

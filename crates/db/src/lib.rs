@@ -1,10 +1,14 @@
 //! drover's cluster database.
 //!
-//! SQLite with numbered schema updates ([`schema`]). Every write is one [`Command`], applied
-//! deterministically by [`apply`]: the proposer stamps times and ids into the command, and
-//! `apply` reads no clock, randomness, environment or file. That is what lets a replicated
-//! log (openraft, later) sit under [`Store::execute`] without any caller changing. Reads are
-//! typed queries, one module per table.
+//! SQLite with numbered schema updates (module `schema`). Every write is one [`Command`],
+//! applied deterministically by [`apply`]: the proposer stamps times and ids into the
+//! command, and `apply` reads no clock, randomness, environment or file. That is what lets a
+//! replicated log (openraft, in the `raft` crate) sit under the writes without any caller
+//! changing. Reads are typed queries, one module per table.
+//!
+//! For replication, [`Store::apply_entries`] applies a batch of log entries and records the
+//! log position ([`RaftState`]) in the same transaction; [`Store::backup_to`] and
+//! [`Store::restore_from`] copy the whole DB out and in for snapshots.
 
 mod command;
 pub mod config;
@@ -14,10 +18,12 @@ pub mod instances;
 pub mod members;
 pub mod pools;
 pub mod profiles;
+pub mod raft_state;
 mod schema;
 mod store;
 
 pub use command::{Command, apply};
 pub use error::{Error, Result};
+pub use raft_state::RaftState;
 pub use rusqlite::Connection;
 pub use store::Store;

@@ -71,6 +71,14 @@ CREATE TABLE instances (
     UNIQUE (project, name)
 );
 "#,
+    // 2: where the replicated log stands. Written only together with the commands it
+    // accounts for (`Store::apply_entries`), so the data and its log position never disagree.
+    r#"
+CREATE TABLE raft_state (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#,
 ];
 
 /// The newest schema version this binary knows.

@@ -3,16 +3,20 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use rusqlite::Connection;
+use rusqlite::backup::{Backup, StepResult};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use crate::{Command, Result, apply, schema};
+use crate::raft_state::{self, RaftState};
+use crate::{Command, Error, Result, apply, schema};
 
 /// The DB handle: one connection, one writer at a time.
 ///
 /// # Correctness
 ///
-/// All writes go through [`Store::execute`], which applies one [`Command`] in one
-/// transaction. Reads see only committed state.
+/// All writes go through [`Store::execute`] (one [`Command`] in one transaction),
+/// [`Store::apply_entries`] (a batch of replicated commands plus their log position, in one
+/// transaction) or [`Store::restore_from`] (the whole content at once). Reads see only
+/// committed state.
 #[derive(Debug)]
 pub struct Store {
     conn: Mutex<Connection>,
@@ -50,6 +54,126 @@ impl Store {
         Ok(())
     }
 
+    /// Applies a batch of replicated log entries and records `state`, all in one transaction.
+    ///
+    /// Each item is one entry: `Some(cmd)` for an entry carrying a command, `None` for one
+    /// that only moves the log position (blank, membership). The result has one outcome per
+    /// item, in order.
+    ///
+    /// # Correctness
+    ///
+    /// - A command that fails deterministically ([`Error::is_deterministic`]) is rolled back
+    ///   alone (a savepoint per command) and its error becomes its outcome; the entries
+    ///   after it still apply. Every member therefore records the same outcome and reaches
+    ///   the same content.
+    /// - A failure of the environment (I/O, disk full, ...) or of the commit returns `Err`
+    ///   and leaves the DB as it was before the call: neither the commands nor `state` are
+    ///   recorded.
+    /// - `state` is the caller's opaque description of the log position after the last
+    ///   item; it becomes visible exactly when the commands' effects do.
+    pub fn apply_entries<'a>(
+        &self,
+        entries: impl IntoIterator<Item = Option<&'a Command>>,
+        state: &RaftState,
+    ) -> Result<Vec<Result<()>>> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let mut outcomes = Vec::new();
+        for entry in entries {
+            let Some(cmd) = entry else {
+                outcomes.push(Ok(()));
+                continue;
+            };
+            // `apply` takes the transaction itself, so the per-command savepoint is plain SQL.
+            tx.execute_batch("SAVEPOINT command")?;
+            match apply(&tx, cmd) {
+                Ok(()) => {
+                    tx.execute_batch("RELEASE command")?;
+                    outcomes.push(Ok(()));
+                }
+                Err(e) if e.is_deterministic() => {
+                    tx.execute_batch("ROLLBACK TO command; RELEASE command")?;
+                    outcomes.push(Err(e));
+                }
+                // Dropping `tx` rolls the whole batch back.
+                Err(e) => return Err(e),
+            }
+        }
+        raft_state::set(&tx, state)?;
+        tx.commit()?;
+        Ok(outcomes)
+    }
+
+    /// Writes a consistent, compacted copy of the whole DB to `path` (which must not exist)
+    /// and returns the log position that copy holds.
+    ///
+    /// # Correctness
+    ///
+    /// The copy and the returned state are taken under the writer lock, so they describe
+    /// the same instant. The copy is not synced: callers that keep it sync it themselves.
+    pub fn backup_to(&self, path: &Path) -> Result<RaftState> {
+        let target = path
+            .to_str()
+            .ok_or_else(|| Error::Corrupt(format!("non-UTF-8 backup path {path:?}")))?;
+        let conn = self.lock();
+        conn.execute("VACUUM INTO ?1", [target])?;
+        raft_state::get(&conn)
+    }
+
+    /// Reads the log position recorded in the DB copy at `path`, without changing it.
+    ///
+    /// Fails with [`Error::SchemaTooNew`] if the copy was written by a newer drover, which
+    /// [`Store::restore_from`] would refuse too.
+    pub fn inspect(path: &Path) -> Result<RaftState> {
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        check_schema(&conn)?;
+        let has_state: Option<i64> = conn
+            .query_row(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'raft_state'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match has_state {
+            Some(_) => raft_state::get(&conn),
+            None => Ok(RaftState::default()),
+        }
+    }
+
+    /// Replaces the whole content of this DB with the DB copy at `path` (made by
+    /// [`Store::backup_to`], possibly on another member), then brings its schema up to date.
+    /// Returns the log position the new content holds.
+    ///
+    /// # Correctness
+    ///
+    /// The copy is transferred in one step of SQLite's backup API, that is one write
+    /// transaction on this DB: a crash part-way leaves the old content, never a mix. A copy
+    /// from a newer schema is refused before anything changes.
+    pub fn restore_from(&self, path: &Path) -> Result<RaftState> {
+        let src = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        check_schema(&src)?;
+        let mut conn = self.lock();
+        {
+            let backup = Backup::new(&src, &mut conn)?;
+            match backup.step(-1)? {
+                StepResult::Done => {}
+                other => {
+                    return Err(Error::Corrupt(format!(
+                        "restore from {path:?} stopped early: {other:?}"
+                    )));
+                }
+            }
+        }
+        schema::update(&mut conn)?;
+        raft_state::get(&conn)
+    }
+
     /// Runs a read-only query.
     pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
         let conn = self.lock();
@@ -63,4 +187,21 @@ impl Store {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// Refuses a DB whose schema is newer than this binary's.
+fn check_schema(conn: &Connection) -> Result<()> {
+    let found: i64 = conn
+        .query_row("SELECT COALESCE(MAX(version), 0) FROM schema", [], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .unwrap_or(0);
+    if found > schema::LATEST {
+        return Err(Error::SchemaTooNew {
+            found,
+            supported: schema::LATEST,
+        });
+    }
+    Ok(())
 }
