@@ -1,0 +1,32 @@
+//! drover's replication layer: the only crate that names openraft types.
+//!
+//! This part holds the storage openraft runs on:
+//!
+//! - [`TypeConfig`]: the Raft type set; each log entry carries one [`db::Command`] and
+//!   yields one [`Applied`].
+//! - [`LogStore`]: the Raft log, vote, committed id and purge point, in their own SQLite file
+//!   ([`LOG_FILE`]), synced before anything is acknowledged.
+//! - [`StateMachine`]: applies committed entries to the cluster DB ([`db::Store`]) and keeps
+//!   the log position in the same transaction; snapshots are whole copies of that DB, the
+//!   current one kept on disk under a snapshot directory.
+//!
+//! The network, the `Replicator` handle and the membership task are built on top of these.
+//!
+//! # Correctness
+//!
+//! - All SQLite and file work runs off the async executor: the log store on one dedicated
+//!   thread (which also orders its writes), the state machine in `spawn_blocking`.
+//! - A command that fails deterministically is recorded as its entry's response on every
+//!   member and the state machine goes on; a failure of the environment stops it (openraft
+//!   shuts the node down) rather than let members diverge.
+
+mod error;
+mod log_store;
+mod snapshot_file;
+mod state_machine;
+mod types;
+
+pub use error::{Error, Result};
+pub use log_store::{LOG_FILE, LogReader, LogStore};
+pub use state_machine::{SnapshotBuilder, StateMachine};
+pub use types::{Applied, RejectKind, TypeConfig};
