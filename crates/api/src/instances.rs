@@ -146,13 +146,13 @@ pub struct InstanceStatePut {
     /// What to do.
     pub action: String,
     /// Seconds to wait for a clean stop (-1 or 0: the instance's `boot.host_shutdown_timeout`).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::de::null_default")]
     pub timeout: i64,
     /// Kill instead of a clean stop.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::de::null_default")]
     pub force: bool,
     /// Stateful stop/start (not supported).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::de::null_default")]
     pub stateful: bool,
 }
 
@@ -160,25 +160,25 @@ pub struct InstanceStatePut {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct InstanceSource {
     /// `"image"` or `"none"`.
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type", default, deserialize_with = "crate::de::null_default")]
     pub kind: String,
     /// Image alias.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::de::null_default")]
     pub alias: String,
     /// Image fingerprint (or a unique prefix).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::de::null_default")]
     pub fingerprint: String,
     /// `{"alias": "busybox"}`-style selection by property (accepted, unused).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::de::null_default")]
     pub properties: ConfigMap,
     /// `"local"`, `"pull"`, ... (only local images exist in drover).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::de::null_default")]
     pub mode: String,
     /// Remote server (must be empty: drover has no remotes).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::de::null_default")]
     pub server: String,
     /// `"lxd"` or `"simplestreams"` (ignored when `server` is empty).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::de::null_default")]
     pub protocol: String,
 }
 
@@ -186,37 +186,37 @@ pub struct InstanceSource {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct InstancesPost {
     /// Name (empty: a generated one).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::de::null_default")]
     pub name: String,
     /// `"container"` (default) or `"virtual-machine"`.
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type", default, deserialize_with = "crate::de::null_default")]
     pub kind: String,
     /// Where the rootfs comes from.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::de::null_default")]
     pub source: InstanceSource,
     /// Local config.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::de::null_default")]
     pub config: ConfigMap,
     /// Local devices.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::de::null_default")]
     pub devices: DeviceMap,
     /// Profiles (`null` or absent: `["default"]`).
     #[serde(default)]
     pub profiles: Option<Vec<String>>,
     /// Deleted when stopped.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::de::null_default")]
     pub ephemeral: bool,
     /// Free text.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::de::null_default")]
     pub description: String,
     /// Architecture (empty: the host's).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::de::null_default")]
     pub architecture: String,
     /// Start once created (what `lxc launch` does with a second request; pylxd may send this).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::de::null_default")]
     pub start: bool,
     /// Cloud instance type (ignored).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::de::null_default")]
     pub instance_type: String,
 }
 
@@ -253,12 +253,12 @@ pub struct InstancePut {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct InstancePost {
     /// New name.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::de::null_default")]
     pub name: String,
     /// Whether this is a migration (not yet supported).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::de::null_default")]
     pub migration: bool,
     /// Live migration.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::de::null_default")]
     pub live: bool,
 }

@@ -40,6 +40,18 @@ pub struct Config {
     pub runtime: driver_oci::RuntimeKind,
 }
 
+/// The cgroup parent of this daemon's containers: `drover` for the default state directory,
+/// else `drover-<hash of the state directory>`, so that several daemons on one host (tests,
+/// a local cluster) never share, and never kill, each other's cgroups.
+pub fn cgroup_parent(state_dir: &std::path::Path) -> String {
+    use sha2::Digest;
+    if state_dir == std::path::Path::new("/var/lib/drover") {
+        return "drover".into();
+    }
+    let digest = sha2::Sha256::digest(state_dir.as_os_str().as_encoded_bytes());
+    format!("drover-{}", &hex::encode(digest)[..12])
+}
+
 /// This member's name until it joins or forms a cluster (LXD says `none`).
 const STANDALONE: &str = "none";
 
@@ -113,7 +125,10 @@ async fn shutdown_signal() {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(cfg: Config, bus: ops::EventBus) -> anyhow::Result<()> {
-    let paths = Paths::new(cfg.state_dir.clone());
+    std::fs::create_dir_all(&cfg.state_dir)
+        .with_context(|| format!("create {}", cfg.state_dir.display()))?;
+    let state_dir = std::fs::canonicalize(&cfg.state_dir)?;
+    let paths = Paths::new(state_dir);
     for dir in [&paths.state_dir, &paths.run, &paths.pools] {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
@@ -130,7 +145,8 @@ pub async fn run(cfg: Config, bus: ops::EventBus) -> anyhow::Result<()> {
         paths.state_dir.join("probe"),
     )
     .await
-    .context("no usable container runtime")?;
+    .context("no usable container runtime")?
+    .with_cgroup_parent(cgroup_parent(&paths.state_dir));
     let runtime_name = driver.runtime_name().to_string();
     tracing::info!(runtime = %drivers::InstanceDriver::describe(&driver), "container runtime ready");
     let images = storage::ImageStore::new(paths.images.clone()).context("open the image store")?;

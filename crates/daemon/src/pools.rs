@@ -60,6 +60,32 @@ pub async fn get(d: &Daemon, name: &str) -> ApiResult<StoragePool> {
     Ok(view(d, rec, used))
 }
 
+/// The volumes on pool `name`: one `container` volume per instance whose root disk is there.
+pub async fn volumes(d: &Daemon, name: &str) -> ApiResult<Vec<api::storage::StorageVolume>> {
+    get(d, name).await?;
+    let records = d.read(|c| db::instances::list(c, "default")).await?;
+    let mut out = Vec::new();
+    for rec in records {
+        let profiles = crate::instances::load_profiles(d, &rec.project, &rec.profiles)
+            .await
+            .unwrap_or_default();
+        let devices = crate::instances::expand_devices(&rec.devices, &profiles);
+        if crate::instances::root_pool(&devices).as_deref() != Some(name) {
+            continue;
+        }
+        out.push(api::storage::StorageVolume {
+            name: rec.name.clone(),
+            kind: "container".into(),
+            description: String::new(),
+            config: Default::default(),
+            location: rec.member.clone(),
+            content_type: "filesystem".into(),
+            used_by: vec![crate::instances::url(&rec.name)],
+        });
+    }
+    Ok(out)
+}
+
 /// Creates a `dir` pool: validates, makes its directory, then records it.
 pub async fn create(d: &Daemon, mut req: StoragePoolsPost) -> ApiResult<()> {
     if req.name.is_empty() || req.name.contains('/') || req.name.starts_with('.') {

@@ -23,6 +23,62 @@ use crate::limits::{CpuLimit, parse_cpu_limit, parse_memory_limit};
 /// Name of the bundle's config file inside `run_dir`.
 pub const CONFIG_FILE: &str = "config.json";
 
+/// Adds the cgroup limits of `config` (`limits.memory`, `limits.cpu`) to `resources`.
+pub fn apply_limits(
+    mut resources: LinuxResourcesBuilder,
+    config: &std::collections::BTreeMap<String, String>,
+) -> Result<LinuxResourcesBuilder> {
+    if let Some(v) = config.get("limits.memory").filter(|v| !v.trim().is_empty()) {
+        let bytes = parse_memory_limit(v).map_err(DriverError::Invalid)?;
+        let bytes = i64::try_from(bytes)
+            .map_err(|_| DriverError::Invalid(format!("memory limit {v:?} is too large")))?;
+        resources = resources.memory(
+            LinuxMemoryBuilder::default()
+                .limit(bytes)
+                .build()
+                .map_err(oci_err)?,
+        );
+    }
+    if let Some(v) = config.get("limits.cpu").filter(|v| !v.trim().is_empty()) {
+        let cpu = match parse_cpu_limit(v).map_err(DriverError::Invalid)? {
+            CpuLimit::Count(n) => LinuxCpuBuilder::default()
+                .period(CPU_PERIOD_US)
+                .quota(i64::from(n) * CPU_PERIOD_US as i64),
+            CpuLimit::Set(set) => LinuxCpuBuilder::default().cpus(set),
+        };
+        resources = resources.cpu(cpu.build().map_err(oci_err)?);
+    }
+
+    Ok(resources)
+}
+
+/// The cgroup limits of `config` alone, for `<runtime> update --resources`. A limit that is
+/// absent is lifted (memory `-1`, cpu quota `-1`).
+pub fn limits_resources(
+    config: &std::collections::BTreeMap<String, String>,
+) -> Result<oci_spec::runtime::LinuxResources> {
+    let unlimited = LinuxResourcesBuilder::default()
+        .memory(
+            LinuxMemoryBuilder::default()
+                .limit(-1)
+                .build()
+                .map_err(oci_err)?,
+        )
+        // A quota of every CPU lifts the limit; some runtimes refuse -1 here.
+        .cpu(
+            LinuxCpuBuilder::default()
+                .period(CPU_PERIOD_US)
+                .quota(host_cpus() * CPU_PERIOD_US as i64)
+                .build()
+                .map_err(oci_err)?,
+        );
+    apply_limits(unlimited, config)?.build().map_err(oci_err)
+}
+
+fn host_cpus() -> i64 {
+    std::thread::available_parallelism().map_or(1, |n| i64::try_from(n.get()).unwrap_or(1))
+}
+
 /// CFS period used for `limits.cpu` counts, in microseconds.
 pub const CPU_PERIOD_US: u64 = 100_000;
 
@@ -312,34 +368,7 @@ pub fn build_spec(spec: &InstanceSpec, cgroups_path: &str) -> Result<Spec> {
 
     let (nodes, device_rules) = devices()?;
     let mut resources = LinuxResourcesBuilder::default().devices(device_rules);
-    if let Some(v) = spec
-        .config
-        .get("limits.memory")
-        .filter(|v| !v.trim().is_empty())
-    {
-        let bytes = parse_memory_limit(v).map_err(DriverError::Invalid)?;
-        let bytes = i64::try_from(bytes)
-            .map_err(|_| DriverError::Invalid(format!("memory limit {v:?} is too large")))?;
-        resources = resources.memory(
-            LinuxMemoryBuilder::default()
-                .limit(bytes)
-                .build()
-                .map_err(oci_err)?,
-        );
-    }
-    if let Some(v) = spec
-        .config
-        .get("limits.cpu")
-        .filter(|v| !v.trim().is_empty())
-    {
-        let cpu = match parse_cpu_limit(v).map_err(DriverError::Invalid)? {
-            CpuLimit::Count(n) => LinuxCpuBuilder::default()
-                .period(CPU_PERIOD_US)
-                .quota(i64::from(n) * CPU_PERIOD_US as i64),
-            CpuLimit::Set(set) => LinuxCpuBuilder::default().cpus(set),
-        };
-        resources = resources.cpu(cpu.build().map_err(oci_err)?);
-    }
+    resources = apply_limits(resources, &spec.config)?;
 
     let linux = LinuxBuilder::default()
         .namespaces(namespaces)

@@ -281,6 +281,18 @@ impl InstanceDriver for OciDriver {
         })
     }
 
+    async fn update_limits(
+        &self,
+        id: &str,
+        config: &std::collections::BTreeMap<String, String>,
+    ) -> Result<()> {
+        if self.running(id).await?.is_none() {
+            return Err(DriverError::NotRunning);
+        }
+        let resources = crate::bundle::limits_resources(config)?;
+        self.runtime.update(id, &resources).await
+    }
+
     async fn usage(&self, id: &str) -> Result<Usage> {
         Ok(self.cgroups.usage(id))
     }

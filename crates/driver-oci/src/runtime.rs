@@ -341,6 +341,28 @@ impl Runtime {
         }
     }
 
+    /// `update --resources <file> <id>`: applies new cgroup limits to a running container.
+    pub async fn update(
+        &self,
+        id: &str,
+        resources: &oci_spec::runtime::LinuxResources,
+    ) -> Result<()> {
+        let json = serde_json::to_vec(resources)
+            .map_err(|e| DriverError::Invalid(format!("resources: {e}")))?;
+        let file =
+            std::env::temp_dir().join(format!("drover-update-{}-{id}.json", std::process::id()));
+        tokio::fs::write(&file, json).await?;
+        let res = self
+            .call(
+                "update",
+                &["--resources".as_ref(), file.as_os_str(), id.as_ref()],
+            )
+            .await
+            .map(drop);
+        let _ = tokio::fs::remove_file(&file).await;
+        res
+    }
+
     /// `kill <id> <signal>` (signal as a number; both runtimes accept that).
     pub async fn kill(&self, id: &str, signal: i32) -> Result<()> {
         let sig = signal.to_string();

@@ -162,6 +162,10 @@ pub trait InstanceDriver: Send + Sync + std::fmt::Debug {
     /// Usage of a running instance (zeros when unknown).
     async fn usage(&self, id: &str) -> Result<Usage>;
 
+    /// Applies the `limits.*` of `config` to a running instance now (what changing them on a
+    /// running instance does in LXD). A limit absent from `config` is lifted.
+    async fn update_limits(&self, id: &str, config: &BTreeMap<String, String>) -> Result<()>;
+
     /// Runs a command inside a running instance with the given stdio.
     async fn exec(
         &self,

@@ -187,3 +187,74 @@ async fn an_ephemeral_instance_disappears_after_stop() {
         Vec::<String>::new()
     );
 }
+
+fn memory_limit_of(pid: i64) -> u64 {
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("read cgroup");
+    let path = cgroups
+        .lines()
+        .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))
+        .expect("memory cgroup of the instance");
+    let file = format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes");
+    std::fs::read_to_string(&file)
+        .unwrap_or_else(|e| panic!("read {file}: {e}"))
+        .trim()
+        .parse()
+        .expect("a number")
+}
+
+/// What does this test do?
+///
+/// 1. Launches `lim1` with `limits.memory=128MiB`: its cgroup says so.
+/// 2. PATCHes `limits.memory=64MiB` while it runs: the cgroup changes at once, as in LXD.
+/// 3. A bad value is refused and changes neither the record nor the cgroup.
+/// 4. Unsetting the key lifts the limit.
+#[tokio::test]
+async fn memory_limits_apply_to_a_running_instance() {
+    let m = Member::start().await;
+    m.import_busybox().await;
+
+    tracing::info!("--- launch lim1 with 128MiB");
+    m.launch("lim1", &[("limits.memory", "128MiB")]).await;
+    let pid = m.pid("lim1").await;
+    assert_eq!(memory_limit_of(pid), 128 << 20);
+
+    tracing::info!("--- PATCH 64MiB while running");
+    let r = m
+        .raw(
+            "PATCH",
+            "/1.0/instances/lim1",
+            Some(r#"{"config": {"limits.memory": "64MiB"}}"#),
+        )
+        .await;
+    r.metadata();
+    assert_eq!(memory_limit_of(pid), 64 << 20);
+
+    tracing::info!("--- a bad value changes nothing");
+    let r = m
+        .raw(
+            "PATCH",
+            "/1.0/instances/lim1",
+            Some(r#"{"config": {"limits.memory": "lots"}}"#),
+        )
+        .await;
+    r.expect_error(400);
+    assert_eq!(memory_limit_of(pid), 64 << 20);
+    let inst = m.client().instance("lim1").await.expect("get lim1");
+    assert_eq!(
+        inst.config.get("limits.memory").map(String::as_str),
+        Some("64MiB")
+    );
+
+    tracing::info!("--- unset lifts the limit");
+    let mut config = inst.config.clone();
+    config.remove("limits.memory");
+    let body =
+        serde_json::json!({"config": config, "devices": inst.devices, "profiles": inst.profiles});
+    m.raw("PUT", "/1.0/instances/lim1", Some(&body.to_string()))
+        .await
+        .metadata();
+    assert!(memory_limit_of(pid) > 1 << 40, "no limit after unset");
+    m.change_state("lim1", "stop", true)
+        .await
+        .expect("force stop");
+}

@@ -69,7 +69,8 @@ pub async fn update(
     validate::config(&config)?;
     validate::devices(&devices)?;
     let profiles = load_profiles(d, project, &profile_names).await?;
-    validate::config(&expand_config(&config, &profiles))?;
+    let new_expanded = expand_config(&config, &profiles);
+    validate::config(&new_expanded)?;
     let new_devices = expand_devices(&devices, &profiles);
     let old_profiles = load_profiles(d, project, &rec.profiles)
         .await
@@ -78,6 +79,23 @@ pub async fn update(
         return Err(ApiError::bad_request(
             "The root disk device's pool can't be changed",
         ));
+    }
+    // A running instance gets changed limits now, before the record says so.
+    let old_expanded = expand_config(&rec.config, &old_profiles);
+    let limits = |c: &api::ConfigMap| {
+        c.iter()
+            .filter(|(k, _)| k.starts_with("limits."))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<Vec<_>>()
+    };
+    let id = runtime_id(project, name);
+    if limits(&old_expanded) != limits(&new_expanded)
+        && runtime_status(d, &id) == InstanceStatus::Running
+    {
+        d.driver
+            .update_limits(&id, &new_expanded)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("Failed to apply new limits: {e}")))?;
     }
     d.write(db::Command::UpdateInstance {
         project: project.to_string(),

@@ -33,8 +33,26 @@ async fn get_one(State(d): State<Daemon>, Path(name): Path<String>) -> ApiResult
     Ok(sync(pools::get(&d, &name).await?))
 }
 
+async fn volumes(
+    State(d): State<Daemon>,
+    Path(name): Path<String>,
+    Query(q): Query<CommonQuery>,
+) -> ApiResult<Response> {
+    let all = pools::volumes(&d, &name).await?;
+    if q.recursion.unwrap_or(0) > 0 {
+        Ok(sync(all))
+    } else {
+        Ok(sync(
+            all.iter()
+                .map(|v| format!("/1.0/storage-pools/{name}/volumes/{}/{}", v.kind, v.name))
+                .collect::<Vec<_>>(),
+        ))
+    }
+}
+
 pub fn routes() -> Router<Daemon> {
     Router::new()
         .route("/1.0/storage-pools", get(list).post(create))
         .route("/1.0/storage-pools/{name}", get(get_one))
+        .route("/1.0/storage-pools/{name}/volumes", get(volumes))
 }
