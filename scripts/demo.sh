@@ -14,12 +14,12 @@ bin=$PWD/target/release
 export PATH=$bin:$PATH
 
 mkdir -p "$DROVER_DIR"
-if ! drover info >/dev/null 2>&1; then
+if ! drover list >/dev/null 2>&1; then
   echo "--- start droverd (DROVER_DIR=$DROVER_DIR, log $DROVER_DIR/droverd.log)" >&2
   nohup droverd >"$DROVER_DIR/droverd.log" 2>&1 &
   echo $! >"$DROVER_DIR/droverd.pid"
   for _ in $(seq 1 100); do
-    drover info >/dev/null 2>&1 && break
+    drover list >/dev/null 2>&1 && break
     kill -0 "$(cat "$DROVER_DIR/droverd.pid")" 2>/dev/null || { cat "$DROVER_DIR/droverd.log" >&2; exit 1; }
     sleep 0.1
   done
