@@ -1,1 +1,72 @@
-fn main() {}
+//! `drover-bench`: drover's benchmarks, each judged as a ratio to a floor measured in the
+//! same run (the OCI runtime driven directly, or real LXD 5.0.2), never as an absolute time.
+//!
+//! - `start-stop`: N containers started and cleanly stopped through the API, one by one and
+//!   all at once, against the raw runtime.
+//! - `launch-vs-lxd`: `lxc launch` to running, drover against LXD 5.0.2.
+//!
+//! Results go to JSON (see `bench/README.md`); `bench/plot.py` draws them.
+
+mod api;
+mod droverd;
+mod launch_vs_lxd;
+mod raw;
+mod report;
+mod start_stop;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// drover's benchmarks (run as root: they start containers).
+#[derive(Debug, Parser)]
+#[command(name = "drover-bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Start and cleanly stop N busybox containers through drover and on the raw runtime.
+    StartStop(start_stop::StartStopArgs),
+    /// `lxc launch` to running through drover and through real LXD 5.0.2.
+    LaunchVsLxd(launch_vs_lxd::LaunchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Cmd::StartStop(_) = cli.command {
+        // The raw floor must call crun from the same kind of mount view as droverd (see
+        // driver_oci::prepare_mount_namespace); this only works while single-threaded.
+        // droverd, started from here, inherits that view. launch-vs-lxd stays in the
+        // host's namespace: the LXD reference's setup creates mounts the host must see.
+        if let Err(e) = driver_oci::prepare_mount_namespace() {
+            eprintln!("warning: no private mount namespace ({e}); crun calls get wrapped");
+        }
+    }
+    // One thread: the bench's own work stays off the second core as much as possible.
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: tokio runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let res = rt.block_on(async {
+        match cli.command {
+            Cmd::StartStop(a) => start_stop::run(a).await,
+            Cmd::LaunchVsLxd(a) => launch_vs_lxd::run(a).await,
+        }
+    });
+    match res {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

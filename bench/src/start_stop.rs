@@ -1,0 +1,450 @@
+//! `start-stop`: N busybox containers started and cleanly stopped through drover's API,
+//! one by one and all at once, against the same work done by the runtime directly.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use driver_oci::RuntimeKind;
+use futures::future::try_join_all;
+use serde::Serialize;
+
+use crate::api::Api;
+use crate::droverd::{self, Droverd};
+use crate::raw::RawFloor;
+use crate::report::{self, Metadata, Ratio, Summary};
+
+/// Options of `start-stop`.
+#[derive(Debug, clap::Args)]
+pub struct StartStopArgs {
+    /// Number of containers.
+    #[arg(long, default_value_t = 20)]
+    pub n: usize,
+    /// Measured runs (each run measures all eight cells once).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Unmeasured runs first (page cache, runtime binary, daemon warm-up).
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Result file (default: bench/results/start-stop.json).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// droverd binary to use instead of building the workspace's release build.
+    #[arg(long)]
+    pub droverd: Option<PathBuf>,
+    /// Copy droverd's log here at the end (for profiling: set `DROVER_LOG`, which droverd
+    /// inherits, e.g. `DROVER_LOG=info,driver_oci=debug`).
+    #[arg(long)]
+    pub daemon_log: Option<PathBuf>,
+}
+
+/// The four measured cells, in the order a run measures them.
+const CELLS: [(&str, &str); 4] = [
+    (
+        "start_one_by_one",
+        "N starts one after another, each awaited (API: PUT state start + operation wait; raw: run --detach)",
+    ),
+    (
+        "stop_one_by_one",
+        "N clean stops one after another (API: PUT state stop + wait; raw: kill SIGPWR, wait for exit, delete)",
+    ),
+    (
+        "start_all_at_once",
+        "N starts issued together, then all awaited",
+    ),
+    (
+        "stop_all_at_once",
+        "N clean stops issued together, then all awaited",
+    ),
+];
+
+/// One cell of the result file.
+#[derive(Debug, Serialize)]
+struct CellResult {
+    name: &'static str,
+    description: &'static str,
+    /// `drover` and `raw`: total wall time for the N containers, per run.
+    series: std::collections::BTreeMap<&'static str, Summary>,
+    ratio: Ratio,
+}
+
+/// Extra facts of this benchmark.
+#[derive(Debug, Serialize)]
+struct Setup {
+    n: usize,
+    runs: usize,
+    warmup: usize,
+    runtime: String,
+    runtime_version: String,
+    isolation: String,
+    droverd: String,
+    order: &'static str,
+    /// droverd's own CPU time (user + system, not its runtime children) per start or stop
+    /// over the measured runs, ms (clock-tick resolution, averaged over 4·N·runs ops).
+    droverd_cpu_ms_per_op: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct StartStopResult {
+    benchmark: &'static str,
+    metadata: Metadata,
+    setup: Setup,
+    cells: Vec<CellResult>,
+}
+
+/// Runs the benchmark, prints the table, writes the JSON.
+pub async fn run(args: StartStopArgs) -> Result<()> {
+    if args.n == 0 || args.runs == 0 {
+        bail!("--n and --runs must be at least 1");
+    }
+    let mut meta = Metadata::collect();
+    let bin = droverd::binary(args.droverd.clone()).await?;
+    let tmp = tempfile::Builder::new()
+        .prefix("drover-bench-")
+        .tempdir()
+        .context("temporary directory")?;
+    let image = tmp.path().join("busybox.tar.gz");
+    droverd::build_busybox_image(&image).await?;
+    let daemon = Droverd::start(&bin, &tmp.path().join("drover")).await?;
+    let tag = std::process::id();
+    let names: Vec<String> = (0..args.n).map(|i| format!("b{tag}x{i}")).collect();
+    let raw_ids: Vec<String> = (0..args.n).map(|i| format!("raw{tag}x{i}")).collect();
+    let mut raw: Option<RawFloor> = None;
+    let outcome = measure(&args, &daemon, &image, &names, &raw_ids, &mut raw).await;
+    // Clean up whatever happened: nothing of ours may keep running.
+    if outcome.is_err() {
+        for name in &names {
+            if let Ok(r) = daemon
+                .api()
+                .send_json(
+                    hyper::Method::PUT,
+                    &format!("/1.0/instances/{name}/state"),
+                    &serde_json::json!({"action": "stop", "force": true}),
+                )
+                .await
+            {
+                let _ = daemon.api().wait(&r).await;
+            }
+        }
+    }
+    for name in &names {
+        let _ = daemon.api().delete_instance(name).await;
+    }
+    if let Some(raw) = &raw {
+        raw.cleanup().await;
+    }
+    let server = daemon.server.clone();
+    let log = daemon.log_tail();
+    if let Some(dest) = &args.daemon_log {
+        std::fs::copy(daemon.dir().join("droverd.log"), dest)
+            .with_context(|| format!("copy droverd's log to {}", dest.display()))?;
+    }
+    daemon.shutdown().await?;
+    let (samples, cpu_ms) = outcome.with_context(|| format!("droverd log tail:\n{log}"))?;
+    meta.finish();
+
+    let raw = raw.ok_or_else(|| anyhow!("raw floor missing"))?;
+    let cells: Vec<CellResult> = CELLS
+        .iter()
+        .enumerate()
+        .map(|(i, (name, description))| {
+            let d: Vec<f64> = samples.iter().map(|s| s.drover[i]).collect();
+            let r: Vec<f64> = samples.iter().map(|s| s.raw[i]).collect();
+            CellResult {
+                name,
+                description,
+                series: [("drover", Summary::of(&d)), ("raw", Summary::of(&r))].into(),
+                ratio: Ratio::new("drover/raw", &d, &r),
+            }
+        })
+        .collect();
+    let result = StartStopResult {
+        benchmark: "start-stop",
+        metadata: meta,
+        setup: Setup {
+            n: args.n,
+            runs: args.runs,
+            warmup: args.warmup,
+            runtime: server["environment"]["container_runtime"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            runtime_version: server["environment"]["driver_version"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            isolation: format!("{:?}", raw.runtime().isolation()),
+            droverd: bin.display().to_string(),
+            order: "per run: drover then raw on even runs, raw then drover on odd runs",
+            droverd_cpu_ms_per_op: report::round(cpu_ms / (4 * args.n * args.runs) as f64),
+        },
+        cells,
+    };
+    print_table(&result);
+    let out = args
+        .out
+        .unwrap_or_else(|| droverd::workspace_dir().join("bench/results/start-stop.json"));
+    report::write_json(&out, &result)?;
+    println!("wrote {}", out.display());
+    Ok(())
+}
+
+/// Totals (ms) of one measured run, in [`CELLS`] order.
+#[derive(Debug)]
+struct RunSamples {
+    drover: [f64; 4],
+    raw: [f64; 4],
+}
+
+async fn measure(
+    args: &StartStopArgs,
+    daemon: &Droverd,
+    image: &Path,
+    names: &[String],
+    raw_ids: &[String],
+    raw_slot: &mut Option<RawFloor>,
+) -> Result<(Vec<RunSamples>, f64)> {
+    let api = daemon.api();
+    let kind: RuntimeKind = daemon
+        .runtime()?
+        .parse()
+        .map_err(|e: String| anyhow!("{e}"))?;
+    api.import_image(image, "busybox").await?;
+    eprintln!("creating {} instances (not timed)", names.len());
+    for name in names {
+        api.create_instance(name, "busybox").await?;
+    }
+    let sources = names
+        .iter()
+        .zip(raw_ids)
+        .map(|(name, id)| Ok((id.clone(), instance_rootfs(daemon, name)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let raw_base = daemon
+        .dir()
+        .parent()
+        .ok_or_else(|| anyhow!("no parent"))?
+        .join("raw");
+    *raw_slot = Some(RawFloor::prepare(kind, &raw_base, &sources).await?);
+    let raw = raw_slot
+        .as_ref()
+        .ok_or_else(|| anyhow!("raw floor missing"))?;
+    eprintln!(
+        "runtime {kind}, isolation {:?}; {} warm-up + {} measured runs of N={}",
+        raw.runtime().isolation(),
+        args.warmup,
+        args.runs,
+        raw.len()
+    );
+    let mut out = Vec::new();
+    let mut cpu0 = None;
+    for run in 0..args.warmup + args.runs {
+        let warm = run < args.warmup;
+        if run == args.warmup {
+            cpu0 = daemon.cpu_ms();
+        }
+        let (drover, raw_t) = if run % 2 == 0 {
+            let d = drover_run(api, names, warm).await?;
+            (d, raw_run(raw).await?)
+        } else {
+            let r = raw_run(raw).await?;
+            (drover_run(api, names, warm).await?, r)
+        };
+        eprintln!(
+            "{} {run}: drover {:?} raw {:?} ms",
+            if warm { "warm-up" } else { "run" },
+            drover.map(report::round),
+            raw_t.map(report::round),
+        );
+        if !warm {
+            out.push(RunSamples { drover, raw: raw_t });
+        }
+    }
+    let cpu = match (cpu0, daemon.cpu_ms()) {
+        (Some(a), Some(b)) => b - a,
+        _ => f64::NAN,
+    };
+    Ok((out, cpu))
+}
+
+fn ms_since(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+/// One run through the API: the four cells. With `verify`, checks (untimed) that every
+/// instance reports Running after the first start phase.
+async fn drover_run(api: &Api, names: &[String], verify: bool) -> Result<[f64; 4]> {
+    let mut t = [0.0; 4];
+    let t0 = Instant::now();
+    for name in names {
+        let r = api.change_state(name, "start").await?;
+        api.wait(&r).await?;
+    }
+    t[0] = ms_since(t0);
+    drover_stoppable(api, names, verify).await?;
+    let t0 = Instant::now();
+    for name in names {
+        let r = api.change_state(name, "stop").await?;
+        api.wait(&r).await?;
+    }
+    t[1] = ms_since(t0);
+    for (cell, action) in [(2, "start"), (3, "stop")] {
+        let t0 = Instant::now();
+        let ops = try_join_all(names.iter().map(|n| api.change_state(n, action))).await?;
+        try_join_all(ops.iter().map(|op| api.wait(op))).await?;
+        t[cell] = ms_since(t0);
+        if action == "start" {
+            drover_stoppable(api, names, verify).await?;
+        }
+    }
+    Ok(t)
+}
+
+/// Untimed, between a start and a stop phase: waits until every instance's PID 1 is
+/// [`stoppable`]; with `verify`, also checks that each reports `Running`.
+async fn drover_stoppable(api: &Api, names: &[String], verify: bool) -> Result<()> {
+    for name in names {
+        let st = api.get(&format!("/1.0/instances/{name}/state")).await?;
+        if verify && st["status"] != "Running" {
+            bail!("{name} is {} after start", st["status"]);
+        }
+        let pid = st["pid"]
+            .as_i64()
+            .and_then(|p| i32::try_from(p).ok())
+            .filter(|p| *p > 0)
+            .ok_or_else(|| anyhow!("{name} has no pid after start: {st}"))?;
+        stoppable(pid).await.with_context(|| name.clone())?;
+    }
+    Ok(())
+}
+
+/// Waits until `pid` has a handler for SIGPWR (`SigCgt` in `/proc/<pid>/status`).
+///
+/// The busybox init is a shell script: a stop signal that arrives before its `trap` line
+/// ran is ignored (PID 1 of a pid namespace ignores signals it does not handle), and the
+/// stop then lasts its whole timeout. Any manager has this race; the benchmark waits it
+/// out, untimed, on both sides, so that a stop phase measures stopping, not that race.
+async fn stoppable(pid: i32) -> Result<()> {
+    let bit = 1u64 << (libc::SIGPWR - 1);
+    let t0 = Instant::now();
+    loop {
+        let status = tokio::fs::read_to_string(format!("/proc/{pid}/status"))
+            .await
+            .with_context(|| format!("pid {pid} is gone"))?;
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+            .unwrap_or(0);
+        if caught & bit != 0 {
+            return Ok(());
+        }
+        if t0.elapsed() > std::time::Duration::from_secs(10) {
+            bail!("pid {pid} installed no SIGPWR handler within 10 s");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+}
+
+/// One run on the raw runtime: the four cells.
+async fn raw_run(raw: &RawFloor) -> Result<[f64; 4]> {
+    let n = raw.len();
+    let mut t = [0.0; 4];
+    let t0 = Instant::now();
+    let mut pids = Vec::with_capacity(n);
+    for i in 0..n {
+        pids.push(raw.start(i).await?);
+    }
+    t[0] = ms_since(t0);
+    for pid in &pids {
+        stoppable(*pid).await?;
+    }
+    let t0 = Instant::now();
+    for (i, pid) in pids.iter().enumerate() {
+        raw.stop(i, *pid).await?;
+    }
+    t[1] = ms_since(t0);
+    let t0 = Instant::now();
+    let pids = try_join_all((0..n).map(|i| raw.start(i))).await?;
+    t[2] = ms_since(t0);
+    for pid in &pids {
+        stoppable(*pid).await?;
+    }
+    let t0 = Instant::now();
+    try_join_all(pids.iter().enumerate().map(|(i, pid)| raw.stop(i, *pid))).await?;
+    t[3] = ms_since(t0);
+    Ok(t)
+}
+
+/// The rootfs droverd made for instance `name` (`<pool>/…/default_<name>/rootfs`).
+fn instance_rootfs(daemon: &Droverd, name: &str) -> Result<PathBuf> {
+    let volume = format!("default_{name}");
+    let pools = daemon.dir().join("storage-pools");
+    find_dir(&pools, &volume, 4)
+        .map(|d| d.join("rootfs"))
+        .filter(|r| r.join("sbin/init").exists())
+        .ok_or_else(|| anyhow!("no rootfs of {name} under {}", pools.display()))
+}
+
+fn find_dir(dir: &Path, name: &str, depth: usize) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    let mut subdirs = Vec::new();
+    for e in entries.flatten() {
+        if e.file_type().ok()?.is_dir() {
+            if e.file_name() == name {
+                return Some(e.path());
+            }
+            subdirs.push(e.path());
+        }
+    }
+    if depth == 0 {
+        return None;
+    }
+    subdirs
+        .iter()
+        .filter(|d| !d.ends_with("rootfs"))
+        .find_map(|d| find_dir(d, name, depth - 1))
+}
+
+fn print_table(r: &StartStopResult) {
+    let n = r.setup.n as f64;
+    let rows = r
+        .cells
+        .iter()
+        .map(|c| {
+            let d = &c.series["drover"];
+            let w = &c.series["raw"];
+            vec![
+                c.name.to_string(),
+                report::fmt_summary(d),
+                report::fmt_summary(w),
+                format!("{:.1} / {:.1}", d.median_ms / n, w.median_ms / n),
+                format!("{:.2}", c.ratio.of_medians),
+                format!("{:.2}", c.ratio.paired_median),
+                format!("{:+.0} %", (c.ratio.of_medians - 1.0) * 100.0),
+            ]
+        })
+        .collect();
+    println!(
+        "\nstart-stop: N={} {} ({}), {} runs, medians (min–max) of the total for N, ms",
+        r.setup.n, r.setup.runtime_version, r.setup.isolation, r.setup.runs
+    );
+    println!(
+        "droverd's own CPU time: {:.2} ms per start or stop",
+        r.setup.droverd_cpu_ms_per_op
+    );
+    println!(
+        "{}",
+        report::table(
+            &[
+                "cell",
+                "drover",
+                "raw runtime",
+                "per container d / r",
+                "ratio",
+                "paired",
+                "overhead"
+            ],
+            rows
+        )
+    );
+}
