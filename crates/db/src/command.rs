@@ -4,6 +4,7 @@ use api::{ConfigMap, DeviceMap, MemberState};
 use rusqlite::{Transaction, params};
 use serde::{Deserialize, Serialize};
 
+use crate::certificates::CertificateRecord;
 use crate::images::ImageRecord;
 use crate::instances::InstanceRecord;
 use crate::{Error, Result};
@@ -139,6 +140,13 @@ pub enum Command {
         project: String,
         /// Name.
         name: String,
+    },
+    /// Add a certificate to the trust store.
+    CreateCertificate(CertificateRecord),
+    /// Remove a certificate from the trust store.
+    DeleteCertificate {
+        /// Full fingerprint (64 hex characters).
+        fingerprint: String,
     },
 }
 
@@ -321,6 +329,14 @@ pub fn apply(tx: &Transaction<'_>, cmd: &Command) -> Result<()> {
                 params![project, name],
             )?;
             expect_one(n, || format!("instance {name:?}"))?;
+        }
+        Command::CreateCertificate(rec) => crate::certificates::insert(tx, rec)?,
+        Command::DeleteCertificate { fingerprint } => {
+            let n = tx.execute(
+                "DELETE FROM certificates WHERE fingerprint = ?1",
+                params![fingerprint],
+            )?;
+            expect_one(n, || format!("certificate {fingerprint:?}"))?;
         }
     }
     Ok(())

@@ -10,6 +10,7 @@
 //! log position ([`RaftState`]) in the same transaction; [`Store::backup_to`] and
 //! [`Store::restore_from`] copy the whole DB out and in for snapshots.
 
+pub mod certificates;
 mod command;
 pub mod config;
 mod error;

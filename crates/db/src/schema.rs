@@ -79,6 +79,17 @@ CREATE TABLE raft_state (
     value TEXT NOT NULL
 );
 "#,
+    // 3: the trust store: certificates whose holders may use the API over HTTPS.
+    r#"
+CREATE TABLE certificates (
+    fingerprint TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    name TEXT NOT NULL,
+    certificate TEXT NOT NULL,
+    restricted INTEGER NOT NULL DEFAULT 0,
+    projects TEXT NOT NULL DEFAULT '[]'
+);
+"#,
 ];
 
 /// The newest schema version this binary knows.

@@ -128,3 +128,66 @@ fn commands_serialize_with_a_tag() {
     let back: Command = serde_json::from_str(&text).unwrap();
     assert_eq!(back, cmd);
 }
+
+fn certificate(fingerprint: &str, name: &str) -> db::certificates::CertificateRecord {
+    db::certificates::CertificateRecord {
+        fingerprint: fingerprint.into(),
+        kind: "client".into(),
+        name: name.into(),
+        certificate: "-----BEGIN CERTIFICATE-----\n...\n-----END CERTIFICATE-----\n".into(),
+        restricted: false,
+        projects: vec![],
+    }
+}
+
+/// The trust store: add, find by full fingerprint and by prefix, refuse duplicates and
+/// ambiguous prefixes, remove.
+#[test]
+fn certificate_commands_round_trip_and_fail_cleanly() {
+    let store = Store::in_memory().unwrap();
+    store
+        .execute(&Command::CreateCertificate(certificate("abcd01", "laptop")))
+        .unwrap();
+    store
+        .execute(&Command::CreateCertificate(certificate("abce02", "ci")))
+        .unwrap();
+
+    let dup = store.execute(&Command::CreateCertificate(certificate("abcd01", "again")));
+    assert!(matches!(dup, Err(Error::Exists(_))), "{dup:?}");
+    assert_eq!(store.read(db::certificates::list).unwrap().len(), 2);
+
+    let got = store
+        .read(|c| db::certificates::get(c, "abcd01"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(got, certificate("abcd01", "laptop"));
+    assert!(
+        store
+            .read(|c| db::certificates::get(c, "abcd"))
+            .unwrap()
+            .is_none(),
+        "get wants the whole fingerprint"
+    );
+    let by_prefix = store
+        .read(|c| db::certificates::get_by_prefix(c, "abcd"))
+        .unwrap();
+    assert_eq!(by_prefix.name, "laptop");
+    let ambiguous = store.read(|c| db::certificates::get_by_prefix(c, "abc"));
+    assert!(matches!(ambiguous, Err(Error::Exists(_))), "{ambiguous:?}");
+    let wildcard = store.read(|c| db::certificates::get_by_prefix(c, "%"));
+    assert!(
+        matches!(wildcard, Err(Error::Exists(_)) | Err(Error::NotFound(_))),
+        "{wildcard:?}"
+    );
+
+    store
+        .execute(&Command::DeleteCertificate {
+            fingerprint: "abcd01".into(),
+        })
+        .unwrap();
+    let gone = store.execute(&Command::DeleteCertificate {
+        fingerprint: "abcd01".into(),
+    });
+    assert!(matches!(gone, Err(Error::NotFound(_))), "{gone:?}");
+    assert_eq!(store.read(db::certificates::list).unwrap().len(), 1);
+}
