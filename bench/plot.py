@@ -30,7 +30,7 @@ def main(argv):
     names = [s for s in ("drover", "raw", "lxd") if any(s in c["series"] for c in cells)]
     width = 0.8 / len(names)
 
-    fig, ax = plt.subplots(figsize=(max(5.0, 2.4 * len(cells) + 1.5), 4.6), dpi=120)
+    fig, ax = plt.subplots(figsize=(max(6.0, 2.4 * len(cells) + 1.5), 5.2), dpi=120)
     top = 0.0
     for j, name in enumerate(names):
         xs, med, lo, hi = [], [], [], []
@@ -58,15 +58,17 @@ def main(argv):
     ax.set_ylabel("wall time, ms (median, whiskers min–max)")
     meta, setup = result["metadata"], result.get("setup", {})
     if result["benchmark"] == "start-stop":
-        title = (f"start-stop: N={setup.get('n')} busybox containers, total per phase, "
-                 f"{setup.get('runs')} runs, {setup.get('runtime_version')}")
+        title = (f"start-stop: N={setup.get('n')} busybox containers, total per cell\n"
+                 f"{setup.get('runs')} runs, {setup.get('runtime_version')}, lower is better")
     else:
-        title = (f"lxc launch → running: {setup.get('n')} launches each, "
-                 f"drover ({setup.get('drover_runtime')}) vs LXD {setup.get('lxd_server_version')}")
+        title = (f"lxc launch → running, {setup.get('n')} launches each\n"
+                 f"drover ({setup.get('drover_runtime')}) vs LXD {setup.get('lxd_server_version')}, "
+                 "lower is better")
     ax.set_title(title, fontsize=10)
     fig.text(0.99, 0.01, f"{meta['date']}  {meta['git_commit'][:10]}  nproc={meta['nproc']}",
              ha="right", va="bottom", fontsize=7, color="#666666")
-    ax.legend(fontsize=8, loc="upper right", bbox_to_anchor=(1.0, 0.93))
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=len(names),
+              frameon=False)
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
     fig.savefig(argv[2])

@@ -33,7 +33,7 @@ pub struct StartStopArgs {
     #[arg(long)]
     pub droverd: Option<PathBuf>,
     /// Copy droverd's log here at the end (for profiling: set `DROVER_LOG`, which droverd
-    /// inherits, e.g. `DROVER_LOG=info,driver_oci=debug`).
+    /// inherits, e.g. `DROVER_LOG=info,drover_driver_oci=debug`).
     #[arg(long)]
     pub daemon_log: Option<PathBuf>,
 }
