@@ -19,4 +19,6 @@ pub const API_EXTENSIONS: &[&str] = &[
     "api_filtering",
     "image_create_aliases",
     "container_exec_recording",
+    // `POST /1.0/certificates` with `token: true` (`lxc config trust add` needs it).
+    "certificate_token",
 ];

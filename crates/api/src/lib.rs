@@ -5,6 +5,7 @@
 //! is serde only: no I/O, no runtime. Additions beyond LXD are named by an API extension in
 //! [`extensions::API_EXTENSIONS`] and never change the meaning of an existing field.
 
+pub mod certificates;
 pub mod de;
 pub mod envelope;
 pub mod events;

@@ -79,3 +79,30 @@ pub struct ServerEnvironment {
     /// drover extension: the OCI runtime actually used (`"crun"` or `"runc"`), after probing.
     pub container_runtime: String,
 }
+
+/// `GET /1.0` as an untrusted client sees it: no config, no environment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServerUntrusted {
+    /// What this server implements.
+    pub api_extensions: Vec<String>,
+    /// `"stable"`.
+    pub api_status: String,
+    /// `"1.0"`.
+    pub api_version: String,
+    /// `"untrusted"`.
+    pub auth: String,
+    /// `false`.
+    pub public: bool,
+    /// Auth methods offered (`["tls"]`).
+    pub auth_methods: Vec<String>,
+}
+
+/// `PUT /1.0` and `PATCH /1.0`: the server's editable part.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ServerPut {
+    /// Server config (`{"core.https_address": "127.0.0.11:8443"}`). `PUT` replaces the
+    /// whole map (keys left out are unset); `PATCH` changes only the keys given. An empty
+    /// value unsets a key.
+    #[serde(default, deserialize_with = "crate::de::null_default")]
+    pub config: ConfigMap,
+}

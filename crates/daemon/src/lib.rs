@@ -3,12 +3,16 @@
 //! Start-up ([`run`]): open the cluster DB (bootstrapping this member, the `default` pool
 //! and the `default` profile on first start), probe the container runtime with a real
 //! container, re-attach to instances that still run and start those that should, then
-//! serve LXD's REST API on `$DROVER_DIR/unix.socket`. SIGTERM stops serving and leaves
+//! serve LXD's REST API on `$DROVER_DIR/unix.socket`, and over HTTPS (mTLS) when
+//! `core.https_address` is set. SIGTERM stops serving and leaves
 //! instances running; the next start re-attaches to them.
 
+mod auth;
+mod certificates;
 mod error;
 mod exec;
 mod filter;
+mod https;
 mod images;
 mod instances;
 mod logging;
@@ -16,6 +20,7 @@ mod pools;
 mod profiles;
 mod routes;
 mod server;
+mod server_config;
 mod state;
 mod volumes;
 
@@ -152,6 +157,7 @@ pub async fn run(cfg: Config, bus: ops::EventBus) -> anyhow::Result<()> {
     let images = storage::ImageStore::new(paths.images.clone()).context("open the image store")?;
     let _ = std::fs::remove_dir_all(paths.state_dir.join("uploads"));
 
+    let https = https::Https::load(&paths)?;
     let d = Daemon::new(Inner {
         member: STANDALONE.into(),
         store,
@@ -165,18 +171,23 @@ pub async fn run(cfg: Config, bus: ops::EventBus) -> anyhow::Result<()> {
         locks: Default::default(),
         exec: Default::default(),
         paths: paths.clone(),
+        https,
+        cert_tokens: Default::default(),
     });
     instances::reattach_all(&d)
         .await
         .map_err(|e| anyhow::anyhow!(e.message))
         .context("re-attach instances")?;
 
+    d.https.start_from_config(&d).await;
+
     let listener = bind(&paths.socket).await?;
     tracing::info!(socket = %paths.socket.display(), "serving the API");
-    let app = routes::router(d).layer(axum::extract::DefaultBodyLimit::disable());
+    let app = routes::router(d.clone()).layer(axum::extract::DefaultBodyLimit::disable());
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     let _ = std::fs::remove_file(&paths.socket);
+    d.https.shutdown().await;
     Ok(())
 }

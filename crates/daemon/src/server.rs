@@ -1,6 +1,6 @@
 //! `GET /1.0`: what this server is.
 
-use api::server::{Server, ServerEnvironment};
+use api::server::{Server, ServerEnvironment, ServerUntrusted};
 
 use crate::error::ApiResult;
 use crate::state::Daemon;
@@ -26,6 +26,25 @@ fn os_release() -> (String, String) {
     (field("NAME"), field("VERSION_ID"))
 }
 
+fn api_extensions() -> Vec<String> {
+    api::extensions::API_EXTENSIONS
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// `GET /1.0` as seen by an untrusted HTTPS client.
+pub fn untrusted_info() -> ServerUntrusted {
+    ServerUntrusted {
+        api_extensions: api_extensions(),
+        api_status: "stable".into(),
+        api_version: "1.0".into(),
+        auth: "untrusted".into(),
+        public: false,
+        auth_methods: vec!["tls".into()],
+    }
+}
+
 /// `GET /1.0` as seen by a trusted client.
 pub async fn info(d: &Daemon) -> ApiResult<Server> {
     let config = d.read(db::config::all).await?;
@@ -33,20 +52,17 @@ pub async fn info(d: &Daemon) -> ApiResult<Server> {
     let (os_name, os_version) = os_release();
     Ok(Server {
         config,
-        api_extensions: api::extensions::API_EXTENSIONS
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        api_extensions: api_extensions(),
         api_status: "stable".into(),
         api_version: "1.0".into(),
         auth: "trusted".into(),
         public: false,
         auth_methods: vec!["tls".into()],
         environment: ServerEnvironment {
-            addresses: Vec::new(),
+            addresses: d.https.addresses().await,
             architectures: vec![arch.clone()],
-            certificate: String::new(),
-            certificate_fingerprint: String::new(),
+            certificate: d.https.identity().certificate_pem().to_string(),
+            certificate_fingerprint: d.https.identity().fingerprint().to_string(),
             driver: "drover".into(),
             driver_version: d.driver.describe(),
             firewall: String::new(),

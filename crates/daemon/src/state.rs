@@ -81,6 +81,10 @@ pub struct Inner {
     pub locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Exec sessions waiting for or using websockets.
     pub exec: ExecSessions,
+    /// This member's certificate and HTTPS listener.
+    pub https: crate::https::Https,
+    /// Certificate add tokens not used yet.
+    pub cert_tokens: crate::certificates::Tokens,
 }
 
 impl std::ops::Deref for Daemon {

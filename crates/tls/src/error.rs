@@ -48,6 +48,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The system's secure random source failed.
+    #[error("no secure randomness available")]
+    Random,
     /// A network operation did not finish in time.
     #[error("{0}: timed out")]
     Timeout(String),

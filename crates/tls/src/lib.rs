@@ -36,6 +36,21 @@ pub use rustls;
 pub use rustls::pki_types::CertificateDer;
 pub use tokio_rustls;
 
+/// A fresh secret for tokens: 32 bytes from the system's secure random source, as 64
+/// lowercase hex characters.
+///
+/// # Errors
+///
+/// [`Error::Random`] when the system cannot provide randomness.
+pub fn random_secret() -> Result<String> {
+    let mut buf = [0u8; 32];
+    rustls::crypto::ring::default_provider()
+        .secure_random
+        .fill(&mut buf)
+        .map_err(|_| Error::Random)?;
+    Ok(hex::encode(buf))
+}
+
 /// The crypto provider every drover config uses.
 pub(crate) fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
     std::sync::Arc::new(rustls::crypto::ring::default_provider())
@@ -44,3 +59,14 @@ pub(crate) fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
 /// TLS versions drover speaks: 1.3 first (what `lxc` insists on by default), and 1.2.
 pub(crate) const VERSIONS: &[&rustls::SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn secrets_are_long_and_fresh() {
+        let a = super::random_secret().expect("random");
+        let b = super::random_secret().expect("random");
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+    }
+}

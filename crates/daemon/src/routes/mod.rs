@@ -1,5 +1,6 @@
 //! HTTP routes: one file per resource. Handlers parse, call one service, map the result.
 
+mod certificates;
 mod events;
 mod images;
 mod instances;
@@ -92,7 +93,8 @@ async fn not_found() -> ApiError {
     ApiError::not_found("not found")
 }
 
-/// The whole API.
+/// The whole API, behind [`crate::auth::authenticate`] (the unix socket and the HTTPS
+/// listener serve the same router; requests from HTTPS carry a [`tls::Peer`]).
 pub fn router(d: Daemon) -> Router {
     Router::new()
         .route("/", get(root))
@@ -103,6 +105,11 @@ pub fn router(d: Daemon) -> Router {
         .merge(images::routes())
         .merge(profiles::routes())
         .merge(storage_pools::routes())
+        .merge(certificates::routes())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            d.clone(),
+            crate::auth::authenticate,
+        ))
         .with_state(d)
 }

@@ -1,18 +1,51 @@
-//! `GET /1.0`.
+//! `/1.0`: what this server is, and its config.
 
-use axum::Router;
+use api::server::ServerPut;
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
+use axum::{Extension, Router};
 
-use super::sync;
+use super::{empty, parse_body, sync, sync_etag};
+use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::state::Daemon;
 
-async fn get_server(State(d): State<Daemon>) -> ApiResult<Response> {
-    Ok(sync(crate::server::info(&d).await?))
+/// Trusted callers see everything (with the config's ETag); untrusted ones only what LXD
+/// shows them (`auth: "untrusted"`, no config, no environment).
+async fn get_server(
+    State(d): State<Daemon>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Response> {
+    if !caller.is_trusted() {
+        return Ok(sync(crate::server::untrusted_info()));
+    }
+    let info = crate::server::info(&d).await?;
+    let etag = crate::server_config::etag(&info.config);
+    Ok(sync_etag(info, &etag))
+}
+
+fn if_match(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("if-match")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+async fn put(State(d): State<Daemon>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+    let req: ServerPut = parse_body(&body)?;
+    crate::server_config::update(&d, req, false, if_match(&headers)).await?;
+    Ok(empty())
+}
+
+async fn patch(State(d): State<Daemon>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+    let req: ServerPut = parse_body(&body)?;
+    crate::server_config::update(&d, req, true, if_match(&headers)).await?;
+    Ok(empty())
 }
 
 pub fn routes() -> Router<Daemon> {
-    Router::new().route("/1.0", get(get_server))
+    Router::new().route("/1.0", get(get_server).put(put).patch(patch))
 }
