@@ -10,12 +10,15 @@
 //!   through a lock file under `target/`), [`Member::import_busybox`] imports it as `busybox`.
 //! - [`Member::raw`] sends raw HTTP (malformed bodies, exact error envelopes);
 //!   [`Member::client`] is the typed client; [`Member::lxc`] runs LXD's own `lxc`.
+//! - [`HttpsClient`] speaks HTTPS to a daemon's `core.https_address` with or without a
+//!   client certificate, pinning the server; [`lxc_remote`] runs `lxc` as a remote client.
 //! - [`wait_until`] waits on a condition with a deadline; tests never sleep.
 //!
 //! Missing prerequisites (the `droverd` binary, `lxc`, pylxd, root) fail the test with a
 //! message saying what to install or build; nothing is skipped silently.
 
 mod events;
+mod https;
 mod image;
 mod lxc;
 mod member;
@@ -24,8 +27,9 @@ mod raw;
 mod wait;
 
 pub use events::expect_lifecycle;
+pub use https::{HttpsClient, free_address};
 pub use image::busybox_image;
-pub use lxc::Output;
+pub use lxc::{Output, lxc_remote};
 pub use member::{ExecOutput, Member, busybox_request};
 pub use prereq::{droverd_bin, require_lxc, require_pylxd, workspace_root};
 pub use raw::RawResponse;

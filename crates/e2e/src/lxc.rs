@@ -88,3 +88,15 @@ pub(crate) async fn run(
     tracing::debug!(command = %res.command, code = res.code, stdout = %res.stdout, stderr = %res.stderr, "command finished");
     res
 }
+
+/// Runs `lxc args...` as a remote client with its own config dir `conf` (and `HOME`
+/// there), not pointed at any local daemon: what a user on another machine runs.
+pub async fn lxc_remote(conf: &std::path::Path, args: &[&str]) -> Output {
+    let mut cmd = tokio::process::Command::new("lxc");
+    cmd.args(args)
+        .env("LXD_CONF", conf)
+        .env("HOME", conf)
+        .env_remove("LXD_DIR")
+        .env_remove("LXD_PROJECT");
+    run(cmd, format!("lxc {}", args.join(" ")), None).await
+}

@@ -85,35 +85,52 @@ pub(crate) async fn request(
         let stream = tokio::net::UnixStream::connect(socket)
             .await
             .unwrap_or_else(|e| panic!("connect {}: {e}", socket.display()));
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .expect("http handshake");
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "localhost");
-        let body = match body {
-            Some((content_type, bytes)) => {
-                req = req.header("content-type", content_type);
-                bytes
-            }
-            None => Bytes::new(),
-        };
-        let req = req.body(Full::new(body)).expect("valid request");
-        let resp = sender.send_request(req).await.expect("send request");
-        let status = resp.status().as_u16();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .expect("read the body")
-            .to_bytes();
-        let text = String::from_utf8_lossy(&bytes).into_owned();
-        let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-        RawResponse { status, body, text }
+        exchange(stream, method, path, body).await
     })
     .await
+}
+
+/// Sends one request on `io` (a fresh connection) and reads the whole response.
+///
+/// # Panics
+///
+/// On transport failure.
+pub(crate) async fn exchange<IO>(
+    io: IO,
+    method: &str,
+    path: &str,
+    body: Option<(&str, Bytes)>,
+) -> RawResponse
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .expect("http handshake");
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost");
+    let body = match body {
+        Some((content_type, bytes)) => {
+            req = req.header("content-type", content_type);
+            bytes
+        }
+        None => Bytes::new(),
+    };
+    let req = req.body(Full::new(body)).expect("valid request");
+    let resp = sender.send_request(req).await.expect("send request");
+    let status = resp.status().as_u16();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .expect("read the body")
+        .to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    RawResponse { status, body, text }
 }
