@@ -26,6 +26,10 @@ use crate::state::{Daemon, lock};
 /// How long the client has to connect its websockets (LXD's figure).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long output may keep flowing after the command exited (a background process may
+/// hold the pipes or the pty).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// One exec waiting for, or using, its websockets.
 #[derive(Debug)]
 struct Session {
@@ -98,6 +102,10 @@ pub async fn exec(
     if req.command.is_empty() {
         return Err(ApiError::bad_request("Command cannot be empty"));
     }
+    let spec = exec_spec(d, &rec, &req).await;
+    if !req.wait_for_websocket {
+        return exec_without_websockets(d, &id, name, spec, req.record_output);
+    }
     let fds: &[&str] = if req.interactive {
         &["0", "control"]
     } else {
@@ -120,13 +128,36 @@ pub async fn exec(
     });
     lock(&d.exec.map).insert(op.id().to_string(), session.clone());
 
+    let d = d.clone();
+    tokio::spawn(async move {
+        let op_id = op.id().to_string();
+        let result = run(&d, &id, &session, spec, &req).await;
+        lock(&d.exec.map).remove(&op_id);
+        match result {
+            Ok(code) => {
+                let mut meta = metadata;
+                meta["return"] = serde_json::json!(code);
+                op.succeed(Some(meta));
+            }
+            Err(e) => op.fail(e.message),
+        }
+    });
+    Ok(record)
+}
+
+/// The command, environment and identity an exec runs with.
+async fn exec_spec(
+    d: &Daemon,
+    rec: &db::instances::InstanceRecord,
+    req: &InstanceExecPost,
+) -> drivers::ExecSpec {
     let mut env: Vec<String> = vec![
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
         "HOME=/root".into(),
         "USER=root".into(),
         "LANG=C.UTF-8".into(),
     ];
-    let profiles = instances::load_profiles(d, project, &rec.profiles)
+    let profiles = instances::load_profiles(d, &rec.project, &rec.profiles)
         .await
         .unwrap_or_default();
     for (k, v) in instances::expand_config(&rec.config, &profiles) {
@@ -141,7 +172,7 @@ pub async fn exec(
     if req.interactive && !req.environment.contains_key("TERM") {
         env.push("TERM=xterm".into());
     }
-    let spec = drivers::ExecSpec {
+    drivers::ExecSpec {
         command: req.command.clone(),
         env,
         cwd: if req.cwd.is_empty() {
@@ -151,16 +182,60 @@ pub async fn exec(
         },
         uid: req.user,
         gid: req.group,
-    };
-    let d = d.clone();
+    }
+}
+
+/// `wait-for-websocket: false`: runs the command at once with stdin on /dev/null and its
+/// output on /dev/null, or, with `record-output`, in files served under the instance's logs
+/// (`metadata.output` names them). The operation (a task) ends with `metadata.return`.
+fn exec_without_websockets(
+    d: &Daemon,
+    id: &str,
+    name: &str,
+    spec: drivers::ExecSpec,
+    record_output: bool,
+) -> ApiResult<api::Operation> {
+    let resources = BTreeMap::from([("instances".to_string(), vec![instances::url(name)])]);
+    let op = d
+        .ops
+        .create(OperationClass::Task, "Executing command", resources, None);
+    let record = op.record();
+    let (d, id, name) = (d.clone(), id.to_string(), name.to_string());
     tokio::spawn(async move {
-        let op_id = op.id().to_string();
-        let result = run(&d, &id, &session, spec, &req).await;
-        lock(&d.exec.map).remove(&op_id);
-        match result {
+        let files = record_output.then(|| {
+            let base = format!("exec_{}", op.id());
+            (format!("{base}.stdout"), format!("{base}.stderr"))
+        });
+        let result = async {
+            let open = |file: Option<&String>| -> ApiResult<OwnedFd> {
+                let f = match file {
+                    Some(f) => std::fs::File::create(d.paths.run.join(&id).join(f)),
+                    None => std::fs::OpenOptions::new().write(true).open("/dev/null"),
+                };
+                f.map(OwnedFd::from)
+                    .map_err(|e| ApiError::internal(format!("exec output: {e}")))
+            };
+            let stdin = std::fs::File::open("/dev/null")
+                .map(OwnedFd::from)
+                .map_err(|e| ApiError::internal(format!("exec stdin: {e}")))?;
+            let stdio = drivers::ExecStdio {
+                stdin,
+                stdout: open(files.as_ref().map(|f| &f.0))?,
+                stderr: open(files.as_ref().map(|f| &f.1))?,
+            };
+            supervise(d.driver.exec(&id, &spec, stdio).await?)
+                .wait()
+                .await
+        };
+        match result.await {
             Ok(code) => {
-                let mut meta = metadata;
-                meta["return"] = serde_json::json!(code);
+                let mut meta = serde_json::json!({ "return": code });
+                if let Some((out, err)) = &files {
+                    meta["output"] = serde_json::json!({
+                        "1": format!("/1.0/instances/{name}/logs/{out}"),
+                        "2": format!("/1.0/instances/{name}/logs/{err}"),
+                    });
+                }
                 op.succeed(Some(meta));
             }
             Err(e) => op.fail(e.message),
@@ -271,7 +346,7 @@ async fn close(mut tx: futures::stream::SplitSink<WebSocket, Message>) {
 /// window sizes to the pty (if any).
 async fn control_loop(
     ws: WebSocket,
-    process: Arc<tokio::sync::Mutex<Box<dyn drivers::ExecProcess>>>,
+    signals: tokio::sync::mpsc::Sender<i32>,
     pty: Option<Arc<OwnedFd>>,
     done: Arc<Notify>,
 ) {
@@ -280,17 +355,25 @@ async fn control_loop(
         tokio::select! {
             _ = done.notified() => break,
             msg = rx.next() => {
-                let Some(Ok(msg)) = msg else { break };
+                // The client went away before the command ended: kill it, as LXD does, so
+                // nothing is left running for nobody.
+                let Some(Ok(msg)) = msg else {
+                    let _ = signals.send(libc::SIGKILL).await;
+                    break;
+                };
                 let text = match msg {
                     Message::Text(t) => t.to_string(),
                     Message::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
-                    Message::Close(_) => break,
+                    Message::Close(_) => {
+                        let _ = signals.send(libc::SIGKILL).await;
+                        break;
+                    }
                     _ => continue,
                 };
                 let Ok(ctl) = serde_json::from_str::<ExecControl>(&text) else { continue };
                 match ctl.command.as_str() {
                     "signal" => {
-                        let _ = process.lock().await.signal(ctl.signal);
+                        let _ = signals.send(ctl.signal).await;
                     }
                     "window-resize" => {
                         if let Some(pty) = &pty {
@@ -308,12 +391,39 @@ async fn control_loop(
     let _ = tx.send(Message::Close(None)).await;
 }
 
-async fn wait_process(
-    process: &Arc<tokio::sync::Mutex<Box<dyn drivers::ExecProcess>>>,
-) -> ApiResult<i32> {
-    // Poll-free: the lock is held only by signal senders, briefly.
-    let mut guard = process.lock().await;
-    guard.wait().await.map_err(ApiError::from)
+/// A running command: signals go in through a channel, the exit code comes out of the task
+/// that owns the process, so signalling never waits for the command to end.
+struct Supervised {
+    signals: tokio::sync::mpsc::Sender<i32>,
+    exit: tokio::task::JoinHandle<ApiResult<i32>>,
+}
+
+fn supervise(mut process: Box<dyn drivers::ExecProcess>) -> Supervised {
+    let (signals, mut rx) = tokio::sync::mpsc::channel::<i32>(16);
+    let exit = tokio::spawn(async move {
+        loop {
+            // Waiting is cancel-safe: a signal interrupts it, then it resumes.
+            let signal = tokio::select! {
+                code = process.wait() => return code.map_err(ApiError::from),
+                signal = rx.recv() => signal,
+            };
+            match signal {
+                Some(signal) => {
+                    if let Err(e) = process.signal(signal) {
+                        tracing::debug!(signal, error = %e, "exec signal not delivered");
+                    }
+                }
+                None => return process.wait().await.map_err(ApiError::from),
+            }
+        }
+    });
+    Supervised { signals, exit }
+}
+
+impl Supervised {
+    async fn wait(self) -> ApiResult<i32> {
+        self.exit.await?
+    }
 }
 
 async fn run_pipes(
@@ -330,8 +440,7 @@ async fn run_pipes(
         stdout: out_w,
         stderr: err_w,
     };
-    let process = d.driver.exec(id, &spec, stdio).await?;
-    let process = Arc::new(tokio::sync::Mutex::new(process));
+    let process = supervise(d.driver.exec(id, &spec, stdio).await?);
 
     let stdin_w = tokio::net::unix::pipe::Sender::from_owned_fd(in_w)
         .map_err(|e| ApiError::internal(format!("stdin pipe: {e}")))?;
@@ -365,12 +474,13 @@ async fn run_pipes(
         })
     });
     let done = Arc::new(Notify::new());
-    let control = spawn_control(session, &process, None, &done);
+    let control = spawn_control(session, &process.signals, None, &done);
 
-    let code = wait_process(&process).await;
-    // Output is drained to its end-of-stream marker before the sockets close.
+    let code = process.wait().await;
+    // Output is drained to its end-of-stream marker before the sockets close; a background
+    // process still holding the pipes must not keep the session open forever.
     for task in [out_task, err_task].into_iter().flatten() {
-        if let Ok(tx) = task.await {
+        if let Ok(Ok(tx)) = tokio::time::timeout(DRAIN_TIMEOUT, task).await {
             close(tx).await;
         }
     }
@@ -383,12 +493,12 @@ async fn run_pipes(
 
 fn spawn_control(
     session: &Arc<Session>,
-    process: &Arc<tokio::sync::Mutex<Box<dyn drivers::ExecProcess>>>,
+    signals: &tokio::sync::mpsc::Sender<i32>,
     pty: Option<Arc<OwnedFd>>,
     done: &Arc<Notify>,
 ) -> tokio::task::JoinHandle<()> {
     let session = session.clone();
-    let process = process.clone();
+    let signals = signals.clone();
     let done = done.clone();
     tokio::spawn(async move {
         // The control socket may connect after the command started.
@@ -402,7 +512,7 @@ fn spawn_control(
                 _ = done.notified() => return,
             }
         };
-        control_loop(ws, process, pty, done).await;
+        control_loop(ws, signals, pty, done).await;
     })
 }
 
@@ -482,15 +592,14 @@ async fn run_interactive(
         stdout: dup(&slave)?,
         stderr: slave,
     };
-    let process = d.driver.exec(id, &spec, stdio).await?;
-    let process = Arc::new(tokio::sync::Mutex::new(process));
+    let process = supervise(d.driver.exec(id, &spec, stdio).await?);
 
     let pty = Arc::new(pty);
     let reader = tokio::fs::File::from_std(std::fs::File::from(dup(&pty)?));
     let writer = tokio::fs::File::from_std(std::fs::File::from(dup(&pty)?));
     let ws0 = take(session, "0");
     let done = Arc::new(Notify::new());
-    let control = spawn_control(session, &process, Some(pty.clone()), &done);
+    let control = spawn_control(session, &process.signals, Some(pty.clone()), &done);
     let mirror = ws0.map(|ws| {
         let (mut tx, rx) = ws.split();
         let input = tokio::spawn(ws_to_writer(rx, writer));
@@ -501,11 +610,11 @@ async fn run_interactive(
         });
         (input, output)
     });
-    let code = wait_process(&process).await;
+    let code = process.wait().await;
     if let Some((input, output)) = mirror {
         // Give the output a moment to drain after the command exited; a background process
         // holding the pty must not keep the session open forever.
-        if let Ok(Ok(tx)) = tokio::time::timeout(Duration::from_secs(2), output).await {
+        if let Ok(Ok(tx)) = tokio::time::timeout(DRAIN_TIMEOUT, output).await {
             close(tx).await;
         }
         input.abort();

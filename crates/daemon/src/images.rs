@@ -76,6 +76,12 @@ async fn import_now(d: &Daemon, upload: &Upload, meta: &UploadMeta) -> ApiResult
         expected_fingerprint: meta.fingerprint.clone(),
         filename: meta.filename.clone(),
     };
+    for alias in &meta.aliases {
+        let a = alias.clone();
+        if d.read(move |c| db::images::alias(c, &a)).await?.is_some() {
+            return Err(ApiError::conflict("Alias already exists"));
+        }
+    }
     let store = d.images.clone();
     let upload = upload.clone();
     let imported = tokio::task::spawn_blocking(move || match &upload {

@@ -82,6 +82,7 @@ pub async fn update(
             }
         }
     }
+    check_users(d, project, name, &config, &devices).await?;
     let description = if merge {
         req.description.unwrap_or(current.description)
     } else {
@@ -101,6 +102,61 @@ pub async fn update(
         project,
         None,
     );
+    Ok(())
+}
+
+/// Checks that every instance using profile `name` stays valid with its new `config` and
+/// `devices`: expanded config valid, a root disk still there and on the same pool (volumes
+/// do not move when a profile changes).
+async fn check_users(
+    d: &Daemon,
+    project: &str,
+    name: &str,
+    config: &api::ConfigMap,
+    devices: &api::DeviceMap,
+) -> ApiResult<()> {
+    let (p, n) = (project.to_string(), name.to_string());
+    let users = d
+        .read(move |c| {
+            Ok(db::instances::list(c, &p)?
+                .into_iter()
+                .filter(|i| i.profiles.contains(&n))
+                .collect::<Vec<_>>())
+        })
+        .await?;
+    for inst in users {
+        let old = crate::instances::load_profiles(d, project, &inst.profiles).await?;
+        let new: Vec<_> = old
+            .iter()
+            .cloned()
+            .map(|mut p| {
+                if p.name == name {
+                    p.config = config.clone();
+                    p.devices = devices.clone();
+                }
+                p
+            })
+            .collect();
+        let refuse = |why: String| {
+            ApiError::bad_request(format!(
+                "Profile update would break instance {:?}: {why}",
+                inst.name
+            ))
+        };
+        validate::config(&crate::instances::expand_config(&inst.config, &new))
+            .map_err(|e| refuse(e.message))?;
+        let old_pool =
+            crate::instances::root_pool(&crate::instances::expand_devices(&inst.devices, &old));
+        let new_pool =
+            crate::instances::root_pool(&crate::instances::expand_devices(&inst.devices, &new));
+        match new_pool {
+            None => return Err(refuse("it would have no root disk device".into())),
+            Some(p) if Some(&p) != old_pool.as_ref() => {
+                return Err(refuse(format!("its root disk would move to pool {p:?}")));
+            }
+            Some(_) => {}
+        }
+    }
     Ok(())
 }
 

@@ -11,6 +11,32 @@ use crate::error::{ApiError, ApiResult};
 use crate::instances::{expand_devices, load_profiles, root_pool, runtime_id};
 use crate::state::Daemon;
 
+/// Removes the leftovers of volume work a previous daemon was doing when it stopped, on
+/// every pool. Start-up only: nothing else may run on the pools meanwhile.
+pub async fn recover_all(d: &Daemon) -> ApiResult<()> {
+    let pools = d.read(db::pools::list).await?;
+    for rec in pools {
+        if rec.driver != "dir" {
+            continue;
+        }
+        let source = pool_source(d, &rec);
+        blocking(move || {
+            DirPool::new(source)
+                .map(drop)
+                .map_err(|e| ApiError::internal(e.to_string()))
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+fn pool_source(d: &Daemon, rec: &db::pools::PoolRecord) -> PathBuf {
+    rec.config
+        .get("source")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| d.paths.pools.join(&rec.name))
+}
+
 /// The `DirPool` of pool `name`.
 pub async fn pool(d: &Daemon, name: &str) -> ApiResult<DirPool> {
     let n = name.to_string();
@@ -24,12 +50,8 @@ pub async fn pool(d: &Daemon, name: &str) -> ApiResult<DirPool> {
             rec.driver
         )));
     }
-    let source = rec
-        .config
-        .get("source")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| d.paths.pools.join(name));
-    blocking(move || DirPool::new(source).map_err(|e| ApiError::internal(e.to_string()))).await
+    let source = pool_source(d, &rec);
+    blocking(move || DirPool::open(source).map_err(|e| ApiError::internal(e.to_string()))).await
 }
 
 async fn blocking<T: Send + 'static>(

@@ -328,12 +328,14 @@ impl InstanceDriver for OciDriver {
                 if spec.uid == 0 { "/root" } else { "/" }
             ));
         }
+        let pid_file = crate::exec::pid_file_path();
         let args = ExecArgs {
             command: &spec.command,
             env: &env,
             cwd: &cwd,
             uid: spec.uid,
             gid: spec.gid,
+            pid_file: Some(&pid_file),
         };
         let mut cmd = self.runtime.exec_command(id, &args);
         cmd.stdin(Stdio::from(stdio.stdin))
@@ -344,7 +346,9 @@ impl InstanceDriver for OciDriver {
             verb: "exec".into(),
             stderr: format!("cannot run: {e}"),
         })?;
-        Ok(Box::new(OciExec::new(child, self.runtime_name())))
+        Ok(Box::new(
+            OciExec::new(child, self.runtime_name()).with_pid_file(pid_file),
+        ))
     }
 }
 

@@ -5,6 +5,9 @@ use std::os::unix::process::ExitStatusExt;
 use drivers::{DriverError, ExecProcess, Result};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use tokio::process::Child;
 
 /// The `<runtime> exec` process of one command.
@@ -19,6 +22,20 @@ pub struct OciExec {
     pid: Option<i32>,
     runtime: &'static str,
     exit: Option<i32>,
+    /// Where the runtime wrote the command's own host pid: SIGKILL (which the runtime
+    /// cannot forward) goes there.
+    pid_file: Option<PathBuf>,
+}
+
+static PID_FILES: AtomicU64 = AtomicU64::new(0);
+
+/// A fresh path for an exec's `--pid-file`.
+pub(crate) fn pid_file_path() -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "drover-exec-{}-{}.pid",
+        std::process::id(),
+        PID_FILES.fetch_add(1, Ordering::Relaxed)
+    ))
 }
 
 impl OciExec {
@@ -30,6 +47,27 @@ impl OciExec {
             pid,
             runtime,
             exit: None,
+            pid_file: None,
+        }
+    }
+
+    /// Records the `--pid-file` the runtime was given; removed when the command ends.
+    pub fn with_pid_file(mut self, path: PathBuf) -> OciExec {
+        self.pid_file = Some(path);
+        self
+    }
+
+    /// The command's own host pid, once the runtime wrote it.
+    fn command_pid(&self) -> Option<i32> {
+        let text = std::fs::read_to_string(self.pid_file.as_ref()?).ok()?;
+        text.trim().parse().ok()
+    }
+}
+
+impl Drop for OciExec {
+    fn drop(&mut self) {
+        if let Some(path) = &self.pid_file {
+            let _ = std::fs::remove_file(path);
         }
     }
 }
@@ -59,8 +97,13 @@ impl ExecProcess for OciExec {
     fn signal(&self, signal: i32) -> Result<()> {
         let sig = Signal::try_from(signal)
             .map_err(|_| DriverError::Invalid(format!("invalid signal {signal}")))?;
+        // The runtime forwards what it can catch; SIGKILL and SIGSTOP it cannot, so they go
+        // straight to the command when its pid is known.
+        let direct = matches!(sig, Signal::SIGKILL | Signal::SIGSTOP)
+            .then(|| self.command_pid())
+            .flatten();
         let pid = match (self.exit, self.pid) {
-            (None, Some(pid)) => pid,
+            (None, Some(pid)) => direct.unwrap_or(pid),
             _ => return Err(DriverError::NotRunning),
         };
         kill(Pid::from_raw(pid), sig).map_err(|e| match e {

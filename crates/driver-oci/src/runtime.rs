@@ -113,6 +113,8 @@ pub struct ExecArgs<'a> {
     pub uid: u32,
     /// Group id.
     pub gid: u32,
+    /// Where the runtime writes the host pid of the command (`--pid-file`).
+    pub pid_file: Option<&'a Path>,
 }
 
 /// One runtime binary bound to one state directory.
@@ -403,6 +405,10 @@ impl Runtime {
         }
         argv.push("--user".into());
         argv.push(format!("{}:{}", args.uid, args.gid));
+        if let Some(pid_file) = args.pid_file {
+            argv.push("--pid-file".into());
+            argv.push(pid_file.display().to_string());
+        }
         argv.push(id.into());
         argv.extend(args.command.iter().cloned());
         let mut cmd = self.command(argv);
@@ -449,6 +455,7 @@ mod tests {
                 cwd: "/root",
                 uid: 1000,
                 gid: 100,
+                pid_file: None,
             },
         );
         let args: Vec<_> = cmd

@@ -36,21 +36,25 @@ pub fn runtime_status(d: &Daemon, id: &str) -> InstanceStatus {
     let known = lock(&d.running).get(id).copied();
     match known {
         Some(r) if proc_start_time(r.pid) == Some(r.start_time) => InstanceStatus::Running,
-        Some(_) => {
-            lock(&d.running).remove(id);
-            InstanceStatus::Stopped
-        }
-        None => InstanceStatus::Stopped,
+        // The exit watcher removes the entry under the instance lock.
+        Some(_) | None => InstanceStatus::Stopped,
     }
 }
 
-fn record_running(d: &Daemon, id: &str, pid: u32) {
+fn record_running(d: &Daemon, rec: &InstanceRecord, pid: u32) {
     if let Some(start_time) = proc_start_time(pid) {
-        lock(&d.running).insert(id.to_string(), Running { pid, start_time });
+        let running = Running { pid, start_time };
+        lock(&d.running).insert(runtime_id(&rec.project, &rec.name), running);
+        super::watch::watch(d, &rec.project, &rec.name, running);
     }
 }
 
-async fn set_power(d: &Daemon, rec: &InstanceRecord, power: &str, started: bool) -> ApiResult<()> {
+pub(super) async fn set_power(
+    d: &Daemon,
+    rec: &InstanceRecord,
+    power: &str,
+    started: bool,
+) -> ApiResult<()> {
     d.write(db::Command::PatchInstanceConfig {
         project: rec.project.clone(),
         name: rec.name.clone(),
@@ -78,6 +82,11 @@ pub async fn check_member_accepts(d: &Daemon) -> ApiResult<()> {
 
 /// Starts `rec` (the caller holds its lock).
 pub(super) async fn start_instance(d: &Daemon, rec: &InstanceRecord) -> ApiResult<()> {
+    start_instance_quiet(d, rec, false).await
+}
+
+/// Starts `rec`; with `quiet`, publishes no lifecycle event (a restart publishes its own).
+async fn start_instance_quiet(d: &Daemon, rec: &InstanceRecord, quiet: bool) -> ApiResult<()> {
     let id = runtime_id(&rec.project, &rec.name);
     if runtime_status(d, &id) == InstanceStatus::Running {
         return Err(ApiError::bad_request("The instance is already running"));
@@ -112,35 +121,65 @@ pub(super) async fn start_instance(d: &Daemon, rec: &InstanceRecord) -> ApiResul
         .start(&spec)
         .await
         .map_err(|e| ApiError::internal(format!("Failed to start instance: {e}")))?;
-    record_running(d, &id, pid);
+    record_running(d, rec, pid);
     set_power(d, rec, "RUNNING", true).await?;
     tracing::info!(instance = %rec.name, pid, "instance started");
-    d.bus
-        .lifecycle("instance-started", url(&rec.name), &rec.project, None);
+    if !quiet {
+        d.bus
+            .lifecycle("instance-started", url(&rec.name), &rec.project, None);
+    }
     Ok(())
 }
 
-/// Stops `rec` (the caller holds its lock). `timeout: None` means the instance's
-/// `boot.host_shutdown_timeout`.
+/// How long a clean stop may take before the instance is killed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StopWait {
+    /// Kill at once (LXD: `force`, or `timeout: 0`).
+    Kill,
+    /// Wait this long for a clean stop, then kill.
+    Clean(Duration),
+    /// Wait the instance's `boot.host_shutdown_timeout` (default 30 s), then kill. LXD waits
+    /// forever on a negative timeout; drover never leaves a stop hanging.
+    HostShutdownTimeout,
+}
+
+impl StopWait {
+    /// LXD's reading of a state request's `timeout` and `force`.
+    pub(super) fn from_request(timeout: i64, force: bool) -> Self {
+        match (force, timeout) {
+            (true, _) | (false, 0) => Self::Kill,
+            (false, t) if t > 0 => Self::Clean(Duration::from_secs(t.unsigned_abs())),
+            _ => Self::HostShutdownTimeout,
+        }
+    }
+}
+
+/// Stops `rec` (the caller holds its lock). With `quiet`, publishes no lifecycle event (a
+/// restart publishes its own).
 pub(super) async fn stop_instance(
     d: &Daemon,
     rec: &InstanceRecord,
-    timeout: Option<Duration>,
-    force: bool,
+    wait: StopWait,
+    quiet: bool,
 ) -> ApiResult<StopOutcome> {
     let id = runtime_id(&rec.project, &rec.name);
     let profiles = load_profiles(d, &rec.project, &rec.profiles)
         .await
         .unwrap_or_default();
     let config = expand_config(&rec.config, &profiles);
-    let timeout = timeout.unwrap_or_else(|| {
+    let host_timeout = || {
         Duration::from_secs(
             config
                 .get("boot.host_shutdown_timeout")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
         )
-    });
+    };
+    let (timeout, force) = match wait {
+        StopWait::Kill => (Duration::ZERO, true),
+        StopWait::Clean(t) => (t, false),
+        StopWait::HostShutdownTimeout => (host_timeout(), false),
+    };
     let signal = config
         .get("boot.stop_signal")
         .or_else(|| config.get("image.stop_signal"))
@@ -153,103 +192,132 @@ pub(super) async fn stop_instance(
         .map_err(|e| ApiError::internal(format!("Failed to stop instance: {e}")))?;
     lock(&d.running).remove(&id);
     set_power(d, rec, "STOPPED", false).await?;
-    let action = match outcome {
-        StopOutcome::Clean => "instance-shutdown",
-        _ => "instance-stopped",
-    };
     tracing::info!(instance = %rec.name, ?outcome, "instance stopped");
-    d.bus.lifecycle(action, url(&rec.name), &rec.project, None);
+    if !quiet {
+        let action = match outcome {
+            StopOutcome::Clean => "instance-shutdown",
+            _ => "instance-stopped",
+        };
+        d.bus.lifecycle(action, url(&rec.name), &rec.project, None);
+    }
     Ok(outcome)
 }
 
-/// `PUT /1.0/instances/{name}/state`: validates, then runs the change as an operation.
+/// What a state request asks for, checked against the instance's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Start,
+    Stop,
+    Restart,
+}
+
+impl Action {
+    fn parse(action: &str) -> ApiResult<Self> {
+        match action {
+            "start" => Ok(Self::Start),
+            "stop" => Ok(Self::Stop),
+            "restart" => Ok(Self::Restart),
+            "freeze" | "unfreeze" => Err(ApiError::bad_request(format!(
+                "Action {action:?} is not supported by drover"
+            ))),
+            other => Err(ApiError::bad_request(format!("Unknown action {other:?}"))),
+        }
+    }
+
+    fn description(self) -> &'static str {
+        match self {
+            Self::Start => "Starting instance",
+            Self::Stop => "Stopping instance",
+            Self::Restart => "Restarting instance",
+        }
+    }
+
+    /// LXD's refusal when the status does not allow the action.
+    fn check(self, running: bool) -> ApiResult<()> {
+        match (self, running) {
+            (Self::Start, true) => Err(ApiError::bad_request("The instance is already running")),
+            (Self::Stop, false) => Err(ApiError::bad_request("The instance is already stopped")),
+            (Self::Restart, false) => Err(ApiError::bad_request("The instance isn't running")),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `PUT /1.0/instances/{name}/state`: validates, then runs the change as an operation. The
+/// operation re-reads the instance and re-checks its status under the instance lock, so a
+/// change queued behind another (a rename, a delete, a second stop) sees what is true then.
 pub async fn change_state(
     d: &Daemon,
     project: &str,
     name: &str,
     req: InstanceStatePut,
 ) -> ApiResult<api::Operation> {
-    let rec = super::load(d, project, name).await?;
-    let id = runtime_id(project, name);
-    let running = runtime_status(d, &id) == InstanceStatus::Running;
-    let description = match req.action.as_str() {
-        "start" => {
-            if running {
-                return Err(ApiError::bad_request("The instance is already running"));
-            }
-            check_member_accepts(d).await?;
-            "Starting instance"
-        }
-        "stop" => {
-            if !running {
-                return Err(ApiError::bad_request("The instance is already stopped"));
-            }
-            "Stopping instance"
-        }
-        "restart" => {
-            if !running {
-                return Err(ApiError::bad_request("The instance isn't running"));
-            }
-            "Restarting instance"
-        }
-        "freeze" | "unfreeze" => {
-            return Err(ApiError::bad_request(format!(
-                "Action {:?} is not supported by drover",
-                req.action
-            )));
-        }
-        other => return Err(ApiError::bad_request(format!("Unknown action {other:?}"))),
-    };
+    super::load(d, project, name).await?;
+    let action = Action::parse(&req.action)?;
     if req.stateful {
         return Err(ApiError::bad_request(
             "Stateful stop and start are not supported",
         ));
     }
-    let timeout = (req.timeout > 0).then(|| Duration::from_secs(req.timeout.unsigned_abs()));
+    let id = runtime_id(project, name);
+    action.check(runtime_status(d, &id) == InstanceStatus::Running)?;
+    if action == Action::Start {
+        check_member_accepts(d).await?;
+    }
+    let wait = StopWait::from_request(req.timeout, req.force);
     let resources = BTreeMap::from([("instances".to_string(), vec![url(name)])]);
     let op = d
         .ops
-        .create(OperationClass::Task, description, resources, None);
+        .create(OperationClass::Task, action.description(), resources, None);
     let record = op.record();
-    let d = d.clone();
+    let (d, project, name) = (d.clone(), project.to_string(), name.to_string());
     tokio::spawn(async move {
         let lock = d.instance_lock(&id);
         let _guard = lock.lock().await;
-        let result = match req.action.as_str() {
-            "start" => start_instance(&d, &rec).await,
-            "stop" => stop_instance(&d, &rec, timeout, req.force)
-                .await
-                .map(|_| ()),
-            _ => match stop_instance(&d, &rec, timeout, req.force).await {
-                Ok(_) => {
-                    // Reload: stop changed volatile keys.
-                    match super::load(&d, &rec.project, &rec.name).await {
-                        Ok(rec) => start_instance(&d, &rec).await,
-                        Err(e) => Err(e),
-                    }
-                }
-                Err(e) => Err(e),
-            },
-        };
-        match result {
-            Ok(()) => {
-                if req.action == "stop"
-                    && rec.ephemeral
-                    && let Err(e) = super::update::delete_now(&d, &rec).await
-                {
-                    tracing::warn!(instance = %rec.name, error = %e, "ephemeral instance not deleted");
-                }
-                op.succeed(None)
-            }
+        match run_action(&d, &project, &name, action, wait).await {
+            Ok(()) => op.succeed(None),
             Err(e) => op.fail(e.message),
         }
     });
     Ok(record)
 }
 
+/// The body of a state operation; the caller holds the instance lock.
+async fn run_action(
+    d: &Daemon,
+    project: &str,
+    name: &str,
+    action: Action,
+    wait: StopWait,
+) -> ApiResult<()> {
+    let rec = super::load(d, project, name).await?;
+    let id = runtime_id(project, name);
+    action.check(runtime_status(d, &id) == InstanceStatus::Running)?;
+    match action {
+        Action::Start => start_instance(d, &rec).await,
+        Action::Stop => {
+            stop_instance(d, &rec, wait, false).await?;
+            if rec.ephemeral {
+                super::update::delete_now(d, &rec).await?;
+            }
+            Ok(())
+        }
+        Action::Restart => {
+            stop_instance(d, &rec, wait, true).await?;
+            // Reload: the stop changed volatile keys.
+            let rec = super::load(d, project, name).await?;
+            start_instance_quiet(d, &rec, true).await?;
+            d.bus
+                .lifecycle("instance-restarted", url(name), project, None);
+            Ok(())
+        }
+    }
+}
+
 /// After a daemon (re)start: learn which instances still run, and start those that should
 /// run (`boot.autostart=true`, or unset and last seen running, as LXD does).
 pub async fn reattach_all(d: &Daemon) -> ApiResult<()> {
+    crate::volumes::recover_all(d).await?;
     let member = d.member.clone();
     let instances = d
         .read(move |c| db::instances::list_on_member(c, &member))
@@ -259,7 +327,7 @@ pub async fn reattach_all(d: &Daemon) -> ApiResult<()> {
         let id = runtime_id(&rec.project, &rec.name);
         match d.driver.state(&id).await {
             Ok(RuntimeStatus::Running { pid }) => {
-                record_running(d, &id, pid);
+                record_running(d, &rec, pid);
                 tracing::info!(instance = %rec.name, pid, "re-attached to running instance");
             }
             Ok(RuntimeStatus::Stopped) => {

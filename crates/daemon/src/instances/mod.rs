@@ -5,6 +5,7 @@ mod lifecycle;
 mod update;
 pub mod validate;
 mod view;
+mod watch;
 
 use api::{ConfigMap, DeviceMap};
 use db::instances::InstanceRecord;
@@ -13,7 +14,7 @@ use db::profiles::ProfileRecord;
 pub use create::create;
 pub use lifecycle::{change_state, check_member_accepts, reattach_all, runtime_status};
 pub use update::{delete, rename, update};
-pub use view::{console_log, etag, instance_state, instance_view};
+pub use view::{etag, instance_state, instance_view, log_file};
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::Daemon;

@@ -24,6 +24,10 @@ pub async fn update(
     merge: bool,
     if_match: Option<String>,
 ) -> ApiResult<()> {
+    // Under the instance lock: a start or stop in flight must not be overwritten with the
+    // volatile keys read here.
+    let lock = d.instance_lock(&runtime_id(project, name));
+    let _guard = lock.lock().await;
     let rec = super::load(d, project, name).await?;
     if let Some(tag) = if_match {
         let tag = tag.trim_matches('"');
@@ -89,24 +93,32 @@ pub async fn update(
             .collect::<Vec<_>>()
     };
     let id = runtime_id(project, name);
-    if limits(&old_expanded) != limits(&new_expanded)
-        && runtime_status(d, &id) == InstanceStatus::Running
-    {
+    let live = limits(&old_expanded) != limits(&new_expanded)
+        && runtime_status(d, &id) == InstanceStatus::Running;
+    if live {
         d.driver
             .update_limits(&id, &new_expanded)
             .await
             .map_err(|e| ApiError::bad_request(format!("Failed to apply new limits: {e}")))?;
     }
-    d.write(db::Command::UpdateInstance {
-        project: project.to_string(),
-        name: name.to_string(),
-        config,
-        devices,
-        profiles: profile_names,
-        ephemeral: req.ephemeral.unwrap_or(rec.ephemeral),
-        description: req.description.unwrap_or(rec.description),
-    })
-    .await?;
+    let written = d
+        .write(db::Command::UpdateInstance {
+            project: project.to_string(),
+            name: name.to_string(),
+            config,
+            devices,
+            profiles: profile_names,
+            ephemeral: req.ephemeral.unwrap_or(rec.ephemeral),
+            description: req.description.unwrap_or(rec.description),
+        })
+        .await;
+    if let Err(e) = written {
+        // The record kept the old limits: so does the instance.
+        if live && let Err(undo) = d.driver.update_limits(&id, &old_expanded).await {
+            tracing::error!(instance = %name, error = %undo, "old limits not restored");
+        }
+        return Err(e);
+    }
     d.bus
         .lifecycle("instance-updated", url(name), project, None);
     Ok(())
@@ -119,10 +131,46 @@ pub async fn rename(
     name: &str,
     new_name: &str,
 ) -> ApiResult<api::Operation> {
-    let rec = super::load(d, project, name).await?;
     validate::name(new_name)?;
+    check_renamable(d, project, name, new_name).await?;
     let id = runtime_id(project, name);
-    if runtime_status(d, &id) == InstanceStatus::Running {
+    let resources = BTreeMap::from([("instances".to_string(), vec![url(name)])]);
+    let op = d
+        .ops
+        .create(OperationClass::Task, "Renaming instance", resources, None);
+    let record = op.record();
+    let (d, project, name, new_name) = (
+        d.clone(),
+        project.to_string(),
+        name.to_string(),
+        new_name.to_string(),
+    );
+    tokio::spawn(async move {
+        // Both names are locked: nothing may start under the old name or be created under
+        // the new one while the volume moves.
+        let (old_lock, new_lock) = (
+            d.instance_lock(&id),
+            d.instance_lock(&runtime_id(&project, &new_name)),
+        );
+        let _old = old_lock.lock().await;
+        let _new = new_lock.lock().await;
+        match rename_now(&d, &project, &name, &new_name).await {
+            Ok(()) => op.succeed(None),
+            Err(e) => op.fail(e.message),
+        }
+    });
+    Ok(record)
+}
+
+/// LXD's refusals of a rename: unknown instance, running instance, name in use.
+async fn check_renamable(
+    d: &Daemon,
+    project: &str,
+    name: &str,
+    new_name: &str,
+) -> ApiResult<InstanceRecord> {
+    let rec = super::load(d, project, name).await?;
+    if runtime_status(d, &runtime_id(project, name)) == InstanceStatus::Running {
         return Err(ApiError::bad_request(
             "Renaming of running instance not allowed",
         ));
@@ -136,53 +184,51 @@ pub async fn rename(
             "Name {new_name:?} already in use"
         )));
     }
-    let resources = BTreeMap::from([("instances".to_string(), vec![url(name)])]);
-    let op = d
-        .ops
-        .create(OperationClass::Task, "Renaming instance", resources, None);
-    let record = op.record();
-    let (d, new_name) = (d.clone(), new_name.to_string());
-    tokio::spawn(async move {
-        let lock = d.instance_lock(&id);
-        let _guard = lock.lock().await;
-        match crate::volumes::rename(&d, &rec, &new_name).await {
-            Ok(()) => {}
-            Err(e) => return op.fail(e.message),
+    Ok(rec)
+}
+
+/// The body of a rename; the caller holds both names' locks.
+async fn rename_now(d: &Daemon, project: &str, name: &str, new_name: &str) -> ApiResult<()> {
+    let rec = check_renamable(d, project, name, new_name).await?;
+    crate::volumes::rename(d, &rec, new_name).await?;
+    let cmd = db::Command::RenameInstance {
+        project: rec.project.clone(),
+        name: rec.name.clone(),
+        new_name: new_name.to_string(),
+    };
+    if let Err(e) = d.write(cmd).await {
+        let mut renamed = rec.clone();
+        renamed.name = new_name.to_string();
+        if let Err(undo) = crate::volumes::rename(d, &renamed, &rec.name).await {
+            tracing::error!(instance = %rec.name, error = %undo.message, "volume rename not undone");
         }
-        let cmd = db::Command::RenameInstance {
-            project: rec.project.clone(),
-            name: rec.name.clone(),
-            new_name: new_name.clone(),
-        };
-        if let Err(e) = d.write(cmd).await {
-            let mut renamed = rec.clone();
-            renamed.name = new_name.clone();
-            if let Err(undo) = crate::volumes::rename(&d, &renamed, &rec.name).await {
-                tracing::error!(instance = %rec.name, error = %undo.message, "volume rename not undone");
-            }
-            return op.fail(e.message);
-        }
-        d.bus.lifecycle(
-            "instance-renamed",
-            url(&new_name),
-            &rec.project,
-            Some(serde_json::json!({"old_name": rec.name})),
-        );
-        op.succeed(None);
-    });
-    Ok(record)
+        return Err(e);
+    }
+    // The console log goes with the instance.
+    let (old_dir, new_dir) = (
+        d.paths.run.join(runtime_id(project, name)),
+        d.paths.run.join(runtime_id(project, new_name)),
+    );
+    if let Err(e) = tokio::fs::rename(&old_dir, &new_dir).await
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(instance = %new_name, error = %e, "runtime files not moved");
+    }
+    d.bus.lifecycle(
+        "instance-renamed",
+        url(new_name),
+        &rec.project,
+        Some(serde_json::json!({"old_name": rec.name})),
+    );
+    Ok(())
 }
 
 /// `DELETE /1.0/instances/{name}`: refuses a running instance (as LXD does), else deletes
-/// it in an operation.
+/// it in an operation that checks again under the instance lock.
 pub async fn delete(d: &Daemon, project: &str, name: &str) -> ApiResult<api::Operation> {
     let rec = super::load(d, project, name).await?;
     let id = runtime_id(project, name);
-    if runtime_status(d, &id) == InstanceStatus::Running {
-        return Err(ApiError::bad_request(
-            "The instance is currently running, stop it first",
-        ));
-    }
+    refuse_running(d, &id)?;
     let resources = BTreeMap::from([("instances".to_string(), vec![url(name)])]);
     let op = d
         .ops
@@ -192,7 +238,11 @@ pub async fn delete(d: &Daemon, project: &str, name: &str) -> ApiResult<api::Ope
     tokio::spawn(async move {
         let lock = d.instance_lock(&id);
         let _guard = lock.lock().await;
-        match delete_now(&d, &rec).await {
+        let result = async {
+            let rec = super::load(&d, &rec.project, &rec.name).await?;
+            delete_now(&d, &rec).await
+        };
+        match result.await {
             Ok(()) => op.succeed(None),
             Err(e) => op.fail(e.message),
         }
@@ -200,13 +250,23 @@ pub async fn delete(d: &Daemon, project: &str, name: &str) -> ApiResult<api::Ope
     Ok(record)
 }
 
+fn refuse_running(d: &Daemon, id: &str) -> ApiResult<()> {
+    if runtime_status(d, id) == InstanceStatus::Running {
+        return Err(ApiError::bad_request(
+            "The instance is currently running, stop it first",
+        ));
+    }
+    Ok(())
+}
+
 /// Deletes a stopped instance: record first (so it is gone for clients), then the volume
 /// and runtime files. The caller holds its lock.
 pub(super) async fn delete_now(d: &Daemon, rec: &InstanceRecord) -> ApiResult<()> {
     let id = runtime_id(&rec.project, &rec.name);
-    // Clear any runtime leftovers (a stopped container's state) before the files go.
+    refuse_running(d, &id)?;
+    // Clear the runtime's leftovers of a stopped container before the files go.
     d.driver
-        .stop(&id, libc::SIGKILL, std::time::Duration::from_secs(5), true)
+        .state(&id)
         .await
         .map_err(|e| ApiError::internal(format!("Failed to clean up runtime state: {e}")))?;
     let profiles = load_profiles(d, &rec.project, &rec.profiles)

@@ -61,16 +61,28 @@ pub async fn instance_view(
     })
 }
 
-/// The console log of `rec` (PID 1's output since its last start), empty if none.
-pub async fn console_log(d: &Daemon, rec: &InstanceRecord) -> ApiResult<String> {
-    let path = d
-        .paths
-        .run
-        .join(runtime_id(&rec.project, &rec.name))
-        .join(driver_oci::CONSOLE_LOG);
+/// The log file `file` of `rec`: `lxc.log` is PID 1's console output since its last start
+/// (empty if none), `exec_<id>.stdout`/`.stderr` the recorded output of an exec.
+pub async fn log_file(d: &Daemon, rec: &InstanceRecord, file: &str) -> ApiResult<String> {
+    let dir = d.paths.run.join(runtime_id(&rec.project, &rec.name));
+    let path = match file {
+        "lxc.log" => dir.join(driver_oci::CONSOLE_LOG),
+        f if f.starts_with("exec_")
+            && (f.ends_with(".stdout") || f.ends_with(".stderr"))
+            && !f.contains('/') =>
+        {
+            dir.join(f)
+        }
+        _ => return Err(crate::error::ApiError::not_found("Log file not found")),
+    };
     match tokio::fs::read(&path).await {
         Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && file == "lxc.log" => {
+            Ok(String::new())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(crate::error::ApiError::not_found("Log file not found"))
+        }
         Err(e) => Err(crate::error::ApiError::internal(format!(
             "read {}: {e}",
             path.display()

@@ -186,17 +186,15 @@ async fn logs(
     Ok(sync([format!("/1.0/instances/{name}/logs/lxc.log")]))
 }
 
-/// The instance's console log (PID 1's output), under LXD's name `lxc.log`, as plain text.
+/// A log file of the instance as plain text: `lxc.log` (PID 1's console output, under LXD's
+/// name) or the recorded output of an exec (`exec_<id>.stdout`).
 async fn log_file(
     State(d): State<Daemon>,
     Path((name, file)): Path<(String, String)>,
     Query(q): Query<CommonQuery>,
 ) -> ApiResult<Response> {
     let rec = instances::load(&d, q.project(), &name).await?;
-    if file != "lxc.log" {
-        return Err(ApiError::not_found("Log file not found"));
-    }
-    Ok(instances::console_log(&d, &rec).await?.into_response())
+    Ok(instances::log_file(&d, &rec, &file).await?.into_response())
 }
 
 pub fn routes() -> Router<Daemon> {

@@ -36,11 +36,15 @@ pub struct DirPool {
 impl DirPool {
     /// Opens the pool at `source`, creating `<source>/containers/` (mode `0711`, traversable
     /// by the containers' mapped users), and removes leftovers of interrupted creations.
+    ///
+    /// # Correctness
+    ///
+    /// Call this once per pool when no volume work can be in flight (daemon start-up, pool
+    /// creation): the leftovers it removes are the temporary directories of creations and
+    /// deletions in progress. Everywhere else use [`DirPool::open`].
     pub fn new(source: PathBuf) -> Result<Self, PoolError> {
-        let containers = source.join("containers");
-        fs::create_dir_all(&containers).map_err(PoolError::io("create", &containers))?;
-        fs::set_permissions(&containers, fs::Permissions::from_mode(0o711))
-            .map_err(PoolError::io("chmod", &containers))?;
+        let pool = Self::open(source)?;
+        let containers = pool.source.join("containers");
         let rd = fs::read_dir(&containers).map_err(PoolError::io("read", &containers))?;
         for entry in rd {
             let entry = entry.map_err(PoolError::io("read", &containers))?;
@@ -49,6 +53,18 @@ impl DirPool {
                 tracing::warn!(path = %path.display(), "removing leftover volume directory");
                 remove_tree(&path).map_err(PoolError::io("remove", &path))?;
             }
+        }
+        Ok(pool)
+    }
+
+    /// Opens the pool at `source` (creating `<source>/containers/` if needed) without touching
+    /// anything in it: safe while other volume work runs on the same pool.
+    pub fn open(source: PathBuf) -> Result<Self, PoolError> {
+        let containers = source.join("containers");
+        if !containers.is_dir() {
+            fs::create_dir_all(&containers).map_err(PoolError::io("create", &containers))?;
+            fs::set_permissions(&containers, fs::Permissions::from_mode(0o711))
+                .map_err(PoolError::io("chmod", &containers))?;
         }
         Ok(Self { source })
     }
