@@ -40,6 +40,12 @@ pub enum Error {
     /// A snapshot is malformed or disagrees with its metadata.
     #[error("invalid snapshot: {0}")]
     BadSnapshot(String),
+    /// The Raft settings are inconsistent.
+    #[error("invalid raft settings: {0}")]
+    Config(String),
+    /// The Raft node could not start.
+    #[error("raft node failed to start: {0}")]
+    Start(String),
 }
 
 impl Error {

@@ -10,7 +10,15 @@
 //!   the log position in the same transaction; snapshots are whole copies of that DB, the
 //!   current one kept on disk under a snapshot directory.
 //!
-//! The network, the `Replicator` handle and the membership task are built on top of these.
+//! On top of these:
+//!
+//! - [`RaftNode::open`] builds a member's node from its files; [`Replicator`] is the handle
+//!   the rest of drover uses: [`Replicator::propose`] a [`db::Command`] from any member
+//!   (forwarded to the leader), [`Replicator::ensure_linearizable`] before a read that must
+//!   see every earlier write, membership changes, and [`ClusterMetrics`].
+//! - The network: [`Transport`] (the caller's HTTP client and scheme) carries openraft's
+//!   RPCs as JSON over `POST /internal/raft/*`; [`router`] serves them, behind a
+//!   [`PeerGuard`].
 //!
 //! # Correctness
 //!
@@ -22,11 +30,24 @@
 
 mod error;
 mod log_store;
+mod network;
+mod node;
+mod replicator;
+mod routes;
 mod snapshot_file;
 mod state_machine;
 mod types;
 
 pub use error::{Error, Result};
 pub use log_store::{LOG_FILE, LogReader, LogStore};
+pub use network::{
+    APPEND_PATH, Network, PROPOSE_PATH, Peer, READ_INDEX_PATH, SNAPSHOT_PATH, Scheme, Transport,
+    VOTE_PATH,
+};
+pub use node::{NODE_ID_FILE, Raft, RaftNode, SNAPSHOT_DIR, Settings, load_or_create_node_id};
+pub use replicator::{
+    ClusterMetrics, MemberStatus, MembershipError, ProposeError, Replicator, Role,
+};
+pub use routes::{AdmitAll, PeerGuard, router};
 pub use state_machine::{SnapshotBuilder, StateMachine};
 pub use types::{Applied, RejectKind, TypeConfig};

@@ -1,0 +1,140 @@
+//! The server half of member-to-member Raft traffic: the `/internal/raft/*` routes.
+//!
+//! Each route takes a JSON body, hands it to this member's Raft node and answers `200` with
+//! the JSON of the node's `Result` (a Raft-level refusal is a normal answer). A body this
+//! binary cannot decode (for instance an entry carrying a command added by a newer drover)
+//! is refused with `422` before anything is stored: the sender backs off and retries, and
+//! this member never applies what it cannot read.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use openraft::Vote;
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::network::{APPEND_PATH, PROPOSE_PATH, READ_INDEX_PATH, SNAPSHOT_PATH, VOTE_PATH};
+use crate::{Replicator, TypeConfig};
+
+/// Decides whether a request on the `/internal/raft/*` routes comes from a cluster member.
+///
+/// # Correctness
+///
+/// These routes change the replicated DB and the Raft group: anyone who reaches them can
+/// vote, append entries or replace the whole DB with a snapshot. The daemon serves them
+/// only on its HTTPS listener, whose accept loop attaches the verified peer certificate to
+/// each request; its guard admits a request only if that certificate's fingerprint is one
+/// of the cluster members'. They must never be served on the unix socket.
+pub trait PeerGuard: Send + Sync + Debug + 'static {
+    /// Whether `request` comes from a cluster member.
+    fn admit(&self, request: &Request) -> bool;
+}
+
+/// A guard that admits everyone: for tests on loopback only, never in the daemon.
+#[derive(Debug, Clone, Copy)]
+pub struct AdmitAll;
+
+impl PeerGuard for AdmitAll {
+    fn admit(&self, _request: &Request) -> bool {
+        true
+    }
+}
+
+/// The largest request body accepted: a batch of entries or one snapshot chunk as JSON
+/// (a chunk is at most [`crate::Settings`]' 1 MiB of DB bytes, a few times that as JSON).
+const MAX_BODY: usize = 64 << 20;
+
+/// The `/internal/raft/*` routes of this member, every request checked by `guard` first
+/// (`403` when it refuses).
+pub fn router(replicator: Replicator, guard: Arc<dyn PeerGuard>) -> Router {
+    Router::new()
+        .route(APPEND_PATH, post(append))
+        .route(VOTE_PATH, post(vote))
+        .route(SNAPSHOT_PATH, post(snapshot))
+        .route(PROPOSE_PATH, post(propose))
+        .route(READ_INDEX_PATH, post(read_index))
+        .with_state(replicator)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn_with_state(guard, check_peer))
+}
+
+async fn check_peer(
+    State(guard): State<Arc<dyn PeerGuard>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if guard.admit(&request) {
+        next.run(request).await
+    } else {
+        tracing::warn!(path = %request.uri().path(), "refused a raft request from a non-member");
+        (StatusCode::FORBIDDEN, "not a cluster member").into_response()
+    }
+}
+
+/// A request body this member cannot decode: answered `422`.
+#[derive(Debug)]
+struct Undecodable(String);
+
+impl IntoResponse for Undecodable {
+    fn into_response(self) -> Response {
+        (StatusCode::UNPROCESSABLE_ENTITY, self.0).into_response()
+    }
+}
+
+/// Decodes a request body, or refuses it.
+fn decode<T: DeserializeOwned>(what: &str, body: &Bytes) -> Result<T, Undecodable> {
+    serde_json::from_slice(body).map_err(|e| {
+        tracing::warn!(
+            request = what,
+            error = %e,
+            "refusing a raft request this member cannot decode (sent by a newer drover?)"
+        );
+        Undecodable(format!("cannot decode {what}: {e}"))
+    })
+}
+
+/// Records that the member that sent `vote` (the leader or a candidate) was heard from.
+fn saw_sender(r: &Replicator, vote: &Vote<u64>) {
+    if let Some(sender) = vote.leader_id().voted_for() {
+        r.contacts().saw(sender);
+    }
+}
+
+fn answer<T: Serialize>(value: &T) -> Response {
+    axum::Json(value).into_response()
+}
+
+async fn append(State(r): State<Replicator>, body: Bytes) -> Result<Response, Undecodable> {
+    let rpc: AppendEntriesRequest<TypeConfig> = decode("append-entries", &body)?;
+    saw_sender(&r, &rpc.vote);
+    Ok(answer(&r.raft().append_entries(rpc).await))
+}
+
+async fn vote(State(r): State<Replicator>, body: Bytes) -> Result<Response, Undecodable> {
+    let rpc: VoteRequest<u64> = decode("vote", &body)?;
+    saw_sender(&r, &rpc.vote);
+    Ok(answer(&r.raft().vote(rpc).await))
+}
+
+async fn snapshot(State(r): State<Replicator>, body: Bytes) -> Result<Response, Undecodable> {
+    let rpc: InstallSnapshotRequest<TypeConfig> = decode("install-snapshot", &body)?;
+    saw_sender(&r, &rpc.vote);
+    Ok(answer(&r.raft().install_snapshot(rpc).await))
+}
+
+async fn propose(State(r): State<Replicator>, body: Bytes) -> Result<Response, Undecodable> {
+    let cmd: db::Command = decode("command", &body)?;
+    Ok(answer(&r.propose_forwarded(cmd).await))
+}
+
+async fn read_index(State(r): State<Replicator>) -> Response {
+    answer(&r.read_index_here().await)
+}
