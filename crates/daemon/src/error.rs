@@ -81,6 +81,21 @@ impl From<db::Error> for ApiError {
     }
 }
 
+impl From<raft::ProposeError> for ApiError {
+    fn from(e: raft::ProposeError) -> Self {
+        use raft::ProposeError as P;
+        match e {
+            P::NotFound(message) => Self::not_found(message),
+            P::Exists(message) => Self::conflict(message),
+            P::NoLeader { .. } => Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                message: e.to_string(),
+            },
+            e @ (P::Invalid(_) | P::Uncertain(_) | P::Stopped(_)) => Self::internal(e.to_string()),
+        }
+    }
+}
+
 impl From<drivers::DriverError> for ApiError {
     fn from(e: drivers::DriverError) -> Self {
         Self::internal(e.to_string())

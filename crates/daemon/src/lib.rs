@@ -1,11 +1,12 @@
 //! `droverd`: one drover member.
 //!
-//! Start-up ([`run`]): open the cluster DB (bootstrapping this member, the `default` pool
-//! and the `default` profile on first start), probe the container runtime with a real
-//! container, re-attach to instances that still run and start those that should, then
-//! serve LXD's REST API on `$DROVER_DIR/unix.socket`, and over HTTPS (mTLS) when
-//! `core.https_address` is set. SIGTERM stops serving and leaves
-//! instances running; the next start re-attaches to them.
+//! Start-up ([`run`]): open the cluster DB and this member's Raft node (a one-voter group
+//! on first start; every DB write is then proposed through it), bootstrap this member, the
+//! `default` pool and the `default` profile on first start, probe the container runtime
+//! with a real container, re-attach to instances that still run and start those that
+//! should, then serve LXD's REST API on `$DROVER_DIR/unix.socket`, and over HTTPS (mTLS)
+//! when `core.https_address` is set. SIGTERM stops serving and leaves instances running;
+//! the next start re-attaches to them.
 
 mod auth;
 mod certificates;
@@ -60,24 +61,34 @@ pub fn cgroup_parent(state_dir: &std::path::Path) -> String {
 /// This member's name until it joins or forms a cluster (LXD says `none`).
 const STANDALONE: &str = "none";
 
-fn bootstrap(store: &db::Store, paths: &Paths) -> anyhow::Result<()> {
+/// Creates this member's row, the `default` pool and the `default` profile if missing,
+/// through the Raft leader like every other write.
+async fn bootstrap(
+    store: &db::Store,
+    replicator: &raft::Replicator,
+    paths: &Paths,
+) -> anyhow::Result<()> {
     let members = store.read(db::members::list)?;
     if members.is_empty() {
-        store.execute(&db::Command::CreateMember {
-            name: STANDALONE.into(),
-            address: String::new(),
-            state: MemberState::Created,
-            architecture: std::env::consts::ARCH.into(),
-        })?;
+        replicator
+            .propose(db::Command::CreateMember {
+                name: STANDALONE.into(),
+                address: String::new(),
+                state: MemberState::Created,
+                architecture: std::env::consts::ARCH.into(),
+            })
+            .await?;
     }
     if store.read(db::pools::list)?.is_empty() {
         let source = paths.pools.join("default");
-        store.execute(&db::Command::CreatePool {
-            name: "default".into(),
-            driver: "dir".into(),
-            description: String::new(),
-            config: [("source".to_string(), source.display().to_string())].into(),
-        })?;
+        replicator
+            .propose(db::Command::CreatePool {
+                name: "default".into(),
+                driver: "dir".into(),
+                description: String::new(),
+                config: [("source".to_string(), source.display().to_string())].into(),
+            })
+            .await?;
     }
     if store
         .read(|c| db::profiles::get(c, "default", "default"))?
@@ -88,15 +99,48 @@ fn bootstrap(store: &db::Store, paths: &Paths) -> anyhow::Result<()> {
             ("path".to_string(), "/".to_string()),
             ("pool".to_string(), "default".to_string()),
         ];
-        store.execute(&db::Command::CreateProfile {
-            project: "default".into(),
-            name: "default".into(),
-            description: "Default drover profile".into(),
-            config: Default::default(),
-            devices: [("root".to_string(), root.into())].into(),
-        })?;
+        replicator
+            .propose(db::Command::CreateProfile {
+                project: "default".into(),
+                name: "default".into(),
+                description: "Default drover profile".into(),
+                config: Default::default(),
+                devices: [("root".to_string(), root.into())].into(),
+            })
+            .await?;
     }
     Ok(())
+}
+
+/// The Raft node id of a member that starts a group; members that join get theirs from the
+/// leader.
+const FIRST_NODE_ID: u64 = 1;
+
+/// How long start-up waits for this member's Raft group to have a leader.
+const LEADER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Opens this member's Raft node over the files in `db_dir` and the cluster DB `store`,
+/// makes it a one-voter group on first start, and waits for a leader.
+///
+/// A single member is a one-voter group: its writes take the same path as a cluster's.
+/// It has no member-to-member listener yet, so its Raft address is empty and the HTTP
+/// client is never used while it is alone.
+async fn start_raft(
+    db_dir: &std::path::Path,
+    store: Arc<db::Store>,
+) -> anyhow::Result<raft::Replicator> {
+    let node_id = raft::load_or_create_node_id(db_dir, FIRST_NODE_ID)?;
+    let client = reqwest::Client::builder()
+        .build()
+        .context("build the member-to-member HTTP client")?;
+    let transport = raft::Transport::new(client, raft::Scheme::Https);
+    let (_raft, replicator) = raft::RaftNode::open(db_dir, store, node_id, "", transport).await?;
+    if replicator.bootstrap_single().await? {
+        tracing::info!(node = node_id, "new one-member raft group");
+    }
+    let leader = replicator.wait_leader(LEADER_DEADLINE).await?;
+    tracing::info!(node = node_id, leader, "raft group ready");
+    Ok(replicator)
 }
 
 /// Binds the unix socket, refusing to take it from a live daemon.
@@ -142,7 +186,12 @@ pub async fn run(cfg: Config, bus: ops::EventBus) -> anyhow::Result<()> {
     std::fs::create_dir_all(&db_dir)?;
     let store =
         Arc::new(db::Store::open(&db_dir.join("drover.db")).context("open the cluster database")?);
-    bootstrap(&store, &paths).context("bootstrap the database")?;
+    let replicator = start_raft(&db_dir, store.clone())
+        .await
+        .context("start the raft node")?;
+    bootstrap(&store, &replicator, &paths)
+        .await
+        .context("bootstrap the database")?;
 
     let driver = driver_oci::probe(
         cfg.runtime,
@@ -161,6 +210,7 @@ pub async fn run(cfg: Config, bus: ops::EventBus) -> anyhow::Result<()> {
     let d = Daemon::new(Inner {
         member: STANDALONE.into(),
         store,
+        replicator: replicator.clone(),
         ops: ops::Registry::new(bus.clone(), STANDALONE),
         bus,
         driver: Arc::new(driver),
@@ -189,5 +239,6 @@ pub async fn run(cfg: Config, bus: ops::EventBus) -> anyhow::Result<()> {
         .await?;
     let _ = std::fs::remove_file(&paths.socket);
     d.https.shutdown().await;
+    replicator.shutdown().await;
     Ok(())
 }

@@ -61,8 +61,10 @@ pub struct Inner {
     pub paths: Paths,
     /// This member's name (`"none"` until clustered).
     pub member: String,
-    /// The cluster DB.
+    /// The cluster DB, for reads. Writes go through `replicator`.
     pub store: Arc<Store>,
+    /// This member's Raft node: every DB write is proposed through it.
+    pub replicator: raft::Replicator,
     /// Operations.
     pub ops: ops::Registry,
     /// Events.
@@ -111,10 +113,9 @@ impl Daemon {
         Ok(tokio::task::spawn_blocking(move || store.read(f)).await??)
     }
 
-    /// Applies one DB command off the async executor.
+    /// Commits one DB command through the Raft leader and returns once it is applied.
     pub async fn write(&self, cmd: db::Command) -> ApiResult<()> {
-        let store = self.store.clone();
-        Ok(tokio::task::spawn_blocking(move || store.execute(&cmd)).await??)
+        Ok(self.replicator.propose(cmd).await?)
     }
 
     /// The lock of instance `id`.

@@ -13,10 +13,10 @@ use crate::{Command, Error, Result, apply, schema};
 ///
 /// # Correctness
 ///
-/// All writes go through [`Store::execute`] (one [`Command`] in one transaction),
-/// [`Store::apply_entries`] (a batch of replicated commands plus their log position, in one
-/// transaction) or [`Store::restore_from`] (the whole content at once). Reads see only
-/// committed state.
+/// All writes go through [`Store::apply_entries`] (a batch of replicated commands plus their
+/// log position, in one transaction), [`Store::restore_from`] (the whole content at once)
+/// or, in tests and tools only, [`Store::execute`] (one [`Command`] in one transaction).
+/// Reads see only committed state.
 #[derive(Debug)]
 pub struct Store {
     conn: Mutex<Connection>,
@@ -45,7 +45,11 @@ impl Store {
         })
     }
 
-    /// Applies `cmd` in one transaction.
+    /// Applies `cmd` in one transaction, outside any replicated log.
+    ///
+    /// For tests and offline tools only. A running member never calls it: once its Raft
+    /// node is open, only the state machine writes (through [`Store::apply_entries`]), so
+    /// that every member applies the same commands at the same log positions.
     pub fn execute(&self, cmd: &Command) -> Result<()> {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
