@@ -435,3 +435,25 @@ async fn a_create_failing_midway_leaves_no_volume_and_no_record() {
         .expect("create bad-mid");
     assert!(m.volume_dir("bad-mid").join("rootfs/bin").is_dir());
 }
+
+/// What does this test do?
+///
+/// 1. A method a resource does not have (`DELETE /1.0/profiles/default`,
+///    `PUT /1.0/operations`) answers LXD's error envelope with 405, not an empty body.
+/// 2. The profile is still there.
+#[tokio::test]
+async fn unsupported_methods_answer_an_error_envelope() {
+    let m = drover_e2e::Member::start().await;
+    let msg = m
+        .raw("DELETE", "/1.0/profiles/default", None)
+        .await
+        .expect_error(405);
+    assert_eq!(msg, "method not allowed");
+    m.raw("PUT", "/1.0/operations", Some("{}"))
+        .await
+        .expect_error(405);
+    assert_eq!(
+        m.raw("GET", "/1.0/profiles/default", None).await.status,
+        200
+    );
+}

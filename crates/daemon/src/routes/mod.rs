@@ -93,6 +93,14 @@ async fn not_found() -> ApiError {
     ApiError::not_found("not found")
 }
 
+/// A known path with a method it does not have: LXD's error envelope, not an empty 405.
+async fn method_not_allowed() -> ApiError {
+    ApiError {
+        status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        message: "method not allowed".into(),
+    }
+}
+
 /// The whole API, behind [`crate::auth::authenticate`] (the unix socket and the HTTPS
 /// listener serve the same router; requests from HTTPS carry a [`tls::Peer`]).
 pub fn router(d: Daemon) -> Router {
@@ -107,6 +115,7 @@ pub fn router(d: Daemon) -> Router {
         .merge(storage_pools::routes())
         .merge(certificates::routes())
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             d.clone(),
             crate::auth::authenticate,
