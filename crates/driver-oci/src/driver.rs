@@ -191,6 +191,35 @@ impl OciDriver {
     }
 }
 
+/// How long a stop waits for a just-started PID 1 to install its handler of the stop
+/// signal before sending it.
+const HANDLER_GRACE: Duration = Duration::from_millis(500);
+
+/// Whether `pid` catches `signal` (its `SigCgt` mask in `/proc/<pid>/status`).
+fn catches(pid: i32, signal: i32) -> Option<bool> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))?
+        .trim();
+    let mask = u64::from_str_radix(mask, 16).ok()?;
+    let bit = u32::try_from(signal.checked_sub(1)?).ok()?;
+    Some(mask.checked_shr(bit)? & 1 == 1)
+}
+
+/// Waits up to `grace` until `pid` catches `signal`. PID 1 of a namespace ignores signals it
+/// has no handler for, so a stop signal sent in the few milliseconds between its start and
+/// its `trap` would be lost and the stop would last its whole timeout. An init that never
+/// installs a handler only costs `grace` once.
+async fn wait_signal_caught(pid: i32, signal: i32, grace: Duration) {
+    let deadline = tokio::time::Instant::now() + grace;
+    let mut pause = Duration::from_millis(1);
+    while catches(pid, signal) == Some(false) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
 #[async_trait::async_trait]
 impl InstanceDriver for OciDriver {
     fn describe(&self) -> String {
@@ -253,6 +282,7 @@ impl InstanceDriver for OciDriver {
             self.kill_and_delete(id, &w).await?;
             StopOutcome::Killed
         } else {
+            wait_signal_caught(w.pid(), signal, HANDLER_GRACE).await;
             if let Err(e) = self.runtime.kill(id, signal).await
                 && w.alive()
             {

@@ -325,6 +325,39 @@ async fn cpuset_limit(kind: RuntimeKind) {
         .unwrap();
 }
 
+/// An init that takes a while to install its handler, as a shell init does for a moment.
+const SLOW_TRAPPING_INIT: &str = r#"#!/bin/sh
+sleep 0.2
+trap 'exit 0' TERM PWR
+while true; do sleep 1 & wait $!; done
+"#;
+
+/// What does this test do?
+/// - stops a container right after its start, before its init installed the handler of the
+///   stop signal (PID 1 of a namespace ignores unhandled signals): the stop still ends
+///   cleanly and quickly instead of lasting its whole timeout
+async fn stop_right_after_start_is_clean(kind: RuntimeKind) {
+    if !runtime_under_test(kind) {
+        return;
+    }
+    init_tracing();
+    let world = World::new(kind);
+    let driver = world.driver().await;
+    let spec = world.instance("early", SLOW_TRAPPING_INIT, &[]);
+    driver.start(&spec).await.unwrap();
+    let t0 = Instant::now();
+    let outcome = driver
+        .stop(&spec.id, libc::SIGPWR, Duration::from_secs(20), false)
+        .await
+        .unwrap();
+    assert_eq!(outcome, StopOutcome::Clean);
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t0.elapsed()
+    );
+}
+
 macro_rules! for_both_runtimes {
     ($($story:ident),* $(,)?) => {
         mod crun {
@@ -351,4 +384,5 @@ for_both_runtimes!(
     stubborn_init_is_killed,
     exec_signal_and_exited_init,
     cpuset_limit,
+    stop_right_after_start_is_clean,
 );
