@@ -5,6 +5,7 @@ use rusqlite::{Transaction, params};
 use serde::{Deserialize, Serialize};
 
 use crate::certificates::CertificateRecord;
+use crate::cluster_tokens::ClusterTokenRecord;
 use crate::images::ImageRecord;
 use crate::instances::InstanceRecord;
 use crate::{Error, Result};
@@ -147,6 +148,42 @@ pub enum Command {
     DeleteCertificate {
         /// Full fingerprint (64 hex characters).
         fingerprint: String,
+    },
+    /// Turn the standalone member into the first member of a cluster: rename it (its
+    /// instances follow) and record its cluster address and certificate fingerprint.
+    EnableClustering {
+        /// Its name until now (`"none"`).
+        from: String,
+        /// Its member name from now on (`"m1"`).
+        name: String,
+        /// Its cluster address (`"127.0.0.11:8443"`).
+        address: String,
+        /// Fingerprint of its own certificate.
+        fingerprint: String,
+    },
+    /// Record a join token.
+    CreateClusterToken(ClusterTokenRecord),
+    /// Revoke a join token.
+    DeleteClusterToken {
+        /// Its secret.
+        secret: String,
+    },
+    /// Use up the join token `secret` and record the new member under the next never-used
+    /// member id (read it back by name). Refused, changing nothing, when the token is
+    /// unknown, made for another name, or expired at `now`.
+    JoinMember {
+        /// The token's secret.
+        secret: String,
+        /// The new member's name (must be the token's).
+        name: String,
+        /// Its cluster address.
+        address: String,
+        /// Fingerprint of its own certificate.
+        fingerprint: String,
+        /// `"x86_64"`.
+        architecture: String,
+        /// The proposer's clock, RFC 3339 UTC with nanoseconds.
+        now: String,
     },
 }
 
@@ -337,6 +374,81 @@ pub fn apply(tx: &Transaction<'_>, cmd: &Command) -> Result<()> {
                 params![fingerprint],
             )?;
             expect_one(n, || format!("certificate {fingerprint:?}"))?;
+        }
+        Command::EnableClustering {
+            from,
+            name,
+            address,
+            fingerprint,
+        } => {
+            let n = tx
+                .execute(
+                    "UPDATE members SET name = ?2, address = ?3, fingerprint = ?4 WHERE name = ?1",
+                    params![from, name, address, fingerprint],
+                )
+                .map_err(|e| map_unique(e, || format!("member {name:?}")))?;
+            expect_one(n, || format!("member {from:?}"))?;
+            tx.execute(
+                "UPDATE instances SET member = ?2 WHERE member = ?1",
+                params![from, name],
+            )?;
+        }
+        Command::CreateClusterToken(rec) => {
+            tx.execute(
+                "INSERT INTO cluster_tokens (secret, name, operation, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                params![rec.secret, rec.name, rec.operation, rec.expires_at],
+            )
+            .map_err(|e| map_unique(e, || "cluster join token".to_string()))?;
+        }
+        Command::DeleteClusterToken { secret } => {
+            let n = tx.execute(
+                "DELETE FROM cluster_tokens WHERE secret = ?1",
+                params![secret],
+            )?;
+            expect_one(n, || "cluster join token".to_string())?;
+        }
+        Command::JoinMember {
+            secret,
+            name,
+            address,
+            fingerprint,
+            architecture,
+            now,
+        } => {
+            let token = crate::cluster_tokens::get(tx, secret)?
+                .ok_or_else(|| Error::NotFound("cluster join token".into()))?;
+            if token.name != *name {
+                return Err(Error::Refused(format!(
+                    "the join token was issued for member {:?}, not {name:?}",
+                    token.name
+                )));
+            }
+            if token.expires_at.as_str() <= now.as_str() {
+                return Err(Error::Refused("the join token has expired".into()));
+            }
+            let id = crate::members::next_id(tx)?;
+            tx.execute(
+                "INSERT INTO members (id, name, address, state, architecture, fingerprint)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    id,
+                    name,
+                    address,
+                    MemberState::Created.as_i64(),
+                    architecture,
+                    fingerprint
+                ],
+            )
+            .map_err(|e| map_unique(e, || format!("member {name:?}")))?;
+            tx.execute(
+                "INSERT INTO member_ids (key, value) VALUES ('highest', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![id],
+            )?;
+            tx.execute(
+                "DELETE FROM cluster_tokens WHERE secret = ?1",
+                params![secret],
+            )?;
         }
     }
     Ok(())

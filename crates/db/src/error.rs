@@ -23,6 +23,9 @@ pub enum Error {
         /// Newest version this binary knows.
         supported: i64,
     },
+    /// The data rule the command out (an expired join token).
+    #[error("{0}")]
+    Refused(String),
     /// A stored value is invalid (an unknown member state).
     #[error("invalid stored value: {0}")]
     Corrupt(String),
@@ -56,7 +59,7 @@ impl Error {
                     | C::NoLargeFileSupport
             ),
             Error::Sqlite(_) | Error::Json(_) | Error::NotFound(_) | Error::Exists(_) => true,
-            Error::Corrupt(_) => true,
+            Error::Corrupt(_) | Error::Refused(_) => true,
             Error::SchemaTooNew { .. } => false,
         }
     }

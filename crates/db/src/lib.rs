@@ -11,6 +11,7 @@
 //! [`Store::restore_from`] copy the whole DB out and in for snapshots.
 
 pub mod certificates;
+pub mod cluster_tokens;
 mod command;
 pub mod config;
 mod error;

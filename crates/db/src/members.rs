@@ -22,6 +22,9 @@ pub struct MemberRecord {
     pub description: String,
     /// Failure domain.
     pub failure_domain: String,
+    /// Fingerprint of the member's own certificate (`""` until clustered): other members
+    /// admit its Raft and member-to-member requests by it.
+    pub fingerprint: String,
 }
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<(MemberRecord, i64)> {
@@ -34,6 +37,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<(MemberRecord, i64)> {
             architecture: r.get(4)?,
             description: r.get(5)?,
             failure_domain: r.get(6)?,
+            fingerprint: r.get(7)?,
         },
         r.get(3)?,
     ))
@@ -46,7 +50,8 @@ fn finish(raw: (MemberRecord, i64)) -> Result<MemberRecord> {
     Ok(rec)
 }
 
-const COLUMNS: &str = "id, name, address, state, architecture, description, failure_domain";
+const COLUMNS: &str =
+    "id, name, address, state, architecture, description, failure_domain, fingerprint";
 
 /// All members, by id.
 pub fn list(conn: &Connection) -> Result<Vec<MemberRecord>> {
@@ -65,4 +70,27 @@ pub fn get(conn: &Connection, name: &str) -> Result<Option<MemberRecord>> {
     .optional()?
     .map(finish)
     .transpose()
+}
+
+/// The member with id `id`, if any.
+pub fn get_by_id(conn: &Connection, id: i64) -> Result<Option<MemberRecord>> {
+    conn.query_row(
+        &format!("SELECT {COLUMNS} FROM members WHERE id = ?1"),
+        params![id],
+        from_row,
+    )
+    .optional()?
+    .map(finish)
+    .transpose()
+}
+
+/// The next member id to hand out: above every id ever used, so ids are never reused.
+pub(crate) fn next_id(conn: &Connection) -> Result<i64> {
+    let used: i64 = conn.query_row(
+        "SELECT MAX(COALESCE((SELECT MAX(id) FROM members), 0),
+                    COALESCE((SELECT value FROM member_ids WHERE key = 'highest'), 0))",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(used + 1)
 }

@@ -90,6 +90,22 @@ CREATE TABLE certificates (
     projects TEXT NOT NULL DEFAULT '[]'
 );
 "#,
+    // 4: clustering. A member's certificate fingerprint (members trust each other by it),
+    // the join tokens not used yet, and the highest member id ever handed out (ids are
+    // never reused, even after a member leaves).
+    r#"
+ALTER TABLE members ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';
+CREATE TABLE cluster_tokens (
+    secret TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+CREATE TABLE member_ids (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+"#,
 ];
 
 /// The newest schema version this binary knows.
