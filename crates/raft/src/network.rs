@@ -4,7 +4,7 @@
 //! the answer is the JSON of the remote `Result` (see [`crate::routes`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use openraft::BasicNode;
@@ -54,10 +54,12 @@ impl Scheme {
 /// How this member reaches the others: an HTTP client and the scheme to use with it.
 ///
 /// The client is the caller's: the daemon passes one that presents this member's
-/// certificate and accepts only the cluster's pinned ones. Cheap to clone.
+/// certificate and accepts only the cluster's pinned ones. Cheap to clone; clones share
+/// the client, so [`Transport::replace_client`] takes effect for every one of them (a
+/// member that becomes clustered gets its pinned client without restarting its node).
 #[derive(Debug, Clone)]
 pub struct Transport {
-    client: reqwest::Client,
+    client: Arc<RwLock<reqwest::Client>>,
     scheme: Scheme,
 }
 
@@ -103,7 +105,22 @@ pub(crate) enum CallError {
 impl Transport {
     /// Speaks `scheme` through `client`.
     pub fn new(client: reqwest::Client, scheme: Scheme) -> Self {
-        Self { client, scheme }
+        Self {
+            client: Arc::new(RwLock::new(client)),
+            scheme,
+        }
+    }
+
+    /// Makes every later call (of this transport and its clones) use `client`.
+    pub fn replace_client(&self, client: reqwest::Client) {
+        *self.client.write().unwrap_or_else(PoisonError::into_inner) = client;
+    }
+
+    fn client(&self) -> reqwest::Client {
+        self.client
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// `POST`s `body` as JSON to `path` on the member at `addr` (`host:port`) and decodes
@@ -128,7 +145,7 @@ impl Transport {
             }
         };
         let response = self
-            .client
+            .client()
             .post(&url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .timeout(timeout)

@@ -649,6 +649,26 @@ impl Replicator {
         self.membership_result(r)
     }
 
+    /// Changes the address the group knows member `id` by (a standalone member that gets a
+    /// cluster address). Leader only.
+    ///
+    /// # Correctness
+    ///
+    /// Only for a member whose identity stays the same (same node, new address); it is not
+    /// a way to swap one member for another.
+    pub async fn set_address(&self, id: u64, addr: &str) -> Result<(), MembershipError> {
+        self.change_membership(ChangeMembers::SetNodes(BTreeMap::from([(
+            id,
+            BasicNode::new(addr),
+        )])))
+        .await
+    }
+
+    /// The transport this node reaches the others with.
+    pub fn transport(&self) -> &Transport {
+        &self.inner.transport
+    }
+
     /// Makes the learner `id` a voter. Leader only.
     pub async fn promote(&self, id: u64) -> Result<(), MembershipError> {
         self.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
