@@ -16,7 +16,7 @@ export PATH=$bin:$PATH
 mkdir -p "$DROVER_DIR"
 if ! drover list >/dev/null 2>&1; then
   echo "--- start droverd (DROVER_DIR=$DROVER_DIR, log $DROVER_DIR/droverd.log)" >&2
-  nohup droverd >"$DROVER_DIR/droverd.log" 2>&1 &
+  nohup droverd >>"$DROVER_DIR/droverd.log" 2>&1 &
   echo $! >"$DROVER_DIR/droverd.pid"
   for _ in $(seq 1 100); do
     drover list >/dev/null 2>&1 && break
@@ -32,9 +32,17 @@ if ! drover image alias list -f csv 2>/dev/null | grep -q '^busybox,'; then
 fi
 
 name=${1:-c1}
-if ! drover list -f csv | grep -q "^$name,"; then
-  echo "--- launch $name" >&2
-  drover launch busybox "$name"
-fi
+state=$(drover list -f csv | awk -F, -v n="$name" '$1 == n {print $2}')
+case "$state" in
+  "") echo "--- launch $name" >&2; drover launch busybox "$name" ;;
+  RUNNING) ;;
+  *) echo "--- start $name" >&2; drover start "$name" ;;
+esac
 drover exec "$name" -- cat /etc/hostname
 drover list
+cat >&2 <<MSG
+--- droverd keeps running (log: $DROVER_DIR/droverd.log). Use it with:
+      export DROVER_DIR=$DROVER_DIR PATH=$bin:\$PATH
+      drover list
+    Stop it with: kill \$(cat $DROVER_DIR/droverd.pid)   (instances keep running; the next start re-attaches)
+MSG

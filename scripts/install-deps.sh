@@ -21,8 +21,3 @@ if ! python3 -c 'import pylxd' 2>/dev/null; then
   python3 -m pip install -q --disable-pip-version-check pylxd >/dev/null 2>&1 \
     || python3 -m pip install -q --disable-pip-version-check --break-system-packages pylxd
 fi
-
-if ! command -v cargo-nextest >/dev/null 2>&1 && ! cargo nextest --version >/dev/null 2>&1; then
-  echo "installing: cargo-nextest (crates.io)" >&2
-  cargo install --locked cargo-nextest
-fi

@@ -5,6 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
+if ! command -v cargo-nextest >/dev/null 2>&1 && ! cargo nextest --version >/dev/null 2>&1; then
+  echo "installing: cargo-nextest (crates.io)" >&2
+  cargo install --locked cargo-nextest
+fi
 
 echo "--- cargo fmt --check" >&2
 cargo fmt --all --check

@@ -18,7 +18,7 @@ struct Args {
     #[arg(long, env = "DROVER_RUNTIME", default_value = "crun")]
     runtime: String,
     /// Log filter (tracing's `RUST_LOG` syntax).
-    #[arg(long, env = "DROVER_LOG", default_value = "info")]
+    #[arg(long, env = "DROVER_LOG", default_value = "info,openraft=warn")]
     log: String,
 }
 
@@ -32,7 +32,11 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::registry()
         .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
         .with(daemon::EventLayer::new(bus.clone()))
         .init();
     match isolated {
