@@ -19,6 +19,13 @@ pub const API_EXTENSIONS: &[&str] = &[
     "api_filtering",
     "image_create_aliases",
     "container_exec_recording",
+    "container_exec_user_group_cwd",
     // `POST /1.0/certificates` with `token: true` (`lxc config trust add` needs it).
     "certificate_token",
+    // `GET`/`PUT /1.0/cluster`, `GET /1.0/cluster/members[/{name}]`.
+    "clustering",
+    // `PUT /1.0/cluster` with a cluster address (join).
+    "clustering_join",
+    // `POST /1.0/cluster/members`: join tokens.
+    "clustering_join_token",
 ];
