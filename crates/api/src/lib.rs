@@ -6,6 +6,7 @@
 //! [`extensions::API_EXTENSIONS`] and never change the meaning of an existing field.
 
 pub mod certificates;
+pub mod cluster;
 pub mod de;
 pub mod envelope;
 pub mod events;
