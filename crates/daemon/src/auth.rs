@@ -61,6 +61,16 @@ async fn is_trusted(d: &Daemon, fingerprint: &str) -> ApiResult<bool> {
     if fingerprint == d.https.identity().fingerprint() {
         return Ok(true);
     }
+    // Cluster members call each other's API with their own certificates.
+    if d.cluster.is_clustered() {
+        let store = d.store.clone();
+        let fp = fingerprint.to_string();
+        if tokio::task::spawn_blocking(move || crate::cluster::is_member_fingerprint(&store, &fp))
+            .await?
+        {
+            return Ok(true);
+        }
+    }
     let fp = fingerprint.to_string();
     Ok(d.read(move |c| db::certificates::get(c, &fp))
         .await?

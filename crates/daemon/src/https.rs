@@ -25,7 +25,8 @@ const DEFAULT_PORT: u16 = 8443;
 #[derive(Debug)]
 pub struct Https {
     identity: tls::Identity,
-    config: Arc<tls::rustls::ServerConfig>,
+    /// What the listener serves: this member's certificate, the cluster's once clustered.
+    config: std::sync::Mutex<Arc<tls::rustls::ServerConfig>>,
     current: Mutex<Option<Listening>>,
 }
 
@@ -59,7 +60,7 @@ impl Https {
         let config = tls::server_config(&identity).context("tls server config")?;
         Ok(Self {
             identity,
-            config,
+            config: std::sync::Mutex::new(config),
             current: Mutex::new(None),
         })
     }
@@ -95,7 +96,24 @@ impl Https {
                 return;
             }
         };
-        let Some(address) = config.get(HTTPS_ADDRESS).filter(|a| !a.is_empty()) else {
+        let mut address = config.get(HTTPS_ADDRESS).filter(|a| !a.is_empty()).cloned();
+        // A clustered member listens on its own cluster address: the server config is
+        // shared by the whole cluster.
+        if let Some(cluster) = d.cluster.identity() {
+            *crate::state::lock(&self.config) = match tls::server_config(&cluster) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "cluster certificate unusable; https is off");
+                    return;
+                }
+            };
+            let id = i64::try_from(d.replicator().id()).unwrap_or_default();
+            match d.read(move |c| db::members::get_by_id(c, id)).await {
+                Ok(Some(me)) if !me.address.is_empty() => address = Some(me.address),
+                _ => tracing::warn!("this clustered member has no address of its own"),
+            }
+        }
+        let Some(address) = address else {
             return;
         };
         if let Err(e) = self
@@ -205,10 +223,13 @@ impl Https {
     ) -> ApiResult<Listening> {
         let listener = tokio::net::TcpListener::from_std(listener).map_err(bind_error)?;
         let local = listener.local_addr().map_err(bind_error)?;
-        let app =
-            crate::routes::router(d.clone()).layer(axum::extract::DefaultBodyLimit::disable());
+        let mut app = crate::routes::router(d.clone());
+        if d.cluster.is_clustered() {
+            app = app.merge(crate::cluster::internal_router(d));
+        }
+        let app = app.layer(axum::extract::DefaultBodyLimit::disable());
         let (stop, stopped) = oneshot::channel();
-        let config = self.config.clone();
+        let config = crate::state::lock(&self.config).clone();
         let task = tokio::spawn(async move {
             tls::serve(listener, config, app, async {
                 let _ = stopped.await;
@@ -222,6 +243,48 @@ impl Https {
             stop,
             task,
         })
+    }
+
+    /// Serves `cluster` instead of this member's certificate, and the member routes, from
+    /// now on: restarts the listener on its address.
+    ///
+    /// # Errors
+    ///
+    /// 400 when no listener runs; 500 when the certificate is unusable.
+    pub async fn serve_cluster(&self, d: &Daemon, cluster: &tls::Identity) -> ApiResult<()> {
+        let address = self
+            .current
+            .lock()
+            .await
+            .as_ref()
+            .map(|l| l.address.clone())
+            .ok_or_else(|| ApiError::bad_request("The https listener is not running"))?;
+        self.serve_cluster_at(d, cluster, &address).await
+    }
+
+    /// [`Https::serve_cluster`] on `address` (where the listener may not run yet).
+    ///
+    /// # Errors
+    ///
+    /// 400 when `address` cannot be bound; 500 when the certificate is unusable.
+    pub async fn serve_cluster_at(
+        &self,
+        d: &Daemon,
+        cluster: &tls::Identity,
+        address: &str,
+    ) -> ApiResult<()> {
+        let config = tls::server_config(cluster)
+            .map_err(|e| ApiError::internal(format!("cluster tls config: {e}")))?;
+        *crate::state::lock(&self.config) = config;
+        let target = parse_address(address)?;
+        let mut current = self.current.lock().await;
+        // Not awaited: this very request may be running on the old listener.
+        if let Some(old) = current.take() {
+            drop(old.stop());
+        }
+        let listener = bind_soon(target).await.map_err(bind_error)?;
+        *current = Some(self.spawn(d, address.to_string(), listener)?);
+        Ok(())
     }
 
     /// Stops the listener, if any, letting open requests finish (daemon shutdown).

@@ -10,6 +10,7 @@
 
 mod auth;
 mod certificates;
+mod cluster;
 mod error;
 mod exec;
 mod filter;
@@ -59,7 +60,7 @@ pub fn cgroup_parent(state_dir: &std::path::Path) -> String {
 }
 
 /// This member's name until it joins or forms a cluster (LXD says `none`).
-const STANDALONE: &str = "none";
+pub(crate) const STANDALONE: &str = "none";
 
 /// Creates this member's row, the `default` pool and the `default` profile if missing,
 /// through the Raft leader like every other write.
@@ -124,15 +125,22 @@ const LEADER_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 ///
 /// A single member is a one-voter group: its writes take the same path as a cluster's.
 /// It has no member-to-member listener yet, so its Raft address is empty and the HTTP
-/// client is never used while it is alone.
+/// client is never used while it is alone. A clustered member's client presents its own
+/// certificate (`member`) and pins the cluster's.
 async fn start_raft(
     db_dir: &std::path::Path,
     store: Arc<db::Store>,
+    member: &tls::Identity,
+    cluster: Option<&tls::Identity>,
 ) -> anyhow::Result<raft::Replicator> {
     let node_id = raft::load_or_create_node_id(db_dir, FIRST_NODE_ID)?;
-    let client = reqwest::Client::builder()
-        .build()
-        .context("build the member-to-member HTTP client")?;
+    let client = match cluster {
+        Some(c) => cluster::member_client(member, c.fingerprint())
+            .map_err(|e| anyhow::anyhow!(e.message))?,
+        None => reqwest::Client::builder()
+            .build()
+            .context("build the member-to-member HTTP client")?,
+    };
     let transport = raft::Transport::new(client, raft::Scheme::Https);
     let (_raft, replicator) = raft::RaftNode::open(db_dir, store, node_id, "", transport).await?;
     if replicator.bootstrap_single().await? {
@@ -186,12 +194,24 @@ pub async fn run(cfg: Config, bus: ops::EventBus) -> anyhow::Result<()> {
     std::fs::create_dir_all(&db_dir)?;
     let store =
         Arc::new(db::Store::open(&db_dir.join("drover.db")).context("open the cluster database")?);
-    let replicator = start_raft(&db_dir, store.clone())
-        .await
-        .context("start the raft node")?;
+    let https = https::Https::load(&paths)?;
+    let cluster_state = cluster::ClusterState::load(&paths)?;
+    let replicator = start_raft(
+        &db_dir,
+        store.clone(),
+        https.identity(),
+        cluster_state.identity().as_deref(),
+    )
+    .await
+    .context("start the raft node")?;
     bootstrap(&store, &replicator, &paths)
         .await
         .context("bootstrap the database")?;
+    let node = i64::try_from(replicator.id()).unwrap_or_default();
+    let member = match store.read(|c| db::members::get_by_id(c, node))? {
+        Some(me) if cluster_state.is_clustered() => me.name,
+        _ => STANDALONE.to_string(),
+    };
 
     let driver = driver_oci::probe(
         cfg.runtime,
@@ -206,11 +226,10 @@ pub async fn run(cfg: Config, bus: ops::EventBus) -> anyhow::Result<()> {
     let images = storage::ImageStore::new(paths.images.clone()).context("open the image store")?;
     let _ = std::fs::remove_dir_all(paths.state_dir.join("uploads"));
 
-    let https = https::Https::load(&paths)?;
     let d = Daemon::new(Inner {
-        member: STANDALONE.into(),
+        member: std::sync::RwLock::new(member),
         store,
-        replicator: replicator.clone(),
+        replicator: std::sync::RwLock::new(replicator),
         ops: ops::Registry::new(bus.clone(), STANDALONE),
         bus,
         driver: Arc::new(driver),
@@ -223,6 +242,7 @@ pub async fn run(cfg: Config, bus: ops::EventBus) -> anyhow::Result<()> {
         paths: paths.clone(),
         https,
         cert_tokens: Default::default(),
+        cluster: cluster_state,
     });
     instances::reattach_all(&d)
         .await
@@ -239,6 +259,6 @@ pub async fn run(cfg: Config, bus: ops::EventBus) -> anyhow::Result<()> {
         .await?;
     let _ = std::fs::remove_file(&paths.socket);
     d.https.shutdown().await;
-    replicator.shutdown().await;
+    d.replicator().shutdown().await;
     Ok(())
 }

@@ -14,7 +14,7 @@ fn view(d: &Daemon, rec: db::pools::PoolRecord, used_by: Vec<String>) -> Storage
         description: rec.description,
         config: rec.config,
         status: "Created".into(),
-        locations: vec![d.member.clone()],
+        locations: vec![d.member()],
         used_by,
     }
 }

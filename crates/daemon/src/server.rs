@@ -47,7 +47,23 @@ pub fn untrusted_info() -> ServerUntrusted {
 
 /// `GET /1.0` as seen by a trusted client.
 pub async fn info(d: &Daemon) -> ApiResult<Server> {
-    let config = d.read(db::config::all).await?;
+    let mut config = d.read(db::config::all).await?;
+    let cluster = d.cluster.identity();
+    if cluster.is_some() {
+        // The server config is the cluster's; the address is this member's own.
+        let name = d.member();
+        if let Some(me) = d.read(move |c| db::members::get(c, &name)).await? {
+            config.insert(crate::https::HTTPS_ADDRESS.into(), me.address.clone());
+            config.insert("cluster.https_address".into(), me.address);
+        }
+    }
+    let served = cluster
+        .as_deref()
+        .map(|c| (c.certificate_pem(), c.fingerprint()))
+        .unwrap_or((
+            d.https.identity().certificate_pem(),
+            d.https.identity().fingerprint(),
+        ));
     let (kernel_version, arch) = uname();
     let (os_name, os_version) = os_release();
     Ok(Server {
@@ -61,8 +77,8 @@ pub async fn info(d: &Daemon) -> ApiResult<Server> {
         environment: ServerEnvironment {
             addresses: d.https.addresses().await,
             architectures: vec![arch.clone()],
-            certificate: d.https.identity().certificate_pem().to_string(),
-            certificate_fingerprint: d.https.identity().fingerprint().to_string(),
+            certificate: served.0.to_string(),
+            certificate_fingerprint: served.1.to_string(),
             driver: "drover".into(),
             driver_version: d.driver.describe(),
             firewall: String::new(),
@@ -75,9 +91,9 @@ pub async fn info(d: &Daemon) -> ApiResult<Server> {
             os_version,
             project: "default".into(),
             server: "drover".into(),
-            server_clustered: false,
+            server_clustered: cluster.is_some(),
             server_event_mode: "full-mesh".into(),
-            server_name: d.member.clone(),
+            server_name: d.member(),
             server_pid: std::process::id(),
             server_version: env!("CARGO_PKG_VERSION").into(),
             storage: "dir".into(),

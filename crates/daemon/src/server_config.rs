@@ -6,6 +6,11 @@
 //! - `core.remote_token_expiry`: how long certificate add tokens live (LXD's syntax,
 //!   `"1H"`, `"30M 10S"`, `"2d"`); unset: they never expire.
 //!
+//! - `cluster.offline_threshold`: seconds without a heartbeat after which a member shows
+//!   `Offline` (default 20).
+//! - `cluster.max_voters`: how many members vote in the Raft group (default 3).
+//! - `cluster.join_token_expiry`: how long join tokens live (LXD's syntax; default `3H`).
+//!
 //! Any other key is refused with 400, as LXD refuses unknown keys.
 
 use api::ConfigMap;
@@ -31,7 +36,15 @@ fn validate(key: &str, value: &str) -> ApiResult<()> {
         |why: String| ApiError::bad_request(format!("cannot set '{key}' to '{value}': {why}"));
     match key {
         HTTPS_ADDRESS => https::parse_address(value).map(|_| ()),
-        REMOTE_TOKEN_EXPIRY => expiry_after(Utc::now(), value).map(|_| ()).map_err(refuse),
+        REMOTE_TOKEN_EXPIRY | crate::cluster::JOIN_TOKEN_EXPIRY => {
+            expiry_after(Utc::now(), value).map(|_| ()).map_err(refuse)
+        }
+        crate::cluster::OFFLINE_THRESHOLD | crate::cluster::MAX_VOTERS => {
+            match value.parse::<u64>() {
+                Ok(n) if n >= 1 => Ok(()),
+                _ => Err(refuse("expected a positive integer".into())),
+            }
+        }
         _ => Err(refuse("unknown key".into())),
     }
 }

@@ -59,12 +59,13 @@ pub struct Daemon {
 pub struct Inner {
     /// Paths.
     pub paths: Paths,
-    /// This member's name (`"none"` until clustered).
-    pub member: String,
+    /// This member's name (`"none"` until clustered): read it with [`Daemon::member`].
+    pub member: std::sync::RwLock<String>,
     /// The cluster DB, for reads. Writes go through `replicator`.
     pub store: Arc<Store>,
-    /// This member's Raft node: every DB write is proposed through it.
-    pub replicator: raft::Replicator,
+    /// This member's Raft node: every DB write is proposed through it. Replaced when the
+    /// member joins a cluster: reach it with [`Daemon::replicator`].
+    pub replicator: std::sync::RwLock<raft::Replicator>,
     /// Operations.
     pub ops: ops::Registry,
     /// Events.
@@ -87,6 +88,8 @@ pub struct Inner {
     pub https: crate::https::Https,
     /// Certificate add tokens not used yet.
     pub cert_tokens: crate::certificates::Tokens,
+    /// The cluster certificate and what joining needs.
+    pub cluster: crate::cluster::ClusterState,
 }
 
 impl std::ops::Deref for Daemon {
@@ -115,7 +118,31 @@ impl Daemon {
 
     /// Commits one DB command through the Raft leader and returns once it is applied.
     pub async fn write(&self, cmd: db::Command) -> ApiResult<()> {
-        Ok(self.replicator.propose(cmd).await?)
+        Ok(self.replicator().propose(cmd).await?)
+    }
+
+    /// This member's Raft node (the current one: a join replaces it).
+    pub fn replicator(&self) -> raft::Replicator {
+        self.replicator
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// This member's name (`"none"` until clustered).
+    pub fn member(&self) -> String {
+        self.member
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Renames this member (clustering enabled, or joined).
+    pub fn set_member(&self, name: &str) {
+        *self
+            .member
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = name.to_string();
     }
 
     /// The lock of instance `id`.

@@ -172,7 +172,7 @@ pub async fn create(
         project: project.to_string(),
         name: req.name.clone(),
         kind: req.kind.clone(),
-        member: d.member.clone(),
+        member: d.member(),
         architecture: std::env::consts::ARCH.to_string(),
         config,
         devices: req.devices.clone(),

@@ -70,7 +70,7 @@ pub(super) async fn set_power(
 
 /// Refuses new work on a member that is not taking instances (evacuating, evacuated, ...).
 pub async fn check_member_accepts(d: &Daemon) -> ApiResult<()> {
-    let member = d.member.clone();
+    let member = d.member();
     let rec = d.read(move |c| db::members::get(c, &member)).await?;
     match rec {
         Some(m) if !m.state.accepts_instances() => {
@@ -318,7 +318,7 @@ async fn run_action(
 /// run (`boot.autostart=true`, or unset and last seen running, as LXD does).
 pub async fn reattach_all(d: &Daemon) -> ApiResult<()> {
     crate::volumes::recover_all(d).await?;
-    let member = d.member.clone();
+    let member = d.member();
     let instances = d
         .read(move |c| db::instances::list_on_member(c, &member))
         .await?;

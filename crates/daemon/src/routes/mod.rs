@@ -1,6 +1,7 @@
 //! HTTP routes: one file per resource. Handlers parse, call one service, map the result.
 
 mod certificates;
+mod cluster;
 mod events;
 mod images;
 mod instances;
@@ -114,6 +115,7 @@ pub fn router(d: Daemon) -> Router {
         .merge(profiles::routes())
         .merge(storage_pools::routes())
         .merge(certificates::routes())
+        .merge(cluster::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -1,0 +1,94 @@
+//! `/1.0/cluster` and `/1.0/cluster/members`.
+
+use api::OperationClass;
+use api::cluster::{ClusterMembersPost, ClusterPut};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+
+use super::{CommonQuery, accepted, parse_body, sync};
+use crate::cluster;
+use crate::error::ApiResult;
+use crate::state::Daemon;
+
+async fn get_cluster(State(d): State<Daemon>) -> Response {
+    sync(cluster::members::cluster(&d))
+}
+
+/// Enable (no cluster address, no token) or join. LXD answers with an operation; drover
+/// does the work before answering, so the operation is already final.
+async fn put_cluster(State(d): State<Daemon>, body: Bytes) -> ApiResult<Response> {
+    let req: ClusterPut = parse_body(&body)?;
+    if !req.enabled {
+        return Err(crate::error::ApiError::bad_request(
+            "Disabling clustering is not supported",
+        ));
+    }
+    let joining = !req.cluster_address.is_empty()
+        || !req.cluster_password.is_empty()
+        || !req.cluster_token.is_empty();
+    if joining {
+        cluster::join::join(&d, req).await?;
+    } else {
+        cluster::enable::enable(&d, &req.server_name).await?;
+    }
+    Ok(accepted(d.ops.completed(
+        OperationClass::Task,
+        if joining {
+            "Joining cluster"
+        } else {
+            "Creating bootstrap node"
+        },
+        Default::default(),
+    )))
+}
+
+fn forwarded(headers: &HeaderMap) -> bool {
+    headers.contains_key(cluster::members::FORWARDED)
+}
+
+async fn list_members(
+    State(d): State<Daemon>,
+    Query(q): Query<CommonQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let members = cluster::members::list(&d, forwarded(&headers)).await?;
+    if q.recursion.unwrap_or(0) > 0 {
+        Ok(sync(members))
+    } else {
+        Ok(sync(
+            members
+                .iter()
+                .map(|m| format!("/1.0/cluster/members/{}", m.server_name))
+                .collect::<Vec<_>>(),
+        ))
+    }
+}
+
+async fn get_member(
+    State(d): State<Daemon>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    Ok(sync(
+        cluster::members::get(&d, &name, forwarded(&headers)).await?,
+    ))
+}
+
+async fn post_member(State(d): State<Daemon>, body: Bytes) -> ApiResult<Response> {
+    let req: ClusterMembersPost = parse_body(&body)?;
+    Ok(accepted(
+        cluster::tokens::create(&d, &req.server_name).await?,
+    ))
+}
+
+/// The routes.
+pub fn routes() -> Router<Daemon> {
+    Router::new()
+        .route("/1.0/cluster", get(get_cluster).put(put_cluster))
+        .route("/1.0/cluster/members", get(list_members).post(post_member))
+        .route("/1.0/cluster/members/{name}", get(get_member))
+}
