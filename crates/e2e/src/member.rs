@@ -215,6 +215,22 @@ impl Member {
         );
     }
 
+    /// SIGKILLs the daemon (no clean-up at all, as a crash or power loss) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, Signal::SIGKILL);
+            let _ = child.wait();
+            tracing::info!(pid = child.id(), "droverd killed with SIGKILL");
+        }
+    }
+
+    /// Starts the daemon again on the same state dir after [`Member::kill`] or
+    /// [`Member::stop_daemon`], and waits until it serves.
+    pub async fn start_again(&mut self) {
+        assert!(self.child.is_none(), "the daemon still runs");
+        self.spawn().await;
+    }
+
     /// Stops the daemon (SIGTERM) and starts it again on the same state dir.
     pub async fn restart(&mut self) {
         self.stop_daemon().await;

@@ -1,0 +1,481 @@
+//! Clustering: real droverd processes form a cluster with join tokens, LXD-style.
+//!
+//! Each test uses its own loopback addresses (127.0.0.3x) and free ports, so tests run in
+//! parallel with each other and with the other HTTPS tests.
+
+use std::time::Duration;
+
+use base64::Engine;
+use drover_e2e::{Member, RawResponse, free_address, require_lxc, wait_until};
+use serde_json::{Value, json};
+
+/// How long a cluster may take to settle (joins, elections, catch-up).
+const SETTLE: Duration = Duration::from_secs(90);
+
+async fn call(m: &Member, method: &str, path: &str, body: Value) -> RawResponse {
+    m.raw(method, path, Some(&body.to_string())).await
+}
+
+/// Gives `m` an HTTPS address and makes it the first member `name` of a new cluster.
+async fn enable(m: &Member, address: &str, name: &str) {
+    call(
+        m,
+        "PATCH",
+        "/1.0",
+        json!({"config": {"core.https_address": address}}),
+    )
+    .await
+    .metadata();
+    let r = call(
+        m,
+        "PUT",
+        "/1.0/cluster",
+        json!({"server_name": name, "enabled": true}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.metadata()["status"], "Success", "{}", r.text);
+}
+
+/// `POST /1.0/cluster/members` on `m`: the token operation's metadata, and the token
+/// `lxc cluster add` would print (base64 of JSON, built from that metadata).
+async fn issue_token(m: &Member, name: &str) -> (Value, String) {
+    let r = call(
+        m,
+        "POST",
+        "/1.0/cluster/members",
+        json!({"server_name": name}),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let op = r.metadata().clone();
+    assert_eq!(op["class"], "token");
+    let meta = op["metadata"].clone();
+    let mut keys: Vec<&String> = meta.as_object().expect("metadata object").keys().collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "addresses",
+            "expiresAt",
+            "fingerprint",
+            "secret",
+            "serverName"
+        ]
+    );
+    let token = json!({
+        "server_name": meta["serverName"],
+        "fingerprint": meta["fingerprint"],
+        "addresses": meta["addresses"],
+        "secret": meta["secret"],
+        "expires_at": meta["expiresAt"],
+    });
+    let token = base64::engine::general_purpose::STANDARD.encode(token.to_string());
+    (op, token)
+}
+
+/// The body LXD 5.0.2's `lxd init --preseed` sends to the joiner's socket.
+fn preseed(name: &str, address: &str, via: &str, certificate: &str, token: &str) -> Value {
+    json!({
+        "server_name": name,
+        "enabled": true,
+        "member_config": null,
+        "cluster_address": via,
+        "cluster_certificate": certificate,
+        "server_address": address,
+        "cluster_password": token,
+    })
+}
+
+/// The cluster certificate as a joiner fetches it: over TLS from `address`, checked
+/// against the token's fingerprint, as PEM.
+async fn fetch_cluster_certificate(address: &str, fingerprint: &str) -> String {
+    let der = tls::fetch_certificate(address.parse().expect("address"))
+        .await
+        .expect("fetch the cluster certificate");
+    assert_eq!(tls::fingerprint(&der), fingerprint, "token fingerprint");
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
+    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        pem.push_str(std::str::from_utf8(chunk).expect("ascii"));
+        pem.push('\n');
+    }
+    pem.push_str("-----END CERTIFICATE-----\n");
+    pem
+}
+
+/// Joins `joiner` (as `name` on `address`) through `via` with a fresh token from `issuer`.
+async fn join(issuer: &Member, via: &str, joiner: &Member, name: &str, address: &str) {
+    let (op, token) = issue_token(issuer, name).await;
+    let pem =
+        fetch_cluster_certificate(via, op["metadata"]["fingerprint"].as_str().unwrap_or("")).await;
+    let r = call(
+        joiner,
+        "PUT",
+        "/1.0/cluster",
+        preseed(name, address, via, &pem, &token),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+}
+
+/// `GET /1.0/cluster/members?recursion=1` on `m`, by name.
+async fn members(m: &Member) -> Vec<Value> {
+    let r = m.raw("GET", "/1.0/cluster/members?recursion=1", None).await;
+    r.metadata().as_array().cloned().unwrap_or_default()
+}
+
+/// Whether `m` lists exactly `expected` (name → status).
+async fn lists(m: &Member, expected: &[(&str, &str)]) -> bool {
+    let got: Vec<(String, String)> = members(m)
+        .await
+        .iter()
+        .map(|v| {
+            (
+                v["server_name"].as_str().unwrap_or("").to_string(),
+                v["status"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = expected
+        .iter()
+        .map(|(n, s)| (n.to_string(), s.to_string()))
+        .collect();
+    got == want
+}
+
+async fn has_profile(m: &Member, name: &str) -> bool {
+    m.raw("GET", &format!("/1.0/profiles/{name}"), None)
+        .await
+        .status
+        == 200
+}
+
+async fn create_profile(m: &Member, name: &str) {
+    call(m, "POST", "/1.0/profiles", json!({"name": name}))
+        .await
+        .metadata();
+}
+
+/// What does this test do?
+/// - three real droverd processes; `m1` gets an address and enables clustering: it is now
+///   `m1`, clustered, serving the cluster certificate
+/// - `m2` and `m3` join with tokens through LXD 5.0.2's preseed body
+/// - every member lists the three `Online`, with one `database-leader`
+/// - a profile created on a follower is visible on every member
+/// - `lxc cluster list` against any member shows the three
+/// - kill -9 `m3`: the others keep serving reads and writes, and show it `Offline` within
+///   the (shortened) threshold
+/// - restart `m3`: it catches up with what it missed and is `Online` again
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_members_form_a_cluster_and_survive_a_killed_member() {
+    let m1 = Member::start().await;
+    let m2 = Member::start().await;
+    let mut m3 = Member::start().await;
+    let a1 = free_address("127.0.0.31").to_string();
+    let a2 = free_address("127.0.0.32").to_string();
+    let a3 = free_address("127.0.0.33").to_string();
+
+    tracing::info!("--- a standalone member is not clustered");
+    let standalone = m1.raw("GET", "/1.0/cluster", None).await;
+    assert_eq!(
+        standalone.metadata()["enabled"],
+        false,
+        "{}",
+        standalone.text
+    );
+
+    tracing::info!("--- enable clustering on m1");
+    enable(&m1, &a1, "m1").await;
+    let info = m1.raw("GET", "/1.0", None).await;
+    let env = &info.metadata()["environment"];
+    assert_eq!(env["server_clustered"], true, "{}", info.text);
+    assert_eq!(env["server_name"], "m1");
+    let cluster_fp = env["certificate_fingerprint"]
+        .as_str()
+        .expect("fp")
+        .to_string();
+    let cluster = m1.raw("GET", "/1.0/cluster", None).await;
+    assert_eq!(
+        cluster.metadata(),
+        &json!({"server_name": "m1", "enabled": true, "member_config": []})
+    );
+    call(
+        &m1,
+        "PATCH",
+        "/1.0",
+        json!({"config": {"cluster.offline_threshold": "4"}}),
+    )
+    .await
+    .metadata();
+
+    tracing::info!("--- m2 and m3 join with tokens");
+    join(&m1, &a1, &m2, "m2", &a2).await;
+    join(&m1, &a1, &m3, "m3", &a3).await;
+    for m in [&m2, &m3] {
+        let info = m.raw("GET", "/1.0", None).await;
+        assert_eq!(
+            info.metadata()["environment"]["certificate_fingerprint"],
+            cluster_fp.as_str(),
+            "every member serves the cluster certificate"
+        );
+    }
+
+    tracing::info!("--- every member lists the three Online");
+    let all_online = [("m1", "Online"), ("m2", "Online"), ("m3", "Online")];
+    for m in [&m1, &m2, &m3] {
+        wait_until("three members Online", SETTLE, || lists(m, &all_online)).await;
+    }
+    let listed = members(&m2).await;
+    let leaders = listed
+        .iter()
+        .filter(|v| {
+            v["roles"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|x| x == "database-leader"))
+        })
+        .count();
+    assert_eq!(leaders, 1, "{listed:?}");
+    for v in &listed {
+        assert_eq!(v["database"], true, "{v}");
+        assert!(
+            v["roles"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|x| x == "database")),
+            "every member votes (max_voters 3): {v}"
+        );
+        assert_eq!(v["message"], "Fully operational");
+        assert_eq!(v["groups"], json!(["default"]));
+        assert_eq!(v["failure_domain"], "default");
+    }
+    let m2_url = listed
+        .iter()
+        .find(|v| v["server_name"] == "m2")
+        .map(|v| v["url"].clone());
+    assert_eq!(m2_url, Some(json!(format!("https://{a2}"))));
+    let one = m3.raw("GET", "/1.0/cluster/members/m1", None).await;
+    assert_eq!(one.metadata()["server_name"], "m1", "{}", one.text);
+
+    tracing::info!("--- a write on a follower is visible on every member");
+    let leader = listed
+        .iter()
+        .find(|v| {
+            v["roles"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|x| x == "database-leader"))
+        })
+        .and_then(|v| v["server_name"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let follower = if leader == "m2" { &m3 } else { &m2 };
+    create_profile(follower, "from-follower").await;
+    for m in [&m1, &m2, &m3] {
+        wait_until("the profile everywhere", SETTLE, || {
+            has_profile(m, "from-follower")
+        })
+        .await;
+    }
+
+    if require_lxc_available() {
+        tracing::info!("--- lxc cluster list against any member");
+        for m in [&m1, &m3] {
+            let out = m.lxc(&["cluster", "list", "-f", "csv"]).await;
+            out.success();
+            let names: Vec<&str> = out
+                .stdout
+                .lines()
+                .filter_map(|l| l.split(',').next())
+                .collect();
+            assert_eq!(names, ["m1", "m2", "m3"], "{}", out.stdout);
+            tracing::info!(table = %out.stdout, "lxc cluster list");
+            assert!(out.stdout.contains("ONLINE"), "{}", out.stdout);
+        }
+    }
+
+    tracing::info!("--- kill -9 m3: the others keep serving reads and writes");
+    m3.kill();
+    create_profile(&m1, "while-m3-down").await;
+    create_profile(&m2, "while-m3-down-2").await;
+    for m in [&m1, &m2] {
+        wait_until("the writes on both survivors", SETTLE, || async {
+            has_profile(m, "while-m3-down").await && has_profile(m, "while-m3-down-2").await
+        })
+        .await;
+    }
+    let m3_offline = [("m1", "Online"), ("m2", "Online"), ("m3", "Offline")];
+    for m in [&m1, &m2] {
+        wait_until("m3 Offline", Duration::from_secs(30), || {
+            lists(m, &m3_offline)
+        })
+        .await;
+    }
+    let down = members(&m1).await;
+    let msg = down
+        .iter()
+        .find(|v| v["server_name"] == "m3")
+        .and_then(|v| v["message"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    assert!(msg.starts_with("No heartbeat"), "{msg}");
+
+    tracing::info!("--- restart m3: it catches up and is Online");
+    m3.start_again().await;
+    wait_until("m3 caught up", SETTLE, || async {
+        has_profile(&m3, "while-m3-down").await && has_profile(&m3, "while-m3-down-2").await
+    })
+    .await;
+    for m in [&m1, &m2, &m3] {
+        wait_until("three members Online again", SETTLE, || {
+            lists(m, &all_online)
+        })
+        .await;
+    }
+    let info = m3.raw("GET", "/1.0", None).await;
+    assert_eq!(info.metadata()["environment"]["server_name"], "m3");
+}
+
+/// Whether `lxc` is installed (the lxc part of a test is skipped, loudly, without it).
+fn require_lxc_available() -> bool {
+    let found = std::process::Command::new("lxc")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if found {
+        require_lxc();
+    } else {
+        eprintln!("lxc not installed: skipping the lxc part");
+    }
+    found
+}
+
+/// What does this test do?
+/// - `m1` enables clustering; a second daemon wants to join
+/// - a token that expired, and a revoked one, are refused with a clear error; the joiner
+///   stays standalone and the cluster still has one member
+/// - a join whose cluster certificate is not the token's fails closed, before contacting
+///   anyone: the token still works afterwards
+/// - the right certificate with that token joins
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tokens_and_wrong_fingerprints_are_refused_and_change_nothing() {
+    let m1 = Member::start().await;
+    let j = Member::start().await;
+    let a1 = free_address("127.0.0.34").to_string();
+    let aj = free_address("127.0.0.35").to_string();
+    enable(&m1, &a1, "m1").await;
+
+    let unchanged = || async {
+        assert!(
+            lists(&m1, &[("m1", "Online")]).await,
+            "{:?}",
+            members(&m1).await
+        );
+        let c = j.raw("GET", "/1.0/cluster", None).await;
+        assert_eq!(c.metadata()["enabled"], false, "{}", c.text);
+    };
+
+    tracing::info!("--- an expired token is refused");
+    call(
+        &m1,
+        "PATCH",
+        "/1.0",
+        json!({"config": {"cluster.join_token_expiry": "1S"}}),
+    )
+    .await
+    .metadata();
+    let (op, token) = issue_token(&m1, "j").await;
+    let fp = op["metadata"]["fingerprint"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let expires = op["metadata"]["expiresAt"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    wait_until("the token to expire", Duration::from_secs(10), || {
+        let expires = expires.clone();
+        async move { chrono_now() > expires }
+    })
+    .await;
+    let pem = fetch_cluster_certificate(&a1, &fp).await;
+    let r = call(
+        &j,
+        "PUT",
+        "/1.0/cluster",
+        preseed("j", &aj, &a1, &pem, &token),
+    )
+    .await;
+    let err = r.expect_error(403);
+    assert!(err.contains("expired"), "{err}");
+    unchanged().await;
+    call(
+        &m1,
+        "PATCH",
+        "/1.0",
+        json!({"config": {"cluster.join_token_expiry": "1H"}}),
+    )
+    .await
+    .metadata();
+
+    tracing::info!("--- a revoked token is refused");
+    let (op, token) = issue_token(&m1, "j").await;
+    let id = op["id"].as_str().expect("op id").to_string();
+    m1.raw("DELETE", &format!("/1.0/operations/{id}"), None)
+        .await
+        .metadata();
+    wait_until(
+        "the token operation cancelled",
+        Duration::from_secs(10),
+        || async {
+            m1.raw("GET", &format!("/1.0/operations/{id}"), None)
+                .await
+                .body["metadata"]["status"]
+                == "Cancelled"
+        },
+    )
+    .await;
+    let r = call(
+        &j,
+        "PUT",
+        "/1.0/cluster",
+        preseed("j", &aj, &a1, &pem, &token),
+    )
+    .await;
+    let err = r.expect_error(403);
+    assert!(err.contains("No valid cluster join token"), "{err}");
+    unchanged().await;
+
+    tracing::info!("--- a certificate that is not the token's fails closed");
+    let (_, token) = issue_token(&m1, "j").await;
+    let impostor = tls::Identity::generate("impostor", &[]).expect("identity");
+    let r = call(
+        &j,
+        "PUT",
+        "/1.0/cluster",
+        preseed("j", &aj, &a1, impostor.certificate_pem(), &token),
+    )
+    .await;
+    let err = r.expect_error(400);
+    assert!(err.contains("does not match"), "{err}");
+    unchanged().await;
+
+    tracing::info!("--- the same token with the right certificate joins");
+    let r = call(
+        &j,
+        "PUT",
+        "/1.0/cluster",
+        preseed("j", &aj, &a1, &pem, &token),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    for m in [&m1, &j] {
+        wait_until("two members Online", SETTLE, || {
+            lists(m, &[("m1", "Online"), ("j", "Online")])
+        })
+        .await;
+    }
+}
+
+/// Now as RFC 3339 UTC with nanoseconds (compares as a string with `expiresAt`).
+fn chrono_now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
