@@ -15,6 +15,7 @@ mod error;
 mod transport;
 mod urlenc;
 
+pub mod cluster;
 pub mod events;
 pub mod exec;
 pub mod images;

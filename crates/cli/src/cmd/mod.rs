@@ -1,5 +1,6 @@
 //! The command tree: one file per noun or verb.
 
+mod cluster;
 mod config;
 mod delete;
 mod exec;
@@ -66,6 +67,9 @@ pub enum Command {
     /// Manage storage pools.
     #[command(subcommand)]
     Storage(storage::StorageCommand),
+    /// Form and inspect a cluster.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Inspect background operations.
     #[command(subcommand)]
     Operation(operation::OperationCommand),
@@ -92,6 +96,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Image(c) => image::run(&client, c).await?,
         Command::Profile(c) => profile::run(&client, c).await?,
         Command::Storage(c) => storage::run(&client, c).await?,
+        Command::Cluster(c) => cluster::run(&client, c).await?,
         Command::Operation(c) => operation::run(&client, c).await?,
         Command::Monitor(args) => monitor::run(&client, args).await?,
         Command::Version => version::run(&client).await?,

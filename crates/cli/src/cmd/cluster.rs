@@ -1,0 +1,173 @@
+//! `drover cluster enable|add|join|list|show`.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use api::cluster::{ClusterJoinToken, ClusterPut};
+use base64::Engine;
+use client::Client;
+
+use crate::render::{self, Format, yaml};
+
+/// `cluster` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum ClusterCommand {
+    /// Make this standalone server the first member of a new cluster (needs
+    /// `core.https_address`).
+    Enable {
+        /// This member's name.
+        name: String,
+    },
+    /// Issue a join token for a new member.
+    Add {
+        /// The new member's name.
+        name: String,
+    },
+    /// Join this (empty) server to a cluster with a token from `drover cluster add`.
+    Join {
+        /// The join token.
+        token: String,
+        /// This member's address for the cluster (`127.0.0.12:8443`).
+        #[arg(long)]
+        address: String,
+        /// This member's name (default: the one the token was issued for).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List the members.
+    #[command(alias = "ls")]
+    List {
+        /// Output format.
+        #[arg(short = 'f', long = "format", value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Show a member as YAML.
+    Show {
+        /// Member name.
+        name: String,
+    },
+}
+
+/// Run a `cluster` subcommand.
+pub async fn run(client: &Client, cmd: ClusterCommand) -> anyhow::Result<()> {
+    match cmd {
+        ClusterCommand::Enable { name } => {
+            let req = ClusterPut {
+                server_name: name.clone(),
+                enabled: true,
+                ..Default::default()
+            };
+            let op = client.update_cluster(&req).await?;
+            crate::progress::wait(client, &op, "Enabling clustering").await?;
+            println!("Clustering enabled; this member is {name}");
+        }
+        ClusterCommand::Add { name } => {
+            let op = client.create_cluster_member(&name).await?;
+            let meta = op.metadata.unwrap_or_default();
+            let text = |k: &str| meta[k].as_str().unwrap_or_default().to_string();
+            let token = ClusterJoinToken {
+                server_name: text("serverName"),
+                fingerprint: text("fingerprint"),
+                addresses: serde_json::from_value(meta["addresses"].clone()).unwrap_or_default(),
+                secret: text("secret"),
+                expires_at: text("expiresAt"),
+            };
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&token)?);
+            println!("Member {name} join token:\n{encoded}");
+        }
+        ClusterCommand::Join {
+            token,
+            address,
+            name,
+        } => join(client, &token, &address, name).await?,
+        ClusterCommand::List { format } => {
+            let mut members = client.cluster_members().await?;
+            members.sort_by(|a, b| a.server_name.cmp(&b.server_name));
+            let out = render::records(
+                format,
+                &members,
+                &["NAME", "URL", "ROLES", "STATE", "MESSAGE"],
+                |m| {
+                    vec![
+                        m.server_name.clone(),
+                        m.url.clone(),
+                        m.roles.join(if format == Format::Csv { "," } else { "\n" }),
+                        m.status.to_uppercase(),
+                        m.message.clone(),
+                    ]
+                },
+            )?;
+            print!("{out}");
+        }
+        ClusterCommand::Show { name } => print!("{}", yaml(&client.cluster_member(&name).await?)?),
+    }
+    Ok(())
+}
+
+/// What `lxd init` does for a join: fetch the cluster certificate from a member in the
+/// token, refuse unless its fingerprint is the token's, then `PUT /1.0/cluster` with the
+/// whole token.
+async fn join(
+    client: &Client,
+    token: &str,
+    address: &str,
+    name: Option<String>,
+) -> anyhow::Result<()> {
+    let decoded: ClusterJoinToken = base64::engine::general_purpose::STANDARD
+        .decode(token.trim())
+        .ok()
+        .and_then(|json| serde_json::from_slice(&json).ok())
+        .context("invalid join token")?;
+    let mut certificate = None;
+    let mut last = anyhow::anyhow!("the join token names no member address");
+    for member in &decoded.addresses {
+        let addr: SocketAddr = match member.parse() {
+            Ok(a) => a,
+            Err(e) => {
+                last = anyhow::anyhow!("member address {member:?}: {e}");
+                continue;
+            }
+        };
+        match tls::fetch_certificate(addr).await {
+            Ok(der) if tls::fingerprint(&der) == decoded.fingerprint => {
+                certificate = Some((member.clone(), pem(&der)));
+                break;
+            }
+            Ok(der) => {
+                anyhow::bail!(
+                    "{member} presents certificate {}, not the token's {}: refusing to join",
+                    tls::fingerprint(&der),
+                    decoded.fingerprint
+                );
+            }
+            Err(e) => last = anyhow::Error::new(e).context(format!("fetch {member}'s certificate")),
+        }
+    }
+    let (via, certificate) = certificate.ok_or(last)?;
+    let req = ClusterPut {
+        server_name: name.unwrap_or_else(|| decoded.server_name.clone()),
+        enabled: true,
+        cluster_address: via,
+        cluster_certificate: certificate,
+        server_address: address.to_string(),
+        cluster_token: token.trim().to_string(),
+        ..Default::default()
+    };
+    let op = client.update_cluster(&req).await?;
+    crate::progress::wait(client, &op, "Joining the cluster").await?;
+    println!("Joined the cluster as {}", req.server_name);
+    Ok(())
+}
+
+/// PEM armour around a DER certificate.
+fn pem(der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str("-----END CERTIFICATE-----\n");
+    out
+}
