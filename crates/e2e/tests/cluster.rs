@@ -479,3 +479,91 @@ async fn bad_tokens_and_wrong_fingerprints_are_refused_and_change_nothing() {
 fn chrono_now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
+
+/// Runs the `drover` CLI against `m`.
+async fn drover(m: &Member, args: &[&str]) -> std::process::Output {
+    let bin = drover_e2e::droverd_bin().with_file_name("drover");
+    let out = tokio::process::Command::new(&bin)
+        .args(args)
+        .env("DROVER_DIR", m.state_dir())
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("run {}: {e}", bin.display()));
+    tracing::info!(
+        args = ?args,
+        code = ?out.status.code(),
+        stdout = %String::from_utf8_lossy(&out.stdout),
+        stderr = %String::from_utf8_lossy(&out.stderr),
+        "drover"
+    );
+    out
+}
+
+/// What does this test do?
+/// - `drover cluster enable m1` on a member with an HTTPS address
+/// - `drover cluster add m2` prints a join token
+/// - `drover cluster join <token> --address ...` on a second daemon fetches and checks the
+///   cluster certificate and joins
+/// - `drover cluster list` on both shows the two members ONLINE
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_forms_a_cluster() {
+    let m1 = Member::start().await;
+    let m2 = Member::start().await;
+    let a1 = free_address("127.0.0.36").to_string();
+    let a2 = free_address("127.0.0.37").to_string();
+    call(
+        &m1,
+        "PATCH",
+        "/1.0",
+        json!({"config": {"core.https_address": a1}}),
+    )
+    .await
+    .metadata();
+
+    tracing::info!("--- drover cluster enable m1");
+    assert!(
+        drover(&m1, &["cluster", "enable", "m1"])
+            .await
+            .status
+            .success()
+    );
+
+    tracing::info!("--- drover cluster add m2");
+    let out = drover(&m1, &["cluster", "add", "m2"]).await;
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let token = stdout
+        .lines()
+        .nth(1)
+        .expect("token line")
+        .trim()
+        .to_string();
+
+    tracing::info!("--- drover cluster join on m2");
+    let out = drover(&m2, &["cluster", "join", &token, "--address", &a2]).await;
+    assert!(out.status.success());
+
+    tracing::info!("--- drover cluster list on both");
+    for m in [&m1, &m2] {
+        wait_until("both ONLINE in drover cluster list", SETTLE, || async {
+            let out = drover(m, &["cluster", "list", "-f", "csv"]).await;
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            let rows: Vec<(String, String)> = text
+                .lines()
+                .map(|l| {
+                    let cells: Vec<&str> = l.split(',').collect();
+                    (
+                        cells.first().copied().unwrap_or("").to_string(),
+                        cells.iter().rev().nth(1).copied().unwrap_or("").to_string(),
+                    )
+                })
+                .collect();
+            rows == [
+                ("m1".to_string(), "ONLINE".to_string()),
+                ("m2".to_string(), "ONLINE".to_string()),
+            ]
+        })
+        .await;
+    }
+}
