@@ -567,3 +567,114 @@ async fn the_cli_forms_a_cluster() {
         .await;
     }
 }
+
+/// Forms a cluster `m1`, `m2`, `m3` of three fresh daemons on `ips`; returns them (in
+/// that order) once every one lists the three `Online`.
+async fn form_three(ips: [&str; 3]) -> Vec<Member> {
+    let ms = vec![
+        Member::start().await,
+        Member::start().await,
+        Member::start().await,
+    ];
+    let addrs: Vec<String> = ips.iter().map(|ip| free_address(ip).to_string()).collect();
+    enable(&ms[0], &addrs[0], "m1").await;
+    call(
+        &ms[0],
+        "PATCH",
+        "/1.0",
+        json!({"config": {"cluster.offline_threshold": "4"}}),
+    )
+    .await
+    .metadata();
+    join(&ms[0], &addrs[0], &ms[1], "m2", &addrs[1]).await;
+    join(&ms[0], &addrs[0], &ms[2], "m3", &addrs[2]).await;
+    let all = [("m1", "Online"), ("m2", "Online"), ("m3", "Online")];
+    for m in &ms {
+        wait_until("three members Online", SETTLE, || lists(m, &all)).await;
+    }
+    ms
+}
+
+/// The member `m` reports as `database-leader`, if any.
+async fn leader_seen_by(m: &Member) -> Option<String> {
+    members(m)
+        .await
+        .iter()
+        .find(|v| {
+            v["roles"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|x| x == "database-leader"))
+        })
+        .and_then(|v| v["server_name"].as_str().map(str::to_string))
+}
+
+/// Profile names on `m`, sorted.
+async fn profile_names(m: &Member) -> Vec<String> {
+    let r = m.raw("GET", "/1.0/profiles", None).await;
+    let mut names: Vec<String> = r
+        .metadata()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|v| {
+            v.as_str()
+                .map(|s| s.rsplit('/').next().unwrap_or("").to_string())
+        })
+        .collect();
+    names.sort();
+    names
+}
+
+/// What does this test do?
+/// - forms a three-member cluster and writes on a follower
+/// - kill -9 the leader: the two others elect a new leader among themselves and keep
+///   taking writes
+/// - the old leader, restarted, catches up: every member ends with the same profiles,
+///   every committed write present
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_elects_another_and_loses_no_write() {
+    let mut ms = form_three(["127.0.0.38", "127.0.0.39", "127.0.0.30"]).await;
+    let names = ["m1", "m2", "m3"];
+
+    tracing::info!("--- writes before the crash");
+    let old = leader_seen_by(&ms[1]).await.expect("a leader");
+    let old_i = names.iter().position(|n| *n == old).expect("known member");
+    let survivors: Vec<usize> = (0..3).filter(|i| *i != old_i).collect();
+    create_profile(&ms[survivors[0]], "before-1").await;
+    create_profile(&ms[old_i], "before-2").await;
+
+    tracing::info!(leader = %old, "--- kill -9 the leader");
+    ms[old_i].kill();
+    for &i in &survivors {
+        wait_until("a new leader among the survivors", SETTLE, || async {
+            leader_seen_by(&ms[i]).await.is_some_and(|l| l != old)
+        })
+        .await;
+    }
+    create_profile(&ms[survivors[0]], "after-1").await;
+    create_profile(&ms[survivors[1]], "after-2").await;
+    let expected: Vec<String> = ["after-1", "after-2", "before-1", "before-2", "default"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for &i in &survivors {
+        wait_until("every write on the survivors", SETTLE, || async {
+            profile_names(&ms[i]).await == expected
+        })
+        .await;
+    }
+
+    tracing::info!("--- the old leader comes back and catches up");
+    ms[old_i].start_again().await;
+    for m in &ms {
+        wait_until("every write on every member", SETTLE, || async {
+            profile_names(m).await == expected
+        })
+        .await;
+    }
+    let all = [("m1", "Online"), ("m2", "Online"), ("m3", "Online")];
+    for m in &ms {
+        wait_until("three members Online again", SETTLE, || lists(m, &all)).await;
+    }
+}
