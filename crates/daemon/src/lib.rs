@@ -227,10 +227,10 @@ pub async fn run(cfg: Config, bus: ops::EventBus) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(paths.state_dir.join("uploads"));
 
     let d = Daemon::new(Inner {
-        member: std::sync::RwLock::new(member),
+        member: std::sync::RwLock::new(member.clone()),
         store,
         replicator: std::sync::RwLock::new(replicator),
-        ops: ops::Registry::new(bus.clone(), STANDALONE),
+        ops: ops::Registry::new(bus.clone(), member.clone()),
         bus,
         driver: Arc::new(driver),
         runtime_name,

@@ -137,12 +137,13 @@ impl Daemon {
             .clone()
     }
 
-    /// Renames this member (clustering enabled, or joined).
+    /// Renames this member (clustering enabled, or joined); new operations carry the name.
     pub fn set_member(&self, name: &str) {
         *self
             .member
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = name.to_string();
+        self.ops.set_location(name);
     }
 
     /// The lock of instance `id`.

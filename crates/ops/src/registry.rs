@@ -23,13 +23,14 @@ struct Entry {
 pub struct Registry {
     inner: Arc<Mutex<HashMap<String, Entry>>>,
     bus: EventBus,
-    location: String,
+    /// This member's name, stamped on new operations (changes when it joins a cluster).
+    location: Arc<std::sync::RwLock<String>>,
 }
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registry")
-            .field("location", &self.location)
+            .field("location", &self.location())
             .finish_non_exhaustive()
     }
 }
@@ -48,8 +49,25 @@ impl Registry {
         Self {
             inner: Arc::default(),
             bus,
-            location: location.into(),
+            location: Arc::new(std::sync::RwLock::new(location.into())),
         }
+    }
+
+    /// The member name stamped on new operations.
+    pub fn location(&self) -> String {
+        self.location
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Stamps `location` on operations created from now on (this member was renamed:
+    /// clustering enabled, or joined).
+    pub fn set_location(&self, location: &str) {
+        *self
+            .location
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = location.to_string();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
@@ -83,7 +101,7 @@ impl Registry {
             metadata,
             may_cancel: false,
             err: String::new(),
-            location: self.location.clone(),
+            location: self.location(),
         };
         let (tx, _) = watch::channel(op.clone());
         {
