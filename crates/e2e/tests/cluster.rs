@@ -50,6 +50,10 @@ async fn issue_token(m: &Member, name: &str) -> (Value, String) {
     assert_eq!(r.status, 202, "{}", r.text);
     let op = r.metadata().clone();
     assert_eq!(op["class"], "token");
+    assert_ne!(
+        op["location"], "none",
+        "the token operation names its member"
+    );
     let meta = op["metadata"].clone();
     let mut keys: Vec<&String> = meta.as_object().expect("metadata object").keys().collect();
     keys.sort();
@@ -677,4 +681,96 @@ async fn killing_the_leader_elects_another_and_loses_no_write() {
     for m in &ms {
         wait_until("three members Online again", SETTLE, || lists(m, &all)).await;
     }
+}
+
+/// What does this test do?
+/// - `lxc cluster enable m1` on a member with an HTTPS address
+/// - `lxc cluster add m2` prints a token built from the token operation's metadata
+/// - a daemon that has an instance is refused: a joiner must be empty
+/// - an empty daemon joins with that token as `lxd init --preseed` sends it
+/// - `lxc cluster list` against the joiner shows both ONLINE
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lxc_enables_and_adds_and_a_busy_joiner_is_refused() {
+    if !require_lxc_available() {
+        return;
+    }
+    let m1 = Member::start().await;
+    let busy = Member::start().await;
+    let m2 = Member::start().await;
+    let a1 = free_address("127.0.0.41").to_string();
+    let a2 = free_address("127.0.0.42").to_string();
+    m1.lxc(&["config", "set", "core.https_address", &a1])
+        .await
+        .success();
+
+    tracing::info!("--- lxc cluster enable m1");
+    let out = m1.lxc(&["cluster", "enable", "m1"]).await;
+    out.success();
+    assert!(out.stdout.contains("Clustering enabled"), "{}", out.stdout);
+
+    tracing::info!("--- lxc cluster add m2");
+    let out = m1.lxc(&["cluster", "add", "m2"]).await;
+    out.success();
+    let token = out
+        .stdout
+        .lines()
+        .skip_while(|l| !l.contains("join token"))
+        .nth(1)
+        .expect("token line")
+        .trim()
+        .to_string();
+    let info = m1.raw("GET", "/1.0", None).await;
+    let fp = info.metadata()["environment"]["certificate_fingerprint"]
+        .as_str()
+        .expect("fp")
+        .to_string();
+    let pem = fetch_cluster_certificate(&a1, &fp).await;
+
+    tracing::info!("--- a daemon with an instance may not join");
+    busy.import_busybox().await;
+    let op = busy
+        .create(&drover_e2e::busybox_request("c1", &[], false))
+        .await
+        .expect("create c1");
+    busy.wait_op(&op).await.expect("c1 created");
+    let r = call(
+        &busy,
+        "PUT",
+        "/1.0/cluster",
+        preseed(
+            "m2",
+            &free_address("127.0.0.43").to_string(),
+            &a1,
+            &pem,
+            &token,
+        ),
+    )
+    .await;
+    let err = r.expect_error(400);
+    assert!(err.contains("instance"), "{err}");
+    assert!(lists(&m1, &[("m1", "Online")]).await);
+
+    tracing::info!("--- an empty daemon joins with the lxc token");
+    let r = call(
+        &m2,
+        "PUT",
+        "/1.0/cluster",
+        preseed("m2", &a2, &a1, &pem, &token),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    wait_until(
+        "lxc cluster list on m2 shows both ONLINE",
+        SETTLE,
+        || async {
+            let out = m2.lxc(&["cluster", "list", "-f", "csv"]).await;
+            let rows: Vec<&str> = out.stdout.lines().collect();
+            out.code == 0
+                && rows.len() == 2
+                && rows[0].starts_with("m1,")
+                && rows[1].starts_with("m2,")
+                && rows.iter().all(|r| r.contains(",ONLINE,"))
+        },
+    )
+    .await;
 }
