@@ -47,16 +47,8 @@ pub fn untrusted_info() -> ServerUntrusted {
 
 /// `GET /1.0` as seen by a trusted client.
 pub async fn info(d: &Daemon) -> ApiResult<Server> {
-    let mut config = d.read(db::config::all).await?;
+    let config = crate::server_config::shown(d, d.read(db::config::all).await?).await?;
     let cluster = d.cluster.identity();
-    if cluster.is_some() {
-        // The server config is the cluster's; the address is this member's own.
-        let name = d.member();
-        if let Some(me) = d.read(move |c| db::members::get(c, &name)).await? {
-            config.insert(crate::https::HTTPS_ADDRESS.into(), me.address.clone());
-            config.insert("cluster.https_address".into(), me.address);
-        }
-    }
     let served = cluster
         .as_deref()
         .map(|c| (c.certificate_pem(), c.fingerprint()))

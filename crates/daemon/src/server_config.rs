@@ -49,6 +49,17 @@ fn validate(key: &str, value: &str) -> ApiResult<()> {
     }
 }
 
+/// The server config as `GET /1.0` shows it: a clustered member shows its own address
+/// under `core.https_address` and `cluster.https_address`.
+pub async fn shown(d: &Daemon, mut config: ConfigMap) -> ApiResult<ConfigMap> {
+    if d.cluster.is_clustered() {
+        let own = crate::cluster::own_address(d).await?;
+        config.insert(HTTPS_ADDRESS.into(), own.clone());
+        config.insert(crate::cluster::CLUSTER_HTTPS_ADDRESS.into(), own);
+    }
+    Ok(config)
+}
+
 /// Applies `PUT /1.0` (`merge == false`: `req.config` is the whole new config) or
 /// `PATCH /1.0` (`merge == true`: only the keys given change). An empty value unsets a key.
 ///
@@ -67,7 +78,7 @@ pub async fn update(
     let current = d.read(db::config::all).await?;
     if let Some(tag) = if_match {
         let tag = tag.trim_matches('"');
-        if !tag.is_empty() && tag != etag(&current) {
+        if !tag.is_empty() && tag != etag(&shown(d, current.clone()).await?) {
             return Err(ApiError::precondition_failed("ETag doesn't match"));
         }
     }
@@ -76,11 +87,30 @@ pub async fn update(
     } else {
         ConfigMap::new()
     };
+    let asked = req.config.clone();
     for (k, v) in req.config {
         if v.is_empty() {
             desired.remove(&k);
         } else {
             desired.insert(k, v);
+        }
+    }
+    if d.cluster.is_clustered() {
+        // A clustered member listens on the address in its member row; the shared config
+        // keys are shown per member and may not be changed here.
+        let own = crate::cluster::own_address(d).await?;
+        for key in [HTTPS_ADDRESS, crate::cluster::CLUSTER_HTTPS_ADDRESS] {
+            if let Some(v) = asked.get(key)
+                && *v != own
+            {
+                return Err(ApiError::bad_request(format!(
+                    "Changing {key} on a clustered member is not supported"
+                )));
+            }
+            match current.get(key) {
+                Some(v) => desired.insert(key.to_string(), v.clone()),
+                None => desired.remove(key),
+            };
         }
     }
     let mut changes = std::collections::BTreeMap::new();

@@ -129,7 +129,7 @@ async fn local_view(d: &Daemon) -> ApiResult<Vec<ClusterMember>> {
                 ),
             };
             ClusterMember {
-                database: raft.is_some(),
+                database: raft.is_some_and(|m| m.voter),
                 roles,
                 failure_domain: rec.failure_domain,
                 description: rec.description,

@@ -30,6 +30,9 @@ pub const MAX_VOTERS: &str = "cluster.max_voters";
 /// Server config key: how long join tokens live.
 pub const JOIN_TOKEN_EXPIRY: &str = "cluster.join_token_expiry";
 
+/// The config key LXD shows a member's cluster address under (per member).
+pub const CLUSTER_HTTPS_ADDRESS: &str = "cluster.https_address";
+
 /// LXD's default offline threshold, in seconds.
 const DEFAULT_OFFLINE_THRESHOLD: u64 = 20;
 /// LXD's default number of voters.
@@ -175,4 +178,13 @@ async fn config_number(d: &Daemon, key: &str, default: u64) -> ApiResult<u64> {
         .get(key)
         .and_then(|v| v.parse().ok())
         .unwrap_or(default))
+}
+
+/// This member's cluster address, from its member row (`""` when not clustered).
+pub async fn own_address(d: &Daemon) -> ApiResult<String> {
+    let name = d.member();
+    Ok(d.read(move |c| db::members::get(c, &name))
+        .await?
+        .map(|m| m.address)
+        .unwrap_or_default())
 }
