@@ -215,7 +215,9 @@ async fn three_members_form_a_cluster_and_survive_a_killed_member() {
 
     tracing::info!("--- m2 and m3 join with tokens");
     join(&m1, &a1, &m2, "m2", &a2).await;
-    join(&m1, &a1, &m3, "m3", &a3).await;
+    // m3's token comes from a follower, and m3 joins through it: the follower points it
+    // to the leader.
+    join(&m2, &a2, &m3, "m3", &a3).await;
     for m in [&m2, &m3] {
         let info = m.raw("GET", "/1.0", None).await;
         assert_eq!(
@@ -365,6 +367,17 @@ async fn bad_tokens_and_wrong_fingerprints_are_refused_and_change_nothing() {
     let j = Member::start().await;
     let a1 = free_address("127.0.0.34").to_string();
     let aj = free_address("127.0.0.35").to_string();
+    tracing::info!("--- enabling clustering needs an https address");
+    let r = call(
+        &j,
+        "PUT",
+        "/1.0/cluster",
+        json!({"server_name": "j", "enabled": true}),
+    )
+    .await;
+    let err = r.expect_error(400);
+    assert!(err.contains("core.https_address"), "{err}");
+
     enable(&m1, &a1, "m1").await;
 
     let unchanged = || async {
@@ -462,7 +475,15 @@ async fn bad_tokens_and_wrong_fingerprints_are_refused_and_change_nothing() {
     assert!(err.contains("does not match"), "{err}");
     unchanged().await;
 
-    tracing::info!("--- the same token with the right certificate joins");
+    tracing::info!("--- the same token with the right certificate joins (as a standby)");
+    call(
+        &m1,
+        "PATCH",
+        "/1.0",
+        json!({"config": {"cluster.max_voters": "1"}}),
+    )
+    .await
+    .metadata();
     let r = call(
         &j,
         "PUT",
@@ -477,6 +498,10 @@ async fn bad_tokens_and_wrong_fingerprints_are_refused_and_change_nothing() {
         })
         .await;
     }
+    let listed = members(&j).await;
+    let standby = listed.iter().find(|v| v["server_name"] == "j").expect("j");
+    assert_eq!(standby["roles"], json!(["database-standby"]), "{standby}");
+    assert_eq!(standby["database"], false, "{standby}");
 }
 
 /// Now as RFC 3339 UTC with nanoseconds (compares as a string with `expiresAt`).
@@ -759,6 +784,19 @@ async fn lxc_enables_and_adds_and_a_busy_joiner_is_refused() {
     )
     .await;
     assert_eq!(r.status, 202, "{}", r.text);
+
+    tracing::info!("--- lxc config on a member: shared keys change, its address does not");
+    m2.lxc(&["config", "set", "cluster.offline_threshold", "5"])
+        .await
+        .success();
+    let err = m2
+        .lxc(&["config", "set", "core.https_address", &a1])
+        .await
+        .failure()
+        .to_string();
+    assert!(err.contains("clustered member"), "{err}");
+    let shown = m2.lxc(&["config", "get", "core.https_address"]).await;
+    assert_eq!(shown.success().stdout.trim(), a2);
     wait_until(
         "lxc cluster list on m2 shows both ONLINE",
         SETTLE,
