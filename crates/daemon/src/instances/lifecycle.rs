@@ -80,13 +80,49 @@ pub async fn check_member_accepts(d: &Daemon) -> ApiResult<()> {
     }
 }
 
-/// Starts `rec` (the caller holds its lock).
+/// Starts `rec` and records it (the caller holds its lock).
 pub(super) async fn start_instance(d: &Daemon, rec: &InstanceRecord) -> ApiResult<()> {
     start_instance_quiet(d, rec, false).await
 }
 
 /// Starts `rec`; with `quiet`, publishes no lifecycle event (a restart publishes its own).
+///
+/// The record (`volatile.last_state.power`, `last_used_at`) is written while the runtime
+/// starts PID 1, not after: a replicated write costs an fsync, which would otherwise add to
+/// every start. If the start fails, the previous record is put back.
 async fn start_instance_quiet(d: &Daemon, rec: &InstanceRecord, quiet: bool) -> ApiResult<()> {
+    let (started, recorded) =
+        tokio::join!(start_runtime(d, rec), set_power(d, rec, "RUNNING", true));
+    if let Err(e) = started {
+        if recorded.is_ok() {
+            restore_power(d, rec).await;
+        }
+        return Err(e);
+    }
+    recorded?;
+    if !quiet {
+        d.bus
+            .lifecycle("instance-started", url(&rec.name), &rec.project, None);
+    }
+    Ok(())
+}
+
+/// Puts `volatile.last_state.power` back to what `rec` says, after a failed change.
+async fn restore_power(d: &Daemon, rec: &InstanceRecord) {
+    let previous = rec.config.get("volatile.last_state.power").cloned();
+    let cmd = db::Command::PatchInstanceConfig {
+        project: rec.project.clone(),
+        name: rec.name.clone(),
+        changes: [("volatile.last_state.power".to_string(), previous)].into(),
+        last_used_at: Some(rec.last_used_at.clone()),
+    };
+    if let Err(e) = d.write(cmd).await {
+        tracing::warn!(instance = %rec.name, error = %e.message, "last state not restored");
+    }
+}
+
+/// Starts PID 1 of `rec`; records nothing.
+async fn start_runtime(d: &Daemon, rec: &InstanceRecord) -> ApiResult<()> {
     let id = runtime_id(&rec.project, &rec.name);
     if runtime_status(d, &id) == InstanceStatus::Running {
         return Err(ApiError::bad_request("The instance is already running"));
@@ -122,12 +158,7 @@ async fn start_instance_quiet(d: &Daemon, rec: &InstanceRecord, quiet: bool) -> 
         .await
         .map_err(|e| ApiError::internal(format!("Failed to start instance: {e}")))?;
     record_running(d, rec, pid);
-    set_power(d, rec, "RUNNING", true).await?;
     tracing::info!(instance = %rec.name, pid, "instance started");
-    if !quiet {
-        d.bus
-            .lifecycle("instance-started", url(&rec.name), &rec.project, None);
-    }
     Ok(())
 }
 
@@ -154,14 +185,41 @@ impl StopWait {
     }
 }
 
-/// Stops `rec` (the caller holds its lock). With `quiet`, publishes no lifecycle event (a
-/// restart publishes its own).
+/// Stops `rec` and records it (the caller holds its lock); with `quiet`, publishes no
+/// lifecycle event (a restart publishes its own). As for a start, the record is written
+/// while the runtime works, and put back if the stop fails.
 pub(super) async fn stop_instance(
     d: &Daemon,
     rec: &InstanceRecord,
     wait: StopWait,
     quiet: bool,
 ) -> ApiResult<StopOutcome> {
+    let (stopped, recorded) = tokio::join!(
+        stop_runtime(d, rec, wait),
+        set_power(d, rec, "STOPPED", false)
+    );
+    let outcome = match stopped {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            if recorded.is_ok() {
+                restore_power(d, rec).await;
+            }
+            return Err(e);
+        }
+    };
+    recorded?;
+    if !quiet {
+        let action = match outcome {
+            StopOutcome::Clean => "instance-shutdown",
+            _ => "instance-stopped",
+        };
+        d.bus.lifecycle(action, url(&rec.name), &rec.project, None);
+    }
+    Ok(outcome)
+}
+
+/// Stops PID 1 of `rec`; records nothing.
+async fn stop_runtime(d: &Daemon, rec: &InstanceRecord, wait: StopWait) -> ApiResult<StopOutcome> {
     let id = runtime_id(&rec.project, &rec.name);
     let profiles = load_profiles(d, &rec.project, &rec.profiles)
         .await
@@ -191,15 +249,7 @@ pub(super) async fn stop_instance(
         .await
         .map_err(|e| ApiError::internal(format!("Failed to stop instance: {e}")))?;
     lock(&d.running).remove(&id);
-    set_power(d, rec, "STOPPED", false).await?;
     tracing::info!(instance = %rec.name, ?outcome, "instance stopped");
-    if !quiet {
-        let action = match outcome {
-            StopOutcome::Clean => "instance-shutdown",
-            _ => "instance-stopped",
-        };
-        d.bus.lifecycle(action, url(&rec.name), &rec.project, None);
-    }
     Ok(outcome)
 }
 
