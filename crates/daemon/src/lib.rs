@@ -146,8 +146,15 @@ async fn start_raft(
     if replicator.bootstrap_single().await? {
         tracing::info!(node = node_id, "new one-member raft group");
     }
-    let leader = replicator.wait_leader(LEADER_DEADLINE).await?;
-    tracing::info!(node = node_id, leader, "raft group ready");
+    match replicator.wait_leader(LEADER_DEADLINE).await {
+        Ok(leader) => tracing::info!(node = node_id, leader, "raft group ready"),
+        // A clustered member comes up even while the cluster has no quorum (the other
+        // members may be starting too): reads work, writes wait for a leader.
+        Err(e) if cluster.is_some() => {
+            tracing::warn!(node = node_id, error = %e, "no raft leader yet; serving anyway");
+        }
+        Err(e) => return Err(e.into()),
+    }
     Ok(replicator)
 }
 
