@@ -812,3 +812,43 @@ async fn lxc_enables_and_adds_and_a_busy_joiner_is_refused() {
     )
     .await;
 }
+
+/// What does this test do?
+/// - forms a three-member cluster and writes a profile
+/// - kill -9 every member (a power cut)
+/// - restarts them one by one: the first serves reads without a quorum, and once a
+///   second is back the cluster elects a leader and takes writes again
+/// - every member ends with every write, and lists the three `Online`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_cluster_restarts_after_a_power_cut() {
+    let mut ms = form_three(["127.0.0.44", "127.0.0.45", "127.0.0.46"]).await;
+    create_profile(&ms[1], "before-cut").await;
+    for m in &ms {
+        wait_until("the profile everywhere", SETTLE, || {
+            has_profile(m, "before-cut")
+        })
+        .await;
+    }
+
+    tracing::info!("--- power cut: kill -9 every member");
+    for m in &mut ms {
+        m.kill();
+    }
+
+    tracing::info!("--- m1 alone serves reads");
+    ms[0].start_again().await;
+    assert!(has_profile(&ms[0], "before-cut").await);
+
+    tracing::info!("--- m2 back: a quorum, writes work");
+    ms[1].start_again().await;
+    create_profile(&ms[1], "after-cut").await;
+    ms[2].start_again().await;
+    let all = [("m1", "Online"), ("m2", "Online"), ("m3", "Online")];
+    for m in &ms {
+        wait_until("every write everywhere", SETTLE, || async {
+            has_profile(m, "after-cut").await && has_profile(m, "before-cut").await
+        })
+        .await;
+        wait_until("three members Online", SETTLE, || lists(m, &all)).await;
+    }
+}
