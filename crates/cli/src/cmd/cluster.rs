@@ -46,6 +46,68 @@ pub enum ClusterCommand {
         /// Member name.
         name: String,
     },
+    /// List the join tokens this member issued that are not used yet.
+    ListTokens {
+        /// Output format.
+        #[arg(short = 'f', long = "format", value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Revoke the join token issued for a member name.
+    RevokeToken {
+        /// The name the token was issued for.
+        name: String,
+    },
+}
+
+/// A pending join token as `list-tokens` shows it.
+#[derive(Debug, serde::Serialize)]
+struct PendingToken {
+    name: String,
+    token: String,
+    expires_at: String,
+    operation: String,
+}
+
+/// The running `token` operations of this member, as tokens.
+async fn pending_tokens(client: &Client) -> anyhow::Result<Vec<PendingToken>> {
+    let mut out = Vec::new();
+    for op in client.operations().await?.into_values().flatten() {
+        if op.class != api::OperationClass::Token || op.status != api::OperationStatus::Running {
+            continue;
+        }
+        let Some(meta) = op.metadata.as_ref() else {
+            continue;
+        };
+        let token = token_of(meta);
+        if token.server_name.is_empty() {
+            continue;
+        }
+        out.push(PendingToken {
+            name: token.server_name.clone(),
+            expires_at: token.expires_at.clone(),
+            token: encode(&token)?,
+            operation: op.id.clone(),
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// The join token a `token` operation's metadata describes.
+fn token_of(meta: &serde_json::Value) -> ClusterJoinToken {
+    let text = |k: &str| meta[k].as_str().unwrap_or_default().to_string();
+    ClusterJoinToken {
+        server_name: text("serverName"),
+        fingerprint: text("fingerprint"),
+        addresses: serde_json::from_value(meta["addresses"].clone()).unwrap_or_default(),
+        secret: text("secret"),
+        expires_at: text("expiresAt"),
+    }
+}
+
+/// A join token as printed: base64 of its JSON.
+fn encode(token: &ClusterJoinToken) -> anyhow::Result<String> {
+    Ok(base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(token)?))
 }
 
 /// Run a `cluster` subcommand.
@@ -63,18 +125,8 @@ pub async fn run(client: &Client, cmd: ClusterCommand) -> anyhow::Result<()> {
         }
         ClusterCommand::Add { name } => {
             let op = client.create_cluster_member(&name).await?;
-            let meta = op.metadata.unwrap_or_default();
-            let text = |k: &str| meta[k].as_str().unwrap_or_default().to_string();
-            let token = ClusterJoinToken {
-                server_name: text("serverName"),
-                fingerprint: text("fingerprint"),
-                addresses: serde_json::from_value(meta["addresses"].clone()).unwrap_or_default(),
-                secret: text("secret"),
-                expires_at: text("expiresAt"),
-            };
-            let encoded =
-                base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(&token)?);
-            println!("Member {name} join token:\n{encoded}");
+            let token = token_of(&op.metadata.unwrap_or_default());
+            println!("Member {name} join token:\n{}", encode(&token)?);
         }
         ClusterCommand::Join {
             token,
@@ -101,6 +153,22 @@ pub async fn run(client: &Client, cmd: ClusterCommand) -> anyhow::Result<()> {
             print!("{out}");
         }
         ClusterCommand::Show { name } => print!("{}", yaml(&client.cluster_member(&name).await?)?),
+        ClusterCommand::ListTokens { format } => {
+            let tokens = pending_tokens(client).await?;
+            let out = render::records(format, &tokens, &["NAME", "TOKEN", "EXPIRES AT"], |t| {
+                vec![t.name.clone(), t.token.clone(), t.expires_at.clone()]
+            })?;
+            print!("{out}");
+        }
+        ClusterCommand::RevokeToken { name } => {
+            let tokens = pending_tokens(client).await?;
+            let token = tokens
+                .iter()
+                .find(|t| t.name == name)
+                .with_context(|| format!("no pending join token for {name:?} on this member"))?;
+            client.cancel_operation(&token.operation).await?;
+            println!("Join token for {name} revoked");
+        }
     }
     Ok(())
 }
