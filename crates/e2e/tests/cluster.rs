@@ -535,6 +535,8 @@ async fn drover(m: &Member, args: &[&str]) -> std::process::Output {
 /// - `drover cluster join <token> --address ...` on a second daemon fetches and checks the
 ///   cluster certificate and joins
 /// - `drover cluster list` on both shows the two members ONLINE
+/// - `drover cluster list-tokens` (and `lxc cluster list-tokens`) show a new token;
+///   `drover cluster revoke-token` revokes it
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_forms_a_cluster() {
     let m1 = Member::start().await;
@@ -595,6 +597,34 @@ async fn the_cli_forms_a_cluster() {
         })
         .await;
     }
+
+    tracing::info!("--- list-tokens and revoke-token");
+    assert!(
+        drover(&m1, &["cluster", "add", "m3"])
+            .await
+            .status
+            .success()
+    );
+    let out = drover(&m1, &["cluster", "list-tokens", "-f", "csv"]).await;
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(listed.starts_with("m3,"), "{listed}");
+    if require_lxc_available() {
+        let out = m1.lxc(&["cluster", "list-tokens", "-f", "csv"]).await;
+        assert!(out.success().stdout.starts_with("m3,"), "{}", out.stdout);
+    }
+    assert!(
+        drover(&m1, &["cluster", "revoke-token", "m3"])
+            .await
+            .status
+            .success()
+    );
+    wait_until("no pending token", Duration::from_secs(10), || async {
+        drover(&m1, &["cluster", "list-tokens", "-f", "csv"])
+            .await
+            .stdout
+            .is_empty()
+    })
+    .await;
 }
 
 /// Forms a cluster `m1`, `m2`, `m3` of three fresh daemons on `ips`; returns them (in
