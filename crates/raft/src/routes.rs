@@ -9,13 +9,13 @@
 use std::fmt::Debug;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::{Extension, Router};
 use openraft::Vote;
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::Serialize;
@@ -36,7 +36,18 @@ use crate::{Replicator, TypeConfig};
 pub trait PeerGuard: Send + Sync + Debug + 'static {
     /// Whether `request` comes from a cluster member.
     fn admit(&self, request: &Request) -> bool;
+
+    /// The Raft node id of the member `request` comes from, when the guard knows it. An
+    /// admitted append-entries, vote or install-snapshot RPC whose vote names another
+    /// sender is then refused (`403`): a member cannot speak for another.
+    fn member_id(&self, _request: &Request) -> Option<u64> {
+        None
+    }
 }
+
+/// The member id the guard found for a request (see [`PeerGuard::member_id`]).
+#[derive(Debug, Clone, Copy)]
+struct Sender(Option<u64>);
 
 /// A guard that admits everyone: for tests on loopback only, never in the daemon.
 #[derive(Debug, Clone, Copy)]
@@ -68,10 +79,12 @@ pub fn router(replicator: Replicator, guard: Arc<dyn PeerGuard>) -> Router {
 
 async fn check_peer(
     State(guard): State<Arc<dyn PeerGuard>>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     if guard.admit(&request) {
+        let sender = Sender(guard.member_id(&request));
+        request.extensions_mut().insert(sender);
         next.run(request).await
     } else {
         tracing::warn!(path = %request.uri().path(), "refused a raft request from a non-member");
@@ -79,13 +92,14 @@ async fn check_peer(
     }
 }
 
-/// A request body this member cannot decode: answered `422`.
+/// A request refused after the guard: a body this member cannot decode (`422`), or a
+/// sender that is not who it claims (`403`).
 #[derive(Debug)]
-struct Undecodable(String);
+struct Undecodable(StatusCode, String);
 
 impl IntoResponse for Undecodable {
     fn into_response(self) -> Response {
-        (StatusCode::UNPROCESSABLE_ENTITY, self.0).into_response()
+        (self.0, self.1).into_response()
     }
 }
 
@@ -97,36 +111,71 @@ fn decode<T: DeserializeOwned>(what: &str, body: &Bytes) -> Result<T, Undecodabl
             error = %e,
             "refusing a raft request this member cannot decode (sent by a newer drover?)"
         );
-        Undecodable(format!("cannot decode {what}: {e}"))
+        Undecodable(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("cannot decode {what}: {e}"),
+        )
     })
 }
 
-/// Records that the member that sent `vote` (the leader or a candidate) was heard from.
-fn saw_sender(r: &Replicator, vote: &Vote<u64>) {
-    if let Some(sender) = vote.leader_id().voted_for() {
+/// Checks that `vote`'s sender (the leader or a candidate) is the member whose certificate
+/// the request came with, when the guard knows it, and records that it was heard from.
+fn check_sender(
+    r: &Replicator,
+    vote: &Vote<u64>,
+    known: Option<Sender>,
+) -> Result<(), Undecodable> {
+    let claimed = vote.leader_id().voted_for();
+    if let (Some(Sender(Some(actual))), Some(claimed)) = (known, claimed)
+        && actual != claimed
+    {
+        tracing::warn!(
+            actual,
+            claimed,
+            "refused a raft request sent on behalf of another member"
+        );
+        return Err(Undecodable(
+            StatusCode::FORBIDDEN,
+            format!("member {actual} may not speak for member {claimed}"),
+        ));
+    }
+    if let Some(sender) = claimed {
         r.contacts().saw(sender);
     }
+    Ok(())
 }
 
 fn answer<T: Serialize>(value: &T) -> Response {
     axum::Json(value).into_response()
 }
 
-async fn append(State(r): State<Replicator>, body: Bytes) -> Result<Response, Undecodable> {
+async fn append(
+    State(r): State<Replicator>,
+    sender: Option<Extension<Sender>>,
+    body: Bytes,
+) -> Result<Response, Undecodable> {
     let rpc: AppendEntriesRequest<TypeConfig> = decode("append-entries", &body)?;
-    saw_sender(&r, &rpc.vote);
+    check_sender(&r, &rpc.vote, sender.map(|e| e.0))?;
     Ok(answer(&r.raft().append_entries(rpc).await))
 }
 
-async fn vote(State(r): State<Replicator>, body: Bytes) -> Result<Response, Undecodable> {
+async fn vote(
+    State(r): State<Replicator>,
+    sender: Option<Extension<Sender>>,
+    body: Bytes,
+) -> Result<Response, Undecodable> {
     let rpc: VoteRequest<u64> = decode("vote", &body)?;
-    saw_sender(&r, &rpc.vote);
+    check_sender(&r, &rpc.vote, sender.map(|e| e.0))?;
     Ok(answer(&r.raft().vote(rpc).await))
 }
 
-async fn snapshot(State(r): State<Replicator>, body: Bytes) -> Result<Response, Undecodable> {
+async fn snapshot(
+    State(r): State<Replicator>,
+    sender: Option<Extension<Sender>>,
+    body: Bytes,
+) -> Result<Response, Undecodable> {
     let rpc: InstallSnapshotRequest<TypeConfig> = decode("install-snapshot", &body)?;
-    saw_sender(&r, &rpc.vote);
+    check_sender(&r, &rpc.vote, sender.map(|e| e.0))?;
     Ok(answer(&r.raft().install_snapshot(rpc).await))
 }
 
