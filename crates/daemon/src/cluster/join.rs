@@ -51,8 +51,9 @@ pub struct JoinRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "answer", rename_all = "snake_case")]
 pub enum JoinAnswer {
-    /// Admitted: the joiner's Raft node id, the cluster certificate and key, and the
-    /// fingerprints of every member (to admit their Raft calls before its DB lists them).
+    /// Admitted: the joiner's Raft node id, the cluster certificate and key, and every
+    /// member's certificate fingerprint and id (to admit their Raft calls before its DB
+    /// lists them).
     Accepted {
         /// The joiner's member id and Raft node id.
         id: u64,
@@ -60,8 +61,8 @@ pub enum JoinAnswer {
         cluster_certificate: String,
         /// Its key, PEM.
         cluster_key: String,
-        /// Every member's certificate fingerprint.
-        members: Vec<String>,
+        /// Every member's certificate fingerprint and member id.
+        members: Vec<(String, u64)>,
     },
     /// This member is not the leader: ask `leader` (an address) instead.
     NotLeader {
@@ -153,8 +154,8 @@ pub async fn accept(d: &Daemon, fingerprint: &str, req: JoinRequest) -> ApiResul
         .read(db::members::list)
         .await?
         .into_iter()
-        .map(|m| m.fingerprint)
-        .filter(|f| !f.is_empty())
+        .filter(|m| !m.fingerprint.is_empty())
+        .filter_map(|m| Some((m.fingerprint, u64::try_from(m.id).ok()?)))
         .collect();
     tracing::info!(member = %req.name, id, address = %req.address, "member admitted; adding it to the raft group");
     let d2 = d.clone();

@@ -14,7 +14,7 @@ pub mod join;
 pub mod members;
 pub mod tokens;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use anyhow::Context;
@@ -48,9 +48,10 @@ const CLUSTER_CERT: &str = "cluster";
 pub struct ClusterState {
     /// The cluster certificate, once clustered.
     identity: RwLock<Option<Arc<tls::Identity>>>,
-    /// Member fingerprints admitted before this member's own DB lists them: a joiner
-    /// waiting for the leader's first snapshot admits the members the leader named.
-    admitted: Arc<RwLock<HashSet<String>>>,
+    /// Members (certificate fingerprint → member id) admitted before this member's own
+    /// DB lists them: a joiner waiting for the leader's first snapshot admits the members
+    /// the leader named.
+    admitted: Arc<RwLock<HashMap<String, u64>>>,
     /// Serializes enabling and joining.
     change: tokio::sync::Mutex<()>,
     /// Serializes Raft membership changes made on the leader for joiners.
@@ -94,7 +95,7 @@ impl ClusterState {
             .unwrap_or_else(PoisonError::into_inner) = Some(id);
     }
 
-    fn admit(&self, fingerprints: impl IntoIterator<Item = String>) {
+    fn admit(&self, fingerprints: impl IntoIterator<Item = (String, u64)>) {
         self.admitted
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -122,42 +123,59 @@ pub fn member_client(
 }
 
 /// Admits a request on the `/internal/*` routes only when its TLS client certificate is a
-/// cluster member's (recorded in the DB, or named by the leader while joining).
+/// cluster member's (recorded in the DB, or named by the leader while joining), and tells
+/// the Raft routes which member that is, so that no member speaks for another.
 #[derive(Debug)]
 struct MemberGuard {
     store: Arc<db::Store>,
-    admitted: Arc<RwLock<HashSet<String>>>,
+    admitted: Arc<RwLock<HashMap<String, u64>>>,
+}
+
+impl MemberGuard {
+    fn member_of(&self, request: &Request) -> Option<u64> {
+        let fp = request
+            .extensions()
+            .get::<tls::Peer>()
+            .and_then(|p| p.fingerprint.clone())?;
+        if let Some(id) = self
+            .admitted
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&fp)
+        {
+            return Some(*id);
+        }
+        // A short read of the local DB; members are few.
+        member_with_fingerprint(&self.store, &fp)
+    }
 }
 
 impl raft::PeerGuard for MemberGuard {
     fn admit(&self, request: &Request) -> bool {
-        let Some(fp) = request
-            .extensions()
-            .get::<tls::Peer>()
-            .and_then(|p| p.fingerprint.clone())
-        else {
-            return false;
-        };
-        if self
-            .admitted
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(&fp)
-        {
-            return true;
-        }
-        // A short indexed-size read of the local DB; members are few.
-        is_member_fingerprint(&self.store, &fp)
+        self.member_of(request).is_some()
     }
+
+    fn member_id(&self, request: &Request) -> Option<u64> {
+        self.member_of(request)
+    }
+}
+
+/// The id of the member whose certificate has `fingerprint`, by this member's DB.
+fn member_with_fingerprint(store: &db::Store, fingerprint: &str) -> Option<u64> {
+    if fingerprint.is_empty() {
+        return None;
+    }
+    store
+        .read(db::members::list)
+        .ok()?
+        .into_iter()
+        .find(|m| m.fingerprint == fingerprint)
+        .and_then(|m| u64::try_from(m.id).ok())
 }
 
 /// Whether `fingerprint` is a member's certificate, by this member's DB.
 pub fn is_member_fingerprint(store: &db::Store, fingerprint: &str) -> bool {
-    !fingerprint.is_empty()
-        && store
-            .read(db::members::list)
-            .map(|ms| ms.iter().any(|m| m.fingerprint == fingerprint))
-            .unwrap_or(false)
+    member_with_fingerprint(store, fingerprint).is_some()
 }
 
 /// The member-to-member routes served on the HTTPS listener once clustered, outside the
