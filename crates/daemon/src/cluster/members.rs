@@ -82,8 +82,21 @@ async fn local_view(d: &Daemon) -> ApiResult<Vec<ClusterMember>> {
     );
     let records = d.read(db::members::list).await?;
     let metrics = d.replicator().metrics();
-    let now = chrono::Utc::now();
-    Ok(records
+    Ok(view(records, &metrics, threshold, chrono::Utc::now()))
+}
+
+/// The members in LXD's shape, from their rows and this member's Raft view at `now`.
+///
+/// Roles: the leader is `database-leader` + `database`, voters `database`, learners
+/// `database-standby`; `database` is true for voters. A member not heard from for longer
+/// than `threshold` (or never, since this process started) is `Offline`.
+fn view(
+    records: Vec<db::members::MemberRecord>,
+    metrics: &raft::ClusterMetrics,
+    threshold: Duration,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Vec<ClusterMember> {
+    records
         .into_iter()
         .map(|rec| {
             let id = u64::try_from(rec.id).unwrap_or_default();
@@ -146,5 +159,125 @@ async fn local_view(d: &Daemon) -> ApiResult<Vec<ClusterMember>> {
                 architecture: rec.architecture,
             }
         })
-        .collect())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn record(id: i64, name: &str) -> db::members::MemberRecord {
+        db::members::MemberRecord {
+            id,
+            name: name.into(),
+            address: format!("127.0.0.1{id}:8443"),
+            state: MemberState::Created,
+            architecture: "x86_64".into(),
+            description: String::new(),
+            failure_domain: "default".into(),
+            fingerprint: format!("fp{id}"),
+        }
+    }
+
+    fn status(voter: bool, last_contact: Option<Duration>) -> raft::MemberStatus {
+        raft::MemberStatus {
+            address: String::new(),
+            voter,
+            matched_index: None,
+            last_contact,
+        }
+    }
+
+    #[test]
+    fn roles_and_status_follow_the_raft_view() {
+        let metrics = raft::ClusterMetrics {
+            id: 1,
+            role: raft::Role::Leader,
+            term: 3,
+            leader: Some(1),
+            members: BTreeMap::from([
+                (1, status(true, Some(Duration::ZERO))),
+                (2, status(true, Some(Duration::from_millis(300)))),
+                (3, status(true, Some(Duration::from_millis(25_100)))),
+                (4, status(false, None)),
+            ]),
+            last_log_index: Some(9),
+            last_applied_index: Some(9),
+            snapshot_index: None,
+        };
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-30T03:00:00Z")
+            .expect("time")
+            .with_timezone(&chrono::Utc);
+        let mut evacuated = record(5, "m5");
+        evacuated.state = MemberState::Evacuated;
+        let got = view(
+            vec![
+                record(1, "m1"),
+                record(2, "m2"),
+                record(3, "m3"),
+                record(4, "m4"),
+                evacuated,
+            ],
+            &metrics,
+            Duration::from_secs(20),
+            now,
+        );
+        let summary: Vec<(String, Vec<String>, bool, String, String)> = got
+            .iter()
+            .map(|m| {
+                (
+                    m.server_name.clone(),
+                    m.roles.clone(),
+                    m.database,
+                    m.status.clone(),
+                    m.message.clone(),
+                )
+            })
+            .collect();
+        let s = |v: &str| v.to_string();
+        assert_eq!(
+            summary,
+            vec![
+                (
+                    s("m1"),
+                    vec![s("database-leader"), s("database")],
+                    true,
+                    s("Online"),
+                    s("Fully operational")
+                ),
+                (
+                    s("m2"),
+                    vec![s("database")],
+                    true,
+                    s("Online"),
+                    s("Fully operational")
+                ),
+                (
+                    s("m3"),
+                    vec![s("database")],
+                    true,
+                    s("Offline"),
+                    s("No heartbeat for 25.1s (2026-11-30T02:59:34Z)")
+                ),
+                (
+                    s("m4"),
+                    vec![s("database-standby")],
+                    false,
+                    s("Offline"),
+                    s("No heartbeat since this member started")
+                ),
+                (
+                    s("m5"),
+                    vec![],
+                    false,
+                    s("Offline"),
+                    s("No heartbeat since this member started")
+                ),
+            ]
+        );
+        assert_eq!(got[0].url, "https://127.0.0.11:8443");
+        assert_eq!(got[0].groups, vec!["default"]);
+    }
 }
