@@ -273,7 +273,19 @@ pub async fn join(d: &Daemon, req: ClusterPut) -> ApiResult<()> {
             instances.len()
         )));
     }
-    crate::https::parse_address(&req.server_address)?;
+    let target = crate::https::parse_address(&req.server_address)?;
+    if target.ip().is_unspecified() {
+        return Err(ApiError::bad_request(format!(
+            "Cannot use wildcard address {:?} for a cluster member",
+            req.server_address
+        )));
+    }
+    // Bindable (or already ours) before the leader records this member at that address.
+    if d.https.local_addr().await != Some(target) {
+        std::net::TcpListener::bind(target).map_err(|e| {
+            ApiError::bad_request(format!("Cannot listen on {}: {e}", req.server_address))
+        })?;
+    }
 
     let client = super::member_client(d.https.identity(), &token.fingerprint)?;
     let ask = JoinRequest {
