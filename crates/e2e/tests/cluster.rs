@@ -359,7 +359,8 @@ fn require_lxc_available() -> bool {
 /// - a token that expired, and a revoked one, are refused with a clear error; the joiner
 ///   stays standalone and the cluster still has one member
 /// - a join whose cluster certificate is not the token's fails closed, before contacting
-///   anyone: the token still works afterwards
+///   anyone, and so does one on an address the joiner cannot listen on: the token still
+///   works afterwards
 /// - the right certificate with that token joins
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_tokens_and_wrong_fingerprints_are_refused_and_change_nothing() {
@@ -473,6 +474,18 @@ async fn bad_tokens_and_wrong_fingerprints_are_refused_and_change_nothing() {
     .await;
     let err = r.expect_error(400);
     assert!(err.contains("does not match"), "{err}");
+    unchanged().await;
+
+    tracing::info!("--- an address the joiner cannot listen on is refused first");
+    let r = call(
+        &j,
+        "PUT",
+        "/1.0/cluster",
+        preseed("j", &a1, &a1, &pem, &token),
+    )
+    .await;
+    let err = r.expect_error(400);
+    assert!(err.contains("Cannot listen"), "{err}");
     unchanged().await;
 
     tracing::info!("--- the same token with the right certificate joins (as a standby)");
