@@ -755,7 +755,7 @@ async fn killing_the_leader_elects_another_and_loses_no_write() {
 /// - `lxc cluster enable m1` on a member with an HTTPS address
 /// - `lxc cluster add m2` prints a token built from the token operation's metadata
 /// - a daemon that has an instance is refused: a joiner must be empty
-/// - an empty daemon joins with that token as `lxd init --preseed` sends it
+/// - an empty daemon joins with that token through LXD 5.0.2's own `lxd init --preseed`
 /// - `lxc cluster list` against the joiner shows both ONLINE
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lxc_enables_and_adds_and_a_busy_joiner_is_refused() {
@@ -818,15 +818,32 @@ async fn lxc_enables_and_adds_and_a_busy_joiner_is_refused() {
     assert!(err.contains("instance"), "{err}");
     assert!(lists(&m1, &[("m1", "Online")]).await);
 
-    tracing::info!("--- an empty daemon joins with the lxc token");
-    let r = call(
-        &m2,
-        "PUT",
-        "/1.0/cluster",
-        preseed("m2", &a2, &a1, &pem, &token),
-    )
-    .await;
-    assert_eq!(r.status, 202, "{}", r.text);
+    tracing::info!("--- an empty daemon joins with the lxc token, through lxd init --preseed");
+    let yaml = format!(
+        "cluster:\n  enabled: true\n  server_name: m2\n  server_address: {a2}\n  cluster_token: {token}\n"
+    );
+    let mut init = tokio::process::Command::new("lxd");
+    init.args(["init", "--preseed"])
+        .env("LXD_DIR", m2.state_dir())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = init.spawn().expect("run lxd init");
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(yaml.as_bytes())
+            .await
+            .expect("write preseed");
+    }
+    let out = child.wait_with_output().await.expect("lxd init");
+    assert!(
+        out.status.success(),
+        "lxd init --preseed failed\n--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     tracing::info!("--- lxc config on a member: shared keys change, its address does not");
     m2.lxc(&["config", "set", "cluster.offline_threshold", "5"])
