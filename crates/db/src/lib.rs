@@ -28,4 +28,6 @@ pub use command::{Command, apply};
 pub use error::{Error, Result};
 pub use raft_state::RaftState;
 pub use rusqlite::Connection;
+/// The schema version this binary writes: members of one cluster must agree on it.
+pub use schema::LATEST as SCHEMA_VERSION;
 pub use store::Store;

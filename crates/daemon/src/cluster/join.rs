@@ -3,7 +3,8 @@
 //!
 //! The joiner checks that the cluster certificate it was given matches the token's
 //! fingerprint (fail closed), then asks a member, presenting its own certificate and the
-//! token's secret, to admit it. The leader checks the token (secret, name, expiry), records
+//! token's secret, to admit it. The leader checks the token (secret, name, expiry) and
+//! that the joiner's schema version and API extension count are its own, records
 //! the member under a new id (one command), hands back the cluster certificate and the
 //! members' fingerprints, and in the background adds it as a learner, then promotes it
 //! while there are fewer voters than `cluster.max_voters`. The joiner drops its standalone
@@ -45,6 +46,12 @@ pub struct JoinRequest {
     pub address: String,
     /// `"x86_64"`.
     pub architecture: String,
+    /// The joiner's DB schema version ([`db::SCHEMA_VERSION`]).
+    #[serde(default)]
+    pub schema: i64,
+    /// How many API extensions the joiner has.
+    #[serde(default)]
+    pub api_extensions: usize,
 }
 
 /// The answer of [`JOIN_PATH`].
@@ -107,6 +114,13 @@ pub async fn accept(d: &Daemon, fingerprint: &str, req: JoinRequest) -> ApiResul
             .and_then(|l| metrics.members.get(&l))
             .map(|m| m.address.clone());
         return Ok(JoinAnswer::NotLeader { leader });
+    }
+    let api_extensions = api::extensions::API_EXTENSIONS.len();
+    if req.schema != db::SCHEMA_VERSION || req.api_extensions != api_extensions {
+        return Err(ApiError::bad_request(format!(
+            "The joining server version doesn't match (expected schema {} with API count {api_extensions})",
+            db::SCHEMA_VERSION
+        )));
     }
     let secret = req.secret.clone();
     let token = d
@@ -293,6 +307,8 @@ pub async fn join(d: &Daemon, req: ClusterPut) -> ApiResult<()> {
         name: name.clone(),
         address: req.server_address.clone(),
         architecture: std::env::consts::ARCH.into(),
+        schema: db::SCHEMA_VERSION,
+        api_extensions: api::extensions::API_EXTENSIONS.len(),
     };
     let mut candidates: Vec<String> = Vec::new();
     if !req.cluster_address.is_empty() {
