@@ -359,8 +359,8 @@ fn require_lxc_available() -> bool {
 /// - a token that expired, and a revoked one, are refused with a clear error; the joiner
 ///   stays standalone and the cluster still has one member
 /// - a join whose cluster certificate is not the token's fails closed, before contacting
-///   anyone, and so does one on an address the joiner cannot listen on: the token still
-///   works afterwards
+///   anyone, and so does one on an address the joiner cannot listen on; the leader refuses
+///   a joiner of another schema or API version: the token still works afterwards
 /// - the right certificate with that token joins
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_tokens_and_wrong_fingerprints_are_refused_and_change_nothing() {
@@ -463,7 +463,7 @@ async fn bad_tokens_and_wrong_fingerprints_are_refused_and_change_nothing() {
     unchanged().await;
 
     tracing::info!("--- a certificate that is not the token's fails closed");
-    let (_, token) = issue_token(&m1, "j").await;
+    let (op, token) = issue_token(&m1, "j").await;
     let impostor = tls::Identity::generate("impostor", &[]).expect("identity");
     let r = call(
         &j,
@@ -474,6 +474,24 @@ async fn bad_tokens_and_wrong_fingerprints_are_refused_and_change_nothing() {
     .await;
     let err = r.expect_error(400);
     assert!(err.contains("does not match"), "{err}");
+    unchanged().await;
+
+    tracing::info!("--- a joiner of another drover version is refused by the leader");
+    let older = tls::Identity::generate("older@e2e", &[]).expect("identity");
+    let direct = drover_e2e::HttpsClient::new(a1.parse().expect("addr"), Some(&older), &fp);
+    let ask = json!({
+        "secret": op["metadata"]["secret"],
+        "name": "j",
+        "address": aj,
+        "architecture": "x86_64",
+        "schema": 1,
+        "api_extensions": 3,
+    });
+    let r = direct
+        .request("POST", "/internal/cluster/join", Some(&ask.to_string()))
+        .await;
+    let err = r.expect_error(400);
+    assert!(err.contains("version doesn't match"), "{err}");
     unchanged().await;
 
     tracing::info!("--- an address the joiner cannot listen on is refused first");
