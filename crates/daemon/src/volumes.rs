@@ -40,18 +40,36 @@ fn pool_source(d: &Daemon, rec: &db::pools::PoolRecord) -> PathBuf {
 /// The `DirPool` of pool `name`.
 pub async fn pool(d: &Daemon, name: &str) -> ApiResult<DirPool> {
     let n = name.to_string();
-    let rec = d
-        .read(move |c| db::pools::get(c, &n))
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("Storage pool {name:?} not found")))?;
+    let rec = d.read(move |c| db::pools::get(c, &n)).await?;
+    let source = pool_source_checked(d, name, rec)?;
+    blocking(move || open_pool(source)).await
+}
+
+/// The source of pool `name` whose record is `rec`: LXD's refusal when there is none or
+/// its driver is not one drover has.
+pub fn pool_source_checked(
+    d: &Daemon,
+    name: &str,
+    rec: Option<db::pools::PoolRecord>,
+) -> ApiResult<PathBuf> {
+    let rec = rec.ok_or_else(|| ApiError::not_found(format!("Storage pool {name:?} not found")))?;
     if rec.driver != "dir" {
         return Err(ApiError::bad_request(format!(
             "Storage pool driver {:?} is not supported",
             rec.driver
         )));
     }
-    let source = pool_source(d, &rec);
-    blocking(move || DirPool::open(source).map_err(|e| ApiError::internal(e.to_string()))).await
+    Ok(pool_source(d, &rec))
+}
+
+/// Opens the pool at `source` (blocking).
+fn open_pool(source: PathBuf) -> ApiResult<DirPool> {
+    DirPool::open(source).map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// The root filesystem of `rec` on the pool at `source` (blocking: opens the pool).
+pub fn rootfs_at(source: PathBuf, rec: &InstanceRecord) -> ApiResult<PathBuf> {
+    Ok(open_pool(source)?.rootfs_path(&volume_name(rec)))
 }
 
 async fn blocking<T: Send + 'static>(
@@ -62,15 +80,6 @@ async fn blocking<T: Send + 'static>(
 
 fn volume_name(rec: &InstanceRecord) -> String {
     runtime_id(&rec.project, &rec.name)
-}
-
-/// The root filesystem of `rec`.
-pub async fn rootfs(d: &Daemon, rec: &InstanceRecord) -> ApiResult<PathBuf> {
-    let profiles = load_profiles(d, &rec.project, &rec.profiles).await?;
-    let pool_name = root_pool(&expand_devices(&rec.devices, &profiles))
-        .ok_or_else(|| ApiError::bad_request("Instance has no root disk device"))?;
-    let pool = pool(d, &pool_name).await?;
-    Ok(pool.rootfs_path(&volume_name(rec)))
 }
 
 /// Creates the volume of a new instance: a copy of the image (then its `create`

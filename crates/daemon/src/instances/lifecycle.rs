@@ -1,14 +1,18 @@
 //! Start, stop, restart, and re-attaching after a daemon restart.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use api::{InstanceStatePut, InstanceStatus, OperationClass};
+use api::{ConfigMap, InstanceStatePut, InstanceStatus, OperationClass};
 use db::instances::InstanceRecord;
 use drivers::{InstanceSpec, RuntimeStatus, StopOutcome};
 
 use super::validate::is_true;
-use super::{expand_config, load_profiles, runtime_id, url};
+use super::{
+    expand_config, expand_devices, load_profiles, missing_profile, read_profiles, root_pool,
+    runtime_id, url,
+};
 use crate::error::{ApiError, ApiResult};
 use crate::state::{Daemon, Running, lock};
 
@@ -121,16 +125,54 @@ async fn restore_power(d: &Daemon, rec: &InstanceRecord) {
     }
 }
 
+/// What starting `rec` needs, checked in the order LXD checks it, in one blocking hand-off
+/// and one hold of the DB: this member takes instances, the profiles exist, the expanded
+/// config, and the root filesystem on the root disk's pool. Creates `run_dir` too.
+async fn start_inputs(
+    d: &Daemon,
+    rec: &InstanceRecord,
+    run_dir: PathBuf,
+) -> ApiResult<(ConfigMap, PathBuf)> {
+    let (member, store, d2, rec) = (d.member(), d.store.clone(), d.clone(), rec.clone());
+    tokio::task::spawn_blocking(move || {
+        let (member, profiles, pool) = store.read(|c| {
+            let member = db::members::get(c, &member)?;
+            let profiles = read_profiles(c, &rec.project, &rec.profiles)?;
+            let pool = match &profiles {
+                Ok(p) => match root_pool(&expand_devices(&rec.devices, p)) {
+                    Some(name) => {
+                        let found = db::pools::get(c, &name)?;
+                        Some((name, found))
+                    }
+                    None => None,
+                },
+                Err(_) => None,
+            };
+            Ok((member, profiles, pool))
+        })?;
+        if member.is_some_and(|m| !m.state.accepts_instances()) {
+            return Err(ApiError::forbidden("Cluster member is evacuated"));
+        }
+        let profiles = profiles.map_err(missing_profile)?;
+        let (name, pool) =
+            pool.ok_or_else(|| ApiError::bad_request("Instance has no root disk device"))?;
+        let source = crate::volumes::pool_source_checked(&d2, &name, pool)?;
+        let rootfs = crate::volumes::rootfs_at(source, &rec)?;
+        std::fs::create_dir_all(&run_dir)
+            .map_err(|e| ApiError::internal(format!("create {}: {e}", run_dir.display())))?;
+        Ok((expand_config(&rec.config, &profiles), rootfs))
+    })
+    .await?
+}
+
 /// Starts PID 1 of `rec`; records nothing.
 async fn start_runtime(d: &Daemon, rec: &InstanceRecord) -> ApiResult<()> {
     let id = runtime_id(&rec.project, &rec.name);
     if runtime_status(d, &id) == InstanceStatus::Running {
         return Err(ApiError::bad_request("The instance is already running"));
     }
-    check_member_accepts(d).await?;
-    let profiles = load_profiles(d, &rec.project, &rec.profiles).await?;
-    let config = expand_config(&rec.config, &profiles);
-    let rootfs = crate::volumes::rootfs(d, rec).await?;
+    let run_dir = d.paths.run.join(&id);
+    let (config, rootfs) = start_inputs(d, rec, run_dir.clone()).await?;
     let mut env = vec![
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
         "container=lxc".to_string(),
@@ -144,14 +186,11 @@ async fn start_runtime(d: &Daemon, rec: &InstanceRecord) -> ApiResult<()> {
         id: id.clone(),
         name: rec.name.clone(),
         rootfs,
-        run_dir: d.paths.run.join(&id),
+        run_dir,
         config,
         init: vec!["/sbin/init".to_string()],
         env,
     };
-    tokio::fs::create_dir_all(&spec.run_dir)
-        .await
-        .map_err(|e| ApiError::internal(format!("create {}: {e}", spec.run_dir.display())))?;
     let pid = d
         .driver
         .start(&spec)
@@ -302,7 +341,19 @@ pub async fn change_state(
     name: &str,
     req: InstanceStatePut,
 ) -> ApiResult<api::Operation> {
-    super::load(d, project, name).await?;
+    Daemon::check_project(project)?;
+    let (p, n, member) = (project.to_string(), name.to_string(), d.member());
+    let (found, member) = d
+        .read(move |c| {
+            Ok((
+                db::instances::get(c, &p, &n)?,
+                db::members::get(c, &member)?,
+            ))
+        })
+        .await?;
+    if found.is_none() {
+        return Err(ApiError::not_found("Instance not found"));
+    }
     let action = Action::parse(&req.action)?;
     if req.stateful {
         return Err(ApiError::bad_request(
@@ -311,8 +362,8 @@ pub async fn change_state(
     }
     let id = runtime_id(project, name);
     action.check(runtime_status(d, &id) == InstanceStatus::Running)?;
-    if action == Action::Start {
-        check_member_accepts(d).await?;
+    if action == Action::Start && member.is_some_and(|m| !m.state.accepts_instances()) {
+        return Err(ApiError::forbidden("Cluster member is evacuated"));
     }
     let wait = StopWait::from_request(req.timeout, req.force);
     let resources = BTreeMap::from([("instances".to_string(), vec![url(name)])]);

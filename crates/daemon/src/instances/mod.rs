@@ -57,28 +57,31 @@ pub async fn load_profiles(
 ) -> ApiResult<Vec<ProfileRecord>> {
     let project = project.to_string();
     let names = names.to_vec();
-    let (found, missing) = d
-        .read(move |c| {
-            let mut found = Vec::new();
-            let mut missing = None;
-            for n in &names {
-                match db::profiles::get(c, &project, n)? {
-                    Some(p) => found.push(p),
-                    None => {
-                        missing = Some(n.clone());
-                        break;
-                    }
-                }
-            }
-            Ok((found, missing))
-        })
-        .await?;
-    match missing {
-        Some(n) => Err(ApiError::bad_request(format!(
-            "Requested profile {n:?} doesn't exist"
-        ))),
-        None => Ok(found),
+    d.read(move |c| read_profiles(c, &project, &names))
+        .await?
+        .map_err(missing_profile)
+}
+
+/// The profiles named, in order, or the name of the first missing one: the DB half of
+/// [`load_profiles`], for callers that read more in the same go.
+pub fn read_profiles(
+    c: &db::Connection,
+    project: &str,
+    names: &[String],
+) -> db::Result<Result<Vec<ProfileRecord>, String>> {
+    let mut found = Vec::with_capacity(names.len());
+    for n in names {
+        match db::profiles::get(c, project, n)? {
+            Some(p) => found.push(p),
+            None => return Ok(Err(n.clone())),
+        }
     }
+    Ok(Ok(found))
+}
+
+/// LXD's refusal of a missing profile.
+pub fn missing_profile(name: String) -> ApiError {
+    ApiError::bad_request(format!("Requested profile {name:?} doesn't exist"))
 }
 
 /// The instance record, or LXD's 404.
