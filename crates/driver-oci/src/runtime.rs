@@ -117,6 +117,24 @@ pub struct ExecArgs<'a> {
     pub pid_file: Option<&'a Path>,
 }
 
+/// The first executable `name` on `PATH`, found once so that no call of the runtime searches
+/// `PATH` again (a failed `execve` per entry before it); `name` itself when there is none,
+/// so that the error names what was looked for.
+fn find_on_path(name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .filter(|dir| dir.is_absolute())
+                .map(|dir| dir.join(name))
+                .find(|p| {
+                    std::fs::metadata(p)
+                        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                })
+        })
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
 /// One runtime binary bound to one state directory.
 #[derive(Debug, Clone)]
 pub struct Runtime {
@@ -128,12 +146,12 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// A runtime of `kind` (found on `PATH`) keeping its state under `root`, with the
+    /// A runtime of `kind` (found on `PATH` now) keeping its state under `root`, with the
     /// isolation this process needs ([`Isolation::detect`]).
     pub fn new(kind: RuntimeKind, root: impl Into<PathBuf>) -> Runtime {
         Runtime {
             kind,
-            binary: PathBuf::from(kind.name()),
+            binary: find_on_path(kind.name()),
             root: root.into(),
             isolation: Isolation::detect(kind),
             timeout: DEFAULT_TIMEOUT,
@@ -484,7 +502,9 @@ mod tests {
 
     #[test]
     fn wrapper_command_line() {
-        let rt = Runtime::new(RuntimeKind::Crun, "/r").with_isolation(Isolation::UnshareWrapper);
+        let rt = Runtime::new(RuntimeKind::Crun, "/r")
+            .with_binary("crun")
+            .with_isolation(Isolation::UnshareWrapper);
         let cmd = rt.command(["state", "c1"]);
         assert_eq!(cmd.as_std().get_program(), "unshare");
         let args: Vec<_> = cmd
