@@ -50,7 +50,7 @@ impl Visit for Fields {
 impl<S: Subscriber> tracing_subscriber::Layer<S> for EventLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let level = *event.metadata().level();
-        if level > tracing::Level::INFO {
+        if level > tracing::Level::INFO || !self.bus.has_listeners() {
             return;
         }
         let mut fields = Fields::default();

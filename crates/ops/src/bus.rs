@@ -29,6 +29,13 @@ impl EventBus {
         self.tx.subscribe()
     }
 
+    /// Whether anyone listens: publishers skip building events nobody would receive (an
+    /// event sent with no listener is dropped anyway; a listener that subscribes just after
+    /// the check is one that subscribed a moment later).
+    pub fn has_listeners(&self) -> bool {
+        self.tx.receiver_count() > 0
+    }
+
     /// Publishes an event of `kind` (`operation`, `lifecycle`, `logging`).
     pub fn publish(&self, kind: &str, metadata: serde_json::Value, project: Option<&str>) {
         // No listener is not an error.
@@ -49,6 +56,9 @@ impl EventBus {
         project: &str,
         context: Option<serde_json::Value>,
     ) {
+        if !self.has_listeners() {
+            return;
+        }
         let ev = LifecycleEvent {
             action: action.to_string(),
             source,

@@ -124,6 +124,9 @@ impl Registry {
     }
 
     fn publish(&self, op: &Operation) {
+        if !self.bus.has_listeners() {
+            return;
+        }
         self.bus.publish(
             "operation",
             serde_json::to_value(op).unwrap_or(serde_json::Value::Null),
@@ -220,9 +223,11 @@ impl Registry {
                 entry.finished_at = Some(Instant::now());
                 entry.cancel = None;
             }
-            entry.tx.borrow().clone()
+            self.bus.has_listeners().then(|| entry.tx.borrow().clone())
         };
-        self.publish(&snapshot);
+        if let Some(snapshot) = snapshot {
+            self.publish(&snapshot);
+        }
     }
 }
 
