@@ -56,16 +56,9 @@ async fn list_members(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let members = cluster::members::list(&d, forwarded(&headers)).await?;
-    if q.recursion.unwrap_or(0) > 0 {
-        Ok(sync(members))
-    } else {
-        Ok(sync(
-            members
-                .iter()
-                .map(|m| format!("/1.0/cluster/members/{}", m.server_name))
-                .collect::<Vec<_>>(),
-        ))
-    }
+    Ok(super::listing(&q, members, |m| {
+        format!("/1.0/cluster/members/{}", m.server_name)
+    }))
 }
 
 async fn get_member(

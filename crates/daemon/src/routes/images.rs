@@ -18,15 +18,9 @@ use crate::state::Daemon;
 
 async fn list(State(d): State<Daemon>, Query(q): Query<CommonQuery>) -> ApiResult<Response> {
     let all = images::list(&d).await?;
-    if q.recursion.unwrap_or(0) > 0 {
-        Ok(sync(all))
-    } else {
-        Ok(sync(
-            all.iter()
-                .map(|i| format!("/1.0/images/{}", i.fingerprint))
-                .collect::<Vec<_>>(),
-        ))
-    }
+    Ok(super::listing(&q, all, |i| {
+        format!("/1.0/images/{}", i.fingerprint)
+    }))
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -186,15 +180,9 @@ async fn delete(State(d): State<Daemon>, Path(fp): Path<String>) -> ApiResult<Re
 
 async fn aliases(State(d): State<Daemon>, Query(q): Query<CommonQuery>) -> ApiResult<Response> {
     let all = images::aliases(&d).await?;
-    if q.recursion.unwrap_or(0) > 0 {
-        Ok(sync(all))
-    } else {
-        Ok(sync(
-            all.iter()
-                .map(|a| format!("/1.0/images/aliases/{}", a.name))
-                .collect::<Vec<_>>(),
-        ))
-    }
+    Ok(super::listing(&q, all, |a| {
+        format!("/1.0/images/aliases/{}", a.name)
+    }))
 }
 
 async fn create_alias(State(d): State<Daemon>, body: Bytes) -> ApiResult<Response> {

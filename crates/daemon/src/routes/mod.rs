@@ -58,6 +58,19 @@ pub fn sync<T: serde::Serialize>(metadata: T) -> Response {
     axum::Json(api::Response::sync(metadata)).into_response()
 }
 
+/// A collection as LXD lists it: full records with `recursion` ≥ 1, else their URLs.
+pub fn listing<T: serde::Serialize>(
+    q: &CommonQuery,
+    items: Vec<T>,
+    url: impl Fn(&T) -> String,
+) -> Response {
+    if q.recursion.unwrap_or(0) > 0 {
+        sync(items)
+    } else {
+        sync(items.iter().map(url).collect::<Vec<_>>())
+    }
+}
+
 /// A `sync` 200 answer with an ETag.
 pub fn sync_etag<T: serde::Serialize>(metadata: T, etag: &str) -> Response {
     let mut r = sync(metadata);

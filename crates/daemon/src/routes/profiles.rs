@@ -14,15 +14,9 @@ use crate::state::Daemon;
 
 async fn list(State(d): State<Daemon>, Query(q): Query<CommonQuery>) -> ApiResult<Response> {
     let all = profiles::list(&d, q.project()).await?;
-    if q.recursion.unwrap_or(0) > 0 {
-        Ok(sync(all))
-    } else {
-        Ok(sync(
-            all.iter()
-                .map(|p| format!("/1.0/profiles/{}", p.name))
-                .collect::<Vec<_>>(),
-        ))
-    }
+    Ok(super::listing(&q, all, |p| {
+        format!("/1.0/profiles/{}", p.name)
+    }))
 }
 
 async fn create(

@@ -13,15 +13,9 @@ use crate::state::Daemon;
 
 async fn list(State(d): State<Daemon>, Query(q): Query<CommonQuery>) -> ApiResult<Response> {
     let all = pools::list(&d).await?;
-    if q.recursion.unwrap_or(0) > 0 {
-        Ok(sync(all))
-    } else {
-        Ok(sync(
-            all.iter()
-                .map(|p| format!("/1.0/storage-pools/{}", p.name))
-                .collect::<Vec<_>>(),
-        ))
-    }
+    Ok(super::listing(&q, all, |p| {
+        format!("/1.0/storage-pools/{}", p.name)
+    }))
 }
 
 async fn create(State(d): State<Daemon>, body: Bytes) -> ApiResult<Response> {
@@ -39,15 +33,9 @@ async fn volumes(
     Query(q): Query<CommonQuery>,
 ) -> ApiResult<Response> {
     let all = pools::volumes(&d, &name).await?;
-    if q.recursion.unwrap_or(0) > 0 {
-        Ok(sync(all))
-    } else {
-        Ok(sync(
-            all.iter()
-                .map(|v| format!("/1.0/storage-pools/{name}/volumes/{}/{}", v.kind, v.name))
-                .collect::<Vec<_>>(),
-        ))
-    }
+    Ok(super::listing(&q, all, |v| {
+        format!("/1.0/storage-pools/{name}/volumes/{}/{}", v.kind, v.name)
+    }))
 }
 
 pub fn routes() -> Router<Daemon> {
