@@ -465,10 +465,17 @@ async fn adopt_group(d: &Daemon, id: u64, address: &str, client: reqwest::Client
         ] {
             let from = dir.join(&name);
             let to = dir.join(format!("{name}.before-join"));
-            if from.exists() {
-                let _ = std::fs::remove_dir_all(&to);
-                let _ = std::fs::remove_file(&to);
-                std::fs::rename(&from, &to)?;
+            if !from.exists() {
+                continue;
+            }
+            let _ = std::fs::remove_dir_all(&to);
+            let _ = std::fs::remove_file(&to);
+            // The old log store closing its SQLite connection removes its -wal/-shm files,
+            // possibly between the check above and here: gone is as good as set aside.
+            match std::fs::rename(&from, &to) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
             }
         }
         let empty = dir.join("empty.db.tmp");
