@@ -15,6 +15,7 @@ mod error;
 mod exec;
 mod filter;
 mod https;
+mod image_share;
 mod images;
 mod instances;
 mod logging;
@@ -249,6 +250,7 @@ pub async fn run(cfg: Config, bus: ops::EventBus) -> anyhow::Result<()> {
         paths: paths.clone(),
         https,
         cert_tokens: Default::default(),
+        image_fetches: Default::default(),
         cluster: cluster_state,
     });
     instances::reattach_all(&d)

@@ -88,6 +88,8 @@ pub struct Inner {
     pub https: crate::https::Https,
     /// Certificate add tokens not used yet.
     pub cert_tokens: crate::certificates::Tokens,
+    /// Images being fetched from other members.
+    pub image_fetches: crate::image_share::Fetches,
     /// The cluster certificate and what joining needs.
     pub cluster: crate::cluster::ClusterState,
 }

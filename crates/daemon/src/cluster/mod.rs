@@ -12,6 +12,7 @@
 pub mod enable;
 pub mod join;
 pub mod members;
+pub mod peer;
 pub mod tokens;
 
 use std::collections::HashMap;
@@ -56,6 +57,8 @@ pub struct ClusterState {
     change: tokio::sync::Mutex<()>,
     /// Serializes Raft membership changes made on the leader for joiners.
     membership: tokio::sync::Mutex<()>,
+    /// The member-to-member client ([`peer::Peer`]), built once.
+    pub peers: peer::ClientCache,
 }
 
 impl ClusterState {
@@ -186,7 +189,9 @@ pub fn internal_router(d: &Daemon) -> axum::Router {
         store: d.store.clone(),
         admitted: d.cluster.admitted.clone(),
     });
-    raft::router(d.replicator(), guard).merge(join::routes(d.clone()))
+    raft::router(d.replicator(), guard)
+        .merge(join::routes(d.clone()))
+        .merge(crate::image_share::routes(d.clone()))
 }
 
 /// A server config value as a number, or its default.

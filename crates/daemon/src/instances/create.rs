@@ -223,6 +223,9 @@ async fn build(
     pool: &str,
     expanded: &ConfigMap,
 ) -> ApiResult<()> {
+    if let Some(img) = image {
+        crate::image_share::ensure_local(d, &img.fingerprint).await?;
+    }
     crate::volumes::create(d, rec, image, pool, expanded).await?;
     if let Err(e) = d.write(db::Command::CreateInstance(rec.clone())).await {
         if let Err(undo) = crate::volumes::delete(d, pool, rec).await {
