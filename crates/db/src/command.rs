@@ -185,6 +185,78 @@ pub enum Command {
         /// The proposer's clock, RFC 3339 UTC with nanoseconds.
         now: String,
     },
+    /// Record what member `id` reports of itself at start-up or join: its binary's schema
+    /// version and API extension count, its memory and CPUs.
+    ReportMember {
+        /// Member id.
+        id: i64,
+        /// [`crate::SCHEMA_VERSION`] of its binary.
+        schema: i64,
+        /// How many API extensions its binary has.
+        api_extensions: i64,
+        /// Memory in bytes.
+        memory: i64,
+        /// CPU count.
+        cpus: i64,
+    },
+    /// Replace a member's editable fields (LXD's `PUT /1.0/cluster/members/{name}`).
+    /// Refused, changing nothing, when a group does not exist.
+    UpdateMember {
+        /// Member name.
+        name: String,
+        /// Free text.
+        description: String,
+        /// Failure domain (`"default"`).
+        failure_domain: String,
+        /// Member config.
+        config: ConfigMap,
+        /// Its cluster groups (all must exist).
+        groups: Vec<String>,
+    },
+    /// Create a cluster group with these members (all must exist).
+    CreateClusterGroup {
+        /// Name.
+        name: String,
+        /// Free text.
+        description: String,
+        /// Member names.
+        members: Vec<String>,
+    },
+    /// Replace a cluster group's description and members.
+    UpdateClusterGroup {
+        /// Name.
+        name: String,
+        /// Free text.
+        description: String,
+        /// Member names (all must exist).
+        members: Vec<String>,
+    },
+    /// Rename a cluster group (not `default`).
+    RenameClusterGroup {
+        /// Current name.
+        name: String,
+        /// New name.
+        new_name: String,
+    },
+    /// Delete a cluster group (not `default`; refused while it has members).
+    DeleteClusterGroup {
+        /// Name.
+        name: String,
+    },
+    /// Remove a member from the cluster: its row and group memberships. Refused while
+    /// instances are recorded on it, unless `force`, which forgets them too.
+    RemoveMember {
+        /// Member name.
+        name: String,
+        /// Forget its instances instead of refusing.
+        force: bool,
+    },
+    /// Bring the DB schema to `version` (the updates it lacks), at this log index on every
+    /// member. A member whose binary does not know `version` stops applying the log.
+    UpdateSchema {
+        /// Target schema version.
+        version: i64,
+    },
 }
 
 fn json<T: Serialize>(v: &T) -> Result<String> {
@@ -229,6 +301,7 @@ pub fn apply(tx: &Transaction<'_>, cmd: &Command) -> Result<()> {
                 params![name, address, state.as_i64(), architecture],
             )
             .map_err(|e| map_unique(e, || format!("member {name:?}")))?;
+            join_default_group(tx, name)?;
         }
         Command::SetMemberState { name, state } => {
             let n = tx.execute(
@@ -449,7 +522,173 @@ pub fn apply(tx: &Transaction<'_>, cmd: &Command) -> Result<()> {
                 "DELETE FROM cluster_tokens WHERE secret = ?1",
                 params![secret],
             )?;
+            join_default_group(tx, name)?;
         }
+        Command::ReportMember {
+            id,
+            schema,
+            api_extensions,
+            memory,
+            cpus,
+        } => {
+            let n = tx.execute(
+                "UPDATE members SET schema = ?2, api_extensions = ?3, memory = ?4, cpus = ?5 WHERE id = ?1",
+                params![id, schema, api_extensions, memory, cpus],
+            )?;
+            expect_one(n, || format!("member {id}"))?;
+        }
+        Command::UpdateMember {
+            name,
+            description,
+            failure_domain,
+            config,
+            groups,
+        } => {
+            let id = member_id(tx, name)?;
+            for g in groups {
+                group_exists(tx, g)?;
+            }
+            tx.execute(
+                "UPDATE members SET description = ?2, failure_domain = ?3, config = ?4 WHERE id = ?1",
+                params![id, description, failure_domain, json(config)?],
+            )?;
+            tx.execute(
+                "DELETE FROM cluster_group_members WHERE member_id = ?1",
+                params![id],
+            )?;
+            for g in groups {
+                tx.execute(
+                    "INSERT OR IGNORE INTO cluster_group_members (group_name, member_id) VALUES (?1, ?2)",
+                    params![g, id],
+                )?;
+            }
+        }
+        Command::CreateClusterGroup {
+            name,
+            description,
+            members,
+        } => {
+            let ids = member_ids(tx, members)?;
+            tx.execute(
+                "INSERT INTO cluster_groups (name, description) VALUES (?1, ?2)",
+                params![name, description],
+            )
+            .map_err(|e| map_unique(e, || format!("cluster group {name:?}")))?;
+            set_group_members(tx, name, &ids)?;
+        }
+        Command::UpdateClusterGroup {
+            name,
+            description,
+            members,
+        } => {
+            let ids = member_ids(tx, members)?;
+            let n = tx.execute(
+                "UPDATE cluster_groups SET description = ?2 WHERE name = ?1",
+                params![name, description],
+            )?;
+            expect_one(n, || format!("cluster group {name:?}"))?;
+            set_group_members(tx, name, &ids)?;
+        }
+        Command::RenameClusterGroup { name, new_name } => {
+            if name == crate::cluster_groups::DEFAULT {
+                return Err(Error::Refused(
+                    "The 'default' cluster group cannot be renamed".into(),
+                ));
+            }
+            let n = tx
+                .execute(
+                    "UPDATE cluster_groups SET name = ?2 WHERE name = ?1",
+                    params![name, new_name],
+                )
+                .map_err(|e| map_unique(e, || format!("cluster group {new_name:?}")))?;
+            expect_one(n, || format!("cluster group {name:?}"))?;
+        }
+        Command::DeleteClusterGroup { name } => {
+            if name == crate::cluster_groups::DEFAULT {
+                return Err(Error::Refused(
+                    "The 'default' cluster group cannot be deleted".into(),
+                ));
+            }
+            group_exists(tx, name)?;
+            let used: i64 = tx.query_row(
+                "SELECT COUNT(*) FROM cluster_group_members WHERE group_name = ?1",
+                params![name],
+                |r| r.get(0),
+            )?;
+            if used > 0 {
+                return Err(Error::Refused(
+                    "Only empty cluster groups can be removed".into(),
+                ));
+            }
+            tx.execute("DELETE FROM cluster_groups WHERE name = ?1", params![name])?;
+        }
+        Command::RemoveMember { name, force } => {
+            let id = member_id(tx, name)?;
+            let instances: Vec<String> = {
+                let mut stmt =
+                    tx.prepare("SELECT name FROM instances WHERE member = ?1 ORDER BY name")?;
+                let rows = stmt.query_map(params![name], |r| r.get::<_, String>(0))?;
+                rows.collect::<rusqlite::Result<_>>()?
+            };
+            if !instances.is_empty() && !force {
+                return Err(Error::Refused(format!(
+                    "Node still has the following instances: {}",
+                    instances.join(", ")
+                )));
+            }
+            tx.execute("DELETE FROM instances WHERE member = ?1", params![name])?;
+            tx.execute(
+                "DELETE FROM cluster_group_members WHERE member_id = ?1",
+                params![id],
+            )?;
+            tx.execute("DELETE FROM members WHERE id = ?1", params![id])?;
+            tx.execute(
+                "INSERT INTO member_ids (key, value) VALUES ('highest', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = MAX(value, excluded.value)",
+                params![id],
+            )?;
+        }
+        Command::UpdateSchema { version } => crate::schema::update_to(tx, *version)?,
+    }
+    Ok(())
+}
+
+/// Puts the member `name` in the `default` cluster group.
+fn join_default_group(tx: &Transaction<'_>, name: &str) -> Result<()> {
+    tx.execute(
+        "INSERT OR IGNORE INTO cluster_group_members (group_name, member_id)
+         SELECT ?1, id FROM members WHERE name = ?2",
+        params![crate::cluster_groups::DEFAULT, name],
+    )?;
+    Ok(())
+}
+
+fn member_id(tx: &Transaction<'_>, name: &str) -> Result<i64> {
+    crate::members::get(tx, name)?
+        .map(|m| m.id)
+        .ok_or_else(|| Error::NotFound(format!("member {name:?}")))
+}
+
+fn member_ids(tx: &Transaction<'_>, names: &[String]) -> Result<Vec<i64>> {
+    names.iter().map(|n| member_id(tx, n)).collect()
+}
+
+fn group_exists(tx: &Transaction<'_>, name: &str) -> Result<()> {
+    crate::cluster_groups::get(tx, name)?
+        .map(|_| ())
+        .ok_or_else(|| Error::NotFound(format!("cluster group {name:?}")))
+}
+
+fn set_group_members(tx: &Transaction<'_>, group: &str, ids: &[i64]) -> Result<()> {
+    tx.execute(
+        "DELETE FROM cluster_group_members WHERE group_name = ?1",
+        params![group],
+    )?;
+    for id in ids {
+        tx.execute(
+            "INSERT OR IGNORE INTO cluster_group_members (group_name, member_id) VALUES (?1, ?2)",
+            params![group, id],
+        )?;
     }
     Ok(())
 }

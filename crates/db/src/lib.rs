@@ -11,6 +11,7 @@
 //! [`Store::restore_from`] copy the whole DB out and in for snapshots.
 
 pub mod certificates;
+pub mod cluster_groups;
 pub mod cluster_tokens;
 mod command;
 pub mod config;
@@ -30,4 +31,6 @@ pub use raft_state::RaftState;
 pub use rusqlite::Connection;
 /// The schema version this binary writes: members of one cluster must agree on it.
 pub use schema::LATEST as SCHEMA_VERSION;
+/// The schema version of a DB (`0` for a new file).
+pub use schema::version as schema_version;
 pub use store::Store;

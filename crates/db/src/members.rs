@@ -1,6 +1,6 @@
 //! The `members` table.
 
-use api::MemberState;
+use api::{ConfigMap, MemberState};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::{Error, Result};
@@ -25,9 +25,20 @@ pub struct MemberRecord {
     /// Fingerprint of the member's own certificate (`""` until clustered): other members
     /// admit its Raft and member-to-member requests by it.
     pub fingerprint: String,
+    /// Member config (`scheduler.instance`, `user.*`).
+    pub config: ConfigMap,
+    /// The schema version its binary writes ([`crate::SCHEMA_VERSION`]), as it last
+    /// reported (`0`: not reported yet).
+    pub schema: i64,
+    /// How many API extensions its binary has, as it last reported.
+    pub api_extensions: i64,
+    /// Its memory in bytes, as it last reported (`0`: unknown).
+    pub memory: i64,
+    /// Its CPU count, as it last reported (`0`: unknown).
+    pub cpus: i64,
 }
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<(MemberRecord, i64)> {
+fn from_row(r: &Row<'_>) -> rusqlite::Result<(MemberRecord, i64, String)> {
     Ok((
         MemberRecord {
             id: r.get(0)?,
@@ -38,20 +49,27 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<(MemberRecord, i64)> {
             description: r.get(5)?,
             failure_domain: r.get(6)?,
             fingerprint: r.get(7)?,
+            config: ConfigMap::new(),
+            schema: r.get(9)?,
+            api_extensions: r.get(10)?,
+            memory: r.get(11)?,
+            cpus: r.get(12)?,
         },
         r.get(3)?,
+        r.get(8)?,
     ))
 }
 
-fn finish(raw: (MemberRecord, i64)) -> Result<MemberRecord> {
-    let (mut rec, state) = raw;
+fn finish(raw: (MemberRecord, i64, String)) -> Result<MemberRecord> {
+    let (mut rec, state, config) = raw;
     rec.state = MemberState::from_i64(state)
         .ok_or_else(|| Error::Corrupt(format!("member state {state}")))?;
+    rec.config = serde_json::from_str(&config)?;
     Ok(rec)
 }
 
-const COLUMNS: &str =
-    "id, name, address, state, architecture, description, failure_domain, fingerprint";
+const COLUMNS: &str = "id, name, address, state, architecture, description, failure_domain, \
+     fingerprint, config, schema, api_extensions, memory, cpus";
 
 /// All members, by id.
 pub fn list(conn: &Connection) -> Result<Vec<MemberRecord>> {
@@ -93,4 +111,18 @@ pub(crate) fn next_id(conn: &Connection) -> Result<i64> {
         |r| r.get(0),
     )?;
     Ok(used + 1)
+}
+
+/// Every member's cluster groups, by member id (groups in name order).
+pub fn groups(conn: &Connection) -> Result<std::collections::BTreeMap<i64, Vec<String>>> {
+    let mut stmt = conn.prepare(
+        "SELECT member_id, group_name FROM cluster_group_members ORDER BY member_id, group_name",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out = std::collections::BTreeMap::<i64, Vec<String>>::new();
+    for row in rows {
+        let (id, group) = row?;
+        out.entry(id).or_default().push(group);
+    }
+    Ok(out)
 }

@@ -1,5 +1,26 @@
 //! Numbered schema updates. Append only: update N is applied once, in order, and recorded
 //! in `schema(version)`; a DB at a higher version than [`LATEST`] is refused.
+//!
+//! # Schema changes in a cluster
+//!
+//! Every member holds a copy of the same DB, so a schema change must happen at the same
+//! point of the replicated log on every member, never when each one happens to restart on
+//! a new binary. The smallest design that keeps that true:
+//!
+//! - A new file (version 0, no data) is brought to [`LATEST`] when opened: a first member
+//!   is alone, and a joiner's copy is replaced by the cluster's snapshot. An existing file
+//!   gets, when opened or restored, only the updates up to [`LOCAL_UNTIL`] (those from
+//!   before this rule); every later update reaches it as a replicated
+//!   [`crate::Command::UpdateSchema`], applied inside the log entry's transaction.
+//! - Each member reports its binary's [`LATEST`] and API extension count in its member row
+//!   at join and at every start ([`crate::Command::ReportMember`]). Once every member
+//!   reports at least `v` and the DB is below it, a member proposes `UpdateSchema { v }`
+//!   (harmless if two do: the second changes nothing).
+//! - A member whose binary is older than the cluster (the DB or another member reports a
+//!   higher version) refuses writes (LXD: "this node's version is behind, please
+//!   upgrade"). Should it still meet an `UpdateSchema` beyond its binary, applying fails as
+//!   an environment failure ([`crate::Error::SchemaTooNew`]) and its Raft node stops
+//!   instead of diverging.
 
 use rusqlite::{Connection, params};
 
@@ -106,24 +127,70 @@ CREATE TABLE member_ids (
     value INTEGER NOT NULL
 );
 "#,
+    // 5: cluster groups (membership by member id, so it survives renames; every member
+    // starts in `default`), member config, and what each member reports of itself: the
+    // schema and API extension count of its binary, and its memory and CPUs (placement).
+    r#"
+ALTER TABLE members ADD COLUMN config TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE members ADD COLUMN schema INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE members ADD COLUMN api_extensions INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE members ADD COLUMN memory INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE members ADD COLUMN cpus INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE cluster_groups (
+    name TEXT PRIMARY KEY,
+    description TEXT NOT NULL
+);
+CREATE TABLE cluster_group_members (
+    group_name TEXT NOT NULL REFERENCES cluster_groups(name) ON UPDATE CASCADE ON DELETE CASCADE,
+    member_id INTEGER NOT NULL REFERENCES members(id) ON DELETE CASCADE,
+    PRIMARY KEY (group_name, member_id)
+);
+INSERT INTO cluster_groups (name, description) VALUES ('default', 'Default cluster group');
+INSERT INTO cluster_group_members (group_name, member_id) SELECT 'default', id FROM members;
+"#,
 ];
 
 /// The newest schema version this binary knows.
 pub const LATEST: i64 = UPDATES.len() as i64;
 
-/// Brings `conn` up to [`LATEST`], one transaction per update.
-pub fn update(conn: &mut Connection) -> Result<i64> {
+/// The last update a member applies to its own copy when it opens it. These predate
+/// replicated schema changes; every later one is applied only by
+/// [`crate::Command::UpdateSchema`], at the same log index on every member.
+pub const LOCAL_UNTIL: i64 = 6;
+
+/// The schema version of `conn` (`0` for a new file).
+pub fn version(conn: &Connection) -> Result<i64> {
     conn.execute_batch("CREATE TABLE IF NOT EXISTS schema (version INTEGER NOT NULL)")?;
-    let current: i64 = conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema", [], |r| {
-        r.get(0)
-    })?;
+    Ok(
+        conn.query_row("SELECT COALESCE(MAX(version), 0) FROM schema", [], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
+/// Brings a DB opened or restored on this member up to date, one transaction per update:
+/// a new file (version 0, no data yet) to [`LATEST`]; an existing one only up to
+/// [`LOCAL_UNTIL`], the later updates arriving through the replicated log. Returns the
+/// version reached.
+pub fn update(conn: &mut Connection) -> Result<i64> {
+    let current = version(conn)?;
     if current > LATEST {
         return Err(Error::SchemaTooNew {
             found: current,
             supported: LATEST,
         });
     }
-    for (i, sql) in UPDATES.iter().enumerate().skip(current as usize) {
+    let target = if current == 0 {
+        LATEST
+    } else {
+        LOCAL_UNTIL.min(LATEST).max(current)
+    };
+    for (i, sql) in UPDATES
+        .iter()
+        .enumerate()
+        .take(target as usize)
+        .skip(current as usize)
+    {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.execute(
@@ -132,5 +199,35 @@ pub fn update(conn: &mut Connection) -> Result<i64> {
         )?;
         tx.commit()?;
     }
-    Ok(LATEST)
+    Ok(target)
+}
+
+/// Applies, inside `tx`, every update up to `to` the DB does not have yet; nothing when it
+/// has them all.
+///
+/// # Errors
+///
+/// [`Error::SchemaTooNew`] (not deterministic: a member whose binary is too old stops
+/// applying the log rather than diverge) when `to` is beyond [`LATEST`].
+pub(crate) fn update_to(tx: &rusqlite::Transaction<'_>, to: i64) -> Result<()> {
+    if to > LATEST {
+        return Err(Error::SchemaTooNew {
+            found: to,
+            supported: LATEST,
+        });
+    }
+    let current = version(tx)?;
+    for (i, sql) in UPDATES
+        .iter()
+        .enumerate()
+        .take(to.max(0) as usize)
+        .skip(current as usize)
+    {
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema (version) VALUES (?1)",
+            params![i as i64 + 1],
+        )?;
+    }
+    Ok(())
 }
