@@ -225,9 +225,12 @@ impl Https {
         let local = listener.local_addr().map_err(bind_error)?;
         let mut app = crate::routes::router(d.clone());
         if d.cluster.is_clustered() {
-            app = app.merge(crate::cluster::internal_router(d));
+            // Raft snapshots and member-to-member streams are as large as the data.
+            app = app.merge(
+                crate::cluster::internal_router(d)
+                    .layer(axum::extract::DefaultBodyLimit::disable()),
+            );
         }
-        let app = app.layer(axum::extract::DefaultBodyLimit::disable());
         let (stop, stopped) = oneshot::channel();
         let config = crate::state::lock(&self.config).clone();
         let task = tokio::spawn(async move {

@@ -262,7 +262,7 @@ pub async fn run(cfg: Config, bus: ops::EventBus) -> anyhow::Result<()> {
 
     let listener = bind(&paths.socket).await?;
     tracing::info!(socket = %paths.socket.display(), "serving the API");
-    let app = routes::router(d.clone()).layer(axum::extract::DefaultBodyLimit::disable());
+    let app = routes::router(d.clone());
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await?;

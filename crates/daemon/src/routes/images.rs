@@ -4,7 +4,7 @@ use std::path::{Path as FsPath, PathBuf};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use axum::routing::get;
@@ -201,7 +201,11 @@ async fn delete_alias(State(d): State<Daemon>, Path(name): Path<String>) -> ApiR
 
 pub fn routes() -> Router<Daemon> {
     Router::new()
-        .route("/1.0/images", get(list).post(create))
+        // Image uploads are the one client request whose body may be large.
+        .route(
+            "/1.0/images",
+            get(list).post(create).layer(DefaultBodyLimit::disable()),
+        )
         .route("/1.0/images/aliases", get(aliases).post(create_alias))
         .route(
             "/1.0/images/aliases/{name}",
