@@ -4,12 +4,14 @@
 //! - `start-stop`: N containers started and cleanly stopped through the API, one by one and
 //!   all at once, against the raw runtime.
 //! - `launch-vs-lxd`: `lxc launch` to running, drover against LXD 5.0.2.
+//! - `plan`: the evacuation planner alone on 10,000 instances over 100 members.
 //!
 //! Results go to JSON (see `bench/README.md`); `bench/plot.py` draws them.
 
 mod api;
 mod droverd;
 mod launch_vs_lxd;
+mod plan;
 mod raw;
 mod report;
 mod start_stop;
@@ -32,6 +34,8 @@ enum Cmd {
     StartStop(start_stop::StartStopArgs),
     /// `lxc launch` to running through drover and through real LXD 5.0.2.
     LaunchVsLxd(launch_vs_lxd::LaunchArgs),
+    /// The evacuation planner alone: 10,000 instances over 100 members.
+    Plan(plan::PlanArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,10 +60,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Cmd::Plan(a) = cli.command {
+        return match plan::run(a) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let res = rt.block_on(async {
         match cli.command {
             Cmd::StartStop(a) => start_stop::run(a).await,
             Cmd::LaunchVsLxd(a) => launch_vs_lxd::run(a).await,
+            Cmd::Plan(_) => Ok(()),
         }
     });
     match res {

@@ -28,4 +28,12 @@ pub const API_EXTENSIONS: &[&str] = &[
     "clustering_join",
     // `POST /1.0/cluster/members`: join tokens.
     "clustering_join_token",
+    // `POST /1.0/cluster/members/{name}/state` (evacuate, restore).
+    "clustering_evacuation",
+    // `mode` in that request (`auto`, `live-migrate`, `migrate`, `stop`, `force-stop`).
+    "clustering_evacuation_live",
+    // drover: `dry_run` in that request, and the `evacuation_plan` table in its operation.
+    "cluster_evacuation_plan",
+    // drover: `parallel` and `parallel_per_target` in that request.
+    "cluster_evacuation_parallel",
 ];

@@ -9,6 +9,7 @@ pub mod certificates;
 pub mod cluster;
 pub mod de;
 pub mod envelope;
+pub mod evacuation;
 pub mod events;
 pub mod exec;
 pub mod extensions;

@@ -4,10 +4,11 @@ use serde::{Deserialize, Serialize};
 
 /// A member's state as stored in the cluster DB (an integer there, this enum in code).
 /// 0–2 are LXD's values, 3–4 Incus's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MemberState {
     /// 0: a full member, takes instances.
+    #[default]
     Created,
     /// 1: joining.
     Pending,
