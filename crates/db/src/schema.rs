@@ -148,6 +148,43 @@ CREATE TABLE cluster_group_members (
 INSERT INTO cluster_groups (name, description) VALUES ('default', 'Default cluster group');
 INSERT INTO cluster_group_members (group_name, member_id) SELECT 'default', id FROM members;
 "#,
+    // 6: the journal of instance moves between members (one row per move and its step).
+    r#"
+CREATE TABLE moves (
+    id TEXT PRIMARY KEY,
+    project TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    source TEXT NOT NULL,
+    target TEXT NOT NULL,
+    pool TEXT NOT NULL,
+    copy_data INTEGER NOT NULL,
+    was_running INTEGER NOT NULL,
+    step TEXT NOT NULL,
+    error TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX moves_unfinished ON moves (step) WHERE step NOT IN ('done', 'failed');
+"#,
+    // 7: the journal of a member's evacuation or restore (one row per instance of its plan).
+    r#"
+CREATE TABLE evacuations (
+    member TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    project TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    action TEXT NOT NULL,
+    source TEXT NOT NULL,
+    target TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    step TEXT NOT NULL,
+    was_running INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    PRIMARY KEY (member, project, instance)
+);
+"#,
 ];
 
 /// The newest schema version this binary knows.
