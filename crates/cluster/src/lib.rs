@@ -12,10 +12,14 @@
 //! architecture, in the instance's cluster group, whose `scheduler.instance` allows it,
 //! with room for its `limits.memory` / `limits.cpu` (counting what this same plan already
 //! promised them), least loaded first. No target means stopped in place, with the reason.
+//!
+//! [`scheduler::place`] applies the same rules to one new instance without a target (or
+//! with `@group`): the least loaded eligible member, or why each member was turned down.
 
 mod limits;
 mod plan;
 mod restore;
+pub mod scheduler;
 mod snapshot;
 
 pub use limits::{cpu_count, memory_bytes};
