@@ -280,6 +280,46 @@ pub enum Command {
         /// The proposer's clock, RFC 3339.
         now: String,
     },
+    /// Start evacuating or restoring `member`: its plan replaces any earlier one, the member
+    /// becomes evacuating or restoring, and (evacuate) each planned instance records its
+    /// `volatile.last_state.power` and, when it moves and has none, its
+    /// `volatile.evacuate.origin`. Refused, changing nothing, when the member is already
+    /// evacuated / restored or another member's evacuation or restore is in progress
+    /// (LXD's messages).
+    BeginEvacuation {
+        /// The member.
+        member: String,
+        /// Evacuate or restore.
+        kind: crate::evacuations::EvacuationKind,
+        /// The operation running it.
+        operation: String,
+        /// The plan, one entry per instance.
+        entries: Vec<api::evacuation::PlanEntry>,
+    },
+    /// Record how far one instance of a member's plan has got.
+    SetEvacuationStep {
+        /// The member evacuated or restored.
+        member: String,
+        /// Project.
+        project: String,
+        /// Instance.
+        instance: String,
+        /// The step reached.
+        step: api::evacuation::PlanStep,
+        /// Bytes sent so far.
+        bytes: u64,
+        /// Why it failed (`""` unless `step` is failed).
+        error: String,
+    },
+    /// End an evacuation or restore: the member's final state; a restore's rows go.
+    FinishEvacuation {
+        /// The member.
+        member: String,
+        /// Evacuate or restore.
+        kind: crate::evacuations::EvacuationKind,
+        /// `evacuated` (or stays `evacuating`), `created`.
+        state: MemberState,
+    },
 }
 
 fn json<T: Serialize>(v: &T) -> Result<String> {
@@ -680,6 +720,25 @@ pub fn apply(tx: &Transaction<'_>, cmd: &Command) -> Result<()> {
             now,
         } => crate::moves::set_step(tx, id, *step, error, now)?,
         Command::SwitchMoveOwner { id, now } => crate::moves::switch_owner(tx, id, now)?,
+        Command::BeginEvacuation {
+            member,
+            kind,
+            operation,
+            entries,
+        } => crate::evacuations::begin(tx, member, *kind, operation, entries)?,
+        Command::SetEvacuationStep {
+            member,
+            project,
+            instance,
+            step,
+            bytes,
+            error,
+        } => crate::evacuations::set_step(tx, member, project, instance, *step, *bytes, error)?,
+        Command::FinishEvacuation {
+            member,
+            kind,
+            state,
+        } => crate::evacuations::finish_job(tx, member, *kind, *state)?,
     }
     Ok(())
 }

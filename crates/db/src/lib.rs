@@ -16,6 +16,7 @@ pub mod cluster_tokens;
 mod command;
 pub mod config;
 mod error;
+pub mod evacuations;
 pub mod images;
 pub mod instances;
 pub mod members;

@@ -166,6 +166,25 @@ CREATE TABLE moves (
 );
 CREATE INDEX moves_unfinished ON moves (step) WHERE step NOT IN ('done', 'failed');
 "#,
+    // 7: the journal of a member's evacuation or restore (one row per instance of its plan).
+    r#"
+CREATE TABLE evacuations (
+    member TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    project TEXT NOT NULL,
+    instance TEXT NOT NULL,
+    action TEXT NOT NULL,
+    source TEXT NOT NULL,
+    target TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    step TEXT NOT NULL,
+    was_running INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    error TEXT NOT NULL,
+    PRIMARY KEY (member, project, instance)
+);
+"#,
 ];
 
 /// The newest schema version this binary knows.

@@ -1,0 +1,307 @@
+//! The `evacuations` table: the journal of a member's evacuation or restore.
+//!
+//! One row per instance of the plan, written with the member's new state in one command
+//! ([`crate::Command::BeginEvacuation`]) before anything is done, and updated as each
+//! instance's step completes. A coordinator that restarts (or a new leader) finds the
+//! unfinished rows and carries on. Rows of an evacuation stay after it ends: the restore
+//! reads where the evacuation put each instance; a restore's rows go when it finishes.
+
+use api::MemberState;
+use api::evacuation::{PlanAction, PlanEntry, PlanStep};
+use rusqlite::{Connection, Row, params};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Which of the two jobs a plan belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EvacuationKind {
+    /// Taking the member out.
+    Evacuate,
+    /// Bringing it back.
+    Restore,
+}
+
+impl EvacuationKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Evacuate => "evacuate",
+            Self::Restore => "restore",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "evacuate" => Some(Self::Evacuate),
+            "restore" => Some(Self::Restore),
+            _ => None,
+        }
+    }
+}
+
+/// One row: an instance of a member's plan and how far it has got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvacuationRow {
+    /// The member evacuated or restored.
+    pub member: String,
+    /// Evacuate or restore.
+    pub kind: EvacuationKind,
+    /// The operation that runs it (`""` once none does).
+    pub operation: String,
+    /// The instance's entry of the plan.
+    pub entry: PlanEntry,
+}
+
+const COLUMNS: &str = "member, kind, operation, project, instance, action, source, target, reason, step, was_running, bytes, error";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<(EvacuationRow, String, String, String)> {
+    Ok((
+        EvacuationRow {
+            member: r.get(0)?,
+            kind: EvacuationKind::Evacuate,
+            operation: r.get(2)?,
+            entry: PlanEntry {
+                project: r.get(3)?,
+                instance: r.get(4)?,
+                action: None,
+                source: r.get(6)?,
+                target: r.get(7)?,
+                reason: r.get(8)?,
+                step: PlanStep::Planned,
+                was_running: r.get(10)?,
+                bytes: r.get::<_, i64>(11)?.try_into().unwrap_or(0),
+                error: r.get(12)?,
+            },
+        },
+        r.get(1)?,
+        r.get(5)?,
+        r.get(9)?,
+    ))
+}
+
+fn finish(raw: (EvacuationRow, String, String, String)) -> Result<EvacuationRow> {
+    let (mut row, kind, action, step) = raw;
+    row.kind = EvacuationKind::parse(&kind)
+        .ok_or_else(|| Error::Corrupt(format!("evacuation kind {kind:?}")))?;
+    row.entry.action = Some(
+        serde_json::from_value::<PlanAction>(serde_json::Value::String(action.clone()))
+            .map_err(|_| Error::Corrupt(format!("evacuation action {action:?}")))?,
+    );
+    row.entry.step = PlanStep::parse(&step)
+        .ok_or_else(|| Error::Corrupt(format!("evacuation step {step:?}")))?;
+    Ok(row)
+}
+
+/// The plan of `member`, by project and instance name.
+pub fn list_for_member(conn: &Connection, member: &str) -> Result<Vec<EvacuationRow>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM evacuations WHERE member = ?1 ORDER BY project, instance"
+    ))?;
+    let rows = stmt.query_map(params![member], from_row)?;
+    rows.map(|r| finish(r?)).collect()
+}
+
+/// Every row of every member, by member, project and name.
+pub fn list(conn: &Connection) -> Result<Vec<EvacuationRow>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {COLUMNS} FROM evacuations ORDER BY member, project, instance"
+    ))?;
+    let rows = stmt.query_map([], from_row)?;
+    rows.map(|r| finish(r?)).collect()
+}
+
+/// The member and kind of a job in progress — a member evacuating or restoring — other
+/// than `except`, if any.
+pub fn in_progress(conn: &Connection, except: &str) -> Result<Option<(String, EvacuationKind)>> {
+    for m in crate::members::list(conn)? {
+        if m.name == except {
+            continue;
+        }
+        match m.state {
+            MemberState::Evacuating if has_unfinished(conn, &m.name)? => {
+                return Ok(Some((m.name, EvacuationKind::Evacuate)));
+            }
+            MemberState::Restoring => return Ok(Some((m.name, EvacuationKind::Restore))),
+            _ => {}
+        }
+    }
+    Ok(None)
+}
+
+/// Whether `member`'s plan has rows not finished yet.
+pub fn has_unfinished(conn: &Connection, member: &str) -> Result<bool> {
+    let n: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM evacuations WHERE member = ?1 AND step NOT IN ('done', 'failed')",
+        params![member],
+        |r| r.get(0),
+    )?;
+    Ok(n > 0)
+}
+
+/// Applies [`crate::Command::BeginEvacuation`].
+pub(crate) fn begin(
+    conn: &Connection,
+    member: &str,
+    kind: EvacuationKind,
+    operation: &str,
+    entries: &[PlanEntry],
+) -> Result<()> {
+    let rec = crate::members::get(conn, member)?
+        .ok_or_else(|| Error::NotFound(format!("member {member:?}")))?;
+    match (kind, rec.state) {
+        (EvacuationKind::Evacuate, MemberState::Evacuated) => {
+            return Err(Error::Refused("Cluster member is already evacuated".into()));
+        }
+        (EvacuationKind::Restore, MemberState::Created) => {
+            return Err(Error::Refused("Cluster member is already restored".into()));
+        }
+        (EvacuationKind::Evacuate, MemberState::Restoring) => {
+            return Err(Error::Refused(format!(
+                "Cannot evacuate {member:?} while a restore operation is in progress"
+            )));
+        }
+        (EvacuationKind::Restore, MemberState::Evacuating) if has_unfinished(conn, member)? => {
+            return Err(Error::Refused(format!(
+                "Cannot restore {member:?} while an evacuate operation is in progress"
+            )));
+        }
+        (_, MemberState::Pending) => {
+            return Err(Error::Refused("Cluster member is still joining".into()));
+        }
+        _ => {}
+    }
+    if let Some((other, other_kind)) = in_progress(conn, member)? {
+        return Err(Error::Refused(match (kind, other_kind) {
+            (EvacuationKind::Evacuate, EvacuationKind::Evacuate) => format!(
+                "Cannot evacuate {member:?} while another cluster member evacuation is in progress"
+            ),
+            (EvacuationKind::Evacuate, EvacuationKind::Restore) => {
+                format!("Cannot evacuate {member:?} while a restore operation is in progress")
+            }
+            (EvacuationKind::Restore, EvacuationKind::Evacuate) => {
+                format!("Cannot restore {member:?} while an evacuate operation is in progress")
+            }
+            (EvacuationKind::Restore, EvacuationKind::Restore) => format!(
+                "Cannot restore {member:?} while another cluster member restore ({other:?}) is in progress"
+            ),
+        }));
+    }
+    conn.execute("DELETE FROM evacuations WHERE member = ?1", params![member])?;
+    for e in entries {
+        let action = e.action.map_or("none", PlanAction::as_str);
+        conn.execute(
+            &format!(
+                "INSERT INTO evacuations ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+            ),
+            params![
+                member,
+                kind.as_str(),
+                operation,
+                e.project,
+                e.instance,
+                action,
+                e.source,
+                e.target,
+                e.reason,
+                e.step.as_str(),
+                e.was_running,
+                i64::try_from(e.bytes).unwrap_or(i64::MAX),
+                e.error
+            ],
+        )?;
+        if kind == EvacuationKind::Evacuate {
+            record_instance(conn, member, e)?;
+        }
+    }
+    let state = match kind {
+        EvacuationKind::Evacuate => MemberState::Evacuating,
+        EvacuationKind::Restore => MemberState::Restoring,
+    };
+    conn.execute(
+        "UPDATE members SET state = ?2 WHERE name = ?1",
+        params![member, state.as_i64()],
+    )?;
+    Ok(())
+}
+
+/// Records on an instance about to be evacuated its last power state and, when it moves
+/// and has none yet, the member it came from.
+fn record_instance(conn: &Connection, member: &str, e: &PlanEntry) -> Result<()> {
+    let Some(mut rec) = crate::instances::get(conn, &e.project, &e.instance)? else {
+        return Ok(());
+    };
+    let power = if e.was_running { "RUNNING" } else { "STOPPED" };
+    rec.config
+        .insert("volatile.last_state.power".into(), power.into());
+    if e.action.is_some_and(PlanAction::moves)
+        && rec
+            .config
+            .get("volatile.evacuate.origin")
+            .is_none_or(String::is_empty)
+    {
+        rec.config
+            .insert("volatile.evacuate.origin".into(), member.into());
+    }
+    conn.execute(
+        "UPDATE instances SET config = ?3 WHERE project = ?1 AND name = ?2",
+        params![e.project, e.instance, serde_json::to_string(&rec.config)?],
+    )?;
+    Ok(())
+}
+
+/// Applies [`crate::Command::SetEvacuationStep`].
+pub(crate) fn set_step(
+    conn: &Connection,
+    member: &str,
+    project: &str,
+    instance: &str,
+    step: PlanStep,
+    bytes: u64,
+    error: &str,
+) -> Result<()> {
+    let n = conn.execute(
+        "UPDATE evacuations SET step = ?4, bytes = MAX(bytes, ?5), error = ?6
+         WHERE member = ?1 AND project = ?2 AND instance = ?3",
+        params![
+            member,
+            project,
+            instance,
+            step.as_str(),
+            i64::try_from(bytes).unwrap_or(i64::MAX),
+            error
+        ],
+    )?;
+    if n == 0 {
+        return Err(Error::NotFound(format!(
+            "evacuation step of instance {instance:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// Applies [`crate::Command::FinishEvacuation`].
+pub(crate) fn finish_job(
+    conn: &Connection,
+    member: &str,
+    kind: EvacuationKind,
+    state: MemberState,
+) -> Result<()> {
+    let n = conn.execute(
+        "UPDATE members SET state = ?2 WHERE name = ?1",
+        params![member, state.as_i64()],
+    )?;
+    if n == 0 {
+        return Err(Error::NotFound(format!("member {member:?}")));
+    }
+    if kind == EvacuationKind::Restore {
+        conn.execute("DELETE FROM evacuations WHERE member = ?1", params![member])?;
+    } else {
+        conn.execute(
+            "UPDATE evacuations SET operation = '' WHERE member = ?1",
+            params![member],
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,216 @@
+//! What does this test do?
+//! - begins an evacuation of m1: the member becomes evacuating, the plan is journaled, each
+//!   instance records its last power state and (moving ones only) its origin
+//! - refuses, changing nothing, a second evacuation elsewhere, a restore during it, and
+//!   keeps an existing origin
+//! - records steps, finishes (evacuated), refuses evacuating again, then restores
+#![allow(clippy::unwrap_used)]
+
+use api::MemberState;
+use api::evacuation::{PlanAction, PlanEntry, PlanStep};
+use db::evacuations::EvacuationKind;
+use db::instances::InstanceRecord;
+use db::{Command, Error, Store};
+
+fn member(store: &Store, name: &str) {
+    store
+        .execute(&Command::CreateMember {
+            name: name.into(),
+            address: String::new(),
+            state: MemberState::Created,
+            architecture: "x86_64".into(),
+        })
+        .unwrap();
+}
+
+fn instance(store: &Store, name: &str, origin: Option<&str>) {
+    let mut config = api::ConfigMap::new();
+    if let Some(o) = origin {
+        config.insert("volatile.evacuate.origin".into(), o.into());
+    }
+    store
+        .execute(&Command::CreateInstance(InstanceRecord {
+            project: "default".into(),
+            name: name.into(),
+            kind: "container".into(),
+            member: "m1".into(),
+            architecture: "x86_64".into(),
+            config,
+            devices: Default::default(),
+            profiles: vec![],
+            ephemeral: false,
+            description: String::new(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            last_used_at: "1970-01-01T00:00:00Z".into(),
+        }))
+        .unwrap();
+}
+
+fn entry(name: &str, action: PlanAction, target: &str, running: bool) -> PlanEntry {
+    PlanEntry {
+        project: "default".into(),
+        instance: name.into(),
+        action: Some(action),
+        source: "m1".into(),
+        target: target.into(),
+        reason: "because".into(),
+        was_running: running,
+        ..PlanEntry::default()
+    }
+}
+
+fn state(store: &Store, name: &str) -> MemberState {
+    let name = name.to_string();
+    store
+        .read(move |c| db::members::get(c, &name))
+        .unwrap()
+        .unwrap()
+        .state
+}
+
+fn config(store: &Store, name: &str, key: &str) -> Option<String> {
+    let name = name.to_string();
+    store
+        .read(move |c| db::instances::get(c, "default", &name))
+        .unwrap()
+        .unwrap()
+        .config
+        .get(key)
+        .cloned()
+}
+
+fn begin(member: &str, kind: EvacuationKind, entries: Vec<PlanEntry>) -> Command {
+    Command::BeginEvacuation {
+        member: member.into(),
+        kind,
+        operation: "op1".into(),
+        entries,
+    }
+}
+
+#[test]
+fn evacuation_journal_and_refusals() {
+    let store = Store::in_memory().unwrap();
+    for m in ["m1", "m2", "m3"] {
+        member(&store, m);
+    }
+    instance(&store, "a", None);
+    instance(&store, "b", None);
+    instance(&store, "c", Some("m9"));
+
+    // --- begin evacuating m1
+    store
+        .execute(&begin(
+            "m1",
+            EvacuationKind::Evacuate,
+            vec![
+                entry("a", PlanAction::Migrate, "m2", true),
+                entry("b", PlanAction::Stop, "", true),
+                entry("c", PlanAction::Migrate, "m3", false),
+            ],
+        ))
+        .unwrap();
+    assert_eq!(state(&store, "m1"), MemberState::Evacuating);
+    assert_eq!(
+        config(&store, "a", "volatile.evacuate.origin").as_deref(),
+        Some("m1")
+    );
+    assert_eq!(
+        config(&store, "a", "volatile.last_state.power").as_deref(),
+        Some("RUNNING")
+    );
+    assert_eq!(config(&store, "b", "volatile.evacuate.origin"), None);
+    assert_eq!(
+        config(&store, "c", "volatile.evacuate.origin").as_deref(),
+        Some("m9")
+    );
+    assert_eq!(
+        config(&store, "c", "volatile.last_state.power").as_deref(),
+        Some("STOPPED")
+    );
+    let rows = store
+        .read(|c| db::evacuations::list_for_member(c, "m1"))
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0].entry.action, Some(PlanAction::Migrate));
+
+    // --- refusals change nothing
+    let second = store.execute(&begin("m2", EvacuationKind::Evacuate, vec![]));
+    assert!(
+        matches!(&second, Err(Error::Refused(m)) if m == "Cannot evacuate \"m2\" while another cluster member evacuation is in progress"),
+        "{second:?}"
+    );
+    let restore = store.execute(&begin("m1", EvacuationKind::Restore, vec![]));
+    assert!(
+        matches!(&restore, Err(Error::Refused(m)) if m == "Cannot restore \"m1\" while an evacuate operation is in progress"),
+        "{restore:?}"
+    );
+    assert_eq!(state(&store, "m2"), MemberState::Created);
+    assert_eq!(
+        store
+            .read(|c| db::evacuations::list_for_member(c, "m1"))
+            .unwrap()
+            .len(),
+        3
+    );
+
+    // --- steps, finish
+    for name in ["a", "b", "c"] {
+        store
+            .execute(&Command::SetEvacuationStep {
+                member: "m1".into(),
+                project: "default".into(),
+                instance: name.into(),
+                step: PlanStep::Done,
+                bytes: 10,
+                error: String::new(),
+            })
+            .unwrap();
+    }
+    store
+        .execute(&Command::FinishEvacuation {
+            member: "m1".into(),
+            kind: EvacuationKind::Evacuate,
+            state: MemberState::Evacuated,
+        })
+        .unwrap();
+    assert_eq!(state(&store, "m1"), MemberState::Evacuated);
+    let again = store.execute(&begin("m1", EvacuationKind::Evacuate, vec![]));
+    assert!(
+        matches!(&again, Err(Error::Refused(m)) if m == "Cluster member is already evacuated"),
+        "{again:?}"
+    );
+    // Another member may be evacuated now that nothing is in progress.
+    let rows = store
+        .read(|c| db::evacuations::list_for_member(c, "m1"))
+        .unwrap();
+    assert!(
+        rows.iter()
+            .all(|r| r.entry.step == PlanStep::Done && r.entry.bytes == 10)
+    );
+
+    // --- restore
+    store
+        .execute(&begin("m1", EvacuationKind::Restore, vec![]))
+        .unwrap();
+    assert_eq!(state(&store, "m1"), MemberState::Restoring);
+    store
+        .execute(&Command::FinishEvacuation {
+            member: "m1".into(),
+            kind: EvacuationKind::Restore,
+            state: MemberState::Created,
+        })
+        .unwrap();
+    assert_eq!(state(&store, "m1"), MemberState::Created);
+    assert!(
+        store
+            .read(|c| db::evacuations::list_for_member(c, "m1"))
+            .unwrap()
+            .is_empty()
+    );
+    let restored = store.execute(&begin("m1", EvacuationKind::Restore, vec![]));
+    assert!(
+        matches!(&restored, Err(Error::Refused(m)) if m == "Cluster member is already restored"),
+        "{restored:?}"
+    );
+}
