@@ -249,16 +249,35 @@ pub struct InstancePut {
     pub stateful: Option<bool>,
 }
 
-/// `POST /1.0/instances/{name}`: rename (and, later, migrate).
+/// `POST /1.0/instances/{name}`: rename (`{"name": "c2"}`), or move to another member
+/// (`migration: true` with `?target=m3`, the body `lxc move c1 --target m3` sends).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct InstancePost {
-    /// New name.
+    /// New name (`"c2"`); a move sends the current name.
     #[serde(default, deserialize_with = "crate::de::null_default")]
     pub name: String,
-    /// Whether this is a migration (not yet supported).
+    /// A move to the member named by `?target=` (`true`).
     #[serde(default, deserialize_with = "crate::de::null_default")]
     pub migration: bool,
-    /// Live migration.
+    /// Move while running (`true` unless `lxc move --stateless`): containers cannot here.
     #[serde(default, deserialize_with = "crate::de::null_default")]
     pub live: bool,
+    /// Leave snapshots behind (`false`).
+    #[serde(default, deserialize_with = "crate::de::null_default")]
+    pub instance_only: bool,
+    /// Older name of `instance_only` (`false`).
+    #[serde(default, deserialize_with = "crate::de::null_default")]
+    pub container_only: bool,
+    /// A push-migration target on another server (`null` for a move within the cluster).
+    #[serde(default)]
+    pub target: Option<serde_json::Value>,
+    /// Move to this storage pool (`""`: keep the pool).
+    #[serde(default, deserialize_with = "crate::de::null_default")]
+    pub pool: String,
+    /// Move to this project (`""`: keep the project).
+    #[serde(default, deserialize_with = "crate::de::null_default")]
+    pub project: String,
+    /// Ignore copy errors of a running instance (`false`).
+    #[serde(default, deserialize_with = "crate::de::null_default")]
+    pub allow_inconsistent: bool,
 }

@@ -259,6 +259,7 @@ pub async fn run(cfg: Config, bus: ops::EventBus) -> anyhow::Result<()> {
         .context("re-attach instances")?;
 
     d.https.start_from_config(&d).await;
+    instances::migrate::recover::spawn(&d);
 
     let listener = bind(&paths.socket).await?;
     tracing::info!(socket = %paths.socket.display(), "serving the API");

@@ -192,6 +192,7 @@ pub fn internal_router(d: &Daemon) -> axum::Router {
     raft::router(d.replicator(), guard)
         .merge(join::routes(d.clone()))
         .merge(crate::image_share::routes(d.clone()))
+        .merge(crate::instances::migrate::internal::routes(d.clone()))
 }
 
 /// A server config value as a number, or its default.

@@ -2,6 +2,7 @@
 
 mod create;
 mod lifecycle;
+pub mod migrate;
 mod update;
 pub mod validate;
 mod view;

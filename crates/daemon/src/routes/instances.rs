@@ -115,13 +115,13 @@ async fn post_one(
     State(d): State<Daemon>,
     Path(name): Path<String>,
     Query(q): Query<CommonQuery>,
+    Query(t): Query<instances::migrate::TargetQuery>,
     body: Bytes,
 ) -> ApiResult<Response> {
     let req: InstancePost = parse_body(&body)?;
     if req.migration {
-        return Err(ApiError::not_implemented(
-            "Moving instances between members is not supported yet",
-        ));
+        let op = instances::migrate::start_move(&d, q.project(), &name, &req, t.target.as_deref());
+        return Ok(accepted(op.await?));
     }
     if req.name.is_empty() || req.name == name {
         return Err(ApiError::bad_request(

@@ -1,0 +1,396 @@
+//! Carrying out a checked move on the source member, step by journaled step, and undoing
+//! it when a step before the ownership switch fails.
+
+use std::time::{Duration, Instant};
+
+use db::moves::{MoveRecord, MoveStep};
+
+use super::checks::Plan;
+use super::progress::{MoveStage, Reporter};
+use super::{MoveOptions, MoveReport, internal, is_running};
+use crate::cluster::peer::Peer;
+use crate::error::{ApiError, ApiResult};
+use crate::instances::lifecycle::{StopWait, start_instance, stop_instance};
+use crate::state::Daemon;
+
+/// How long the fence (journaling an abort) is retried before the move is left for the
+/// next start-up to resolve.
+const FENCE_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Runs `plan` under the instance lock.
+pub(super) async fn run(d: &Daemon, mut plan: Plan, opts: &MoveOptions) -> ApiResult<MoveReport> {
+    let started = Instant::now();
+    let lock = d.instance_lock(&plan.volume());
+    let _guard = lock.lock().await;
+    // What was checked may have changed while waiting for the lock.
+    let current = crate::instances::load(d, &plan.rec.project, &plan.rec.name).await?;
+    if current.member != plan.source {
+        return Err(ApiError::conflict(format!(
+            "Instance {:?} moved to cluster member {:?} meanwhile",
+            plan.rec.name, current.member
+        )));
+    }
+    plan.rec = current;
+    plan.was_running = is_running(d, &plan.rec.project, &plan.rec.name);
+    if plan.was_running && opts.live {
+        return Err(ApiError::bad_request(
+            "Unable to perform container live migration. CRIU isn't installed: move it stopped with --stateless",
+        ));
+    }
+    plan.start_after = plan.was_running || opts.start;
+
+    let record = MoveRecord {
+        id: plan.id.clone(),
+        project: plan.rec.project.clone(),
+        instance: plan.rec.name.clone(),
+        source: plan.source.clone(),
+        target: plan.target.clone(),
+        pool: plan.pool.clone(),
+        copy_data: plan.copy_data,
+        was_running: plan.was_running,
+        step: MoveStep::Started,
+        error: String::new(),
+        created_at: ops::now_rfc3339(),
+        updated_at: ops::now_rfc3339(),
+    };
+    d.write(db::Command::CreateMove(record)).await?;
+    tracing::info!(
+        move_id = %plan.id, instance = %plan.rec.name, target = %plan.target,
+        copy = plan.copy_data, running = plan.was_running, "move started"
+    );
+    let mut rep = Reporter::new(&plan.rec.name, opts.progress.clone());
+    let mut ctx = Ctx {
+        switch_proposed: false,
+        stopped_at: None,
+    };
+    match forward(d, &plan, &mut rep, &mut ctx).await {
+        Ok(running) => {
+            let downtime = match (ctx.stopped_at, running) {
+                (Some(t), true) => Some(millis(t.elapsed())),
+                _ => None,
+            };
+            let report = MoveReport {
+                id: plan.id.clone(),
+                instance: plan.rec.name.clone(),
+                source: plan.source.clone(),
+                target: plan.target.clone(),
+                copied_data: plan.copy_data,
+                bytes_sent: rep.bytes_sent(),
+                running,
+                downtime_ms: downtime,
+                total_ms: millis(started.elapsed()),
+            };
+            tracing::info!(move_id = %plan.id, ?report, "move done");
+            Ok(report)
+        }
+        Err(Failure::AfterSwitch(e)) => {
+            tracing::warn!(move_id = %plan.id, error = %e.message, "move switched but not finished");
+            Err(e)
+        }
+        Err(Failure::BeforeSwitch(e)) => {
+            rep.stage(MoveStage::Rollback);
+            tracing::warn!(move_id = %plan.id, error = %e.message, "move failed: rolling back");
+            match undo(d, &plan, ctx.switch_proposed, &e.message).await {
+                Undo::Undone => Err(e),
+                Undo::Switched => {
+                    // The switch had committed after all: finish the move instead.
+                    match finish(d, &plan, &mut rep).await {
+                        Ok(running) => Ok(MoveReport {
+                            id: plan.id.clone(),
+                            instance: plan.rec.name.clone(),
+                            source: plan.source.clone(),
+                            target: plan.target.clone(),
+                            copied_data: plan.copy_data,
+                            bytes_sent: rep.bytes_sent(),
+                            running,
+                            downtime_ms: None,
+                            total_ms: millis(started.elapsed()),
+                        }),
+                        Err(e) => Err(e),
+                    }
+                }
+                Undo::Unknown(why) => Err(ApiError::internal(format!(
+                    "{}; the move could not be undone yet ({why}): the next start of this member resolves it",
+                    e.message
+                ))),
+            }
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// What the steps learn along the way.
+struct Ctx {
+    /// The switch was proposed: a failure may hide a switch that committed.
+    switch_proposed: bool,
+    /// When the instance stopped on the source.
+    stopped_at: Option<Instant>,
+}
+
+/// A failed step, by which side of the switch it happened on.
+enum Failure {
+    BeforeSwitch(ApiError),
+    AfterSwitch(ApiError),
+}
+
+/// Journals that the move reached `step`.
+pub(super) async fn journal(d: &Daemon, id: &str, step: MoveStep, error: &str) -> ApiResult<()> {
+    d.write(db::Command::SetMoveStep {
+        id: id.to_string(),
+        step,
+        error: error.to_string(),
+        now: ops::now_rfc3339(),
+    })
+    .await
+}
+
+/// The steps up to and past the switch; returns whether the instance runs on the target.
+async fn forward(
+    d: &Daemon,
+    plan: &Plan,
+    rep: &mut Reporter,
+    ctx: &mut Ctx,
+) -> Result<bool, Failure> {
+    let before = Failure::BeforeSwitch;
+    let peer = Peer::connect(d, &plan.target).await.map_err(before)?;
+    let mut base = None;
+    let src = if plan.copy_data {
+        let pool = crate::volumes::pool(d, &plan.pool).await.map_err(before)?;
+        Some(pool.volume_path(&plan.volume()))
+    } else {
+        None
+    };
+    if let Some(src) = &src {
+        internal::prepare(&peer, plan).await.map_err(before)?;
+        if plan.was_running {
+            rep.stage(MoveStage::Precopy);
+            internal::send_volume(&peer, plan, src.clone(), &mut base, rep)
+                .await
+                .map_err(before)?;
+            journal(d, &plan.id, MoveStep::Precopied, "")
+                .await
+                .map_err(before)?;
+        }
+    }
+    if plan.was_running {
+        rep.stage(MoveStage::Stopping);
+        stop_instance(d, &plan.rec, StopWait::HostShutdownTimeout, false)
+            .await
+            .map_err(before)?;
+        ctx.stopped_at = Some(Instant::now());
+        journal(d, &plan.id, MoveStep::Stopped, "")
+            .await
+            .map_err(before)?;
+    }
+    if let Some(src) = src {
+        rep.stage(MoveStage::Sync);
+        let sent = internal::send_volume(&peer, plan, src, &mut base, rep)
+            .await
+            .map_err(before)?;
+        rep.stage(MoveStage::Verify);
+        internal::commit(&peer, plan, &sent).await.map_err(before)?;
+    }
+    journal(d, &plan.id, MoveStep::Synced, "")
+        .await
+        .map_err(before)?;
+
+    rep.stage(MoveStage::Switch);
+    ctx.switch_proposed = true;
+    d.write(db::Command::SwitchMoveOwner {
+        id: plan.id.clone(),
+        now: ops::now_rfc3339(),
+    })
+    .await
+    .map_err(before)?;
+    tracing::info!(move_id = %plan.id, instance = %plan.rec.name, target = %plan.target, "ownership switched");
+    finish(d, plan, rep).await.map_err(Failure::AfterSwitch)
+}
+
+/// After the switch: the target starts the instance (if it is to run) once its DB shows
+/// the switch, then the source copy goes and the move is done. Returns whether it runs.
+///
+/// The source copy is deleted only after the target confirmed it sees itself as the owner,
+/// so a target that lost what it received can never leave the instance without data.
+pub(super) async fn finish(d: &Daemon, plan: &Plan, rep: &mut Reporter) -> ApiResult<bool> {
+    let peer = Peer::connect(d, &plan.target).await?;
+    rep.stage(MoveStage::Starting);
+    let started = internal::finish(&peer, plan).await;
+    let running = match started {
+        Ok(running) => running,
+        Err(e) if e.status == axum::http::StatusCode::SERVICE_UNAVAILABLE => {
+            return Err(ApiError {
+                status: e.status,
+                message: format!(
+                    "Instance {:?} now belongs to {:?}, which did not confirm it: {}",
+                    plan.rec.name, plan.target, e.message
+                ),
+            });
+        }
+        Err(e) => {
+            // The target has the instance but could not start it: the move itself holds.
+            tracing::warn!(move_id = %plan.id, error = %e.message, "instance did not start on the target");
+            journal(d, &plan.id, MoveStep::TargetStarted, &e.message).await?;
+            cleanup_source(d, plan, rep).await?;
+            journal(d, &plan.id, MoveStep::Done, &e.message).await?;
+            return Err(ApiError::internal(format!(
+                "Instance {:?} moved to {:?} but did not start there: {}",
+                plan.rec.name, plan.target, e.message
+            )));
+        }
+    };
+    journal(d, &plan.id, MoveStep::TargetStarted, "").await?;
+    cleanup_source(d, plan, rep).await?;
+    journal(d, &plan.id, MoveStep::Done, "").await?;
+    d.bus.lifecycle(
+        "instance-migrated",
+        crate::instances::url(&plan.rec.name),
+        &plan.rec.project,
+        Some(serde_json::json!({"source": plan.source, "target": plan.target})),
+    );
+    Ok(running)
+}
+
+/// Deletes what the source keeps of a moved instance: its volume (member-local pools
+/// only) and its runtime files.
+pub(super) async fn cleanup_source(d: &Daemon, plan: &Plan, rep: &mut Reporter) -> ApiResult<()> {
+    rep.stage(MoveStage::Cleanup);
+    let id = plan.volume();
+    if let Err(e) = d.driver.state(&id).await {
+        tracing::warn!(instance = %plan.rec.name, error = %e, "runtime leftovers not cleaned");
+    }
+    if plan.copy_data {
+        crate::volumes::delete(d, &plan.pool, &plan.rec).await?;
+    }
+    let run_dir = d.paths.run.join(&id);
+    if let Err(e) = tokio::fs::remove_dir_all(&run_dir).await
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(instance = %plan.rec.name, error = %e, "runtime files not removed");
+    }
+    Ok(())
+}
+
+/// How an undo ended.
+pub(super) enum Undo {
+    /// The instance is whole on the source, in its power state; the move is failed.
+    Undone,
+    /// The switch had committed: the move must be finished instead.
+    Switched,
+    /// The journal could not be written: nobody can tell yet whether the switch holds.
+    Unknown(String),
+}
+
+/// Undoes a move before its switch: fences the switch out (when it may have been proposed),
+/// discards the target's staging, starts the instance again if it ran, and journals the
+/// failure with `cause`.
+pub(super) async fn undo(d: &Daemon, plan: &Plan, switch_proposed: bool, cause: &str) -> Undo {
+    if switch_proposed || plan.copy_data {
+        match fence(d, &plan.id, cause).await {
+            Fence::Held => {}
+            Fence::Switched => return Undo::Switched,
+            Fence::Unknown(why) => return Undo::Unknown(why),
+        }
+    }
+    if plan.copy_data {
+        match Peer::connect(d, &plan.target).await {
+            Ok(peer) => {
+                if let Err(e) = internal::discard(&peer, plan).await {
+                    // The target removes staging of aborted moves when it next starts.
+                    tracing::warn!(move_id = %plan.id, error = %e.message, "target staging not discarded");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(move_id = %plan.id, error = %e.message, "target unreachable for discard");
+            }
+        }
+    }
+    if plan.was_running && !is_running(d, &plan.rec.project, &plan.rec.name) {
+        match crate::instances::load(d, &plan.rec.project, &plan.rec.name).await {
+            Ok(rec) => {
+                if let Err(e) = start_instance(d, &rec).await {
+                    tracing::warn!(instance = %plan.rec.name, error = %e.message, "restart on the source failed");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(instance = %plan.rec.name, error = %e.message, "instance not found to restart")
+            }
+        }
+    }
+    if let Err(e) = journal(d, &plan.id, MoveStep::Failed, cause).await {
+        tracing::warn!(move_id = %plan.id, error = %e.message, "failed move not journaled");
+    }
+    Undo::Undone
+}
+
+/// The outcome of fencing a switch out.
+pub(super) enum Fence {
+    /// The move is aborted: no switch can commit any more.
+    Held,
+    /// The switch committed first.
+    Switched,
+    /// Neither could be established.
+    Unknown(String),
+}
+
+/// Journals [`MoveStep::Aborted`] so that a switch still in flight can never commit; learns
+/// which of the two won when the write is refused.
+pub(super) async fn fence(d: &Daemon, id: &str, cause: &str) -> Fence {
+    let deadline = Instant::now() + FENCE_DEADLINE;
+    loop {
+        let written = journal(d, id, MoveStep::Aborted, cause).await;
+        let owned = id.to_string();
+        let now = d.read(move |c| db::moves::get(c, &owned)).await;
+        match (written, now) {
+            (_, Ok(Some(rec))) if rec.step.is_switched() => return Fence::Switched,
+            (Ok(()), _) => return Fence::Held,
+            (_, Ok(Some(rec))) if matches!(rec.step, MoveStep::Aborted | MoveStep::Failed) => {
+                return Fence::Held;
+            }
+            (Err(e), _) if Instant::now() >= deadline => return Fence::Unknown(e.message),
+            (Err(e), _) => {
+                tracing::warn!(move_id = %id, error = %e.message, "abort not journaled yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
+/// The report of move `rec`, journaled already: its outcome when it ended.
+pub(super) async fn outcome_of(d: &Daemon, rec: MoveRecord) -> ApiResult<MoveReport> {
+    match rec.step {
+        MoveStep::Done => {
+            let running = crate::instances::load(d, &rec.project, &rec.instance)
+                .await
+                .map(|r| {
+                    r.config
+                        .get("volatile.last_state.power")
+                        .map(String::as_str)
+                        == Some("RUNNING")
+                })
+                .unwrap_or(false);
+            Ok(MoveReport {
+                id: rec.id,
+                instance: rec.instance,
+                source: rec.source,
+                target: rec.target,
+                copied_data: rec.copy_data,
+                bytes_sent: 0,
+                running,
+                downtime_ms: None,
+                total_ms: 0,
+            })
+        }
+        MoveStep::Failed => Err(ApiError::internal(format!(
+            "Move {} failed: {}",
+            rec.id, rec.error
+        ))),
+        _ => Err(ApiError::conflict(format!(
+            "Move {} is still in progress (step {})",
+            rec.id,
+            rec.step.as_str()
+        ))),
+    }
+}

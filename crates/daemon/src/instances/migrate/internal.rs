@@ -1,0 +1,577 @@
+//! The target's side of a move: member-only routes under `/internal/moves/`, and the
+//! source's calls to them.
+//!
+//! | route | what the target does |
+//! |---|---|
+//! | `GET  /internal/moves/check` | answers whether it can take the instance; changes nothing |
+//! | `POST /internal/moves/{id}/prepare` | makes an empty staging directory on its pool |
+//! | `PUT  /internal/moves/{id}/data` | receives a transfer stream (full or delta) into staging |
+//! | `POST /internal/moves/{id}/commit` | checks what it holds against the sender's counts, syncs, puts the volume in place |
+//! | `POST /internal/moves/{id}/discard` | removes staging, and the volume it put in place unless the move switched |
+//! | `POST /internal/moves/{id}/finish` | waits until its DB shows it owns the instance, starts it if asked |
+//!
+//! Every route admits only requests whose client certificate is a cluster member's.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::checks::Plan;
+use super::progress::Reporter;
+use crate::cluster::peer::Peer;
+use crate::error::{ApiError, ApiResult};
+use crate::instances::{runtime_id, runtime_status};
+use crate::routes::sync;
+use crate::state::Daemon;
+
+/// A transfer that sends nothing for this long has stalled: the move fails.
+const STALL: Duration = Duration::from_secs(30);
+/// How long a control call (prepare, commit, discard) may take.
+const CONTROL_DEADLINE: Duration = Duration::from_secs(120);
+/// How long a finish may take: waiting for the DB, then a start.
+const FINISH_DEADLINE: Duration = Duration::from_secs(90);
+
+/// What the target needs to know of a move on every call.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MoveQuery {
+    /// Project of the instance.
+    pub project: String,
+    /// Instance name.
+    pub instance: String,
+    /// Pool of its root disk.
+    pub pool: String,
+    /// Whether data is copied (member-local pool).
+    #[serde(default)]
+    pub copy: bool,
+    /// Start it once the target owns it (finish only).
+    #[serde(default)]
+    pub start: bool,
+    /// Its base image, which the target fetches before it takes the volume (`""`: none).
+    #[serde(default)]
+    pub image: String,
+}
+
+impl MoveQuery {
+    fn of(plan: &Plan) -> Self {
+        Self {
+            project: plan.rec.project.clone(),
+            instance: plan.rec.name.clone(),
+            pool: plan.pool.clone(),
+            copy: plan.copy_data,
+            start: plan.start_after,
+            image: plan
+                .rec
+                .config
+                .get("volatile.base_image")
+                .cloned()
+                .unwrap_or_default(),
+        }
+    }
+
+    fn encode(&self) -> String {
+        let mut q = format!(
+            "project={}&instance={}&pool={}&copy={}&start={}",
+            enc(&self.project),
+            enc(&self.instance),
+            enc(&self.pool),
+            self.copy,
+            self.start
+        );
+        if !self.image.is_empty() {
+            q.push_str("&image=");
+            q.push_str(&enc(&self.image));
+        }
+        q
+    }
+
+    fn volume(&self) -> String {
+        runtime_id(&self.project, &self.instance)
+    }
+}
+
+/// Percent-encodes everything but unreserved characters.
+fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// What the target received in one transfer, as it verified it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Received {
+    /// Entries applied.
+    pub entries: u64,
+    /// File bytes written.
+    pub bytes: u64,
+    /// Deletions applied.
+    pub deleted: u64,
+}
+
+/// What the target answers to a finish.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Finished {
+    running: bool,
+}
+
+/// The member-only routes of moves.
+pub fn routes(d: Daemon) -> Router {
+    Router::new()
+        .route("/internal/moves/check", get(check))
+        .route("/internal/moves/{id}/prepare", post(prepare_route))
+        .route("/internal/moves/{id}/data", put(data_route))
+        .route("/internal/moves/{id}/commit", post(commit_route))
+        .route("/internal/moves/{id}/discard", post(discard_route))
+        .route("/internal/moves/{id}/finish", post(finish_route))
+        .layer(axum::middleware::from_fn_with_state(
+            d.clone(),
+            members_only,
+        ))
+        .with_state(d)
+}
+
+/// Refuses a request whose client certificate is not a cluster member's.
+async fn members_only(State(d): State<Daemon>, request: Request, next: Next) -> Response {
+    let fingerprint = request
+        .extensions()
+        .get::<tls::Peer>()
+        .and_then(|p| p.fingerprint.clone());
+    let store = d.store.clone();
+    let admitted = match fingerprint {
+        Some(fp) => {
+            tokio::task::spawn_blocking(move || crate::cluster::is_member_fingerprint(&store, &fp))
+                .await
+                .unwrap_or(false)
+        }
+        None => false,
+    };
+    if admitted {
+        next.run(request).await
+    } else {
+        crate::auth::not_authorized().into_response()
+    }
+}
+
+/// A move id is a UUID: never a path.
+fn check_id(id: &str) -> ApiResult<()> {
+    uuid::Uuid::parse_str(id)
+        .map(drop)
+        .map_err(|_| ApiError::bad_request(format!("Invalid move id {id:?}")))
+}
+
+/// The staging directory of move `id` on `pool`: under the pool's volume directory with
+/// the pool's temporary prefix, so a restart of the daemon removes it with the pool's other
+/// leftovers.
+fn staging(pool: &storage::DirPool, id: &str) -> PathBuf {
+    pool.source()
+        .join("containers")
+        .join(format!(".tmp-move-{id}"))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f).await?
+}
+
+// ---- target side ----
+
+async fn check(State(d): State<Daemon>, Query(q): Query<MoveQuery>) -> ApiResult<Response> {
+    crate::instances::check_member_accepts(&d)
+        .await
+        .map_err(|_| ApiError::bad_request("The destination cluster member is evacuated"))?;
+    let pool = crate::volumes::pool(&d, &q.pool).await.map_err(|e| {
+        ApiError::bad_request(format!(
+            "The destination cluster member lacks storage pool {:?}: {}",
+            q.pool, e.message
+        ))
+    })?;
+    if q.copy && pool.volume_exists(&q.volume()) {
+        return Err(ApiError::conflict(format!(
+            "The destination cluster member already has a volume for instance {:?}",
+            q.instance
+        )));
+    }
+    Ok(sync(serde_json::json!({})))
+}
+
+async fn prepare_route(
+    State(d): State<Daemon>,
+    Path(id): Path<String>,
+    Query(q): Query<MoveQuery>,
+) -> ApiResult<Response> {
+    check_id(&id)?;
+    if !q.image.is_empty() {
+        crate::image_share::ensure_local(&d, &q.image).await?;
+    }
+    let pool = crate::volumes::pool(&d, &q.pool).await?;
+    let volume = q.volume();
+    blocking(move || {
+        if pool.volume_exists(&volume) {
+            return Err(ApiError::conflict(format!(
+                "The destination cluster member already has volume {volume:?}"
+            )));
+        }
+        let dir = staging(&pool, &id);
+        remove_tree(&dir)?;
+        std::fs::create_dir(&dir)
+            .map_err(|e| ApiError::internal(format!("create {}: {e}", dir.display())))?;
+        Ok(())
+    })
+    .await?;
+    Ok(sync(serde_json::json!({})))
+}
+
+async fn data_route(
+    State(d): State<Daemon>,
+    Path(id): Path<String>,
+    Query(q): Query<MoveQuery>,
+    body: Body,
+) -> ApiResult<Response> {
+    check_id(&id)?;
+    let pool = crate::volumes::pool(&d, &q.pool).await?;
+    let dir = staging(&pool, &id);
+    if !dir.is_dir() {
+        return Err(ApiError::not_found(format!(
+            "No staging for move {id}: it was discarded"
+        )));
+    }
+    let summary = storage::transfer::receive_stream(dir, body.into_data_stream())
+        .await
+        .map_err(|e| ApiError::internal(format!("Failed to receive the volume: {}", chain(&e))))?;
+    Ok(sync(Received {
+        entries: summary.entries,
+        bytes: summary.bytes,
+        deleted: summary.deleted,
+    }))
+}
+
+/// An error and its causes, one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+async fn commit_route(
+    State(d): State<Daemon>,
+    Path(id): Path<String>,
+    Query(q): Query<MoveQuery>,
+) -> ApiResult<Response> {
+    check_id(&id)?;
+    let pool = crate::volumes::pool(&d, &q.pool).await?;
+    let volume = q.volume();
+    let move_id = id.clone();
+    blocking(move || {
+        let dir = staging(&pool, &move_id);
+        if !dir.is_dir() {
+            return Err(ApiError::not_found(format!(
+                "No staging for move {move_id}: it was discarded"
+            )));
+        }
+        sync_fs(&dir)?;
+        let target = pool.volume_path(&volume);
+        if std::fs::symlink_metadata(&target).is_ok() {
+            return Err(ApiError::conflict(format!(
+                "The destination cluster member already has volume {volume:?}"
+            )));
+        }
+        std::fs::rename(&dir, &target)
+            .map_err(|e| ApiError::internal(format!("rename {}: {e}", dir.display())))?;
+        Ok(())
+    })
+    .await?;
+    tracing::info!(move_id = %id, instance = %q.instance, "moved volume in place");
+    Ok(sync(serde_json::json!({})))
+}
+
+/// Flushes the filesystem holding `path` to disk.
+fn sync_fs(path: &std::path::Path) -> ApiResult<()> {
+    let f = std::fs::File::open(path)
+        .map_err(|e| ApiError::internal(format!("open {}: {e}", path.display())))?;
+    rustix::fs::syncfs(&f).map_err(|e| ApiError::internal(format!("sync {}: {e}", path.display())))
+}
+
+fn remove_tree(path: &std::path::Path) -> ApiResult<()> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ApiError::internal(format!(
+            "remove {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+async fn discard_route(
+    State(d): State<Daemon>,
+    Path(id): Path<String>,
+    Query(q): Query<MoveQuery>,
+) -> ApiResult<Response> {
+    check_id(&id)?;
+    discard_local(&d, &id, &q).await?;
+    Ok(sync(serde_json::json!({})))
+}
+
+/// Removes what this member (the target) holds of move `id`: its staging, and the volume
+/// it put in place — only after a linearizable read shows the move did not switch, so the
+/// only copy of an instance that now belongs here is never removed.
+pub(super) async fn discard_local(d: &Daemon, id: &str, q: &MoveQuery) -> ApiResult<()> {
+    if !q.copy {
+        return Ok(());
+    }
+    d.replicator().ensure_linearizable().await?;
+    let owned = id.to_string();
+    let rec = d.read(move |c| db::moves::get(c, &owned)).await?;
+    if rec.as_ref().is_some_and(|r| r.step.is_switched()) {
+        return Err(ApiError::conflict(format!(
+            "Move {id} has switched ownership: nothing to discard"
+        )));
+    }
+    let (p, n, me) = (q.project.clone(), q.instance.clone(), d.member());
+    let owner = d
+        .read(move |c| db::instances::get(c, &p, &n))
+        .await?
+        .map(|r| r.member);
+    let pool = crate::volumes::pool(d, &q.pool).await?;
+    let volume = q.volume();
+    let drop_volume = owner.as_deref() != Some(me.as_str());
+    let id = id.to_string();
+    blocking(move || {
+        remove_tree(&staging(&pool, &id))?;
+        if drop_volume {
+            remove_tree(&pool.volume_path(&volume))?;
+        }
+        Ok(())
+    })
+    .await?;
+    tracing::info!(move_id = %id_for_log(q), "discarded what the target held of a move");
+    Ok(())
+}
+
+fn id_for_log(q: &MoveQuery) -> String {
+    format!("{}/{}", q.project, q.instance)
+}
+
+async fn finish_route(
+    State(d): State<Daemon>,
+    Path(id): Path<String>,
+    Query(q): Query<MoveQuery>,
+) -> ApiResult<Response> {
+    check_id(&id)?;
+    let running = finish_local(&d, &q).await?;
+    Ok(sync(Finished { running }))
+}
+
+/// Waits until this member's DB shows it owns the instance, then starts it if `q.start`
+/// and it is not running. Returns whether it runs.
+pub(super) async fn finish_local(d: &Daemon, q: &MoveQuery) -> ApiResult<bool> {
+    let deadline = Instant::now() + super::CATCH_UP;
+    let me = d.member();
+    loop {
+        let (p, n) = (q.project.clone(), q.instance.clone());
+        let owner = d
+            .read(move |c| db::instances::get(c, &p, &n))
+            .await?
+            .map(|r| r.member);
+        if owner.as_deref() == Some(me.as_str()) {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Err(ApiError::conflict(format!(
+                "Instance {:?} does not belong to {me:?} (its DB says {owner:?})",
+                q.instance
+            )));
+        }
+        let _ = d.replicator().ensure_linearizable().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let id = runtime_id(&q.project, &q.instance);
+    let lock = d.instance_lock(&id);
+    let _guard = lock.lock().await;
+    let running = runtime_status(d, &id) == api::InstanceStatus::Running;
+    if !q.start || running {
+        return Ok(running);
+    }
+    let rec = crate::instances::load(d, &q.project, &q.instance).await?;
+    crate::instances::lifecycle::start_instance(d, &rec).await?;
+    Ok(true)
+}
+
+// ---- source side ----
+
+/// The query of the pre-move check of `plan`.
+pub(super) fn check_path(plan: &Plan) -> String {
+    format!("/internal/moves/check?{}", MoveQuery::of(plan).encode())
+}
+
+fn path(plan: &Plan, what: &str) -> String {
+    format!(
+        "/internal/moves/{}/{what}?{}",
+        plan.id,
+        MoveQuery::of(plan).encode()
+    )
+}
+
+async fn control(peer: &Peer, plan: &Plan, what: &str) -> ApiResult<serde_json::Value> {
+    peer.request_within(
+        reqwest::Method::POST,
+        &path(plan, what),
+        None,
+        CONTROL_DEADLINE,
+    )
+    .await?
+    .into_sync()
+}
+
+/// Asks the target to make an empty staging directory.
+pub(super) async fn prepare(peer: &Peer, plan: &Plan) -> ApiResult<()> {
+    control(peer, plan, "prepare").await.map(drop)
+}
+
+/// Asks the target to check what it received against `sent` and put the volume in place.
+pub(super) async fn commit(peer: &Peer, plan: &Plan, sent: &Received) -> ApiResult<()> {
+    tracing::debug!(move_id = %plan.id, ?sent, "last pass received; committing");
+    control(peer, plan, "commit").await.map(drop)
+}
+
+/// Asks the target to remove what it holds of the move.
+pub(super) async fn discard(peer: &Peer, plan: &Plan) -> ApiResult<()> {
+    control(peer, plan, "discard").await.map(drop)
+}
+
+/// Asks the target to take the instance over (and start it if it is to run); returns
+/// whether it runs there.
+pub(super) async fn finish(peer: &Peer, plan: &Plan) -> ApiResult<bool> {
+    let v = peer
+        .request_within(
+            reqwest::Method::POST,
+            &path(plan, "finish"),
+            None,
+            FINISH_DEADLINE,
+        )
+        .await?
+        .into_sync::<Finished>()?;
+    Ok(v.running)
+}
+
+/// Streams the volume (`base`: `None` for everything, else what changed since the send
+/// that returned it) to the target's staging; on success `base` holds the new manifest.
+/// Checks that the target received exactly what was sent.
+pub(super) async fn send_volume(
+    peer: &Peer,
+    plan: &Plan,
+    src: PathBuf,
+    base: &mut Option<storage::transfer::Manifest>,
+    rep: &mut Reporter,
+) -> ApiResult<Received> {
+    let (stream, sender) = storage::transfer::send_stream(src, base.take());
+    let counter = Arc::new(AtomicU64::new(0));
+    let seen = counter.clone();
+    let stream = stream.inspect(move |item| {
+        if let Ok(b) = item {
+            seen.fetch_add(b.len() as u64, Ordering::Relaxed);
+        }
+    });
+    let request = peer
+        .client()
+        .put(peer.url(&path(plan, "data")))
+        .header(crate::cluster::peer::FORWARDED_HEADER, "1")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send();
+    let mut request = std::pin::pin!(request);
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let (mut last, mut last_change) = (0u64, Instant::now());
+    let answer = loop {
+        tokio::select! {
+            r = &mut request => break r,
+            _ = tick.tick() => {
+                let now = counter.load(Ordering::Relaxed);
+                rep.sent(now);
+                if now != last {
+                    (last, last_change) = (now, Instant::now());
+                } else if last_change.elapsed() > STALL {
+                    sender.abort();
+                    return Err(ApiError::internal(format!(
+                        "Transfer to {} stalled for {}s", peer.name(), STALL.as_secs()
+                    )));
+                }
+            }
+        }
+    };
+    rep.sent(counter.load(Ordering::Relaxed));
+    let received = match answer {
+        Ok(resp) => {
+            let status = resp.status();
+            let bytes = resp.bytes().await.map_err(|e| link_broken(peer, &e))?;
+            decode_received(peer, status, &bytes)
+        }
+        Err(e) => Err(link_broken(peer, &e)),
+    };
+    let sent = sender
+        .await
+        .map_err(|e| ApiError::internal(format!("transfer task failed: {e}")))?;
+    // The target's error says why (disk full, checksum); it comes first.
+    let received = received?;
+    let sent =
+        sent.map_err(|e| ApiError::internal(format!("Failed to send the volume: {}", chain(&e))))?;
+    if sent.entries != received.entries || sent.bytes != received.bytes {
+        return Err(ApiError::internal(format!(
+            "Transfer mismatch: sent {} entries and {} bytes, {} received {} and {}",
+            sent.entries,
+            sent.bytes,
+            peer.name(),
+            received.entries,
+            received.bytes
+        )));
+    }
+    *base = Some(sent.manifest);
+    Ok(received)
+}
+
+fn link_broken(peer: &Peer, e: &reqwest::Error) -> ApiError {
+    ApiError::internal(format!(
+        "Transfer to cluster member {} broke: {}",
+        peer.name(),
+        chain(e)
+    ))
+}
+
+fn decode_received(peer: &Peer, status: reqwest::StatusCode, bytes: &[u8]) -> ApiResult<Received> {
+    let env: api::Response<serde_json::Value> = serde_json::from_slice(bytes).map_err(|_| {
+        ApiError::internal(format!(
+            "Transfer to cluster member {} failed ({status}): {}",
+            peer.name(),
+            String::from_utf8_lossy(bytes).trim()
+        ))
+    })?;
+    match env.kind {
+        api::ResponseType::Sync => serde_json::from_value(env.metadata)
+            .map_err(|e| ApiError::internal(format!("unexpected transfer answer: {e}"))),
+        _ => Err(ApiError::internal(format!(
+            "Cluster member {}: {}",
+            peer.name(),
+            env.error
+        ))),
+    }
+}

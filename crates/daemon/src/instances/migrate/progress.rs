@@ -1,0 +1,185 @@
+//! A move's progress, as the operation's metadata shows it.
+
+use std::time::Instant;
+
+/// The stage a move is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MoveStage {
+    /// Copying the volume while the instance still runs.
+    Precopy,
+    /// Stopping the instance on the source.
+    Stopping,
+    /// Sending what changed since the pre-copy (or everything, for a stopped instance).
+    Sync,
+    /// The target checks what it received and puts the volume in place.
+    Verify,
+    /// Handing the instance to the target in the DB.
+    Switch,
+    /// Starting the instance on the target.
+    Starting,
+    /// Deleting the source copy.
+    Cleanup,
+    /// Undoing a failed move.
+    Rollback,
+}
+
+impl MoveStage {
+    /// LXD-style words for the stage.
+    fn words(self) -> &'static str {
+        match self {
+            Self::Precopy => "Transferring instance (pre-copy)",
+            Self::Stopping => "Stopping instance",
+            Self::Sync => "Transferring instance",
+            Self::Verify => "Verifying transfer",
+            Self::Switch => "Switching ownership",
+            Self::Starting => "Starting instance",
+            Self::Cleanup => "Removing source copy",
+            Self::Rollback => "Rolling back",
+        }
+    }
+}
+
+/// Where a move stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MoveProgress {
+    /// The instance.
+    pub instance: String,
+    /// The current stage.
+    pub stage: MoveStage,
+    /// Bytes sent to the target so far (both passes).
+    pub bytes_sent: u64,
+    /// Bytes per second over the current transfer pass.
+    pub speed: u64,
+}
+
+impl MoveProgress {
+    /// The operation metadata: LXD's `fs_progress` string (`"c1: 41.94MB (20.97MB/s)"`,
+    /// which `lxc` shows) plus the structured fields.
+    pub fn metadata(&self) -> serde_json::Value {
+        let text = match self.stage {
+            MoveStage::Precopy | MoveStage::Sync => format!(
+                "{}: {}: {} ({}/s)",
+                self.stage.words(),
+                self.instance,
+                human(self.bytes_sent),
+                human(self.speed)
+            ),
+            stage => format!("{}: {}", stage.words(), self.instance),
+        };
+        serde_json::json!({
+            "fs_progress": text,
+            "move_stage": self.stage,
+            "move_bytes_sent": self.bytes_sent,
+            "move_speed": self.speed,
+        })
+    }
+}
+
+/// LXD's decimal units (`41.94MB`).
+pub(super) fn human(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit < UNITS.len() - 1 {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{v:.2}{}", UNITS[unit])
+    }
+}
+
+/// Reports progress through an optional callback, rate-limited for transfer updates.
+pub(super) struct Reporter {
+    progress: MoveProgress,
+    callback: Option<super::ProgressFn>,
+    pass_started: Instant,
+    pass_base: u64,
+    last: Option<Instant>,
+}
+
+impl Reporter {
+    pub(super) fn new(instance: &str, callback: Option<super::ProgressFn>) -> Self {
+        Self {
+            progress: MoveProgress {
+                instance: instance.to_string(),
+                stage: MoveStage::Precopy,
+                bytes_sent: 0,
+                speed: 0,
+            },
+            callback,
+            pass_started: Instant::now(),
+            pass_base: 0,
+            last: None,
+        }
+    }
+
+    /// Enters `stage` and reports it.
+    pub(super) fn stage(&mut self, stage: MoveStage) {
+        self.progress.stage = stage;
+        self.progress.speed = 0;
+        self.pass_started = Instant::now();
+        self.pass_base = self.progress.bytes_sent;
+        self.emit();
+    }
+
+    /// Records that `total` bytes of the current pass were sent; reports at most 4 times
+    /// a second.
+    pub(super) fn sent(&mut self, pass_bytes: u64) {
+        self.progress.bytes_sent = self.pass_base + pass_bytes;
+        let secs = self.pass_started.elapsed().as_secs_f64();
+        if secs > 0.0 {
+            self.progress.speed = (pass_bytes as f64 / secs) as u64;
+        }
+        if self
+            .last
+            .is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(250))
+        {
+            self.emit();
+        }
+    }
+
+    /// Bytes sent so far.
+    pub(super) fn bytes_sent(&self) -> u64 {
+        self.progress.bytes_sent
+    }
+
+    fn emit(&mut self) {
+        self.last = Some(Instant::now());
+        if let Some(cb) = &self.callback {
+            cb(&self.progress);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_like_lxds() {
+        assert_eq!(human(999), "999B");
+        assert_eq!(human(41_940_000), "41.94MB");
+        assert_eq!(human(1_500_000_000), "1.50GB");
+    }
+
+    #[test]
+    fn transfer_metadata_has_the_progress_string_and_fields() {
+        let p = MoveProgress {
+            instance: "c1".into(),
+            stage: MoveStage::Sync,
+            bytes_sent: 20_000_000,
+            speed: 10_000_000,
+        };
+        let m = p.metadata();
+        assert_eq!(
+            m["fs_progress"],
+            "Transferring instance: c1: 20.00MB (10.00MB/s)"
+        );
+        assert_eq!(m["move_stage"], "sync");
+        assert_eq!(m["move_bytes_sent"], 20_000_000);
+    }
+}
