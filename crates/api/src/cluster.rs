@@ -108,3 +108,65 @@ pub struct ClusterMember {
     /// `"x86_64"`.
     pub architecture: String,
 }
+
+/// `PUT /1.0/cluster/members/{name}`: the fields of a member a client may change (PATCH
+/// takes any subset).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClusterMemberPut {
+    /// Member config (`{"scheduler.instance": "manual"}`).
+    pub config: ConfigMap,
+    /// Free text.
+    pub description: String,
+    /// `"default"`.
+    pub failure_domain: String,
+    /// `["default", "gpu"]`.
+    #[serde(deserialize_with = "crate::de::null_default")]
+    pub groups: Vec<String>,
+    /// `["database"]`: the database roles follow the Raft group and cannot be changed
+    /// here; they are accepted when unchanged.
+    #[serde(deserialize_with = "crate::de::null_default")]
+    pub roles: Vec<String>,
+}
+
+/// `GET /1.0/cluster/groups/{name}` (API extension `clustering_groups`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterGroup {
+    /// `"default"`.
+    pub name: String,
+    /// `"Default cluster group"`.
+    pub description: String,
+    /// Its members' names (`["m1", "m2"]`).
+    pub members: Vec<String>,
+}
+
+/// `POST /1.0/cluster/groups`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClusterGroupsPost {
+    /// `"gpu"`.
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Members to put in it (`["m2"]`).
+    #[serde(deserialize_with = "crate::de::null_default")]
+    pub members: Vec<String>,
+}
+
+/// `PUT /1.0/cluster/groups/{name}` (PATCH takes any subset).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClusterGroupPut {
+    /// Free text.
+    pub description: String,
+    /// Its members, replacing the current ones.
+    #[serde(deserialize_with = "crate::de::null_default")]
+    pub members: Vec<String>,
+}
+
+/// `POST /1.0/cluster/groups/{name}`: rename.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterGroupPost {
+    /// The new name.
+    pub name: String,
+}

@@ -36,4 +36,14 @@ pub const API_EXTENSIONS: &[&str] = &[
     "cluster_evacuation_plan",
     // drover: `parallel` and `parallel_per_target` in that request.
     "cluster_evacuation_parallel",
+    // `PUT`/`PATCH /1.0/cluster/members/{name}` (`lxc cluster edit`, `group assign`).
+    "clustering_edit_roles",
+    // `failure_domain` in that request.
+    "clustering_failure_domains",
+    // `description` in that request.
+    "clustering_description",
+    // `config` in that request (`scheduler.instance`, `user.*`).
+    "clustering_config",
+    // `/1.0/cluster/groups`, `groups` of a member, `--target @group`.
+    "clustering_groups",
 ];

@@ -259,6 +259,8 @@ pub async fn run(cfg: Config, bus: ops::EventBus) -> anyhow::Result<()> {
         .context("re-attach instances")?;
 
     d.https.start_from_config(&d).await;
+    let reporter = d.clone();
+    tokio::spawn(async move { cluster::version::report(&reporter).await });
     instances::migrate::recover::spawn(&d);
 
     let listener = bind(&paths.socket).await?;

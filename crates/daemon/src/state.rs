@@ -119,7 +119,11 @@ impl Daemon {
     }
 
     /// Commits one DB command through the Raft leader and returns once it is applied.
+    ///
+    /// Refused while this member's binary is behind the cluster's schema
+    /// ([`crate::cluster::version::check_writable`]).
     pub async fn write(&self, cmd: db::Command) -> ApiResult<()> {
+        crate::cluster::version::check_writable(self).await?;
         Ok(self.replicator().propose(cmd).await?)
     }
 
@@ -146,6 +150,7 @@ impl Daemon {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = name.to_string();
         self.ops.set_location(name);
+        self.bus.set_location(name);
     }
 
     /// The lock of instance `id`.

@@ -113,6 +113,19 @@ fn open_db(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// Runs `write` with `synchronous=OFF`: its commit is not synced by itself, only by the
+/// next synced one. `synchronous=FULL` is back when this returns, or the process aborts
+/// (a connection left unsynced must not acknowledge any append).
+fn unsynced(conn: &mut Connection, write: impl FnOnce(&Connection) -> Result<()>) -> Result<()> {
+    conn.pragma_update(None, "synchronous", "OFF")?;
+    let outcome = write(conn);
+    if let Err(e) = conn.pragma_update(None, "synchronous", "FULL") {
+        tracing::error!(error = %e, "cannot make the raft log synchronous again");
+        std::process::abort();
+    }
+    outcome
+}
+
 fn get_meta<T: DeserializeOwned>(conn: &Connection, key: &str) -> Result<Option<T>> {
     let text: Option<String> = conn
         .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
@@ -299,8 +312,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         committed: Option<LogId<u64>>,
     ) -> std::result::Result<(), StorageError<u64>> {
         self.worker
-            .call(move |conn| set_meta(conn, COMMITTED, &committed))
-            .await
+            .submit(Box::new(move |conn| {
+                let outcome = unsynced(conn, |conn| set_meta(conn, COMMITTED, &committed));
+                if let Err(e) = outcome {
+                    tracing::warn!(error = %e, "recording the raft committed id failed");
+                }
+            }))
             .map_err(storage_error(StorageIOError::write))
     }
 

@@ -1,9 +1,10 @@
-//! `drover cluster enable|add|join|list|show`.
+//! `drover cluster enable|add|join|list|show|info|remove|list-tokens|revoke-token` and
+//! `drover cluster group create|list|show|assign|delete|rename`.
 
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use api::cluster::{ClusterJoinToken, ClusterPut};
+use api::cluster::{ClusterGroupsPost, ClusterJoinToken, ClusterMemberPut, ClusterPut};
 use base64::Engine;
 use client::Client;
 
@@ -56,6 +57,65 @@ pub enum ClusterCommand {
     RevokeToken {
         /// The name the token was issued for.
         name: String,
+    },
+    /// Show the cluster as this member sees it (`GET /1.0/cluster`) as YAML.
+    Info,
+    /// Remove a member from the cluster.
+    #[command(alias = "rm")]
+    Remove {
+        /// Member name.
+        name: String,
+        /// Remove it even though it still holds instances (they are forgotten).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Manage cluster groups.
+    #[command(subcommand)]
+    Group(GroupCommand),
+}
+
+/// `cluster group` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum GroupCommand {
+    /// Create a cluster group.
+    Create {
+        /// Group name.
+        name: String,
+        /// Free text.
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List the cluster groups.
+    #[command(alias = "ls")]
+    List {
+        /// Output format.
+        #[arg(short = 'f', long = "format", value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Show a cluster group as YAML.
+    Show {
+        /// Group name.
+        name: String,
+    },
+    /// Make a member belong to exactly these groups (comma-separated).
+    Assign {
+        /// Member name.
+        member: String,
+        /// Groups, comma-separated (`default,fast`).
+        groups: String,
+    },
+    /// Delete an empty cluster group.
+    #[command(alias = "rm")]
+    Delete {
+        /// Group name.
+        name: String,
+    },
+    /// Rename a cluster group.
+    Rename {
+        /// Current name.
+        name: String,
+        /// New name.
+        new_name: String,
     },
 }
 
@@ -168,6 +228,68 @@ pub async fn run(client: &Client, cmd: ClusterCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("no pending join token for {name:?} on this member"))?;
             client.cancel_operation(&token.operation).await?;
             println!("Join token for {name} revoked");
+        }
+        ClusterCommand::Info => print!("{}", yaml(&client.cluster().await?)?),
+        ClusterCommand::Remove { name, force } => {
+            client.delete_cluster_member(&name, force).await?;
+            println!("Member {name} removed");
+        }
+        ClusterCommand::Group(cmd) => group(client, cmd).await?,
+    }
+    Ok(())
+}
+
+/// Run a `cluster group` subcommand.
+async fn group(client: &Client, cmd: GroupCommand) -> anyhow::Result<()> {
+    match cmd {
+        GroupCommand::Create { name, description } => {
+            let req = ClusterGroupsPost {
+                name: name.clone(),
+                description,
+                members: Vec::new(),
+            };
+            client.create_cluster_group(&req).await?;
+            println!("Cluster group {name} created");
+        }
+        GroupCommand::List { format } => {
+            let groups = client.cluster_groups().await?;
+            let out = render::records(format, &groups, &["NAME", "DESCRIPTION", "MEMBERS"], |g| {
+                vec![
+                    g.name.clone(),
+                    g.description.clone(),
+                    g.members.len().to_string(),
+                ]
+            })?;
+            print!("{out}");
+        }
+        GroupCommand::Show { name } => print!("{}", yaml(&client.cluster_group(&name).await?)?),
+        GroupCommand::Assign { member, groups } => {
+            let (current, etag) = client.cluster_member_etag(&member).await?;
+            let groups: Vec<String> = groups
+                .split(',')
+                .map(str::trim)
+                .filter(|g| !g.is_empty())
+                .map(str::to_string)
+                .collect();
+            let req = ClusterMemberPut {
+                config: current.config,
+                description: current.description,
+                failure_domain: current.failure_domain,
+                groups: groups.clone(),
+                roles: current.roles,
+            };
+            client
+                .update_cluster_member(&member, &req, etag.as_deref())
+                .await?;
+            println!("Member {member} is now in {}", groups.join(", "));
+        }
+        GroupCommand::Delete { name } => {
+            client.delete_cluster_group(&name).await?;
+            println!("Cluster group {name} deleted");
+        }
+        GroupCommand::Rename { name, new_name } => {
+            client.rename_cluster_group(&name, &new_name).await?;
+            println!("Cluster group {name} renamed to {new_name}");
         }
     }
     Ok(())

@@ -358,6 +358,15 @@ pub async fn join(d: &Daemon, req: ClusterPut) -> ApiResult<()> {
         .await
         .map_err(|e| ApiError::internal(format!("joined, but {e}")))?;
     tracing::info!(member = %name, node = id, "joined the cluster");
+    // From now on this member's DB says who the members are: one removed later must not
+    // stay admitted by the leader's list of the time.
+    d.cluster
+        .admitted
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clear();
+    let reporter = d.clone();
+    tokio::spawn(async move { super::version::report(&reporter).await });
     d.bus.lifecycle(
         "cluster-member-added",
         format!("/1.0/cluster/members/{name}"),

@@ -80,9 +80,17 @@ async fn local_view(d: &Daemon) -> ApiResult<Vec<ClusterMember>> {
         )
         .await?,
     );
-    let records = d.read(db::members::list).await?;
+    let (records, groups) = d
+        .read(|c| Ok((db::members::list(c)?, db::members::groups(c)?)))
+        .await?;
     let metrics = d.replicator().metrics();
-    Ok(view(records, &metrics, threshold, chrono::Utc::now()))
+    Ok(view(
+        records,
+        &groups,
+        &metrics,
+        threshold,
+        chrono::Utc::now(),
+    ))
 }
 
 /// The members in LXD's shape, from their rows and this member's Raft view at `now`.
@@ -92,6 +100,7 @@ async fn local_view(d: &Daemon) -> ApiResult<Vec<ClusterMember>> {
 /// than `threshold` (or never, since this process started) is `Offline`.
 fn view(
     records: Vec<db::members::MemberRecord>,
+    groups: &std::collections::BTreeMap<i64, Vec<String>>,
     metrics: &raft::ClusterMetrics,
     threshold: Duration,
     now: chrono::DateTime<chrono::Utc>,
@@ -146,8 +155,8 @@ fn view(
                 roles,
                 failure_domain: rec.failure_domain,
                 description: rec.description,
-                config: Default::default(),
-                groups: vec!["default".into()],
+                config: rec.config,
+                groups: groups.get(&rec.id).cloned().unwrap_or_default(),
                 url: if rec.address.is_empty() {
                     String::new()
                 } else {
@@ -178,6 +187,11 @@ mod tests {
             description: String::new(),
             failure_domain: "default".into(),
             fingerprint: format!("fp{id}"),
+            config: Default::default(),
+            schema: db::SCHEMA_VERSION,
+            api_extensions: 0,
+            memory: 0,
+            cpus: 0,
         }
     }
 
@@ -220,6 +234,9 @@ mod tests {
                 record(4, "m4"),
                 evacuated,
             ],
+            &(1..=5)
+                .map(|id| (id, vec!["default".to_string()]))
+                .collect(),
             &metrics,
             Duration::from_secs(20),
             now,

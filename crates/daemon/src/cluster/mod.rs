@@ -9,11 +9,15 @@
 //! clustered: clients, `lxd init` and the other members pin its fingerprint, the one the
 //! join token carries.
 
+pub mod edit;
 pub mod enable;
+pub mod groups;
 pub mod join;
 pub mod members;
 pub mod peer;
+pub mod remove;
 pub mod tokens;
+pub mod version;
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};

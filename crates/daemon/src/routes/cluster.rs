@@ -66,9 +66,51 @@ async fn get_member(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    Ok(sync(
-        cluster::members::get(&d, &name, forwarded(&headers)).await?,
-    ))
+    let member = cluster::members::get(&d, &name, forwarded(&headers)).await?;
+    let tag = cluster::edit::etag(&member);
+    Ok(super::sync_etag(member, &tag))
+}
+
+async fn put_member(
+    State(d): State<Daemon>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let req: serde_json::Value = parse_body(&body)?;
+    let tag = super::cluster_groups::if_match(&headers);
+    cluster::edit::update(&d, &name, &req, false, tag).await?;
+    Ok(super::empty())
+}
+
+async fn patch_member(
+    State(d): State<Daemon>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let req: serde_json::Value = parse_body(&body)?;
+    let tag = super::cluster_groups::if_match(&headers);
+    cluster::edit::update(&d, &name, &req, true, tag).await?;
+    Ok(super::empty())
+}
+
+/// `?force=1` of `DELETE /1.0/cluster/members/{name}`.
+#[derive(Debug, Default, serde::Deserialize)]
+struct RemoveQuery {
+    #[serde(default)]
+    force: Option<String>,
+}
+
+async fn delete_member(
+    State(d): State<Daemon>,
+    Path(name): Path<String>,
+    Query(q): Query<RemoveQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let force = matches!(q.force.as_deref(), Some("1" | "true"));
+    cluster::remove::remove(&d, &name, force, forwarded(&headers)).await?;
+    Ok(super::empty())
 }
 
 async fn post_member(State(d): State<Daemon>, body: Bytes) -> ApiResult<Response> {
@@ -83,5 +125,11 @@ pub fn routes() -> Router<Daemon> {
     Router::new()
         .route("/1.0/cluster", get(get_cluster).put(put_cluster))
         .route("/1.0/cluster/members", get(list_members).post(post_member))
-        .route("/1.0/cluster/members/{name}", get(get_member))
+        .route(
+            "/1.0/cluster/members/{name}",
+            get(get_member)
+                .put(put_member)
+                .patch(patch_member)
+                .delete(delete_member),
+        )
 }

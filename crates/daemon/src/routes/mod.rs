@@ -2,6 +2,7 @@
 
 mod certificates;
 mod cluster;
+mod cluster_groups;
 mod events;
 mod images;
 mod instances;
@@ -129,6 +130,7 @@ pub fn router(d: Daemon) -> Router {
         .merge(storage_pools::routes())
         .merge(certificates::routes())
         .merge(cluster::routes())
+        .merge(cluster_groups::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -1,0 +1,136 @@
+//! `PUT`/`PATCH /1.0/cluster/members/{name}`: a member's config, description, failure
+//! domain and groups, LXD-style (`lxc cluster edit`, `lxc cluster set`, `lxc cluster group
+//! assign`).
+//!
+//! Member config keys: `scheduler.instance` (`all`, the default: placed automatically;
+//! `manual`: only when targeted by name; `group`: only when targeted through one of its
+//! groups) and `user.*`. Roles: the database roles (`database-leader`, `database`,
+//! `database-standby`) follow the Raft group, so they are accepted as sent and change
+//! nothing; any other role is refused.
+
+use api::cluster::{ClusterMember, ClusterMemberPut};
+use sha2::Digest;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::Daemon;
+
+/// The member config key choosing how instances land on a member.
+pub const SCHEDULER_INSTANCE: &str = "scheduler.instance";
+
+/// Roles that follow the Raft group.
+const DATABASE_ROLES: &[&str] = &["database-leader", "database", "database-standby"];
+
+/// The ETag of a member: what `PUT` replaces.
+pub fn etag(member: &ClusterMember) -> String {
+    let json = serde_json::to_string(&(
+        &member.config,
+        &member.description,
+        &member.failure_domain,
+        &member.groups,
+    ))
+    .unwrap_or_default();
+    hex::encode(sha2::Sha256::digest(json.as_bytes()))
+}
+
+/// Refuses config LXD would refuse.
+fn check_config(config: &api::ConfigMap) -> ApiResult<()> {
+    for (key, value) in config {
+        match key.as_str() {
+            SCHEDULER_INSTANCE => {
+                if !["all", "manual", "group"].contains(&value.as_str()) {
+                    return Err(ApiError::bad_request(format!(
+                        "Invalid value for {SCHEDULER_INSTANCE:?}: {value:?} (expected all, group or manual)"
+                    )));
+                }
+            }
+            k if k.starts_with("user.") => {}
+            k => {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid cluster member configuration key {k:?}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Replaces (`patch == false`) or updates (`patch`: only the fields the body has; config
+/// keys merge) the member `name`, checked against `if_match` (empty: no check).
+///
+/// # Errors
+///
+/// 404 for an unknown member, 412 for a stale ETag, 400 for a bad key or value, an
+/// unknown group or a role drover does not have.
+pub async fn update(
+    d: &Daemon,
+    name: &str,
+    body: &serde_json::Value,
+    patch: bool,
+    if_match: &str,
+) -> ApiResult<()> {
+    let current = super::members::get(d, name, true).await?;
+    if !if_match.is_empty() && if_match != etag(&current) {
+        return Err(ApiError::precondition_failed("ETag doesn't match"));
+    }
+    let req: ClusterMemberPut = if patch {
+        let mut merged = serde_json::json!({
+            "config": current.config,
+            "description": current.description,
+            "failure_domain": current.failure_domain,
+            "groups": current.groups,
+            "roles": current.roles,
+        });
+        if let (Some(to), Some(from)) = (merged.as_object_mut(), body.as_object()) {
+            for (k, v) in from {
+                match (k.as_str(), to.get_mut(k), v.as_object()) {
+                    ("config", Some(serde_json::Value::Object(old)), Some(new)) => {
+                        old.extend(new.clone());
+                    }
+                    _ => {
+                        to.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        serde_json::from_value(merged)
+    } else {
+        serde_json::from_value(body.clone())
+    }
+    .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))?;
+    check_config(&req.config)?;
+    if let Some(role) = req
+        .roles
+        .iter()
+        .find(|r| !DATABASE_ROLES.contains(&r.as_str()))
+    {
+        return Err(ApiError::bad_request(format!(
+            "Unsupported cluster member role {role:?}"
+        )));
+    }
+    let groups = d.read(db::cluster_groups::list).await?;
+    if let Some(g) = req
+        .groups
+        .iter()
+        .find(|g| !groups.iter().any(|known| &known.name == *g))
+    {
+        return Err(ApiError::bad_request(format!(
+            "Cluster group {g:?} doesn't exist"
+        )));
+    }
+    let failure_domain = if req.failure_domain.is_empty() {
+        "default".to_string()
+    } else {
+        req.failure_domain
+    };
+    let mut wanted = req.groups;
+    wanted.sort();
+    wanted.dedup();
+    d.write(db::Command::UpdateMember {
+        name: name.to_string(),
+        description: req.description,
+        failure_domain,
+        config: req.config,
+        groups: wanted,
+    })
+    .await
+}
