@@ -2,7 +2,11 @@
 //! one-voter Raft group (log fsync + apply) against the same writes applied to the DB
 //! directly, both on files in a temporary directory.
 //!
-//! `cargo run --release -p drover-raft --example write_latency [-- N]` (default N = 500).
+//! Then the same writes proposed K at a time (K concurrent tasks, default 20), as N/K rounds:
+//! the wall time of a round shows whether concurrent writes share log appends and fsyncs.
+//!
+//! `cargo run --release -p drover-raft --example write_latency [-- N [K]]` (default N = 500,
+//! K = 20).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -50,6 +54,13 @@ async fn main() -> anyhow::Result<()> {
         .transpose()
         .context("N must be a number")?
         .unwrap_or(500);
+    let k: usize = std::env::args()
+        .nth(2)
+        .map(|a| a.parse())
+        .transpose()
+        .context("K must be a number")?
+        .unwrap_or(20)
+        .max(1);
     let tmp = tempfile::tempdir()?;
 
     let direct = db::Store::open(&tmp.path().join("direct.db"))?;
@@ -81,6 +92,22 @@ async fn main() -> anyhow::Result<()> {
         samples.push(started.elapsed());
     }
     report("one-voter raft propose", samples);
+
+    let mut rounds = Vec::with_capacity(n / k);
+    for round in 0..(n / k).max(1) {
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for j in 0..k {
+            let replicator = replicator.clone();
+            let cmd = command(n + round * k + j);
+            tasks.spawn(async move { replicator.propose(cmd).await });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done??;
+        }
+        rounds.push(started.elapsed());
+    }
+    report(&format!("{k} concurrent, a round"), rounds);
     replicator.shutdown().await;
     Ok(())
 }

@@ -14,7 +14,8 @@
 //!
 //! - [`RaftNode::open`] builds a member's node from its files; [`Replicator`] is the handle
 //!   the rest of drover uses: [`Replicator::propose`] a [`db::Command`] from any member
-//!   (forwarded to the leader), [`Replicator::ensure_linearizable`] before a read that must
+//!   (forwarded to the leader; on the leader, concurrent writes share one log entry and one
+//!   fsync), [`Replicator::ensure_linearizable`] before a read that must
 //!   see every earlier write, membership changes, and [`ClusterMetrics`].
 //! - The network: [`Transport`] (the caller's HTTP client and scheme) carries openraft's
 //!   RPCs as JSON over `POST /internal/raft/*`; [`router`] serves them, behind a
@@ -28,6 +29,7 @@
 //!   member and the state machine goes on; a failure of the environment stops it (openraft
 //!   shuts the node down) rather than let members diverge.
 
+mod batcher;
 mod error;
 mod log_store;
 mod network;
@@ -50,4 +52,4 @@ pub use replicator::{
 };
 pub use routes::{AdmitAll, PeerGuard, router};
 pub use state_machine::{SnapshotBuilder, StateMachine};
-pub use types::{Applied, RejectKind, TypeConfig};
+pub use types::{Applied, Proposal, RejectKind, TypeConfig};

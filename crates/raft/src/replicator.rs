@@ -8,6 +8,7 @@ use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, Raf
 use openraft::{BasicNode, ChangeMembers, RaftMetrics, ServerState};
 use serde::{Deserialize, Serialize};
 
+use crate::batcher::{Batcher, Written};
 use crate::network::{CallError, Contacts, PROPOSE_PATH, READ_INDEX_PATH, Transport};
 use crate::{Applied, Raft, RejectKind};
 
@@ -188,6 +189,8 @@ enum Step<T> {
 ///   or its node stopped. When the answer of a forwarded write is lost after it was sent,
 ///   the call fails with [`ProposeError::Uncertain`] rather than risk applying it twice.
 /// - Every wait is bounded by the propose deadline.
+/// - Writes made on the leader at the same time share log entries (group commit, see
+///   [`Proposal`](crate::Proposal)); each keeps its own outcome.
 #[derive(Debug, Clone)]
 pub struct Replicator {
     inner: Arc<Inner>,
@@ -195,6 +198,7 @@ pub struct Replicator {
 
 struct Inner {
     raft: Raft,
+    batcher: Batcher,
     id: u64,
     addr: String,
     transport: Transport,
@@ -226,6 +230,7 @@ impl Replicator {
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
+                batcher: Batcher::spawn(raft.clone()),
                 raft,
                 id,
                 addr,
@@ -288,15 +293,10 @@ impl Replicator {
 
     /// One attempt on this member, as the leader.
     async fn write_here(&self, cmd: db::Command) -> Step<Result<(), ProposeError>> {
-        match self.inner.raft.client_write(cmd).await {
-            Ok(response) => Step::Done(ProposeError::from_applied(response.data)),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Step::Retry(format!("leadership moved to {:?}", f.leader_id))
-            }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                Step::Done(Err(ProposeError::Invalid(e.to_string())))
-            }
-            Err(RaftError::Fatal(f)) => Step::Done(Err(ProposeError::Stopped(f.to_string()))),
+        match self.inner.batcher.write(cmd).await {
+            Written::Applied(applied) => Step::Done(ProposeError::from_applied(applied)),
+            Written::NotLeader(leader) => Step::Retry(format!("leadership moved to {leader:?}")),
+            Written::Stopped(message) => Step::Done(Err(ProposeError::Stopped(message))),
         }
     }
 
@@ -308,26 +308,10 @@ impl Replicator {
                 leader: self.leader_id(),
             };
         }
-        match self.inner.raft.client_write(cmd).await {
-            Ok(response) => ForwardAnswer::Applied {
-                applied: response.data,
-            },
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                ForwardAnswer::NotLeader {
-                    leader: f.leader_id,
-                }
-            }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
-                ForwardAnswer::Applied {
-                    applied: Applied::Rejected {
-                        kind: RejectKind::Invalid,
-                        message: e.to_string(),
-                    },
-                }
-            }
-            Err(RaftError::Fatal(f)) => ForwardAnswer::Stopped {
-                message: f.to_string(),
-            },
+        match self.inner.batcher.write(cmd).await {
+            Written::Applied(applied) => ForwardAnswer::Applied { applied },
+            Written::NotLeader(leader) => ForwardAnswer::NotLeader { leader },
+            Written::Stopped(message) => ForwardAnswer::Stopped { message },
         }
     }
 

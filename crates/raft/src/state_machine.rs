@@ -228,7 +228,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((self.last_applied, self.last_membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> std::result::Result<Vec<Applied>, StorageError<u64>>
+    async fn apply<I>(
+        &mut self,
+        entries: I,
+    ) -> std::result::Result<Vec<Vec<Applied>>, StorageError<u64>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -248,25 +251,46 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         };
         let state = encode(Some(&last), &membership).map_err(to_storage)?;
         let db = self.snapshots.db.clone();
+        // One DB item per command, so a batched entry applies exactly as its commands would
+        // one per entry; an entry without any (blank, membership) is one item without one.
+        let commands: Vec<usize> = entries
+            .iter()
+            .map(|e| match &e.payload {
+                EntryPayload::Normal(proposal) => proposal.commands().len(),
+                EntryPayload::Blank | EntryPayload::Membership(_) => 0,
+            })
+            .collect();
         let outcomes = tokio::task::spawn_blocking(move || {
-            let commands = entries.iter().map(|e| match &e.payload {
-                EntryPayload::Normal(cmd) => Some(cmd),
-                EntryPayload::Blank | EntryPayload::Membership(_) => None,
+            let items = entries.iter().flat_map(|e| match &e.payload {
+                EntryPayload::Normal(proposal) if !proposal.commands().is_empty() => {
+                    proposal.commands().iter().map(Some).collect()
+                }
+                _ => vec![None],
             });
-            db.apply_entries(commands, &state)
+            db.apply_entries(items, &state)
         })
         .await
         .map_err(|e| to_storage(e.into()))?
         .map_err(|e| to_storage(e.into()))?;
         self.last_applied = Some(last);
         self.last_membership = membership;
-        Ok(outcomes
+        let mut outcomes = outcomes.into_iter();
+        Ok(commands
             .into_iter()
-            .map(|outcome| {
-                if let Err(e) = &outcome {
-                    tracing::debug!(log = %last, error = %e, "command rejected");
+            .map(|n| {
+                let items: Vec<_> = outcomes.by_ref().take(n.max(1)).collect();
+                if n == 0 {
+                    return Vec::new();
                 }
-                Applied::from_db(outcome)
+                items
+                    .into_iter()
+                    .map(|outcome| {
+                        if let Err(e) = &outcome {
+                            tracing::debug!(log = %last, error = %e, "command rejected");
+                        }
+                        Applied::from_db(outcome)
+                    })
+                    .collect()
             })
             .collect())
     }

@@ -211,7 +211,7 @@ async fn an_undecodable_request_is_refused_and_nothing_changes() -> anyhow::Resu
         prev_log_id: None,
         entries: vec![Entry {
             log_id: LogId::new(CommittedLeaderId::new(term, 7), 1),
-            payload: EntryPayload::Normal(create("c9")),
+            payload: EntryPayload::Normal(create("c9").into()),
         }],
         leader_commit: None,
     };

@@ -7,6 +7,8 @@
 //!   replaces what was there, and survives a restart; an install a crash cut short (the
 //!   snapshot saved, the DB not yet replaced) is finished when the state machine opens
 //! - determinism: the same entries, batched differently, give byte-for-byte equal table dumps
+//! - group commit: commands batched into one entry apply with the outcomes and the DB they
+//!   would have one per entry; a one-command proposal keeps the command's own JSON
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -19,7 +21,7 @@ use openraft::storage::{RaftLogReader, RaftLogStorage, RaftLogStorageExt, RaftSt
 use openraft::{
     BasicNode, CommittedLeaderId, Entry, EntryPayload, LogId, Membership, RaftSnapshotBuilder, Vote,
 };
-use raft::{Applied, LOG_FILE, LogStore, RejectKind, StateMachine, TypeConfig};
+use raft::{Applied, LOG_FILE, LogStore, Proposal, RejectKind, StateMachine, TypeConfig};
 use tempfile::TempDir;
 
 fn log_id(term: u64, index: u64) -> LogId<u64> {
@@ -34,7 +36,7 @@ fn entry(term: u64, index: u64, payload: EntryPayload<TypeConfig>) -> Entry<Type
 }
 
 fn command(term: u64, index: u64, cmd: Command) -> Entry<TypeConfig> {
-    entry(term, index, EntryPayload::Normal(cmd))
+    entry(term, index, EntryPayload::Normal(cmd.into()))
 }
 
 fn membership(term: u64, index: u64, voters: &[u64]) -> Entry<TypeConfig> {
@@ -258,7 +260,14 @@ async fn failing_commands_are_rejected_and_the_machine_goes_on() {
     tracing::info!("--- one batch with a duplicate create and a delete of a missing instance");
     let replies = sm.apply(story()).await.expect("apply");
     assert_eq!(replies.len(), 9);
-    for (i, reply) in replies.iter().enumerate() {
+    assert!(
+        replies[0].is_empty() && replies[1].is_empty(),
+        "a blank or membership entry carries no command: {replies:?}"
+    );
+    for (i, reply) in replies.iter().enumerate().skip(2) {
+        let [reply] = reply.as_slice() else {
+            panic!("entry {} carries one command: {reply:?}", i + 1)
+        };
         match i {
             5 => assert!(
                 matches!(reply, Applied::Rejected { kind: RejectKind::Exists, message } if message.contains("c1")),
@@ -289,7 +298,7 @@ async fn failing_commands_are_rejected_and_the_machine_goes_on() {
         .apply([command(2, 10, Command::CreateInstance(instance("c2")))])
         .await
         .expect("apply");
-    assert!(!replies[0].is_ok());
+    assert!(!replies[0][0].is_ok());
     assert_eq!(
         sm.applied_state().await.expect("state").0,
         Some(log_id(2, 10))
@@ -298,7 +307,7 @@ async fn failing_commands_are_rejected_and_the_machine_goes_on() {
         .apply([command(2, 11, Command::CreateInstance(instance("c3")))])
         .await
         .expect("apply");
-    assert_eq!(replies, vec![Applied::Ok]);
+    assert_eq!(replies, vec![vec![Applied::Ok]]);
     assert_eq!(instance_names(&db), vec!["c1", "c2", "c3"]);
     assert_eq!(
         sm.applied_state().await.expect("state").0,
@@ -359,7 +368,7 @@ async fn a_snapshot_moves_the_whole_db_to_a_fresh_member() {
         .apply([command(2, 10, Command::CreateInstance(instance("c3")))])
         .await
         .expect("apply after install");
-    assert_eq!(replies, vec![Applied::Ok]);
+    assert_eq!(replies, vec![vec![Applied::Ok]]);
 
     tracing::info!("--- after a restart both still serve their current snapshot");
     drop(follower_sm);
@@ -440,4 +449,104 @@ async fn the_same_entries_give_the_same_db() {
     let (a_dump, b_dump) = (dump(&a_db), dump(&b_db));
     assert!(a_dump.iter().any(|row| row.starts_with("instances:")));
     assert_eq!(a_dump, b_dump);
+}
+
+/// What does this test do?
+/// - takes the commands of the story (two of which fail) and proposes them as batches: the
+///   first two in one entry, the remaining five in another
+/// - a member applying the batches gets one outcome per command, the same outcomes as a
+///   member applying one command per entry, and the same DB
+#[tokio::test]
+async fn a_batched_entry_applies_like_one_entry_per_command() {
+    let entries = story();
+    let commands: Vec<Command> = entries
+        .iter()
+        .filter_map(|e| match &e.payload {
+            EntryPayload::Normal(p) => Some(p.commands().to_vec()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(commands.len(), 7);
+
+    tracing::info!("--- member a applies the story one command per entry");
+    let a = Member::new();
+    let (a_db, mut a_sm) = a.state_machine().await;
+    let a_replies: Vec<Applied> = a_sm
+        .apply(entries.clone())
+        .await
+        .expect("apply on a")
+        .into_iter()
+        .flatten()
+        .collect();
+
+    tracing::info!("--- member b applies blank, membership, then two batched entries");
+    let b = Member::new();
+    let (b_db, mut b_sm) = b.state_machine().await;
+    let batched = vec![
+        entries[0].clone(),
+        entries[1].clone(),
+        entry(
+            1,
+            3,
+            EntryPayload::Normal(Proposal::new(commands[..2].to_vec())),
+        ),
+        entry(
+            2,
+            4,
+            EntryPayload::Normal(Proposal::new(commands[2..].to_vec())),
+        ),
+    ];
+    let b_replies = b_sm.apply(batched).await.expect("apply on b");
+    assert_eq!(
+        b_replies.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![0, 0, 2, 5]
+    );
+    let b_replies: Vec<Applied> = b_replies.into_iter().flatten().collect();
+
+    assert_eq!(a_replies, b_replies);
+    assert_eq!(b_replies.iter().filter(|r| !r.is_ok()).count(), 2);
+    // Same rows, but for the recorded log position (9 entries on a, 4 on b).
+    let rows = |db: &db::Store| -> Vec<String> {
+        dump(db)
+            .into_iter()
+            .filter(|row| !row.starts_with("raft_state:"))
+            .collect()
+    };
+    assert_eq!(rows(&a_db), rows(&b_db));
+    assert_eq!(
+        b_sm.applied_state().await.expect("state").0,
+        Some(log_id(2, 4))
+    );
+}
+
+/// What does this test do?
+/// - a proposal of one command is written exactly as that command (the log and the wire
+///   read as they did before batches existed), several as a JSON array
+/// - both read back to the same proposal; an unknown command is refused by name
+#[test]
+fn a_proposal_of_one_command_reads_and_writes_as_that_command() {
+    let one = Command::CreateInstance(instance("c1"));
+    let single = Proposal::from(one.clone());
+    assert_eq!(
+        serde_json::to_value(&single).expect("encode"),
+        serde_json::to_value(&one).expect("encode")
+    );
+    let back: Proposal = serde_json::from_value(serde_json::to_value(&one).expect("encode"))
+        .expect("a bare command reads as a proposal");
+    assert_eq!(back, single);
+
+    let two = Proposal::new(vec![one.clone(), Command::CreateInstance(instance("c2"))]);
+    let text = serde_json::to_string(&two).expect("encode");
+    assert!(text.starts_with('['), "{text}");
+    assert_eq!(
+        serde_json::from_str::<Proposal>(&text).expect("decode"),
+        two
+    );
+
+    let unknown = serde_json::json!({"command": "frobnicate_instance", "name": "c9"});
+    let error = serde_json::from_value::<Proposal>(unknown)
+        .expect_err("an unknown command")
+        .to_string();
+    assert!(error.contains("frobnicate_instance"), "{error}");
 }
