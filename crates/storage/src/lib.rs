@@ -6,7 +6,10 @@
 //! - [`template`] renders an image's `metadata.yaml` templates into an instance's rootfs on
 //!   `create`/`copy`/`start`/`rename`, as LXD does.
 //! - [`pool::DirPool`] keeps one directory per instance volume
-//!   (`<source>/containers/<name>/rootfs`).
+//!   (`<source>/containers/<name>/rootfs`), and the staging directories volumes are
+//!   received into from other members.
+//! - [`transfer`] streams a volume directory to another member (full, or the changes since a
+//!   pre-copy) with per-file and whole-stream checksums.
 //!
 //! Everything here is synchronous `std::fs` work: the daemon calls it from
 //! `spawn_blocking`.
@@ -14,6 +17,7 @@
 pub mod image;
 pub mod pool;
 pub mod template;
+pub mod transfer;
 
 mod yaml;
 

@@ -13,6 +13,8 @@ use super::usage::PoolUsage;
 
 /// Prefix of in-progress (or abandoned) volume directories.
 const TMP_PREFIX: &str = ".tmp-";
+/// Prefix of staging directories: volumes being received from another member.
+const STAGE_PREFIX: &str = ".stage-";
 /// Distinguishes temp directories of concurrent operations in one process.
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -21,6 +23,8 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// ```text
 /// <source>/containers/<name>/rootfs/   an instance's root filesystem
 /// <source>/containers/.tmp-*           volumes being created; removed by DirPool::new
+/// <source>/containers/.stage-<name>     a volume being received (see DirPool::stage);
+///                                      removed by DirPool::new
 /// ```
 ///
 /// # Correctness
@@ -48,7 +52,9 @@ impl DirPool {
         let rd = fs::read_dir(&containers).map_err(PoolError::io("read", &containers))?;
         for entry in rd {
             let entry = entry.map_err(PoolError::io("read", &containers))?;
-            if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+            let file_name = entry.file_name();
+            let file_name = file_name.to_string_lossy();
+            if file_name.starts_with(TMP_PREFIX) || file_name.starts_with(STAGE_PREFIX) {
                 let path = entry.path();
                 tracing::warn!(path = %path.display(), "removing leftover volume directory");
                 remove_tree(&path).map_err(PoolError::io("remove", &path))?;
@@ -193,6 +199,86 @@ impl DirPool {
         fs::rename(&path, &doomed).map_err(PoolError::io("rename", &path))?;
         remove_tree(&doomed).map_err(PoolError::io("remove", &doomed))?;
         tracing::info!(volume = name, "volume deleted");
+        Ok(())
+    }
+
+    /// `<source>/containers/.stage-<name>`: where volume `name` is received; whether or not
+    /// it exists.
+    pub fn staging_path(&self, name: &str) -> PathBuf {
+        self.source
+            .join("containers")
+            .join(format!("{STAGE_PREFIX}{name}"))
+    }
+
+    /// Returns the staging directory of volume `name`, creating it (empty, mode `0711`) if
+    /// it does not exist. Receive a full stream into a new one, then deltas into the same
+    /// one ([`crate::transfer::receive`]).
+    ///
+    /// Fails with [`PoolError::AlreadyExists`] if volume `name` itself exists here: a member
+    /// never receives over a volume it has.
+    ///
+    /// # Correctness
+    ///
+    /// A staging directory is never a volume: nothing reads it until [`DirPool::commit`].
+    /// [`DirPool::new`] (daemon start-up) removes every staging directory, so a move must not
+    /// have switched the instance's ownership before its data was committed.
+    pub fn stage(&self, name: &str) -> Result<PathBuf, PoolError> {
+        check_name(name)?;
+        if fs::symlink_metadata(self.volume_path(name)).is_ok() {
+            return Err(PoolError::AlreadyExists(name.to_owned()));
+        }
+        let path = self.staging_path(name);
+        match fs::create_dir(&path) {
+            Ok(()) => fs::set_permissions(&path, fs::Permissions::from_mode(0o711))
+                .map_err(PoolError::io("chmod", &path))?,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => {}
+            Err(e) => return Err(PoolError::io("create", &path)(e)),
+        }
+        Ok(path)
+    }
+
+    /// Whether a staging directory of `name` exists (a move in progress or abandoned).
+    pub fn is_staged(&self, name: &str) -> bool {
+        check_name(name).is_ok() && self.staging_path(name).is_dir()
+    }
+
+    /// Publishes the staging directory of `name` as volume `name`: syncs the pool's
+    /// filesystem (so the received data is on disk before anyone relies on it), then renames.
+    ///
+    /// Fails with [`PoolError::NotFound`] if there is no staging directory, and with
+    /// [`PoolError::AlreadyExists`] if the volume exists; the staging data is kept then.
+    pub fn commit(&self, name: &str) -> Result<PathBuf, PoolError> {
+        check_name(name)?;
+        let staged = self.staging_path(name);
+        let dir = fs::File::open(&staged).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                PoolError::NotFound(format!("{STAGE_PREFIX}{name}"))
+            } else {
+                PoolError::io("open", &staged)(e)
+            }
+        })?;
+        nix::unistd::syncfs(&dir).map_err(|e| PoolError::io("sync", &staged)(e.into()))?;
+        let target = self.volume_path(name);
+        rename_new(&staged, &target, name)?;
+        tracing::info!(volume = name, "staged volume committed");
+        Ok(target)
+    }
+
+    /// Removes the staging directory of `name` and all in it; absent is fine.
+    pub fn discard(&self, name: &str) -> Result<(), PoolError> {
+        check_name(name)?;
+        let staged = self.staging_path(name);
+        if fs::symlink_metadata(&staged).is_err() {
+            return Ok(());
+        }
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let doomed = self.source.join("containers").join(format!(
+            "{TMP_PREFIX}discard-{name}-{}-{n}",
+            std::process::id()
+        ));
+        fs::rename(&staged, &doomed).map_err(PoolError::io("rename", &staged))?;
+        remove_tree(&doomed).map_err(PoolError::io("remove", &doomed))?;
+        tracing::info!(volume = name, "staged volume discarded");
         Ok(())
     }
 
