@@ -94,6 +94,20 @@ impl Client {
             .await
     }
 
+    /// Move the instance to cluster member `target` (`POST /1.0/instances/{name}?target=`
+    /// with `migration: true`, as `lxc move --target` does); returns the operation.
+    /// `live: false` moves a running instance cold (stop, move, start).
+    pub async fn move_instance(&self, name: &str, target: &str, live: bool) -> Result<Operation> {
+        let path = format!("{}?target={}", instance_path(name), query(target));
+        let req = api::instances::InstancePost {
+            name: name.to_string(),
+            migration: true,
+            live,
+            ..Default::default()
+        };
+        self.op(Method::POST, &path, Some(&req)).await
+    }
+
     /// Delete a stopped instance (`DELETE`); returns the operation.
     pub async fn delete_instance(&self, name: &str) -> Result<Operation> {
         self.op(Method::DELETE, &instance_path(name), None::<&()>)

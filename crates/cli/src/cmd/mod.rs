@@ -9,6 +9,7 @@ mod info;
 mod launch;
 mod list;
 mod monitor;
+mod moves;
 mod operation;
 mod profile;
 mod restart;
@@ -55,6 +56,8 @@ pub enum Command {
     Info(info::InfoArgs),
     /// Run a command in an instance.
     Exec(exec::ExecArgs),
+    /// Move an instance to another cluster member.
+    Move(moves::MoveArgs),
     /// Get and set instance configuration.
     #[command(subcommand)]
     Config(config::ConfigCommand),
@@ -92,6 +95,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Delete(args) => delete::run(&client, args).await?,
         Command::Info(args) => info::run(&client, args).await?,
         Command::Exec(args) => return exec::run(&client, args).await,
+        Command::Move(args) => moves::run(&client, args).await?,
         Command::Config(c) => config::run(&client, c).await?,
         Command::Image(c) => image::run(&client, c).await?,
         Command::Profile(c) => profile::run(&client, c).await?,
@@ -213,6 +217,20 @@ mod tests {
             panic!("not delete")
         };
         assert!(a.force);
+    }
+
+    #[test]
+    fn move_flags() {
+        let Command::Move(a) = parse(&["move", "c1", "--target", "m3", "--stateless"]).command
+        else {
+            panic!("not move")
+        };
+        assert_eq!((a.name.as_str(), a.target.as_str()), ("c1", "m3"));
+        assert!(a.stateless);
+        assert!(
+            Cli::try_parse_from(["drover", "move", "c1"]).is_err(),
+            "--target is required"
+        );
     }
 
     #[test]
