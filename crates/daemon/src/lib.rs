@@ -234,6 +234,7 @@ pub async fn run(cfg: Config, bus: ops::EventBus) -> anyhow::Result<()> {
     let images = storage::ImageStore::new(paths.images.clone()).context("open the image store")?;
     let _ = std::fs::remove_dir_all(paths.state_dir.join("uploads"));
 
+    bus.set_location(&member);
     let d = Daemon::new(Inner {
         member: std::sync::RwLock::new(member.clone()),
         store,
@@ -259,6 +260,7 @@ pub async fn run(cfg: Config, bus: ops::EventBus) -> anyhow::Result<()> {
         .context("re-attach instances")?;
 
     d.https.start_from_config(&d).await;
+    cluster::events::spawn_relays(&d);
     let reporter = d.clone();
     tokio::spawn(async move { cluster::version::report(&reporter).await });
     instances::migrate::recover::spawn(&d);

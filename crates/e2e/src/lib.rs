@@ -17,6 +17,7 @@
 //! Missing prerequisites (the `droverd` binary, `lxc`, pylxd, root) fail the test with a
 //! message saying what to install or build; nothing is skipped silently.
 
+mod cluster;
 mod events;
 mod https;
 mod image;
@@ -26,6 +27,7 @@ mod prereq;
 mod raw;
 mod wait;
 
+pub use cluster::{CLUSTER_SETTLE, form_cluster};
 pub use events::expect_lifecycle;
 pub use https::{HttpsClient, free_address};
 pub use image::busybox_image;

@@ -11,7 +11,9 @@ use crate::now_rfc3339;
 #[derive(Debug, Clone)]
 pub struct EventBus {
     tx: broadcast::Sender<Event>,
-    location: String,
+    /// This member's name, stamped on events it publishes (changes when it joins a
+    /// cluster).
+    location: std::sync::Arc<std::sync::RwLock<String>>,
 }
 
 impl EventBus {
@@ -20,8 +22,32 @@ impl EventBus {
         let (tx, _) = broadcast::channel(4096);
         Self {
             tx,
-            location: location.into(),
+            location: std::sync::Arc::new(std::sync::RwLock::new(location.into())),
         }
+    }
+
+    /// The member name stamped on events.
+    pub fn location(&self) -> String {
+        self.location
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Stamps `location` on events published from now on (this member was renamed:
+    /// clustering enabled, or joined).
+    pub fn set_location(&self, location: &str) {
+        *self
+            .location
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = location.to_string();
+    }
+
+    /// Publishes an event another member published, unchanged (its `location` says
+    /// where it happened). Listeners of this member see the whole cluster's events.
+    pub fn relay(&self, event: Event) {
+        // No listener is not an error.
+        let _ = self.tx.send(event);
     }
 
     /// A new listener.
@@ -43,7 +69,7 @@ impl EventBus {
             kind: kind.to_string(),
             timestamp: now_rfc3339(),
             metadata,
-            location: self.location.clone(),
+            location: self.location(),
             project: project.map(str::to_string),
         });
     }

@@ -11,13 +11,19 @@
 
 pub mod edit;
 pub mod enable;
+pub mod events;
+pub mod forward;
 pub mod groups;
 pub mod join;
+pub mod listing;
 pub mod members;
+pub mod operations;
 pub mod peer;
+pub mod placement;
 pub mod remove;
 pub mod tokens;
 pub mod version;
+pub mod websocket;
 
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -63,6 +69,8 @@ pub struct ClusterState {
     membership: tokio::sync::Mutex<()>,
     /// The member-to-member client ([`peer::Peer`]), built once.
     pub peers: peer::ClientCache,
+    /// Operations that requests forwarded from this member created on other members.
+    pub remote_ops: forward::RemoteOps,
 }
 
 impl ClusterState {

@@ -21,8 +21,8 @@
 //! - Only a clustered member can make a `Peer` (it needs the cluster certificate); a
 //!   standalone daemon gets a 400.
 
-// Its first callers (forwarding, moves, evacuation) land in the next commits.
-#![allow(dead_code, reason = "callers land in the next commits")]
+// Part of this API is for the work other members are asked to do (moves, evacuation).
+#![allow(dead_code, reason = "the moves and evacuation callers land separately")]
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -119,6 +119,8 @@ impl ClientCache {
 pub struct Peer {
     /// Its name (`"m2"`).
     name: Arc<str>,
+    /// Its cluster address (`"127.0.0.12:8443"`).
+    address: Arc<str>,
     /// `https://<its cluster address>`.
     base: Arc<str>,
     client: reqwest::Client,
@@ -151,6 +153,7 @@ impl Peer {
     pub fn new(name: &str, address: &str, client: reqwest::Client) -> Self {
         Self {
             name: name.into(),
+            address: address.into(),
             base: format!("https://{address}").into(),
             client,
         }
@@ -159,6 +162,11 @@ impl Peer {
     /// Its name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Its cluster address (`"127.0.0.12:8443"`).
+    pub fn address(&self) -> &str {
+        &self.address
     }
 
     /// The full URL of `path_and_query` (`"/1.0/instances/c1?project=default"`) on it.

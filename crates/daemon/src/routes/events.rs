@@ -2,11 +2,12 @@
 
 use axum::Router;
 use axum::extract::ws::{Message, WebSocketUpgrade};
-use axum::extract::{Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::response::Response;
 use axum::routing::get;
 use futures::{SinkExt, StreamExt};
 
+use crate::cluster::forward::Forwarded;
 use crate::state::Daemon;
 
 #[derive(Debug, serde::Deserialize)]
@@ -18,8 +19,11 @@ struct EventsQuery {
 async fn events(
     State(d): State<Daemon>,
     Query(q): Query<EventsQuery>,
+    forwarded: Option<Extension<Forwarded>>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    // A member relaying this member's events takes only the events that happened here.
+    let own_only = forwarded.is_some();
     let kinds: Vec<String> = q
         .kinds
         .unwrap_or_default()
@@ -36,6 +40,9 @@ async fn events(
                 ev = rx.recv() => match ev {
                     Ok(ev) => {
                         if !kinds.is_empty() && !kinds.contains(&ev.kind) {
+                            continue;
+                        }
+                        if own_only && !crate::cluster::events::is_own(&d, &ev) {
                             continue;
                         }
                         let Ok(text) = serde_json::to_string(&ev) else { continue };

@@ -5,17 +5,23 @@ use api::exec::InstanceExecPost;
 use api::instances::{InstancePost, InstancePut};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use super::{CommonQuery, accepted, parse_body, sync, sync_etag};
+use crate::cluster::forward::Forwarded;
+use crate::cluster::listing;
 use crate::error::{ApiError, ApiResult};
 use crate::instances;
 use crate::state::Daemon;
 
-async fn list(State(d): State<Daemon>, Query(q): Query<CommonQuery>) -> ApiResult<Response> {
+async fn list(
+    State(d): State<Daemon>,
+    Query(q): Query<CommonQuery>,
+    forwarded: Option<Extension<Forwarded>>,
+) -> ApiResult<Response> {
     let project = q.project().to_string();
     Daemon::check_project(&project)?;
     let filter = crate::filter::Filter::parse(q.filter.as_deref().unwrap_or(""))?;
@@ -29,13 +35,13 @@ async fn list(State(d): State<Daemon>, Query(q): Query<CommonQuery>) -> ApiResul
                 .collect::<Vec<_>>(),
         ));
     }
-    let mut views = Vec::with_capacity(records.len());
-    for rec in &records {
-        let view = instances::instance_view(&d, rec, recursion >= 2).await?;
-        if filter.matches(&serde_json::to_value(&view).unwrap_or_default()) {
-            views.push(view);
-        }
-    }
+    let project = q.project();
+    let views: Vec<_> =
+        listing::instance_views(&d, project, records, recursion, forwarded.is_some())
+            .await?
+            .into_iter()
+            .filter(|v| filter.matches(&serde_json::to_value(v).unwrap_or_default()))
+            .collect();
     if recursion == 0 {
         return Ok(sync(
             views

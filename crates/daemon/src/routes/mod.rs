@@ -135,6 +135,10 @@ pub fn router(d: Daemon) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
             d.clone(),
+            crate::cluster::forward::middleware,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            d.clone(),
             crate::auth::authenticate,
         ))
         .with_state(d)

@@ -5,26 +5,38 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::{CommonQuery, empty, sync};
+use crate::cluster::forward::Forwarded;
 use crate::error::{ApiError, ApiResult};
 use crate::state::Daemon;
 
-async fn list(State(d): State<Daemon>, Query(q): Query<CommonQuery>) -> Response {
-    let mut grouped: BTreeMap<&'static str, Vec<serde_json::Value>> = BTreeMap::new();
+async fn list(
+    State(d): State<Daemon>,
+    Query(q): Query<CommonQuery>,
+    forwarded: Option<Extension<Forwarded>>,
+) -> ApiResult<Response> {
+    let recursion = q.recursion.unwrap_or(0);
+    let mut grouped: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
     for op in d.ops.list() {
         let key = op.status.list_key();
-        let item = if q.recursion.unwrap_or(0) > 0 {
+        let item = if recursion > 0 {
             serde_json::to_value(&op).unwrap_or_default()
         } else {
             serde_json::Value::String(format!("/1.0/operations/{}", op.id))
         };
-        grouped.entry(key).or_default().push(item);
+        grouped.entry(key.to_string()).or_default().push(item);
     }
-    sync(grouped)
+    // A member gathering the cluster's operations asked for this member's alone.
+    if d.cluster.is_clustered() && forwarded.is_none() {
+        for (status, items) in crate::cluster::operations::others(&d, recursion).await? {
+            grouped.entry(status).or_default().extend(items);
+        }
+    }
+    Ok(sync(grouped))
 }
 
 async fn get_one(State(d): State<Daemon>, Path(id): Path<String>) -> ApiResult<Response> {

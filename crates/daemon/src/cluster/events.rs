@@ -1,0 +1,145 @@
+//! Events fan-in: a client of any member's `/1.0/events` sees the whole cluster's
+//! operation and lifecycle events, as LXD's members do by listening to each other.
+//!
+//! Every clustered member keeps one websocket to each other member's `/1.0/events`
+//! (marked forwarded, with its member certificate) and republishes what arrives on its
+//! own bus, unchanged ([`ops::EventBus::relay`]): each event keeps the `location` of the
+//! member where it happened.
+//!
+//! # No duplicates, no loops
+//!
+//! A member answers a forwarded events stream with the events *it* published only (their
+//! `location` is its name), never the ones it relays. So each event travels one hop,
+//! from the member where it happened to each other member, exactly once per connection.
+//!
+//! # Reconnection
+//!
+//! A supervisor reads the member list every [`SUPERVISE_EVERY`]: it starts a relay for a
+//! new member, and stops the relay of a member that left or moved. A relay whose stream
+//! ends or cannot connect (the member restarts, or is down) retries with exponential
+//! backoff from [`BACKOFF_MIN`] to [`BACKOFF_MAX`]. Events published while a member was
+//! unreachable are not replayed (LXD does not either).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::peer::Peer;
+use crate::state::Daemon;
+
+/// How often the supervisor reconciles relays with the member list.
+pub const SUPERVISE_EVERY: Duration = Duration::from_secs(1);
+/// First retry delay of a relay that lost its member.
+pub const BACKOFF_MIN: Duration = Duration::from_millis(250);
+/// Longest retry delay of a relay.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How often a relay pings its member, so that a dead connection is noticed.
+const PING_EVERY: Duration = Duration::from_secs(15);
+
+/// The event types relayed between members.
+const RELAYED: &str = "/1.0/events?type=operation,lifecycle";
+
+/// Starts the supervisor of this member's relays; it lives as long as the runtime and
+/// does nothing while this member is not clustered.
+pub fn spawn_relays(d: &Daemon) -> JoinHandle<()> {
+    let d = d.clone();
+    tokio::spawn(async move { supervise(d).await })
+}
+
+/// Whether `event` is one this member must send to another member's relay: it happened
+/// here (not relayed from a third member).
+pub fn is_own(d: &Daemon, event: &api::Event) -> bool {
+    event.location == d.bus.location()
+}
+
+async fn supervise(d: Daemon) {
+    let mut relays: HashMap<String, (String, JoinHandle<()>)> = HashMap::new();
+    loop {
+        if d.cluster.is_clustered() {
+            match d.read(db::members::list).await {
+                Ok(members) => {
+                    let me = d.member();
+                    let wanted: HashMap<String, String> = members
+                        .into_iter()
+                        .filter(|m| m.name != me && !m.address.is_empty())
+                        .map(|m| (m.name, m.address))
+                        .collect();
+                    relays.retain(|name, (address, task)| {
+                        let keep = wanted.get(name) == Some(address);
+                        if !keep {
+                            tracing::info!(member = %name, "stopping the events relay");
+                            task.abort();
+                        }
+                        keep
+                    });
+                    for (name, address) in wanted {
+                        relays.entry(name.clone()).or_insert_with(|| {
+                            let task = tokio::spawn(relay(d.clone(), name, address.clone()));
+                            (address, task)
+                        });
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "events relays: cannot read the members"),
+            }
+        }
+        tokio::time::sleep(SUPERVISE_EVERY).await;
+    }
+}
+
+/// Republishes member `name`'s own events here, reconnecting with backoff, until aborted.
+async fn relay(d: Daemon, name: String, address: String) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        match d.cluster.peers.get(&d) {
+            Ok(client) => {
+                let peer = Peer::new(&name, &address, client);
+                match super::websocket::connect(&d, &peer, RELAYED).await {
+                    Ok(ws) => {
+                        tracing::info!(member = %name, "relaying the member's events");
+                        backoff = BACKOFF_MIN;
+                        pump(&d, ws).await;
+                        tracing::info!(member = %name, "events relay lost its member; reconnecting");
+                    }
+                    Err(e) => {
+                        tracing::debug!(member = %name, error = %e, "events relay cannot connect");
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "events relay: no member client"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// Republishes the events of `ws` until it ends.
+async fn pump(d: &Daemon, ws: super::websocket::Remote) {
+    let (mut tx, mut rx) = ws.split();
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            msg = rx.next() => match msg {
+                Some(Ok(Message::Text(text))) => publish(d, text.as_bytes()),
+                Some(Ok(Message::Binary(bytes))) => publish(d, &bytes),
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            },
+            _ = ping.tick() => {
+                if tx.send(Message::Ping(Vec::new().into())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn publish(d: &Daemon, bytes: &[u8]) {
+    match serde_json::from_slice::<api::Event>(bytes) {
+        Ok(ev) => d.bus.relay(ev),
+        Err(e) => tracing::debug!(error = %e, "events relay: not an event"),
+    }
+}

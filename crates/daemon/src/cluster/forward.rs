@@ -1,0 +1,341 @@
+//! Request forwarding, LXD's way: a member that does not hold an instance hands the
+//! client's request to the member that does and returns its answer as is.
+//!
+//! [`middleware`] runs after authentication on every API request of a clustered member:
+//!
+//! - `/1.0/instances/{name}` and everything under it go to the member in the instance's
+//!   `member` column when that is not this member;
+//! - `POST /1.0/instances` goes to the member [`super::placement::choose`] picks (the
+//!   `?target=` one, for now);
+//! - a request already forwarded by a member ([`FORWARDED_HEADER`], honoured only from a
+//!   member's certificate) is served here, never forwarded again, and carries a
+//!   [`Forwarded`] extension so handlers answer for this member alone (a list returns
+//!   this member's instances).
+//!
+//! The proxy ([`proxy`]) carries the method, path and query, the headers that matter and
+//! the body, and returns the status, headers (`ETag`, `Location`) and body unchanged.
+//! `/1.0/operations/{id}` (and its `wait` and `websocket`) for an operation another member
+//! runs is proxied to that member, websockets frame by frame ([`super::websocket`]).
+//! Operations a forwarded request created live on the other member: their ids are
+//! remembered ([`RemoteOps`]) so that `/1.0/operations/{id}` on this member finds them.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::{HeaderMap, HeaderName, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::peer::{FORWARDED_HEADER, Peer};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::state::{Daemon, lock};
+
+/// Marks a request a member forwarded here: serve it for this member alone.
+#[derive(Debug, Clone, Copy)]
+pub struct Forwarded;
+
+/// How long a forwarded request may take until the other member's answer starts.
+const PROXY_DEADLINE: Duration = Duration::from_secs(60);
+
+/// How many remote operation ids a member remembers.
+const REMOTE_OPS_KEPT: usize = 4096;
+
+/// Request headers carried to the other member (the rest are hop-by-hop, or about this
+/// connection: TLS identity is the member's own).
+const REQUEST_HEADERS: [HeaderName; 4] = [
+    header::CONTENT_TYPE,
+    header::IF_MATCH,
+    header::ACCEPT,
+    header::USER_AGENT,
+];
+
+/// Response headers not carried back (hop-by-hop, or recomputed by our server).
+const DROPPED_RESPONSE_HEADERS: [HeaderName; 4] = [
+    header::CONNECTION,
+    header::TRANSFER_ENCODING,
+    header::CONTENT_LENGTH,
+    header::UPGRADE,
+];
+
+/// Which member runs the operations that requests forwarded from this member created, so
+/// that `/1.0/operations/{id}` here finds them without asking every member.
+#[derive(Debug, Default)]
+pub struct RemoteOps {
+    inner: Mutex<(HashMap<String, String>, VecDeque<String>)>,
+}
+
+impl RemoteOps {
+    /// Remembers that operation `id` runs on `member` (the oldest are forgotten first).
+    pub fn insert(&self, id: &str, member: &str) {
+        let mut guard = lock(&self.inner);
+        let (map, order) = &mut *guard;
+        if map.insert(id.to_string(), member.to_string()).is_none() {
+            order.push_back(id.to_string());
+        }
+        while order.len() > REMOTE_OPS_KEPT {
+            if let Some(old) = order.pop_front() {
+                map.remove(&old);
+            }
+        }
+    }
+
+    /// The member running operation `id`, if a request forwarded from here created it.
+    pub fn member_of(&self, id: &str) -> Option<String> {
+        lock(&self.inner).0.get(id).cloned()
+    }
+}
+
+/// Whether `req` is one a member forwarded here: it carries [`FORWARDED_HEADER`] and comes
+/// from a member's certificate (a client setting the header gains nothing).
+async fn forwarded_by_member(d: &Daemon, claim: Option<String>) -> ApiResult<bool> {
+    let Some(fp) = claim else {
+        return Ok(false);
+    };
+    let store = d.store.clone();
+    Ok(tokio::task::spawn_blocking(move || super::is_member_fingerprint(&store, &fp)).await?)
+}
+
+/// The certificate fingerprint of a trusted caller whose request carries
+/// [`FORWARDED_HEADER`].
+fn member_claim(req: &Request) -> Option<String> {
+    match req.extensions().get::<Caller>() {
+        Some(Caller::Trusted(peer)) if req.headers().contains_key(FORWARDED_HEADER) => {
+            peer.fingerprint.clone()
+        }
+        _ => None,
+    }
+}
+
+/// The query parameter `key` of `req`.
+fn query_param(req: &Request, key: &str) -> Option<String> {
+    let query = req.uri().query()?;
+    axum::extract::Query::<HashMap<String, String>>::try_from_uri(
+        &format!("/?{query}").parse().ok()?,
+    )
+    .ok()?
+    .0
+    .remove(key)
+}
+
+/// The instance name of `/1.0/instances/{name}[/...]`.
+fn instance_of(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/1.0/instances/")?;
+    let name = rest.split('/').next()?;
+    (!name.is_empty()).then_some(name)
+}
+
+/// The operation id of `/1.0/operations/{id}[/...]`.
+fn operation_of(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/1.0/operations/")?;
+    let id = rest.split('/').next()?;
+    (!id.is_empty()).then_some(id)
+}
+
+/// Middleware: forwards instance requests to the member that holds (or will hold) the
+/// instance; see the module doc.
+pub async fn middleware(State(d): State<Daemon>, mut req: Request, next: Next) -> Response {
+    if !d.cluster.is_clustered() {
+        return next.run(req).await;
+    }
+    match forwarded_by_member(&d, member_claim(&req)).await {
+        Ok(true) => {
+            req.extensions_mut().insert(Forwarded);
+            return next.run(req).await;
+        }
+        Ok(false) => {}
+        Err(e) => return e.into_response(),
+    }
+    match route(&d, req).await {
+        Ok(Route::Here(req)) => next.run(req).await,
+        Ok(Route::Answered(resp)) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// What the middleware does with a request.
+enum Route {
+    /// Serve it on this member.
+    Here(Request),
+    /// Another member answered it.
+    Answered(Response),
+}
+
+async fn route(d: &Daemon, req: Request) -> ApiResult<Route> {
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    let project = query_param(&req, "project")
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "default".into());
+    if path == "/1.0/instances" && req.method() == Method::POST {
+        return route_create(d, &project, req).await;
+    }
+    if let Some(id) = operation_of(&path) {
+        return route_operation(d, id.to_string(), req).await;
+    }
+    let Some(name) = instance_of(&path) else {
+        return Ok(Route::Here(req));
+    };
+    let (p, n) = (project, name.to_string());
+    let Some(rec) = d.read(move |c| db::instances::get(c, &p, &n)).await? else {
+        return Ok(Route::Here(req));
+    };
+    if rec.member.is_empty() || rec.member == d.member() {
+        return Ok(Route::Here(req));
+    }
+    let peer = Peer::connect(d, &rec.member).await?;
+    Ok(Route::Answered(proxy(d, &peer, req).await?))
+}
+
+/// `/1.0/operations/{id}[/wait|/websocket]` for an operation this member does not run:
+/// the member that runs it answers (see [`super::operations::locate`]).
+async fn route_operation(d: &Daemon, id: String, req: Request) -> ApiResult<Route> {
+    if d.ops.get(&id).is_some() {
+        return Ok(Route::Here(req));
+    }
+    let target = query_param(&req, "target");
+    let Some(peer) = super::operations::locate(d, &id, target.as_deref()).await? else {
+        return Ok(Route::Here(req));
+    };
+    if !req.uri().path().ends_with("/websocket") {
+        return Ok(Route::Answered(proxy(d, &peer, req).await?));
+    }
+    let path = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().path().to_string(), ToString::to_string);
+    let (mut parts, _) = req.into_parts();
+    let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, d)
+        .await
+        .map_err(|e| ApiError::bad_request(e.body_text()))?;
+    Ok(Route::Answered(
+        super::websocket::proxy(d, &peer, &path, upgrade).await?,
+    ))
+}
+
+/// `POST /1.0/instances`: where placement puts the instance.
+async fn route_create(d: &Daemon, project: &str, req: Request) -> ApiResult<Route> {
+    let target = query_param(&req, "target");
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("Failed to read the request body: {e}")))?;
+    // A body that does not parse is the handler's to refuse.
+    let Ok(post) = serde_json::from_slice::<api::InstancesPost>(&bytes) else {
+        return Ok(Route::Here(Request::from_parts(parts, Body::from(bytes))));
+    };
+    let member = super::placement::choose(d, project, &post, target.as_deref()).await?;
+    let req = Request::from_parts(parts, Body::from(bytes));
+    if member == d.member() {
+        return Ok(Route::Here(req));
+    }
+    let peer = Peer::connect(d, &member).await?;
+    Ok(Route::Answered(proxy(d, &peer, req).await?))
+}
+
+/// Sends `req` as is to `peer` and returns its answer as is; an operation it created is
+/// remembered as running there.
+///
+/// # Errors
+///
+/// 503 when the member cannot be reached or does not answer within the deadline.
+pub async fn proxy(d: &Daemon, peer: &Peer, req: Request) -> ApiResult<Response> {
+    let (parts, body) = req.into_parts();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_string(), ToString::to_string);
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("Failed to read the request body: {e}")))?;
+    let mut out = peer
+        .client()
+        .request(parts.method.clone(), peer.url(&path))
+        .header(FORWARDED_HEADER, "1")
+        .timeout(PROXY_DEADLINE);
+    for name in &REQUEST_HEADERS {
+        if let Some(v) = parts.headers.get(name) {
+            out = out.header(name, v);
+        }
+    }
+    if !bytes.is_empty() {
+        out = out.body(bytes);
+    }
+    tracing::debug!(member = %peer.name(), method = %parts.method, path = %path, "forwarding");
+    let answer = async {
+        let resp = out.send().await?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await?;
+        Ok::<_, reqwest::Error>((status, headers, body))
+    };
+    let (status, headers, body) = tokio::time::timeout(PROXY_DEADLINE, answer)
+        .await
+        .map_err(|_| unreachable(peer, "did not answer in time"))?
+        .map_err(|e| unreachable(peer, &e.to_string()))?;
+    if status == StatusCode::ACCEPTED {
+        remember_operation(d, peer.name(), &body);
+    }
+    Ok(response(status, &headers, body))
+}
+
+/// Records the operation of a 202 answer as running on `member`.
+fn remember_operation(d: &Daemon, member: &str, body: &[u8]) {
+    if let Ok(env) = serde_json::from_slice::<api::Response<api::Operation>>(body) {
+        d.cluster.remote_ops.insert(&env.metadata.id, member);
+    }
+}
+
+/// An answer with `status`, the end-to-end `headers` and `body`.
+fn response(status: StatusCode, headers: &HeaderMap, body: Bytes) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    for (name, value) in headers {
+        if !DROPPED_RESPONSE_HEADERS.contains(name) {
+            resp.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    resp
+}
+
+fn unreachable(peer: &Peer, why: &str) -> ApiError {
+    ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        message: format!(
+            "Failed to forward the request to cluster member {}: {why}",
+            peer.name()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_paths_name_their_instance() {
+        assert_eq!(instance_of("/1.0/instances/c1"), Some("c1"));
+        assert_eq!(instance_of("/1.0/instances/c1/state"), Some("c1"));
+        assert_eq!(instance_of("/1.0/instances/c1/logs/lxc.log"), Some("c1"));
+        assert_eq!(instance_of("/1.0/instances"), None);
+        assert_eq!(instance_of("/1.0/instances/"), None);
+        assert_eq!(instance_of("/1.0/operations/x"), None);
+    }
+
+    #[test]
+    fn remote_ops_forget_the_oldest_first() {
+        let ops = RemoteOps::default();
+        for i in 0..=REMOTE_OPS_KEPT {
+            ops.insert(&format!("op{i}"), "m2");
+        }
+        assert_eq!(ops.member_of("op0"), None);
+        assert_eq!(ops.member_of("op1").as_deref(), Some("m2"));
+        assert_eq!(
+            ops.member_of(&format!("op{REMOTE_OPS_KEPT}")).as_deref(),
+            Some("m2")
+        );
+    }
+}
