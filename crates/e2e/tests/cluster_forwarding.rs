@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use api::InstanceStatus;
 use drover_e2e::{Member, busybox_request, form_cluster, require_lxc, wait_until, within};
+use futures::StreamExt;
 use serde_json::{Value, json};
 
 /// How long an instance operation through another member may take.
@@ -60,6 +61,28 @@ async fn operations(m: &Member) -> Vec<(String, String)> {
     out
 }
 
+/// The lifecycle events `events` delivers up to and including `action` of instance `name`.
+async fn lifecycle_until(
+    events: &mut client::EventStream,
+    action: &str,
+    name: &str,
+) -> Vec<api::Event> {
+    let source = format!("/1.0/instances/{name}");
+    within(&format!("{action} of {name}"), OP, async {
+        let mut seen = Vec::new();
+        while let Some(ev) = events.next().await {
+            let ev = ev.expect("an event");
+            let last = ev.metadata["action"] == action && ev.metadata["source"] == source.as_str();
+            seen.push(ev);
+            if last {
+                return seen;
+            }
+        }
+        panic!("event stream ended before {action} of {name}: {seen:?}");
+    })
+    .await
+}
+
 /// Runs `lxc <args>` against `m` in a pseudo-terminal (`script`), typing `input`; returns
 /// what the terminal showed.
 async fn lxc_in_a_pty(m: &Member, args: &str, input: &[u8]) -> String {
@@ -95,8 +118,10 @@ async fn lxc_in_a_pty(m: &Member, args: &str, input: &[u8]) -> String {
 /// - rename c1 through m2, delete it through m2: gone for every member
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_member_answers_for_any_instance() {
-    let members = form_cluster(&["127.0.0.50", "127.0.0.51", "127.0.0.52"]).await;
-    let (m1, m2, m3) = (&members[0], &members[1], &members[2]);
+    let [m1, m2, mut m3]: [Member; 3] = form_cluster(&["127.0.0.50", "127.0.0.51", "127.0.0.52"])
+        .await
+        .try_into()
+        .expect("three members");
     m1.import_busybox().await;
     let mut events = m1.client().events(&["lifecycle"]).await.expect("events");
 
@@ -110,7 +135,7 @@ async fn any_member_answers_for_any_instance() {
     assert_eq!(op.location, "m3", "the create runs on m3: {op:?}");
     let done = m1.wait_op(&op).await.expect("create finishes");
     assert_eq!(done.location, "m3");
-    for m in [m1, m2, m3] {
+    for m in [&m1, &m2, &m3] {
         assert_eq!(location(m, "c1").await, "m3");
     }
 
@@ -173,7 +198,14 @@ async fn any_member_answers_for_any_instance() {
 
     tracing::info!("--- every member lists every instance with its state");
     m1.launch("c2", &[]).await;
-    for m in [m1, m2, m3] {
+    let between = lifecycle_until(&mut events, "instance-started", "c2").await;
+    assert!(
+        !between
+            .iter()
+            .any(|e| e.metadata["source"] == "/1.0/instances/c1"),
+        "m3's events reach m1 once: {between:?}"
+    );
+    for m in [&m1, &m2, &m3] {
         let mut got = listing(m).await;
         got.sort();
         assert_eq!(
@@ -200,7 +232,7 @@ async fn any_member_answers_for_any_instance() {
         .await
         .expect("stop c1");
     assert_eq!(stop.location, "m3");
-    for m in [m1, m2, m3] {
+    for m in [&m1, &m2, &m3] {
         wait_until("the stop operation listed", OP, || async {
             operations(m)
                 .await
@@ -208,7 +240,7 @@ async fn any_member_answers_for_any_instance() {
         })
         .await;
     }
-    for m in [m1, m2] {
+    for m in [&m1, &m2] {
         let r = m
             .raw("GET", &format!("/1.0/operations/{}", stop.id), None)
             .await;
@@ -243,12 +275,55 @@ async fn any_member_answers_for_any_instance() {
     assert_eq!(r.status, 202, "{}", r.text);
     let renamed: api::Operation = serde_json::from_value(r.metadata().clone()).expect("op");
     m2.wait_op(&renamed).await.expect("rename");
-    assert_eq!(location(m1, "c1b").await, "m3");
+    assert_eq!(location(&m1, "c1b").await, "m3");
     m2.delete("c1b").await.expect("delete through m2");
-    for m in [m1, m2, m3] {
+    for m in [&m1, &m2, &m3] {
         let r = m.raw("GET", "/1.0/instances/c1b", None).await;
         assert_eq!(r.expect_error(404), "Instance not found");
     }
+
+    tracing::info!("--- m3 is killed: its instances show Error, the list still answers");
+    let op = m1
+        .client()
+        .create_instance(&busybox_request("c3", &[], false), Some("m3"))
+        .await
+        .expect("create c3 on m3");
+    assert_eq!(op.location, "m3");
+    m1.wait_op(&op).await.expect("c3 created");
+    m3.kill();
+    let mut got = listing(&m1).await;
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            ("c2".into(), "m1".into(), "Running".into(), "Running".into()),
+            ("c3".into(), "m3".into(), "Error".into(), String::new()),
+        ],
+    );
+
+    tracing::info!("--- m3 restarts: m1 relays its events again");
+    m3.start_again().await;
+    let put = api::instances::InstancePut {
+        description: Some("after the restart".into()),
+        ..Default::default()
+    };
+    within("m1 relays m3's events again", OP, async {
+        loop {
+            // Refused while m3 comes back; each try that lands publishes an event on m3.
+            let _ = m1.client().patch_instance("c3", &put).await;
+            let next = tokio::time::timeout(Duration::from_secs(1), events.next()).await;
+            // Earlier events still queued are skipped.
+            if let Ok(Some(Ok(ev))) = next
+                && ev.location == "m3"
+                && ev.metadata["action"] == "instance-updated"
+                && ev.metadata["source"] == "/1.0/instances/c3"
+            {
+                break;
+            }
+        }
+    })
+    .await;
+    m2.delete("c3").await.expect("delete c3 through m2");
     m1.change_state("c2", "stop", true).await.expect("stop c2");
     m1.delete("c2").await.expect("delete c2");
 }
