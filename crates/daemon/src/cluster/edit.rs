@@ -68,6 +68,8 @@ pub async fn update(
     patch: bool,
     if_match: &str,
 ) -> ApiResult<()> {
+    // Linearizable: a follower must not check the ETag against a stale row.
+    d.replicator().ensure_linearizable().await?;
     let current = super::members::get(d, name, true).await?;
     if !if_match.is_empty() && if_match != etag(&current) {
         return Err(ApiError::precondition_failed("ETag doesn't match"));

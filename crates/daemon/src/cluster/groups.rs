@@ -3,7 +3,8 @@
 //! places an instance on one of a group's members.
 //!
 //! Every change is checked against the current DB first (a bad request changes nothing),
-//! then committed as one command.
+//! then committed as one command. Reads are linearizable: a follower first catches up with
+//! the leader, so a client sees its own earlier writes whichever member it asks.
 
 use api::cluster::{ClusterGroup, ClusterGroupPost, ClusterGroupPut, ClusterGroupsPost};
 use db::cluster_groups::{ClusterGroupRecord, DEFAULT};
@@ -28,6 +29,7 @@ pub fn etag(group: &ClusterGroup) -> String {
 
 /// Every group, by name.
 pub async fn list(d: &Daemon) -> ApiResult<Vec<ClusterGroup>> {
+    d.replicator().ensure_linearizable().await?;
     Ok(d.read(db::cluster_groups::list)
         .await?
         .into_iter()
@@ -41,6 +43,7 @@ pub async fn list(d: &Daemon) -> ApiResult<Vec<ClusterGroup>> {
 ///
 /// 404 when there is none.
 pub async fn get(d: &Daemon, name: &str) -> ApiResult<ClusterGroup> {
+    d.replicator().ensure_linearizable().await?;
     let owned = name.to_string();
     d.read(move |c| db::cluster_groups::get(c, &owned))
         .await?

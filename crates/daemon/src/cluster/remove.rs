@@ -21,6 +21,7 @@ use crate::state::Daemon;
 /// `Node still has the following instances: ...`), or when it is the only member; 503
 /// without a leader; 500 when the Raft group refuses the change.
 pub async fn remove(d: &Daemon, name: &str, force: bool, forwarded: bool) -> ApiResult<()> {
+    d.replicator().ensure_linearizable().await?;
     let owned = name.to_string();
     let (member, members, instances) = d
         .read(move |c| {
