@@ -5,10 +5,13 @@
 //!   all at once, against the raw runtime.
 //! - `launch-vs-lxd`: `lxc launch` to running, drover against LXD 5.0.2.
 //! - `plan`: the evacuation planner alone on 10,000 instances over 100 members.
+//! - `cluster-writes`: 1,000 small writes and `GET /1.0/instances?recursion=1` over 1,000
+//!   instances, on one member and on a three-member cluster.
 //!
 //! Results go to JSON (see `bench/README.md`); `bench/plot.py` draws them.
 
 mod api;
+mod cluster_writes;
 mod droverd;
 mod launch_vs_lxd;
 mod plan;
@@ -36,6 +39,8 @@ enum Cmd {
     LaunchVsLxd(launch_vs_lxd::LaunchArgs),
     /// The evacuation planner alone: 10,000 instances over 100 members.
     Plan(plan::PlanArgs),
+    /// Small writes and instance listings, on one member and on a three-member cluster.
+    ClusterWrites(cluster_writes::ClusterWritesArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +78,7 @@ fn main() -> ExitCode {
         match cli.command {
             Cmd::StartStop(a) => start_stop::run(a).await,
             Cmd::LaunchVsLxd(a) => launch_vs_lxd::run(a).await,
+            Cmd::ClusterWrites(a) => cluster_writes::run(a).await,
             Cmd::Plan(_) => Ok(()),
         }
     });
