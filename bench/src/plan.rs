@@ -95,7 +95,14 @@ fn snapshot(members: usize, instances: usize) -> Snapshot {
             member,
             running: k.is_multiple_of(2),
             config,
-            root_pool: Some(if k.is_multiple_of(5) { "local" } else { "shared" }.into()),
+            root_pool: Some(
+                if k.is_multiple_of(5) {
+                    "local"
+                } else {
+                    "shared"
+                }
+                .into(),
+            ),
             root_pool_shared: !k.is_multiple_of(5),
             ..InstanceInfo::default()
         });

@@ -264,6 +264,7 @@ pub async fn run(cfg: Config, bus: ops::EventBus) -> anyhow::Result<()> {
     let reporter = d.clone();
     tokio::spawn(async move { cluster::version::report(&reporter).await });
     instances::migrate::recover::spawn(&d);
+    cluster::evacuate::spawn_resume(&d);
 
     let listener = bind(&paths.socket).await?;
     tracing::info!(socket = %paths.socket.display(), "serving the API");

@@ -10,6 +10,9 @@
 //!   `Offline` (default 20).
 //! - `cluster.max_voters`: how many members vote in the Raft group (default 3).
 //! - `cluster.join_token_expiry`: how long join tokens live (LXD's syntax; default `3H`).
+//! - `cluster.evacuate.parallel`, `cluster.evacuate.parallel_per_target`: how many
+//!   instances an evacuation or restore handles at once on the member concerned (default
+//!   4) and onto / from any one other member (default 2).
 //!
 //! Any other key is refused with 400, as LXD refuses unknown keys.
 
@@ -39,12 +42,13 @@ fn validate(key: &str, value: &str) -> ApiResult<()> {
         REMOTE_TOKEN_EXPIRY | crate::cluster::JOIN_TOKEN_EXPIRY => {
             expiry_after(Utc::now(), value).map(|_| ()).map_err(refuse)
         }
-        crate::cluster::OFFLINE_THRESHOLD | crate::cluster::MAX_VOTERS => {
-            match value.parse::<u64>() {
-                Ok(n) if n >= 1 => Ok(()),
-                _ => Err(refuse("expected a positive integer".into())),
-            }
-        }
+        crate::cluster::OFFLINE_THRESHOLD
+        | crate::cluster::MAX_VOTERS
+        | crate::cluster::evacuate::PARALLEL
+        | crate::cluster::evacuate::PARALLEL_PER_TARGET => match value.parse::<u64>() {
+            Ok(n) if n >= 1 => Ok(()),
+            _ => Err(refuse("expected a positive integer".into())),
+        },
         _ => Err(refuse("unknown key".into())),
     }
 }

@@ -140,14 +140,10 @@ pub fn has_unfinished(conn: &Connection, member: &str) -> Result<bool> {
     Ok(n > 0)
 }
 
-/// Applies [`crate::Command::BeginEvacuation`].
-pub(crate) fn begin(
-    conn: &Connection,
-    member: &str,
-    kind: EvacuationKind,
-    operation: &str,
-    entries: &[PlanEntry],
-) -> Result<()> {
+/// Whether `member` may start an evacuation or restore now, by the DB alone: refused with
+/// LXD's message ([`Error::Refused`]) when it is already in that state or another one is
+/// in progress. [`crate::Command::BeginEvacuation`] checks the same when applied.
+pub fn check_begin(conn: &Connection, member: &str, kind: EvacuationKind) -> Result<()> {
     let rec = crate::members::get(conn, member)?
         .ok_or_else(|| Error::NotFound(format!("member {member:?}")))?;
     match (kind, rec.state) {
@@ -188,6 +184,18 @@ pub(crate) fn begin(
             ),
         }));
     }
+    Ok(())
+}
+
+/// Applies [`crate::Command::BeginEvacuation`].
+pub(crate) fn begin(
+    conn: &Connection,
+    member: &str,
+    kind: EvacuationKind,
+    operation: &str,
+    entries: &[PlanEntry],
+) -> Result<()> {
+    check_begin(conn, member, kind)?;
     conn.execute("DELETE FROM evacuations WHERE member = ?1", params![member])?;
     for e in entries {
         let action = e.action.map_or("none", PlanAction::as_str);

@@ -124,15 +124,16 @@ fn view(
             } else {
                 raft.and_then(|m| m.last_contact)
             };
+            let maintenance = || "Unavailable due to maintenance".to_string();
             let (status, message) = match contact {
+                // An evacuated member says so even when it is also offline.
+                _ if rec.state == MemberState::Evacuated => ("Evacuated", maintenance()),
                 Some(age) if age <= threshold => match rec.state {
                     MemberState::Created => ("Online", "Fully operational".to_string()),
                     MemberState::Pending => ("Online", "Joining the cluster".to_string()),
-                    MemberState::Evacuated => {
-                        ("Evacuated", "Unavailable due to maintenance".into())
-                    }
-                    MemberState::Evacuating => ("Evacuated", "Evacuating".to_string()),
-                    MemberState::Restoring => ("Online", "Restoring".to_string()),
+                    MemberState::Evacuated => ("Evacuated", maintenance()),
+                    MemberState::Evacuating => ("Evacuating", maintenance()),
+                    MemberState::Restoring => ("Restoring", maintenance()),
                 },
                 Some(age) => {
                     let since = now - chrono::Duration::from_std(age).unwrap_or_default();
@@ -285,12 +286,13 @@ mod tests {
                     s("Offline"),
                     s("No heartbeat since this member started")
                 ),
+                // Evacuated says so even when also offline (EVACUATION.md).
                 (
                     s("m5"),
                     vec![],
                     false,
-                    s("Offline"),
-                    s("No heartbeat since this member started")
+                    s("Evacuated"),
+                    s("Unavailable due to maintenance")
                 ),
             ]
         );

@@ -11,6 +11,7 @@
 
 pub mod edit;
 pub mod enable;
+pub mod evacuate;
 pub mod events;
 pub mod forward;
 pub mod groups;

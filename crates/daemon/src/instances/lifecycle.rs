@@ -72,6 +72,17 @@ pub(super) async fn set_power(
     .await
 }
 
+/// Whether member `member`, in `state`, takes instance `config` (its own config): a member
+/// in `created` state takes any; one being restored takes the instances its restore brings
+/// back (`volatile.evacuate.origin` is that member) or starts again (last seen running);
+/// any other takes none.
+pub fn member_takes(state: api::MemberState, member: &str, config: &ConfigMap) -> bool {
+    let get = |k: &str| config.get(k).map_or("", String::as_str);
+    state.accepts_instances()
+        || state == api::MemberState::Restoring
+            && (get(cluster::ORIGIN_KEY) == member || get(cluster::LAST_POWER_KEY) == "RUNNING")
+}
+
 /// Refuses new work on a member that is not taking instances (evacuating, evacuated, ...).
 pub async fn check_member_accepts(d: &Daemon) -> ApiResult<()> {
     let member = d.member();
@@ -150,7 +161,7 @@ async fn start_inputs(
             };
             Ok((member, profiles, pool))
         })?;
-        if member.is_some_and(|m| !m.state.accepts_instances()) {
+        if member.is_some_and(|m| !member_takes(m.state, &m.name, &rec.config)) {
             return Err(ApiError::forbidden("Cluster member is evacuated"));
         }
         let profiles = profiles.map_err(missing_profile)?;
@@ -362,7 +373,8 @@ pub async fn change_state(
     }
     let id = runtime_id(project, name);
     action.check(runtime_status(d, &id) == InstanceStatus::Running)?;
-    if action == Action::Start && member.is_some_and(|m| !m.state.accepts_instances()) {
+    let config = found.as_ref().map(|r| r.config.clone()).unwrap_or_default();
+    if action == Action::Start && member.is_some_and(|m| !member_takes(m.state, &m.name, &config)) {
         return Err(ApiError::forbidden("Cluster member is evacuated"));
     }
     let wait = StopWait::from_request(req.timeout, req.force);
@@ -458,4 +470,43 @@ pub async fn reattach_all(d: &Daemon) -> ApiResult<()> {
         }
     }
     Ok(())
+}
+
+/// Stops instance `name` of `project` on this member for an evacuation, under its lock:
+/// cleanly (`boot.host_shutdown_timeout`, then killed) or, with `force`, at once. Its
+/// `volatile.last_state.power` stays `RUNNING`, as LXD leaves it, so that a restore starts
+/// it again. Does nothing when it is not running (a step run again after a crash).
+pub async fn stop_for_evacuation(
+    d: &Daemon,
+    project: &str,
+    name: &str,
+    force: bool,
+) -> ApiResult<()> {
+    let id = runtime_id(project, name);
+    let lock = d.instance_lock(&id);
+    let _guard = lock.lock().await;
+    if runtime_status(d, &id) != InstanceStatus::Running {
+        return Ok(());
+    }
+    let rec = super::load(d, project, name).await?;
+    let wait = if force {
+        StopWait::Kill
+    } else {
+        StopWait::HostShutdownTimeout
+    };
+    stop_instance(d, &rec, wait, false).await?;
+    set_power(d, &rec, "RUNNING", false).await
+}
+
+/// Starts instance `name` of `project` on this member for a restore, under its lock. Does
+/// nothing when it already runs.
+pub async fn start_for_restore(d: &Daemon, project: &str, name: &str) -> ApiResult<()> {
+    let id = runtime_id(project, name);
+    let lock = d.instance_lock(&id);
+    let _guard = lock.lock().await;
+    if runtime_status(d, &id) == InstanceStatus::Running {
+        return Ok(());
+    }
+    let rec = super::load(d, project, name).await?;
+    start_instance(d, &rec).await
 }

@@ -13,7 +13,10 @@ use db::instances::InstanceRecord;
 use db::profiles::ProfileRecord;
 
 pub use create::create;
-pub use lifecycle::{change_state, check_member_accepts, reattach_all, runtime_status};
+pub use lifecycle::{
+    change_state, check_member_accepts, member_takes, reattach_all, runtime_status,
+    start_for_restore, stop_for_evacuation,
+};
 pub use update::{delete, rename, update};
 pub use view::{etag, instance_state, instance_view, log_file};
 

@@ -3,6 +3,7 @@
 mod certificates;
 mod cluster;
 mod cluster_groups;
+mod cluster_member_state;
 mod events;
 mod images;
 mod instances;
@@ -131,6 +132,7 @@ pub fn router(d: Daemon) -> Router {
         .merge(certificates::routes())
         .merge(cluster::routes())
         .merge(cluster_groups::routes())
+        .merge(cluster_member_state::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -109,6 +109,9 @@ pub(super) async fn check(
         )));
     }
     match target_member.state {
+        // A restore brings its instances home.
+        MemberState::Restoring
+            if crate::instances::member_takes(target_member.state, &target, &rec.config) => {}
         MemberState::Evacuated | MemberState::Evacuating | MemberState::Restoring => {
             return Err(ApiError::bad_request(
                 "The destination cluster member is evacuated",

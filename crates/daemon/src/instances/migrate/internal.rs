@@ -191,10 +191,29 @@ async fn blocking<T: Send + 'static>(
 
 // ---- target side ----
 
+/// Refuses a move onto this member unless it takes the instance (a restore brings its
+/// instances home while the member is restoring).
+async fn check_takes(d: &Daemon, project: &str, name: &str) -> ApiResult<()> {
+    let (member, p, n) = (d.member(), project.to_string(), name.to_string());
+    let (state, rec) = d
+        .read(move |c| {
+            Ok((
+                db::members::get(c, &member)?.map(|m| m.state),
+                db::instances::get(c, &p, &n)?,
+            ))
+        })
+        .await?;
+    let config = rec.map(|r| r.config).unwrap_or_default();
+    match state {
+        Some(s) if !crate::instances::member_takes(s, &d.member(), &config) => Err(
+            ApiError::bad_request("The destination cluster member is evacuated"),
+        ),
+        _ => Ok(()),
+    }
+}
+
 async fn check(State(d): State<Daemon>, Query(q): Query<MoveQuery>) -> ApiResult<Response> {
-    crate::instances::check_member_accepts(&d)
-        .await
-        .map_err(|_| ApiError::bad_request("The destination cluster member is evacuated"))?;
+    check_takes(&d, &q.project, &q.instance).await?;
     let pool = crate::volumes::pool(&d, &q.pool).await.map_err(|e| {
         ApiError::bad_request(format!(
             "The destination cluster member lacks storage pool {:?}: {}",

@@ -1,0 +1,378 @@
+//! Running a journaled plan: every instance's step, in parallel within limits, each
+//! recorded in the journal when done; then the member's final state.
+//!
+//! # Correctness
+//!
+//! - Every step is idempotent, so running a row again after a crash is safe: a stop of a
+//!   stopped instance does nothing, a move uses a move id derived from the journal (the
+//!   move service returns the outcome of a finished move instead of moving again) and an
+//!   instance already on its target is done.
+//! - One instance failing does not stop the others: its row records the failure.
+//! - The member becomes `evacuated` only when every row is done and nothing runs on it;
+//!   otherwise it stays `evacuating` and the operation fails with a per-instance report.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use api::MemberState;
+use api::evacuation::{PLAN_KEY, PROGRESS_KEY, PlanAction, PlanEntry, PlanStep};
+use db::evacuations::EvacuationKind;
+use tokio::sync::Semaphore;
+
+use super::Limits;
+use crate::error::{ApiError, ApiResult};
+use crate::state::{Daemon, lock};
+
+/// How long a move back, run by another member, may take.
+const MOVE_BACK_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The operation's metadata: LXD's last progress line and the plan table.
+#[derive(Debug)]
+struct Progress {
+    op: ops::OpHandle,
+    line: Mutex<String>,
+    entries: Mutex<Vec<PlanEntry>>,
+}
+
+impl Progress {
+    fn publish(&self) {
+        let line = lock(&self.line).clone();
+        let entries = lock(&self.entries).clone();
+        let mut meta = serde_json::Map::new();
+        if !line.is_empty() {
+            meta.insert(PROGRESS_KEY.into(), line.into());
+        }
+        meta.insert(
+            PLAN_KEY.into(),
+            serde_json::to_value(entries).unwrap_or_default(),
+        );
+        self.op.set_metadata(serde_json::Value::Object(meta));
+    }
+
+    fn say(&self, line: String) {
+        *lock(&self.line) = line;
+        self.publish();
+    }
+
+    fn update(&self, project: &str, instance: &str, f: impl FnOnce(&mut PlanEntry)) {
+        if let Some(e) = lock(&self.entries)
+            .iter_mut()
+            .find(|e| e.project == project && e.instance == instance)
+        {
+            f(e);
+        }
+        self.publish();
+    }
+
+    fn metadata(&self) -> serde_json::Value {
+        let mut meta = serde_json::Map::new();
+        let line = lock(&self.line).clone();
+        if !line.is_empty() {
+            meta.insert(PROGRESS_KEY.into(), line.into());
+        }
+        meta.insert(
+            PLAN_KEY.into(),
+            serde_json::to_value(lock(&self.entries).clone()).unwrap_or_default(),
+        );
+        serde_json::Value::Object(meta)
+    }
+}
+
+/// Runs the journaled plan of `member` to its end and finishes operation `op`.
+pub async fn run(
+    d: &Daemon,
+    member: &str,
+    kind: EvacuationKind,
+    op: ops::OpHandle,
+    limits: Limits,
+) {
+    let m = member.to_string();
+    let rows = match d
+        .read(move |c| db::evacuations::list_for_member(c, &m))
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) => return op.fail(e.message),
+    };
+    let progress = Arc::new(Progress {
+        op,
+        line: Mutex::new(String::new()),
+        entries: Mutex::new(rows.iter().map(|r| r.entry.clone()).collect()),
+    });
+    progress.publish();
+    tracing::info!(member = %member, kind = kind.as_str(), instances = rows.len(), "evacuation executing");
+
+    let concerned = Arc::new(Semaphore::new(limits.parallel));
+    let mut others: HashMap<String, Arc<Semaphore>> = HashMap::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for row in rows {
+        if row.entry.step.is_final() {
+            continue;
+        }
+        let entry = row.entry;
+        let other = match kind {
+            EvacuationKind::Evacuate => entry.target.clone(),
+            EvacuationKind::Restore => entry.source.clone(),
+        };
+        let other = (!other.is_empty() && entry.action.is_some_and(PlanAction::moves)).then(|| {
+            others
+                .entry(other)
+                .or_insert_with(|| Arc::new(Semaphore::new(limits.per_member)))
+                .clone()
+        });
+        let (d, member, progress, concerned) = (
+            d.clone(),
+            member.to_string(),
+            progress.clone(),
+            concerned.clone(),
+        );
+        let operation = row.operation.clone();
+        tasks.spawn(async move {
+            let _slot = concerned.acquire_owned().await;
+            let _other = match other {
+                Some(s) => s.acquire_owned().await.ok(),
+                None => None,
+            };
+            let (project, instance) = (entry.project.clone(), entry.instance.clone());
+            let outcome = step(&d, &member, &entry, &operation, &progress).await;
+            let (step, error) = match outcome {
+                Ok(()) => (PlanStep::Done, String::new()),
+                Err(e) => {
+                    tracing::warn!(instance = %instance, error = %e.message, "evacuation step failed");
+                    (PlanStep::Failed, e.message)
+                }
+            };
+            let bytes = lock(&progress.entries)
+                .iter()
+                .find(|e| e.project == project && e.instance == instance)
+                .map_or(0, |e| e.bytes);
+            let recorded = d
+                .write(db::Command::SetEvacuationStep {
+                    member: member.clone(),
+                    project: project.clone(),
+                    instance: instance.clone(),
+                    step,
+                    bytes,
+                    error: error.clone(),
+                })
+                .await;
+            if let Err(e) = recorded {
+                tracing::warn!(instance = %instance, error = %e.message, "evacuation step not recorded");
+            }
+            progress.update(&project, &instance, |e| {
+                e.step = step;
+                e.error = error;
+            });
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    finish(d, member, kind, progress).await;
+}
+
+/// One instance's work.
+async fn step(
+    d: &Daemon,
+    member: &str,
+    entry: &PlanEntry,
+    operation: &str,
+    progress: &Arc<Progress>,
+) -> ApiResult<()> {
+    let (project, name) = (entry.project.as_str(), entry.instance.as_str());
+    let action = entry.action.unwrap_or(PlanAction::None);
+    match action {
+        PlanAction::None => Ok(()),
+        PlanAction::Stop | PlanAction::ForceStop => {
+            progress.say(format!("Stopping {name:?} in project {project:?}"));
+            crate::instances::stop_for_evacuation(d, project, name, action == PlanAction::ForceStop)
+                .await
+        }
+        PlanAction::Start => {
+            progress.say(format!("Starting {name:?} in project {project:?}"));
+            crate::instances::start_for_restore(d, project, name).await
+        }
+        PlanAction::Migrate | PlanAction::LiveMigrate => {
+            progress.say(format!(
+                "Migrating {name:?} in project {project:?} to {:?}",
+                entry.target
+            ));
+            migrate(d, entry, operation, progress).await
+        }
+        PlanAction::MoveBack => {
+            progress.say(format!(
+                "Migrating {name:?} in project {project:?} from {:?}",
+                entry.source
+            ));
+            move_back(d, member, entry).await?;
+            clear_origin(d, project, name).await
+        }
+    }
+}
+
+/// Where instance `name` of `project` is now.
+async fn location(d: &Daemon, project: &str, name: &str) -> ApiResult<String> {
+    let (p, n) = (project.to_string(), name.to_string());
+    d.read(move |c| db::instances::get(c, &p, &n))
+        .await?
+        .map(|r| r.member)
+        .ok_or_else(|| ApiError::not_found("Instance not found"))
+}
+
+/// Moves an instance of this member to its planned target (a no-op when already there),
+/// with a move id derived from the journal so that a step run again after a crash gets the
+/// outcome of the move already made.
+async fn migrate(
+    d: &Daemon,
+    entry: &PlanEntry,
+    operation: &str,
+    progress: &Arc<Progress>,
+) -> ApiResult<()> {
+    use crate::instances::migrate::progress::MoveStage;
+    use crate::instances::migrate::{MoveOptions, move_instance};
+    let (project, name) = (entry.project.as_str(), entry.instance.as_str());
+    if location(d, project, name).await? == entry.target {
+        return Ok(());
+    }
+    let (p, n, reporter) = (project.to_string(), name.to_string(), progress.clone());
+    let on_progress = move |m: &crate::instances::migrate::MoveProgress| {
+        if m.stage == MoveStage::Starting {
+            reporter.say(format!("Starting {n:?} in project {p:?}"));
+        }
+        let bytes = m.bytes_sent;
+        reporter.update(&p, &n, |e| e.bytes = e.bytes.max(bytes));
+    };
+    let opts = MoveOptions {
+        target: entry.target.clone(),
+        live: false,
+        id: Some(format!("evacuate-{operation}-{project}-{name}")),
+        start: false,
+        progress: Some(Arc::new(on_progress)),
+    };
+    move_instance(d, project, name, opts).await.map(|_| ())
+}
+
+/// Asks the member that holds an evacuated instance to move it back here.
+async fn move_back(d: &Daemon, member: &str, entry: &PlanEntry) -> ApiResult<()> {
+    let (project, name) = (entry.project.as_str(), entry.instance.as_str());
+    let now = location(d, project, name).await?;
+    if now == member {
+        return Ok(());
+    }
+    let peer = super::super::peer::Peer::connect(d, &now).await?;
+    let body = serde_json::json!({"name": name, "migration": true, "live": false});
+    let path = format!("/1.0/instances/{name}?project={project}&target={member}");
+    let op = peer
+        .request(reqwest::Method::POST, &path, Some(&body))
+        .await?
+        .into_operation()?;
+    let done = peer.wait_operation(&op.id, MOVE_BACK_TIMEOUT).await?;
+    match done.status {
+        api::OperationStatus::Success => Ok(()),
+        api::OperationStatus::Failure | api::OperationStatus::Cancelled => {
+            Err(ApiError::internal(done.err))
+        }
+        _ => Err(ApiError::internal(format!(
+            "moving {name:?} back from {now:?} did not finish within {}s",
+            MOVE_BACK_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// Forgets where an instance was evacuated from, once it is home.
+async fn clear_origin(d: &Daemon, project: &str, name: &str) -> ApiResult<()> {
+    d.write(db::Command::PatchInstanceConfig {
+        project: project.to_string(),
+        name: name.to_string(),
+        changes: [(cluster::ORIGIN_KEY.to_string(), None)].into(),
+        last_used_at: None,
+    })
+    .await
+}
+
+/// Sets the member's final state, publishes the lifecycle event and ends the operation
+/// with the per-instance report.
+async fn finish(d: &Daemon, member: &str, kind: EvacuationKind, progress: Arc<Progress>) {
+    let entries = lock(&progress.entries).clone();
+    let failed: Vec<&PlanEntry> = entries
+        .iter()
+        .filter(|e| e.step == PlanStep::Failed)
+        .collect();
+    let running_left = if kind == EvacuationKind::Evacuate {
+        still_running_here(d).await
+    } else {
+        Vec::new()
+    };
+    let complete = failed.is_empty() && running_left.is_empty();
+    let state = match (kind, complete) {
+        (EvacuationKind::Evacuate, true) => MemberState::Evacuated,
+        (EvacuationKind::Evacuate, false) => MemberState::Evacuating,
+        (EvacuationKind::Restore, _) => MemberState::Created,
+    };
+    let recorded = d
+        .write(db::Command::FinishEvacuation {
+            member: member.to_string(),
+            kind,
+            state,
+        })
+        .await;
+    let metadata = progress.metadata();
+    let Ok(progress) = Arc::try_unwrap(progress) else {
+        tracing::error!(member = %member, "evacuation progress still shared at the end");
+        return;
+    };
+    let op = progress.op;
+    if let Err(e) = recorded {
+        return op.fail(format!(
+            "Failed to record the member's state: {}",
+            e.message
+        ));
+    }
+    if complete || kind == EvacuationKind::Restore && failed.is_empty() {
+        let action = match kind {
+            EvacuationKind::Evacuate => "cluster-member-evacuated",
+            EvacuationKind::Restore => "cluster-member-restored",
+        };
+        d.bus.lifecycle(
+            action,
+            format!("/1.0/cluster/members/{member}"),
+            "default",
+            None,
+        );
+        tracing::info!(member = %member, kind = kind.as_str(), "evacuation finished");
+        return op.succeed(Some(metadata));
+    }
+    let mut report: Vec<String> = failed
+        .iter()
+        .map(|e| format!("{:?}: {}", e.instance, e.error))
+        .collect();
+    report.extend(running_left.iter().map(|n| format!("{n:?}: still running")));
+    op.set_metadata(metadata);
+    let what = match kind {
+        EvacuationKind::Evacuate => "evacuate",
+        EvacuationKind::Restore => "restore",
+    };
+    op.fail(format!(
+        "Failed to {what} {} instance(s): {}",
+        report.len(),
+        report.join("; ")
+    ));
+}
+
+/// Instances on this member that still run.
+async fn still_running_here(d: &Daemon) -> Vec<String> {
+    let member = d.member();
+    let Ok(instances) = d
+        .read(move |c| db::instances::list_on_member(c, &member))
+        .await
+    else {
+        return Vec::new();
+    };
+    instances
+        .into_iter()
+        .filter(|r| {
+            crate::instances::runtime_status(d, &crate::instances::runtime_id(&r.project, &r.name))
+                == api::InstanceStatus::Running
+        })
+        .map(|r| r.name)
+        .collect()
+}
