@@ -5,23 +5,25 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::error::PoolError;
 use super::usage::PoolUsage;
 
 /// Prefix of in-progress (or abandoned) volume directories.
-const TMP_PREFIX: &str = ".tmp-";
+pub(crate) const TMP_PREFIX: &str = ".tmp-";
 /// Prefix of staging directories: volumes being received from another member.
 const STAGE_PREFIX: &str = ".stage-";
 /// Distinguishes temp directories of concurrent operations in one process.
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+pub(crate) static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A `dir` storage pool rooted at `source`, laid out like LXD's:
 ///
 /// ```text
-/// <source>/containers/<name>/rootfs/   an instance's root filesystem
+/// <source>/containers/<name>/rootfs/   an instance's root filesystem (a directory, or
+///                                      the mount point of image base + own changes:
+///                                      see the `overlay` module and DirPool::mount_rootfs)
+/// <source>/images/<fingerprint>/        an image base, shared by the volumes layered on it
 /// <source>/containers/.tmp-*           volumes being created; removed by DirPool::new
 /// <source>/containers/.stage-<name>     a volume being received (see DirPool::stage);
 ///                                      removed by DirPool::new
@@ -48,6 +50,16 @@ impl DirPool {
     /// deletions in progress. Everywhere else use [`DirPool::open`].
     pub fn new(source: PathBuf) -> Result<Self, PoolError> {
         let pool = Self::open(source)?;
+        let images = pool.source.join("images");
+        if let Ok(rd) = fs::read_dir(&images) {
+            for entry in rd.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                    let path = entry.path();
+                    tracing::warn!(path = %path.display(), "removing leftover image base");
+                    remove_tree(&path).map_err(PoolError::io("remove", &path))?;
+                }
+            }
+        }
         let containers = pool.source.join("containers");
         let rd = fs::read_dir(&containers).map_err(PoolError::io("read", &containers))?;
         for entry in rd {
@@ -98,6 +110,8 @@ impl DirPool {
     /// Creates volume `name` holding a full copy of `<unpacked_image_dir>/rootfs` (ownership,
     /// modes, symlinks, hard links, devices, xattrs and mtimes preserved) and returns the
     /// volume path. Uses `cp -a --reflink=auto`, so copy-on-write filesystems share blocks.
+    /// Instances on `dir` pools use [`DirPool::create_volume_on_image`] instead (no copy);
+    /// this is for pools whose filesystem cannot hold an overlay upper layer (`shared-fs`).
     ///
     /// Fails with [`PoolError::AlreadyExists`] if the volume exists; on any failure nothing
     /// is left behind.
@@ -114,31 +128,7 @@ impl DirPool {
         // cp took 24 ms and a std-only walk 13 ms on an idle machine, both ~220 ms median
         // under concurrent builds; the walk lacked xattrs, ACLs, devices and mtimes, which
         // would close the gap, and cp also reflinks on CoW filesystems.
-        self.create_with(name, |tmp| {
-            let dst = tmp.join("rootfs");
-            let out = Command::new("cp")
-                .arg("-a")
-                .arg("--reflink=auto")
-                .arg("--")
-                .arg(&src)
-                .arg(&dst)
-                .output()
-                .map_err(PoolError::io("run cp for", &dst))?;
-            if out.status.success() {
-                Ok(())
-            } else {
-                let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
-                Err(PoolError::Copy {
-                    from: src.clone(),
-                    to: dst,
-                    stderr: if stderr.is_empty() {
-                        out.status.to_string()
-                    } else {
-                        stderr
-                    },
-                })
-            }
-        })
+        self.create_with(name, |tmp| super::overlay::cp_a(&src, &tmp.join("rootfs")))
     }
 
     /// Creates volume `name` with an empty `rootfs/` (mode `0755`), for instances created
@@ -153,7 +143,7 @@ impl DirPool {
     }
 
     /// Builds a volume in a temp directory with `fill`, then renames it to `name`.
-    fn create_with(
+    pub(crate) fn create_with(
         &self,
         name: &str,
         fill: impl FnOnce(&Path) -> Result<(), PoolError>,
@@ -190,6 +180,8 @@ impl DirPool {
         if fs::symlink_metadata(&path).is_err() {
             return Ok(());
         }
+        self.unmount_rootfs(name)?;
+        let base = self.volume_base(name).ok().flatten();
         // Rename first so the volume disappears at once even if removal is slow or fails.
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let doomed = self
@@ -199,6 +191,11 @@ impl DirPool {
         fs::rename(&path, &doomed).map_err(PoolError::io("rename", &path))?;
         remove_tree(&doomed).map_err(PoolError::io("remove", &doomed))?;
         tracing::info!(volume = name, "volume deleted");
+        if let Some(fp) = base
+            && let Err(e) = self.prune_base(&fp)
+        {
+            tracing::warn!(image = %fp, error = %e, "cannot remove unused image base");
+        }
         Ok(())
     }
 
@@ -290,6 +287,8 @@ impl DirPool {
         if !from.is_dir() {
             return Err(PoolError::NotFound(old.to_owned()));
         }
+        // The overlay's options name the old paths: mount again under the new name on use.
+        self.unmount_rootfs(old)?;
         rename_new(&from, &self.volume_path(new), new)
     }
 
@@ -299,13 +298,17 @@ impl DirPool {
     }
 
     /// Disk usage of volume `name` in bytes (allocated blocks, hard links counted once, like
-    /// `du`). Best effort: entries that vanish or cannot be read are skipped.
+    /// `du -x`): for a volume layered on an image, its own changes only. Best effort:
+    /// entries that vanish or cannot be read are skipped.
     pub fn volume_size(&self, name: &str) -> Result<u64, PoolError> {
         check_name(name)?;
         let path = self.volume_path(name);
         if !path.is_dir() {
             return Err(PoolError::NotFound(name.to_owned()));
         }
+        let dev = fs::symlink_metadata(&path)
+            .map_err(PoolError::io("stat", &path))?
+            .dev();
         let mut seen = HashSet::new();
         let mut total = 0u64;
         let mut stack = vec![path];
@@ -318,6 +321,7 @@ impl DirPool {
             }
             total += m.blocks() * 512;
             if m.is_dir()
+                && m.dev() == dev
                 && let Ok(rd) = fs::read_dir(&p)
             {
                 stack.extend(rd.flatten().map(|e| e.path()));
@@ -329,7 +333,7 @@ impl DirPool {
 
 /// Accepts names usable as one path component: non-empty, no `/` or NUL, not starting with
 /// `.` (which also rules out `.`, `..` and the pool's temp names).
-fn check_name(name: &str) -> Result<(), PoolError> {
+pub(crate) fn check_name(name: &str) -> Result<(), PoolError> {
     if name.is_empty() || name.starts_with('.') || name.contains(['/', '\0']) {
         Err(PoolError::InvalidName(name.to_owned()))
     } else {
@@ -347,7 +351,7 @@ fn rename_new(from: &Path, to: &Path, name: &str) -> Result<(), PoolError> {
 }
 
 /// Removes a directory tree; an absent one is fine.
-fn remove_tree(path: &Path) -> io::Result<()> {
+pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
     match fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),

@@ -17,6 +17,9 @@ pub enum PoolError {
     /// The image directory has no `rootfs/`.
     #[error("image directory {0} has no rootfs")]
     NoImageRootfs(PathBuf),
+    /// The volume is layered on an image whose base this pool does not have (yet).
+    #[error("image base {0} is not in this pool")]
+    NoBase(String),
     /// `cp` failed.
     #[error("copy {from} to {to} failed: {stderr}")]
     Copy {

@@ -2,6 +2,7 @@
 
 mod dir;
 mod error;
+mod overlay;
 mod usage;
 
 pub use dir::DirPool;
