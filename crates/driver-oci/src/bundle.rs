@@ -408,7 +408,10 @@ pub fn build_spec(spec: &InstanceSpec, cgroups_path: &str) -> Result<Spec> {
 }
 
 /// Writes `spec` as `<run_dir>/config.json` (creating `run_dir`), unless it already holds
-/// exactly that: a reader never sees a half-written file (while it is replaced, none).
+/// that spec: a reader never sees a half-written file (while it is replaced, none).
+///
+/// "Holds that spec" compares specs, not bytes: the capability sets (and sysctl, annotation
+/// maps) are hash sets whose JSON order differs from one build of the same spec to the next.
 ///
 /// # Errors
 ///
@@ -417,12 +420,16 @@ pub fn write_bundle(run_dir: &Path, spec: &Spec) -> Result<PathBuf> {
     std::fs::create_dir_all(run_dir)?;
     let path = run_dir.join(CONFIG_FILE);
     let tmp = run_dir.join(".config.json.tmp");
-    let json = serde_json::to_vec_pretty(spec).map_err(std::io::Error::other)?;
     // The same instance usually starts with the same bundle: reading it back costs less than
     // creating an inode, and spares the rename below.
-    if std::fs::read(&path).is_ok_and(|old| old == json) {
+    let unchanged = std::fs::read(&path)
+        .ok()
+        .and_then(|old| serde_json::from_slice::<Spec>(&old).ok())
+        .is_some_and(|old| old == *spec);
+    if unchanged {
         return Ok(path);
     }
+    let json = serde_json::to_vec_pretty(spec).map_err(std::io::Error::other)?;
     std::fs::write(&tmp, json)?;
     // Renaming onto an existing file makes ext4 (auto_da_alloc) start writing the new data
     // back at once, on the start's critical path; nothing but the runtime, called after this
@@ -547,5 +554,26 @@ mod tests {
         let path = write_bundle(&run, &spec).unwrap();
         let back = Spec::load(&path).unwrap();
         assert_eq!(back, spec);
+    }
+
+    /// The same instance's spec, built again (its capability sets iterate in another order),
+    /// leaves the file alone; a changed spec replaces it.
+    #[test]
+    fn an_unchanged_bundle_is_not_rewritten() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        let first = build_spec(&instance(&[]), "/drover/x").unwrap();
+        let path = write_bundle(&run, &first).unwrap();
+        let inode = std::fs::metadata(&path).unwrap().ino();
+        for _ in 0..5 {
+            let again = build_spec(&instance(&[]), "/drover/x").unwrap();
+            write_bundle(&run, &again).unwrap();
+            assert_eq!(std::fs::metadata(&path).unwrap().ino(), inode);
+        }
+        let changed = build_spec(&instance(&[("limits.memory", "64MiB")]), "/drover/x").unwrap();
+        write_bundle(&run, &changed).unwrap();
+        assert_ne!(std::fs::metadata(&path).unwrap().ino(), inode);
+        assert_eq!(Spec::load(&path).unwrap(), changed);
     }
 }
