@@ -418,6 +418,16 @@ impl Member {
         run(self.lxc_command(args), label, Some(stdin)).await
     }
 
+    /// Runs drover's own CLI (the `drover` binary next to `droverd`) against this daemon.
+    pub async fn drover(&self, args: &[&str]) -> Output {
+        let mut cmd = tokio::process::Command::new(self.bin.with_file_name("drover"));
+        cmd.args(args)
+            .env("DROVER_DIR", self.state_dir())
+            .env("NO_COLOR", "1");
+        let label = format!("drover {}", args.join(" "));
+        run(cmd, label, None).await
+    }
+
     /// Runs any command with `LXD_DIR` set to this daemon (pylxd reads it too).
     pub async fn command(&self, program: &str, args: &[&str]) -> Output {
         let mut cmd = tokio::process::Command::new(program);

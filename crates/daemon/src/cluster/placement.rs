@@ -1,9 +1,11 @@
 //! Where a new instance goes: the member that will hold it.
 //!
-//! [`choose`] is the one place that decides. Today it honours an explicit `?target=`
-//! (checked: the member exists and accepts instances) and otherwise keeps the instance on
-//! the member that received the request; the scheduler (cluster groups, capacity, load)
-//! grows inside it without changing its signature.
+//! [`choose`] is the one place that decides: an explicit `?target=member` (checked: the
+//! member exists and accepts instances); otherwise, on a clustered member, the scheduler
+//! ([`cluster::scheduler::place`]) picks among every member, or among the members of the
+//! group of `?target=@group`: `created`, online, same architecture, `scheduler.instance`
+//! allowing it, room for the instance's expanded `limits.memory`/`limits.cpu`, then the
+//! least loaded. A standalone member keeps the instance.
 
 use api::InstancesPost;
 
@@ -22,19 +24,36 @@ use crate::state::Daemon;
 /// - 404 `Cluster member not found` for a target no member has;
 /// - 403 `Cluster member is evacuated` when the target does not accept instances
 ///   (what LXD answers);
-/// - 500 on a DB failure.
+/// - 404 `Cluster group "g" not found` for `@g` no group has;
+/// - 503 naming why each member was turned down when the scheduler finds none;
+/// - 400 for a profile that does not exist; 500 on a DB failure.
 pub async fn choose(
     d: &Daemon,
     project: &str,
     req: &InstancesPost,
     target: Option<&str>,
 ) -> ApiResult<String> {
-    let _ = (project, req);
-    let Some(target) = target.filter(|t| !t.is_empty()) else {
-        return Ok(d.member());
-    };
+    let target = target.filter(|t| !t.is_empty());
     if !d.cluster.is_clustered() {
-        return Err(ApiError::bad_request("Target only allowed when clustered"));
+        return match target {
+            None => Ok(d.member()),
+            Some(_) => Err(ApiError::bad_request("Target only allowed when clustered")),
+        };
+    }
+    let Some(target) = target else {
+        return schedule(d, project, req, None).await;
+    };
+    if let Some(group) = target.strip_prefix('@') {
+        let owned = group.to_string();
+        if d.read(move |c| db::cluster_groups::get(c, &owned))
+            .await?
+            .is_none()
+        {
+            return Err(ApiError::not_found(format!(
+                "Cluster group {group:?} not found"
+            )));
+        }
+        return schedule(d, project, req, Some(group)).await;
     }
     let name = target.to_string();
     let member = d
@@ -45,4 +64,41 @@ pub async fn choose(
         return Err(ApiError::forbidden("Cluster member is evacuated"));
     }
     Ok(member.name)
+}
+
+/// The scheduler's choice for `req` (in `group` when given), over a snapshot of the
+/// cluster: members with their liveness, instances with their expanded config.
+async fn schedule(
+    d: &Daemon,
+    project: &str,
+    req: &InstancesPost,
+    group: Option<&str>,
+) -> ApiResult<String> {
+    let online = super::members::list(d, false)
+        .await?
+        .into_iter()
+        .filter(|m| m.status == "Online")
+        .map(|m| m.server_name)
+        .collect();
+    let snapshot = super::evacuate::snapshot::take(d, online).await?;
+    let names = req
+        .profiles
+        .clone()
+        .unwrap_or_else(|| vec!["default".to_string()]);
+    let profiles = crate::instances::load_profiles(d, project, &names).await?;
+    let config = crate::instances::expand_config(&req.config, &profiles);
+    let architecture = if req.architecture.is_empty() {
+        std::env::consts::ARCH
+    } else {
+        req.architecture.as_str()
+    };
+    let request = cluster::scheduler::Request {
+        architecture,
+        config: &config,
+        group,
+    };
+    cluster::scheduler::place(&snapshot, &request).map_err(|none| ApiError {
+        status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        message: none.to_string(),
+    })
 }
