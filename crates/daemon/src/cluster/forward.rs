@@ -21,7 +21,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::ws::WebSocketUpgrade;
@@ -41,6 +41,9 @@ pub struct Forwarded;
 
 /// How long a forwarded request may take until the other member's answer starts.
 const PROXY_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The longest single wait on another member's operation; longer waits repeat it.
+const WAIT_SLICE: Duration = Duration::from_secs(30);
 
 /// How many remote operation ids a member remembers.
 const REMOTE_OPS_KEPT: usize = 4096;
@@ -200,6 +203,10 @@ async fn route_operation(d: &Daemon, id: String, req: Request) -> ApiResult<Rout
     let Some(peer) = super::operations::locate(d, &id, target.as_deref()).await? else {
         return Ok(Route::Here(req));
     };
+    if req.uri().path().ends_with("/wait") {
+        let timeout = query_param(&req, "timeout").and_then(|t| t.parse::<i64>().ok());
+        return Ok(Route::Answered(wait_remote(&peer, &id, timeout).await?));
+    }
     if !req.uri().path().ends_with("/websocket") {
         return Ok(Route::Answered(proxy(d, &peer, req).await?));
     }
@@ -214,6 +221,30 @@ async fn route_operation(d: &Daemon, id: String, req: Request) -> ApiResult<Rout
     Ok(Route::Answered(
         super::websocket::proxy(d, &peer, &path, upgrade).await?,
     ))
+}
+
+/// `/1.0/operations/{id}/wait?timeout=` of an operation `peer` runs: waits on it in
+/// slices of [`WAIT_SLICE`] (each call has its deadline) until it is final or `timeout`
+/// seconds have passed (`None` or negative: until it is final), as LXD's wait answers.
+async fn wait_remote(peer: &Peer, id: &str, timeout: Option<i64>) -> ApiResult<Response> {
+    let deadline = timeout
+        .filter(|t| *t >= 0)
+        .map(|t| Instant::now() + Duration::from_secs(t.unsigned_abs()));
+    loop {
+        let slice = deadline.map_or(WAIT_SLICE, |dl| {
+            dl.saturating_duration_since(Instant::now()).min(WAIT_SLICE)
+        });
+        // Waits go in whole seconds: a part of one left waits one more.
+        let slice = if slice.is_zero() {
+            slice
+        } else {
+            slice.max(Duration::from_secs(1))
+        };
+        let op = peer.wait_operation(id, slice).await?;
+        if op.status.is_final() || deadline.is_some_and(|dl| Instant::now() >= dl) {
+            return Ok(crate::routes::sync(op));
+        }
+    }
 }
 
 /// `POST /1.0/instances`: where placement puts the instance.
