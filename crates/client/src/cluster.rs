@@ -44,6 +44,17 @@ impl Client {
             .await
     }
 
+    /// Evacuates or restores member `name` (`POST /1.0/cluster/members/{name}/state`): the
+    /// operation that does it, on that member.
+    pub async fn change_cluster_member_state(
+        &self,
+        name: &str,
+        req: &api::evacuation::MemberStatePost,
+    ) -> Result<Operation> {
+        let path = format!("/1.0/cluster/members/{}/state", segment(name));
+        self.op(Method::POST, &path, Some(req)).await
+    }
+
     /// One member and its ETag.
     pub async fn cluster_member_etag(&self, name: &str) -> Result<(ClusterMember, Option<String>)> {
         let path = format!("/1.0/cluster/members/{}", segment(name));

@@ -1,4 +1,4 @@
-//! `drover cluster enable|add|join|list|show|info|remove|list-tokens|revoke-token` and
+//! `drover cluster enable|add|join|list|show|info|remove|list-tokens|revoke-token|evacuate|restore` and
 //! `drover cluster group create|list|show|assign|delete|rename`.
 
 use std::net::SocketAddr;
@@ -72,6 +72,38 @@ pub enum ClusterCommand {
     /// Manage cluster groups.
     #[command(subcommand)]
     Group(GroupCommand),
+    /// Take every instance off a member for maintenance (moved, or stopped in place).
+    Evacuate {
+        /// Member name.
+        name: String,
+        /// How: auto (each instance's cluster.evacuate), live-migrate, migrate, stop,
+        /// force-stop.
+        #[arg(long, default_value = "")]
+        action: String,
+        /// Show the plan (what happens to each instance, where and why) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Instances handled at once (default: the cluster's cluster.evacuate.parallel).
+        #[arg(long, default_value_t = 0)]
+        parallel: u32,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Evacuate even when the online voters left would not keep quorum.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Bring a member back after an evacuation (instances moved home, stopped ones started).
+    Restore {
+        /// Member name.
+        name: String,
+        /// `skip`: only mark the member available again, move nothing.
+        #[arg(long, default_value = "")]
+        action: String,
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
 }
 
 /// `cluster group` subcommands.
@@ -235,6 +267,37 @@ pub async fn run(client: &Client, cmd: ClusterCommand) -> anyhow::Result<()> {
             println!("Member {name} removed");
         }
         ClusterCommand::Group(cmd) => group(client, cmd).await?,
+        ClusterCommand::Evacuate {
+            name,
+            action,
+            dry_run,
+            parallel,
+            yes,
+            force,
+        } => {
+            let req = super::cluster_evacuate::Request {
+                member: name,
+                action: "evacuate",
+                mode: action,
+                dry_run,
+                parallel,
+                yes,
+                force,
+            };
+            super::cluster_evacuate::run(client, req).await?;
+        }
+        ClusterCommand::Restore { name, action, yes } => {
+            let req = super::cluster_evacuate::Request {
+                member: name,
+                action: "restore",
+                mode: action,
+                dry_run: false,
+                parallel: 0,
+                yes,
+                force: false,
+            };
+            super::cluster_evacuate::run(client, req).await?;
+        }
     }
     Ok(())
 }

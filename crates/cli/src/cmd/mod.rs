@@ -1,6 +1,7 @@
 //! The command tree: one file per noun or verb.
 
 mod cluster;
+mod cluster_evacuate;
 mod config;
 mod delete;
 mod exec;
