@@ -48,8 +48,8 @@ const WAIT_SLICE: Duration = Duration::from_secs(30);
 /// How many remote operation ids a member remembers.
 const REMOTE_OPS_KEPT: usize = 4096;
 
-/// Request headers carried to the other member (the rest are hop-by-hop, or about this
-/// connection: TLS identity is the member's own).
+/// Request headers carried to the other member, with LXD's own `X-LXD-*` ones (the rest
+/// are hop-by-hop, or about this connection: TLS identity is the member's own).
 const REQUEST_HEADERS: [HeaderName; 4] = [
     header::CONTENT_TYPE,
     header::IF_MATCH,
@@ -287,9 +287,9 @@ pub async fn proxy(d: &Daemon, peer: &Peer, req: Request) -> ApiResult<Response>
         .request(parts.method.clone(), peer.url(&path))
         .header(FORWARDED_HEADER, "1")
         .timeout(PROXY_DEADLINE);
-    for name in &REQUEST_HEADERS {
-        if let Some(v) = parts.headers.get(name) {
-            out = out.header(name, v);
+    for (name, value) in &parts.headers {
+        if REQUEST_HEADERS.contains(name) || name.as_str().starts_with("x-lxd-") {
+            out = out.header(name, value);
         }
     }
     if !bytes.is_empty() {

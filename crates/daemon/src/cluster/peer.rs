@@ -16,6 +16,8 @@
 //!   a 503 naming the member, never a hang.
 //! - Requests are marked with [`FORWARDED_HEADER`]: the callee serves them itself and
 //!   never forwards them again, so a request crosses at most one member-to-member hop.
+//!   Collections answer for the callee alone (`GET /1.0/instances` lists the instances
+//!   it holds, `GET /1.0/operations` the operations it runs).
 //! - Operations the callee created run on the callee: their ids are only known there.
 //!   Wait for them with [`Peer::wait_operation`] on the same `Peer`.
 //! - Only a clustered member can make a `Peer` (it needs the cluster certificate); a
