@@ -148,6 +148,11 @@ impl Droverd {
             .ok_or_else(|| anyhow!("GET /1.0 has no environment.container_runtime"))
     }
 
+    /// The daemon's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     /// CPU time droverd itself used so far (user + system, ms; its children, the runtime
     /// processes, not counted), from `/proc/<pid>/stat`.
     pub fn cpu_ms(&self) -> Option<f64> {

@@ -375,10 +375,18 @@ async fn raw_run(raw: &RawFloor) -> Result<[f64; 4]> {
     Ok(t)
 }
 
-/// The rootfs droverd made for instance `name` (`<pool>/…/default_<name>/rootfs`).
+/// The rootfs droverd made for instance `name` (`<pool>/…/default_<name>/rootfs`), seen
+/// through droverd's own mount namespace (`/proc/<pid>/root`): a volume on a `dir` pool is
+/// an overlay mounted there, invisible from other namespaces.
 fn instance_rootfs(daemon: &Droverd, name: &str) -> Result<PathBuf> {
     let volume = format!("default_{name}");
-    let pools = daemon.dir().join("storage-pools");
+    let pid = daemon
+        .pid()
+        .ok_or_else(|| anyhow!("droverd is not running"))?;
+    let dir = daemon.dir();
+    let pools = Path::new(&format!("/proc/{pid}/root"))
+        .join(dir.strip_prefix("/").unwrap_or(dir))
+        .join("storage-pools");
     find_dir(&pools, &volume, 4)
         .map(|d| d.join("rootfs"))
         .filter(|r| r.join("sbin/init").exists())

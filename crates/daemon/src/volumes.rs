@@ -67,9 +67,12 @@ fn open_pool(source: PathBuf) -> ApiResult<DirPool> {
     DirPool::open(source).map_err(|e| ApiError::internal(e.to_string()))
 }
 
-/// The root filesystem of `rec` on the pool at `source` (blocking: opens the pool).
+/// The root filesystem of `rec` on the pool at `source`, mounted if the volume is layered
+/// on an image (blocking: opens the pool, may mount).
 pub fn rootfs_at(source: PathBuf, rec: &InstanceRecord) -> ApiResult<PathBuf> {
-    Ok(open_pool(source)?.rootfs_path(&volume_name(rec)))
+    open_pool(source)?
+        .mount_rootfs(&volume_name(rec))
+        .map_err(|e| ApiError::internal(format!("Failed to mount the instance's rootfs: {e}")))
 }
 
 async fn blocking<T: Send + 'static>(
@@ -82,8 +85,9 @@ fn volume_name(rec: &InstanceRecord) -> String {
     runtime_id(&rec.project, &rec.name)
 }
 
-/// Creates the volume of a new instance: a copy of the image (then its `create`
-/// templates), or an empty rootfs. Leaves nothing behind on failure.
+/// Creates the volume of a new instance: the image's base in the pool plus an empty set of
+/// own changes (no copy of the image; then its `create` templates), or an empty rootfs.
+/// Leaves nothing behind on failure.
 pub async fn create(
     d: &Daemon,
     rec: &InstanceRecord,
@@ -115,10 +119,13 @@ pub async fn create(
         devices: rec.devices.clone(),
         file_owner: None,
     };
+    let fingerprint = image.fingerprint.clone();
     blocking(move || {
-        pool.create_volume_from_image(&name, &unpacked)
+        pool.create_volume_on_image(&name, &fingerprint, &unpacked)
             .map_err(|e| ApiError::internal(format!("Failed creating instance from image: {e}")))?;
-        let rootfs = pool.rootfs_path(&name);
+        let rootfs = pool
+            .mount_rootfs(&name)
+            .map_err(|e| ApiError::internal(format!("Failed creating instance from image: {e}")))?;
         if let Err(e) = storage::apply_templates(
             &unpacked,
             &templates,

@@ -433,7 +433,12 @@ async fn a_create_failing_midway_leaves_no_volume_and_no_record() {
     drover_e2e::within("create bad-mid", Duration::from_secs(60), m.create(&req))
         .await
         .expect("create bad-mid");
-    assert!(m.volume_dir("bad-mid").join("rootfs/bin").is_dir());
+    // The rootfs is an overlay mounted in the daemon's mount namespace: look through it.
+    let pid = m.daemon_pid().expect("daemon running");
+    let rootfs = std::path::Path::new(&format!("/proc/{pid}/root"))
+        .join(m.volume_dir("bad-mid").strip_prefix("/").expect("absolute"))
+        .join("rootfs/bin");
+    assert!(rootfs.is_dir(), "{} missing", rootfs.display());
 }
 
 /// What does this test do?
