@@ -244,11 +244,23 @@ async fn migrate(
     let opts = MoveOptions {
         target: entry.target.clone(),
         live: false,
-        id: Some(format!("evacuate-{operation}-{project}-{name}")),
+        id: Some(move_id(operation, project, name)),
         start: false,
         progress: Some(Arc::new(on_progress)),
     };
     move_instance(d, project, name, opts).await.map(|_| ())
+}
+
+/// The id of the move of an instance in an evacuation: a UUID derived from the journal
+/// (operation, project, instance), the same every time the step runs.
+fn move_id(operation: &str, project: &str, name: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("evacuate\n{operation}\n{project}\n{name}"));
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }
 
 /// Asks the member that holds an evacuated instance to move it back here.
