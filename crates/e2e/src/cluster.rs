@@ -23,10 +23,23 @@ async fn call(m: &Member, method: &str, path: &str, body: Value) -> crate::RawRe
 ///
 /// When a step fails (with the daemon's answer).
 pub async fn form_cluster(ips: &[&str]) -> Vec<Member> {
+    form_cluster_with(ips, None).await
+}
+
+/// [`form_cluster`] with every member started by `bin` (see [`Member::start_with`]) when
+/// given.
+///
+/// # Panics
+///
+/// As [`form_cluster`].
+pub async fn form_cluster_with(ips: &[&str], bin: Option<&std::path::Path>) -> Vec<Member> {
     let mut members: Vec<Member> = Vec::with_capacity(ips.len());
     let mut first_address = String::new();
     for (i, ip) in ips.iter().enumerate() {
-        let m = Member::start().await;
+        let m = match bin {
+            Some(b) => Member::start_with(b.to_path_buf()).await,
+            None => Member::start().await,
+        };
         let name = format!("m{}", i + 1);
         let address = free_address(ip).to_string();
         if i == 0 {

@@ -27,7 +27,7 @@ mod prereq;
 mod raw;
 mod wait;
 
-pub use cluster::{CLUSTER_SETTLE, form_cluster};
+pub use cluster::{CLUSTER_SETTLE, form_cluster, form_cluster_with};
 pub use events::expect_lifecycle;
 pub use https::{HttpsClient, free_address};
 pub use image::busybox_image;

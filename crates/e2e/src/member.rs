@@ -59,8 +59,18 @@ impl Member {
     /// When the binary is missing, or the daemon exits or does not answer in time (with
     /// its log).
     pub async fn start() -> Member {
+        Self::start_with(crate::droverd_bin()).await
+    }
+
+    /// [`Member::start`] running `bin` instead of `droverd`: a wrapper that prepares the
+    /// daemon's environment (its own mounts, say) and then runs `droverd` with the same
+    /// arguments. `drover` is looked up next to `bin`.
+    ///
+    /// # Panics
+    ///
+    /// As [`Member::start`].
+    pub async fn start_with(bin: PathBuf) -> Member {
         crate::init_tracing();
-        let bin = crate::droverd_bin();
         let dir = tempfile::Builder::new()
             .prefix("drover-e2e-")
             .tempdir()

@@ -31,23 +31,22 @@ pub async fn other_members(d: &Daemon) -> ApiResult<Vec<Peer>> {
         .collect())
 }
 
-/// The member that runs operation `id`, which this member does not have: the `target`
-/// the client named (lxc 5.0.2 sends the operation's `location` as `?target=`), the member
-/// a request forwarded from here created it on, or whichever other member has it.
-/// `None` when no member has it (or `target` is this member).
+/// The member that runs operation `id`, which this member does not have: the member a
+/// request forwarded from here created it on, the `target` the client named (lxc 5.0.2
+/// sends the operation's `location` as `?target=`, or for a move its destination), or
+/// whichever other member has it. `None` when no member has it.
 ///
 /// # Errors
 ///
 /// 404 when `target` names no member; on a DB or TLS failure.
 pub async fn locate(d: &Daemon, id: &str, target: Option<&str>) -> ApiResult<Option<Peer>> {
-    if let Some(target) = target.filter(|t| !t.is_empty()) {
-        if target == d.member() {
-            return Ok(None);
-        }
-        return Peer::connect(d, target).await.map(Some);
-    }
+    // A member this one forwarded the creating request to knows best: `lxc move --target`
+    // polls with the move's destination as `?target=`, not the member running the move.
     if let Some(member) = d.cluster.remote_ops.member_of(id) {
         return Peer::connect(d, &member).await.map(Some);
+    }
+    if let Some(target) = target.filter(|t| !t.is_empty() && *t != d.member()) {
+        return Peer::connect(d, target).await.map(Some);
     }
     let path = format!("/1.0/operations/{id}");
     let asks = other_members(d).await?.into_iter().map(|peer| {

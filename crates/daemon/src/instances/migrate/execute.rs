@@ -262,6 +262,11 @@ pub(super) async fn cleanup_source(d: &Daemon, plan: &Plan, rep: &mut Reporter) 
         tracing::warn!(instance = %plan.rec.name, error = %e, "runtime leftovers not cleaned");
     }
     if plan.copy_data {
+        let pool = crate::volumes::pool(d, &plan.pool).await?;
+        let volume = plan.volume();
+        tokio::task::spawn_blocking(move || pool.unmount_rootfs(&volume))
+            .await?
+            .map_err(|e| ApiError::internal(format!("Failed to unmount the moved rootfs: {e}")))?;
         crate::volumes::delete(d, &plan.pool, &plan.rec).await?;
     }
     let run_dir = d.paths.run.join(&id);

@@ -174,15 +174,6 @@ fn check_id(id: &str) -> ApiResult<()> {
         .map_err(|_| ApiError::bad_request(format!("Invalid move id {id:?}")))
 }
 
-/// The staging directory of move `id` on `pool`: under the pool's volume directory with
-/// the pool's temporary prefix, so a restart of the daemon removes it with the pool's other
-/// leftovers.
-fn staging(pool: &storage::DirPool, id: &str) -> PathBuf {
-    pool.source()
-        .join("containers")
-        .join(format!(".tmp-move-{id}"))
-}
-
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
@@ -235,24 +226,31 @@ async fn prepare_route(
     Query(q): Query<MoveQuery>,
 ) -> ApiResult<Response> {
     check_id(&id)?;
-    if !q.image.is_empty() {
-        crate::image_share::ensure_local(&d, &q.image).await?;
-    }
     let pool = crate::volumes::pool(&d, &q.pool).await?;
+    if q.copy && !q.image.is_empty() {
+        // A volume layered on its image needs that image's base in the pool: fetch the
+        // image from a member that has it (once), make the base (once per pool).
+        crate::image_share::ensure_local(&d, &q.image).await?;
+        let (pool, image, unpacked) = (
+            pool.clone(),
+            q.image.clone(),
+            d.images.unpacked_dir(&q.image),
+        );
+        blocking(move || {
+            pool.ensure_base(&image, &unpacked)
+                .map(drop)
+                .map_err(pool_error)
+        })
+        .await?;
+    }
     let volume = q.volume();
     blocking(move || {
-        if pool.volume_exists(&volume) {
-            return Err(ApiError::conflict(format!(
-                "The destination cluster member already has volume {volume:?}"
-            )));
-        }
-        let dir = staging(&pool, &id);
-        remove_tree(&dir)?;
-        std::fs::create_dir(&dir)
-            .map_err(|e| ApiError::internal(format!("create {}: {e}", dir.display())))?;
-        Ok(())
+        // A staging directory left by an earlier attempt is stale: start from empty.
+        pool.discard(&volume).map_err(pool_error)?;
+        pool.stage(&volume).map(drop).map_err(pool_error)
     })
     .await?;
+    tracing::info!(move_id = %id, instance = %q.instance, "staging ready");
     Ok(sync(serde_json::json!({})))
 }
 
@@ -264,8 +262,8 @@ async fn data_route(
 ) -> ApiResult<Response> {
     check_id(&id)?;
     let pool = crate::volumes::pool(&d, &q.pool).await?;
-    let dir = staging(&pool, &id);
-    if !dir.is_dir() {
+    let dir = pool.staging_path(&q.volume());
+    if !pool.is_staged(&q.volume()) {
         return Err(ApiError::not_found(format!(
             "No staging for move {id}: it was discarded"
         )));
@@ -300,45 +298,25 @@ async fn commit_route(
     check_id(&id)?;
     let pool = crate::volumes::pool(&d, &q.pool).await?;
     let volume = q.volume();
-    let move_id = id.clone();
-    blocking(move || {
-        let dir = staging(&pool, &move_id);
-        if !dir.is_dir() {
-            return Err(ApiError::not_found(format!(
-                "No staging for move {move_id}: it was discarded"
-            )));
-        }
-        sync_fs(&dir)?;
-        let target = pool.volume_path(&volume);
-        if std::fs::symlink_metadata(&target).is_ok() {
-            return Err(ApiError::conflict(format!(
-                "The destination cluster member already has volume {volume:?}"
-            )));
-        }
-        std::fs::rename(&dir, &target)
-            .map_err(|e| ApiError::internal(format!("rename {}: {e}", dir.display())))?;
-        Ok(())
+    blocking(move || match pool.commit(&volume) {
+        Ok(_) => Ok(()),
+        Err(storage::PoolError::NotFound(_)) => Err(ApiError::not_found(format!(
+            "No staging for volume {volume:?}: it was discarded"
+        ))),
+        Err(e) => Err(pool_error(e)),
     })
     .await?;
     tracing::info!(move_id = %id, instance = %q.instance, "moved volume in place");
     Ok(sync(serde_json::json!({})))
 }
 
-/// Flushes the filesystem holding `path` to disk.
-fn sync_fs(path: &std::path::Path) -> ApiResult<()> {
-    let f = std::fs::File::open(path)
-        .map_err(|e| ApiError::internal(format!("open {}: {e}", path.display())))?;
-    rustix::fs::syncfs(&f).map_err(|e| ApiError::internal(format!("sync {}: {e}", path.display())))
-}
-
-fn remove_tree(path: &std::path::Path) -> ApiResult<()> {
-    match std::fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(ApiError::internal(format!(
-            "remove {}: {e}",
-            path.display()
-        ))),
+/// A pool failure as an API error.
+fn pool_error(e: storage::PoolError) -> ApiError {
+    match e {
+        storage::PoolError::AlreadyExists(v) => ApiError::conflict(format!(
+            "The destination cluster member already has volume {v:?}"
+        )),
+        e => ApiError::internal(chain(&e)),
     }
 }
 
@@ -375,21 +353,16 @@ pub(super) async fn discard_local(d: &Daemon, id: &str, q: &MoveQuery) -> ApiRes
     let pool = crate::volumes::pool(d, &q.pool).await?;
     let volume = q.volume();
     let drop_volume = owner.as_deref() != Some(me.as_str());
-    let id = id.to_string();
     blocking(move || {
-        remove_tree(&staging(&pool, &id))?;
+        pool.discard(&volume).map_err(pool_error)?;
         if drop_volume {
-            remove_tree(&pool.volume_path(&volume))?;
+            pool.delete_volume(&volume).map_err(pool_error)?;
         }
         Ok(())
     })
     .await?;
-    tracing::info!(move_id = %id_for_log(q), "discarded what the target held of a move");
+    tracing::info!(move_id = %id, instance = %q.instance, "discarded what the target held of a move");
     Ok(())
-}
-
-fn id_for_log(q: &MoveQuery) -> String {
-    format!("{}/{}", q.project, q.instance)
 }
 
 async fn finish_route(

@@ -174,6 +174,8 @@ pub async fn start_move(
     let d = d.clone();
     tokio::spawn(async move {
         let outcome = execute::run(&d, plan, &opts).await;
+        // The progress callback holds the other reference to the operation.
+        drop(opts);
         let Ok(op) = Arc::try_unwrap(op) else {
             tracing::warn!("move operation still shared when finishing");
             return;

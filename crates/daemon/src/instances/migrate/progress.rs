@@ -25,17 +25,17 @@ pub enum MoveStage {
 }
 
 impl MoveStage {
-    /// LXD-style words for the stage.
+    /// What `lxc` shows after its own `Transferring instance: `.
     fn words(self) -> &'static str {
         match self {
-            Self::Precopy => "Transferring instance (pre-copy)",
-            Self::Stopping => "Stopping instance",
-            Self::Sync => "Transferring instance",
-            Self::Verify => "Verifying transfer",
-            Self::Switch => "Switching ownership",
-            Self::Starting => "Starting instance",
-            Self::Cleanup => "Removing source copy",
-            Self::Rollback => "Rolling back",
+            Self::Precopy => "pre-copy",
+            Self::Stopping => "stopping",
+            Self::Sync => "final sync",
+            Self::Verify => "verifying",
+            Self::Switch => "switching ownership",
+            Self::Starting => "starting on the target",
+            Self::Cleanup => "removing the source copy",
+            Self::Rollback => "rolling back",
         }
     }
 }
@@ -59,13 +59,13 @@ impl MoveProgress {
     pub fn metadata(&self) -> serde_json::Value {
         let text = match self.stage {
             MoveStage::Precopy | MoveStage::Sync => format!(
-                "{}: {}: {} ({}/s)",
-                self.stage.words(),
+                "{}: {} {} ({}/s)",
                 self.instance,
+                self.stage.words(),
                 human(self.bytes_sent),
                 human(self.speed)
             ),
-            stage => format!("{}: {}", stage.words(), self.instance),
+            stage => format!("{}: {}", self.instance, stage.words()),
         };
         serde_json::json!({
             "fs_progress": text,
@@ -175,10 +175,7 @@ mod tests {
             speed: 10_000_000,
         };
         let m = p.metadata();
-        assert_eq!(
-            m["fs_progress"],
-            "Transferring instance: c1: 20.00MB (10.00MB/s)"
-        );
+        assert_eq!(m["fs_progress"], "c1: final sync 20.00MB (10.00MB/s)");
         assert_eq!(m["move_stage"], "sync");
         assert_eq!(m["move_bytes_sent"], 20_000_000);
     }
