@@ -67,7 +67,7 @@ fn count_on(placed: &BTreeMap<String, String>, member: &str) -> usize {
 /// - `limits.memory` larger than any member is refused with each member's reason, and
 ///   creates nothing
 /// - groups through the API: default holds everyone, rename, delete refused while members
-///   remain; `lxc cluster group list` reads them
+///   remain; `lxc cluster group list` reads them and `lxc cluster group assign` sets them
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_spread_honour_groups_and_capacity() {
     let members = form_cluster(&["127.0.0.60", "127.0.0.61", "127.0.0.62"]).await;
@@ -201,6 +201,15 @@ async fn instances_spread_honour_groups_and_capacity() {
     if require_lxc_available() {
         let out = m2.lxc(&["cluster", "group", "list", "-f", "csv"]).await;
         assert!(out.success().stdout.contains("quick"), "{}", out.stdout);
+        // lxc 5.0.2 assigns with a PUT of the member it read (roles included).
+        m2.lxc(&["cluster", "group", "assign", "m2", "default,quick"])
+            .await
+            .success();
+        let group = m1.raw("GET", "/1.0/cluster/groups/quick", None).await;
+        assert_eq!(group.metadata()["members"], json!(["m2"]), "{}", group.text);
+        m2.lxc(&["cluster", "group", "assign", "m2", "default"])
+            .await
+            .success();
     }
     m3.drover(&["cluster", "group", "delete", "quick"])
         .await
