@@ -320,6 +320,58 @@ pub enum Command {
         /// `evacuated` (or stays `evacuating`), `created`.
         state: MemberState,
     },
+    /// Define storage pool `name` on `member` with that member's own config (LXD's
+    /// `POST /1.0/storage-pools?target=`): the pool is created pending if new. Refused when
+    /// the pool is created already, has another driver, or is defined on `member` already.
+    DefinePoolMember {
+        /// Pool name.
+        name: String,
+        /// `"dir"` or `"shared-fs"`.
+        driver: String,
+        /// Free text (used when the pool is new).
+        description: String,
+        /// The member.
+        member: String,
+        /// Its member-specific config (`source`).
+        config: ConfigMap,
+    },
+    /// Set `member`'s own config and state of pool `name` (a member that joined after the
+    /// pool was created records where its part lives).
+    SetPoolMember {
+        /// Pool name.
+        name: String,
+        /// The member.
+        member: String,
+        /// Its member-specific config (`source`).
+        config: ConfigMap,
+        /// Its state.
+        state: crate::pools::PoolState,
+    },
+    /// Finish creating pending pool `name`: its global config and description, and its
+    /// state (created, or errored when a member failed) for it and all its member rows.
+    FinishPool {
+        /// Pool name.
+        name: String,
+        /// Free text.
+        description: String,
+        /// Global config.
+        config: ConfigMap,
+        /// Created or errored.
+        state: crate::pools::PoolState,
+    },
+    /// Record (or update) a volume: its pool, member and size.
+    UpsertVolume(crate::volumes::VolumeRecord),
+    /// Forget a volume.
+    DeleteVolume {
+        /// Pool name.
+        pool: String,
+        /// Project.
+        project: String,
+        /// Volume name.
+        name: String,
+        /// `"container"`.
+        kind: String,
+    },
 }
 
 fn json<T: Serialize>(v: &T) -> Result<String> {
@@ -495,6 +547,7 @@ pub fn apply(tx: &Transaction<'_>, cmd: &Command) -> Result<()> {
                 )
                 .map_err(|e| map_unique(e, || format!("instance {new_name:?}")))?;
             expect_one(n, || format!("instance {name:?}"))?;
+            crate::volumes::rename_instance(tx, project, name, new_name)?;
         }
         Command::DeleteInstance { project, name } => {
             let n = tx.execute(
@@ -502,6 +555,7 @@ pub fn apply(tx: &Transaction<'_>, cmd: &Command) -> Result<()> {
                 params![project, name],
             )?;
             expect_one(n, || format!("instance {name:?}"))?;
+            crate::volumes::delete_instance(tx, project, name)?;
         }
         Command::CreateCertificate(rec) => crate::certificates::insert(tx, rec)?,
         Command::DeleteCertificate { fingerprint } => {
@@ -739,6 +793,32 @@ pub fn apply(tx: &Transaction<'_>, cmd: &Command) -> Result<()> {
             kind,
             state,
         } => crate::evacuations::finish_job(tx, member, *kind, *state)?,
+        Command::DefinePoolMember {
+            name,
+            driver,
+            description,
+            member,
+            config,
+        } => crate::pools::define_member(tx, name, driver, description, member, config)?,
+        Command::SetPoolMember {
+            name,
+            member,
+            config,
+            state,
+        } => crate::pools::set_member(tx, name, member, config, *state)?,
+        Command::FinishPool {
+            name,
+            description,
+            config,
+            state,
+        } => crate::pools::finish_pool(tx, name, description, config, *state)?,
+        Command::UpsertVolume(v) => crate::volumes::upsert(tx, v)?,
+        Command::DeleteVolume {
+            pool,
+            project,
+            name,
+            kind,
+        } => crate::volumes::delete(tx, pool, project, name, kind)?,
     }
     Ok(())
 }

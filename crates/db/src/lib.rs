@@ -26,6 +26,7 @@ pub mod profiles;
 pub mod raft_state;
 mod schema;
 mod store;
+pub mod volumes;
 
 pub use command::{Command, apply};
 pub use error::{Error, Result};

@@ -297,6 +297,7 @@ pub(crate) fn switch_owner(conn: &Connection, id: &str, now: &str) -> Result<()>
             rec.instance, rec.source
         )));
     }
+    crate::volumes::move_instance(conn, &rec.project, &rec.instance, &rec.target)?;
     conn.execute(
         "UPDATE moves SET step = ?2, updated_at = ?3 WHERE id = ?1",
         params![id, MoveStep::Switched.as_str(), now],

@@ -185,6 +185,27 @@ CREATE TABLE evacuations (
     PRIMARY KEY (member, project, instance)
 );
 "#,
+    // 8: storage pools per member (each member's own `source` and state; LXD's pending
+    // pools) and the volumes of instances with their pool, member and size.
+    r#"
+ALTER TABLE storage_pools ADD COLUMN state TEXT NOT NULL DEFAULT 'Created';
+CREATE TABLE storage_pool_members (
+    pool TEXT NOT NULL REFERENCES storage_pools(name) ON DELETE CASCADE,
+    member TEXT NOT NULL,
+    config TEXT NOT NULL,
+    state TEXT NOT NULL,
+    PRIMARY KEY (pool, member)
+);
+CREATE TABLE storage_volumes (
+    pool TEXT NOT NULL,
+    project TEXT NOT NULL,
+    name TEXT NOT NULL,
+    type TEXT NOT NULL,
+    member TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    PRIMARY KEY (pool, project, name, type)
+);
+"#,
 ];
 
 /// The newest schema version this binary knows.
