@@ -241,21 +241,76 @@ async fn migrate(
         let bytes = m.bytes_sent;
         reporter.update(&p, &n, |e| e.bytes = e.bytes.max(bytes));
     };
+    let id = pick_move_id(d, operation, project, name).await?;
+    if location(d, project, name).await? == entry.target {
+        return Ok(());
+    }
     let opts = MoveOptions {
         target: entry.target.clone(),
         live: false,
-        id: Some(move_id(operation, project, name)),
+        id: Some(id),
         start: false,
         progress: Some(Arc::new(on_progress)),
     };
     move_instance(d, project, name, opts).await.map(|_| ())
 }
 
-/// The id of the move of an instance in an evacuation: a UUID derived from the journal
-/// (operation, project, instance), the same every time the step runs.
-fn move_id(operation: &str, project: &str, name: &str) -> String {
+/// How many moves of one instance one evacuation tries before giving up on it.
+const MOVE_ATTEMPTS: u32 = 3;
+/// How long a step waits for an unfinished move of its instance (one a restarted member
+/// is still undoing or finishing) to be resolved.
+const UNFINISHED_MOVE_WAIT: Duration = Duration::from_secs(120);
+
+/// The move id to use for this step: the first of the instance's evacuation move ids that
+/// has not failed. An unfinished move of the instance (being resolved after a restart) is
+/// waited for first; a finished one is asked again (the move service returns its outcome);
+/// one that was undone is retried under the next id.
+async fn pick_move_id(d: &Daemon, operation: &str, project: &str, name: &str) -> ApiResult<String> {
+    let (p, n) = (project.to_string(), name.to_string());
+    let deadline = tokio::time::Instant::now() + UNFINISHED_MOVE_WAIT;
+    loop {
+        let (p2, n2) = (p.clone(), n.clone());
+        let busy = d
+            .read(move |c| db::moves::unfinished_of(c, &p2, &n2))
+            .await?;
+        match busy {
+            Some(m) if tokio::time::Instant::now() < deadline => {
+                tracing::info!(instance = %name, move_id = %m.id, "waiting for an unfinished move");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Some(m) => {
+                return Err(ApiError::conflict(format!(
+                    "Instance {name:?} is still moving to cluster member {:?}",
+                    m.target
+                )));
+            }
+            None => break,
+        }
+    }
+    for attempt in 0..MOVE_ATTEMPTS {
+        let id = move_id(operation, project, name, attempt);
+        let id2 = id.clone();
+        match d.read(move |c| db::moves::get(c, &id2)).await? {
+            Some(m)
+                if matches!(
+                    m.step,
+                    db::moves::MoveStep::Failed | db::moves::MoveStep::Aborted
+                ) => {}
+            _ => return Ok(id),
+        }
+    }
+    Err(ApiError::internal(format!(
+        "moving {name:?} failed {MOVE_ATTEMPTS} times"
+    )))
+}
+
+/// The id of attempt `attempt` to move an instance in an evacuation: a UUID derived from
+/// the journal (operation, project, instance), the same every time the step runs.
+fn move_id(operation: &str, project: &str, name: &str, attempt: u32) -> String {
     use sha2::Digest;
-    let digest = sha2::Sha256::digest(format!("evacuate\n{operation}\n{project}\n{name}"));
+    let digest = sha2::Sha256::digest(format!(
+        "evacuate\n{operation}\n{project}\n{name}\n{attempt}"
+    ));
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
     uuid::Builder::from_random_bytes(bytes)
