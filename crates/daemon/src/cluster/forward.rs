@@ -182,8 +182,7 @@ async fn route(d: &Daemon, req: Request) -> ApiResult<Route> {
     let Some(name) = instance_of(&path) else {
         return Ok(Route::Here(req));
     };
-    let (p, n) = (project, name.to_string());
-    let Some(rec) = d.read(move |c| db::instances::get(c, &p, &n)).await? else {
+    let Some(rec) = holder(d, &project, name).await? else {
         return Ok(Route::Here(req));
     };
     if rec.member.is_empty() || rec.member == d.member() {
@@ -191,6 +190,28 @@ async fn route(d: &Daemon, req: Request) -> ApiResult<Route> {
     }
     let peer = Peer::connect(d, &rec.member).await?;
     Ok(Route::Answered(proxy(d, &peer, req).await?))
+}
+
+/// The record of instance `name`, as of every write committed before the request: a
+/// member that does not see it yet may only be behind the leader (the client created or
+/// renamed it through another member a moment ago), so a miss waits until this member has
+/// caught up and reads again. Hits need no wait: an instance's member only changes through
+/// the member that holds it.
+async fn holder(
+    d: &Daemon,
+    project: &str,
+    name: &str,
+) -> ApiResult<Option<db::instances::InstanceRecord>> {
+    let read = |d: &Daemon| {
+        let (p, n) = (project.to_string(), name.to_string());
+        let d = d.clone();
+        async move { d.read(move |c| db::instances::get(c, &p, &n)).await }
+    };
+    if let Some(rec) = read(d).await? {
+        return Ok(Some(rec));
+    }
+    d.replicator().ensure_linearizable().await?;
+    read(d).await
 }
 
 /// `/1.0/operations/{id}[/wait|/websocket]` for an operation this member does not run:
