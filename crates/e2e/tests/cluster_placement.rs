@@ -113,6 +113,13 @@ async fn instances_spread_honour_groups_and_capacity() {
     let placed = locations(m1).await;
     assert_eq!(placed["f1"], "m3", "{placed:?}");
     assert_eq!(placed["f2"], "m3", "{placed:?}");
+    let f1 = m2.raw("GET", "/1.0/instances/f1", None).await;
+    assert_eq!(
+        f1.metadata()["config"]["volatile.cluster.group"],
+        "fast",
+        "{}",
+        f1.text
+    );
     let body = serde_json::to_value(busybox_request("g1", &[], false)).expect("json");
     let refused = create(m1, "/1.0/instances?target=@nope", &body).await;
     assert!(refused.status >= 400, "{}", refused.text);

@@ -53,12 +53,27 @@ async fn list(
     Ok(sync(views))
 }
 
+/// `?target=` of `POST /1.0/instances` (placement itself happens before the handler, in
+/// [`crate::cluster::forward`]).
+#[derive(Debug, Default, serde::Deserialize)]
+struct CreateTarget {
+    #[serde(default)]
+    target: Option<String>,
+}
+
 async fn create(
     State(d): State<Daemon>,
     Query(q): Query<CommonQuery>,
+    Query(t): Query<CreateTarget>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let req = parse_body(&body)?;
+    let mut req: api::InstancesPost = parse_body(&body)?;
+    // Placed through `@group`: the instance remembers its group, as LXD records it, so an
+    // evacuation keeps it among that group's members.
+    if let Some(group) = t.target.as_deref().and_then(|t| t.strip_prefix('@')) {
+        req.config
+            .insert(cluster::GROUP_KEY.to_string(), group.to_string());
+    }
     Ok(accepted(instances::create(&d, q.project(), req).await?))
 }
 
