@@ -176,7 +176,8 @@ impl QemuDriver {
     /// The handle of a running VM: the cached one while it lives, else a re-attach through
     /// the pid file and the QMP socket. `None` when it does not run.
     pub(crate) async fn get(&self, id: &str) -> Result<Option<Arc<VmHandle>>> {
-        if let Some(h) = lock(&self.vms).get(id).cloned() {
+        let cached = lock(&self.vms).get(id).cloned();
+        if let Some(h) = cached {
             if h.live() {
                 return Ok(Some(h));
             }

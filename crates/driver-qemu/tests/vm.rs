@@ -48,6 +48,7 @@ async fn vm_lifecycle_exec_console_reattach() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let vol = common::volume(tmp.path());
     let root = tmp.path().join("run");
+    let _guard = common::KillOnDrop(vec![root.clone()]);
     let d = common::driver(&qemu, &root).await;
     let spec = common::spec("v1", &vol, "256MiB");
     let id = spec.id.clone();

@@ -119,3 +119,24 @@ pub fn counts(path: &Path) -> Vec<u64> {
         .filter_map(|n| n.trim().parse().ok())
         .collect()
 }
+
+/// Kills, when dropped (also when a test panics), every QEMU whose runtime files are under
+/// the given roots, so a failed test leaves no VM behind.
+pub struct KillOnDrop(pub Vec<PathBuf>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        for root in &self.0 {
+            let Ok(dirs) = std::fs::read_dir(root) else {
+                continue;
+            };
+            for d in dirs.flatten() {
+                let paths = drover_driver_qemu::VmPaths { dir: d.path() };
+                if let Some(pid) = drover_driver_qemu::vm::running_pid(&paths) {
+                    eprintln!("killing leftover QEMU {pid} of {}", d.path().display());
+                    drover_driver_qemu::vm::kill(pid);
+                }
+            }
+        }
+    }
+}
