@@ -240,20 +240,8 @@ fn free_address(ip: Ipv4Addr) -> Result<SocketAddr> {
     Ok(l.local_addr()?)
 }
 
-/// PEM armour around a DER certificate.
-fn pem(der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(chunk));
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
-}
-
 /// Forms the cluster `m1`, `m2`, `m3` as LXD's tools do, and waits until all are online.
-async fn form(daemons: &[Droverd], ips: &[Ipv4Addr]) -> Result<()> {
+pub(crate) async fn form(daemons: &[Droverd], ips: &[Ipv4Addr]) -> Result<()> {
     let addrs: Vec<SocketAddr> = ips
         .iter()
         .map(|ip| free_address(*ip))
@@ -308,7 +296,7 @@ async fn form(daemons: &[Droverd], ips: &[Ipv4Addr]) -> Result<()> {
                     "enabled": true,
                     "member_config": null,
                     "cluster_address": addrs[0].to_string(),
-                    "cluster_certificate": pem(&der),
+                    "cluster_certificate": tls::certificate_pem(&der),
                     "server_address": addrs[i].to_string(),
                     "cluster_password": token,
                 }),

@@ -192,7 +192,7 @@ pub async fn add(d: &Daemon, caller: &Caller, mut req: CertificatesPost) -> ApiR
         fingerprint: fingerprint.clone(),
         kind: req.kind,
         name,
-        certificate: pem(&der),
+        certificate: tls::certificate_pem(&der),
         restricted: req.restricted,
         projects: req.projects,
     };
@@ -301,28 +301,4 @@ fn redeem(d: &Daemon, token: &str) -> ApiResult<CertificatesPost> {
 
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
-}
-
-/// PEM armour around a DER certificate.
-fn pem(der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(chunk));
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pem_round_trips_to_the_same_fingerprint() {
-        let id = tls::Identity::generate("t", &[]).expect("identity");
-        let text = pem(id.certificate_der());
-        assert_eq!(tls::fingerprint_pem(&text).expect("pem"), id.fingerprint());
-    }
 }

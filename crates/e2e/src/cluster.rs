@@ -109,13 +109,7 @@ async fn join(issuer: &Member, via: &str, joiner: &Member, name: &str, address: 
         meta["fingerprint"].as_str().unwrap_or_default(),
         "the token's fingerprint"
     );
-    let b64 = base64::engine::general_purpose::STANDARD.encode(&der);
-    let mut pem = String::from("-----BEGIN CERTIFICATE-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        pem.push_str(std::str::from_utf8(chunk).expect("ascii"));
-        pem.push('\n');
-    }
-    pem.push_str("-----END CERTIFICATE-----\n");
+    let pem = tls::certificate_pem(&der);
     let r = call(
         joiner,
         "PUT",

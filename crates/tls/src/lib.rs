@@ -27,7 +27,7 @@ mod server;
 
 pub use client::{client_config, connect, fetch_certificate};
 pub use error::{Error, Result};
-pub use fingerprint::{fingerprint, fingerprint_pem};
+pub use fingerprint::{certificate_pem, fingerprint, fingerprint_pem};
 pub use identity::{CertificateInfo, Identity, inspect_certificate};
 pub use serve::{Peer, serve};
 pub use server::server_config;

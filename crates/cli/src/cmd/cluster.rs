@@ -384,7 +384,7 @@ async fn join(
         };
         match tls::fetch_certificate(addr).await {
             Ok(der) if tls::fingerprint(&der) == decoded.fingerprint => {
-                certificate = Some((member.clone(), pem(&der)));
+                certificate = Some((member.clone(), tls::certificate_pem(&der)));
                 break;
             }
             Ok(der) => {
@@ -411,16 +411,4 @@ async fn join(
     crate::progress::wait(client, &op, "Joining the cluster").await?;
     println!("Joined the cluster as {}", req.server_name);
     Ok(())
-}
-
-/// PEM armour around a DER certificate.
-fn pem(der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(chunk));
-        out.push('\n');
-    }
-    out.push_str("-----END CERTIFICATE-----\n");
-    out
 }
