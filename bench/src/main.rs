@@ -4,6 +4,8 @@
 //! - `start-stop`: N containers started and cleanly stopped through the API, one by one and
 //!   all at once, against the raw runtime.
 //! - `launch-vs-lxd`: `lxc launch` to running, drover against LXD 5.0.2.
+//! - `move`: downtime (from inside) and total time of moving a running container between
+//!   members, against a stop + start and `tar | tar`, per pool and rootfs size.
 //! - `plan`: the evacuation planner alone on 10,000 instances over 100 members.
 //! - `cluster-writes`: 1,000 small writes and `GET /1.0/instances?recursion=1` over 1,000
 //!   instances, on one member and on a three-member cluster.
@@ -14,6 +16,7 @@ mod api;
 mod cluster_writes;
 mod droverd;
 mod launch_vs_lxd;
+mod moves;
 mod plan;
 mod raw;
 mod report;
@@ -39,6 +42,8 @@ enum Cmd {
     LaunchVsLxd(launch_vs_lxd::LaunchArgs),
     /// The evacuation planner alone: 10,000 instances over 100 members.
     Plan(plan::PlanArgs),
+    /// Moving a running container between two members: downtime and total time.
+    Move(moves::MoveArgs),
     /// Small writes and instance listings, on one member and on a three-member cluster.
     ClusterWrites(cluster_writes::ClusterWritesArgs),
 }
@@ -78,6 +83,7 @@ fn main() -> ExitCode {
         match cli.command {
             Cmd::StartStop(a) => start_stop::run(a).await,
             Cmd::LaunchVsLxd(a) => launch_vs_lxd::run(a).await,
+            Cmd::Move(a) => moves::run(a).await,
             Cmd::ClusterWrites(a) => cluster_writes::run(a).await,
             Cmd::Plan(_) => Ok(()),
         }
