@@ -291,16 +291,20 @@ pub fn capabilities(host_bounding: u64) -> HashSet<Capability> {
         .collect()
 }
 
-/// The bounding capability set of this process (all bits when unreadable).
+/// The bounding capability set of this process (all bits when unreadable), read once: a
+/// process's bounding set only ever shrinks, and drover never drops from its own.
 pub fn host_bounding_set() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapBnd:"))
-                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        })
-        .unwrap_or(u64::MAX)
+    static BOUNDING: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BOUNDING.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("CapBnd:"))
+                    .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            })
+            .unwrap_or(u64::MAX)
+    })
 }
 
 /// Builds the OCI spec of a system container.

@@ -6,6 +6,7 @@
 //! cgroup2 root on pure-v2 hosts. It removes `<id>` on delete but leaves `<parent>`.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use drivers::Usage;
 
@@ -17,6 +18,8 @@ const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 pub struct CgroupLayout {
     root: PathBuf,
     parent: String,
+    /// The mounted hierarchies, listed on first use (controllers are mounted at boot).
+    hierarchies: Arc<OnceLock<Vec<PathBuf>>>,
 }
 
 impl CgroupLayout {
@@ -25,6 +28,7 @@ impl CgroupLayout {
         CgroupLayout {
             root: PathBuf::from(CGROUP_ROOT),
             parent: parent.into().trim_matches('/').to_string(),
+            hierarchies: Arc::default(),
         }
     }
 
@@ -96,7 +100,7 @@ impl CgroupLayout {
     /// stopped) and, when `parent_too`, the parent directories if they are empty. Best
     /// effort: errors (a busy or non-empty directory) are ignored.
     pub fn remove(&self, id: &str, parent_too: bool) {
-        for base in self.hierarchies() {
+        for base in self.hierarchies.get_or_init(|| self.hierarchies()) {
             let parent = base.join(&self.parent);
             let _ = std::fs::remove_dir(parent.join(id));
             if parent_too {

@@ -168,6 +168,25 @@ impl OciDriver {
         self.cgroups.remove(id, guard.is_ok());
     }
 
+    /// [`OciDriver::remove_cgroups`] after a stop, off the caller's path: the stop is done
+    /// once the runtime deleted the container (which removes its cgroups itself); this only
+    /// tidies what it may have left and the parent once empty.
+    ///
+    /// Runs only while no container is being created (the exclusive side of
+    /// `cgroup_parent_lock`, taken without waiting): a start of the same id could otherwise
+    /// see the directory its runtime just created removed before PID 1 is moved into it.
+    /// When a creation (or another tidy-up) is in flight it is skipped; a later stop does it.
+    fn remove_cgroups_later(&self, id: &str) {
+        let Ok(guard) = self.cgroup_parent_lock.clone().try_write_owned() else {
+            return;
+        };
+        let (cgroups, id) = (self.cgroups.clone(), id.to_string());
+        tokio::task::spawn_blocking(move || {
+            cgroups.remove(&id, true);
+            drop(guard);
+        });
+    }
+
     /// Kills `id` (PID 1 watched by `w`) with SIGKILL and deletes it.
     async fn kill_and_delete(&self, id: &str, w: &PidWatch) -> Result<()> {
         if let Err(e) = self.runtime.kill(id, libc::SIGKILL).await
@@ -231,12 +250,21 @@ impl InstanceDriver for OciDriver {
             return Err(DriverError::AlreadyRunning);
         }
         let t0 = Instant::now();
-        let oci = build_spec(spec, &self.cgroups.cgroups_path(&spec.id))?;
-        write_bundle(&spec.run_dir, &oci)?;
-        std::fs::create_dir_all(self.runtime.root())?;
         let pid_file = spec.run_dir.join(PID_FILE);
-        let _ = std::fs::remove_file(&pid_file);
         let log = spec.run_dir.join(CONSOLE_LOG);
+        // The bundle (build, compare, maybe write), the state directory and the old pid file:
+        // file work, in one blocking hand-off.
+        let (oci_spec, cgroups_path) = (spec.clone(), self.cgroups.cgroups_path(&spec.id));
+        let (root, stale_pid) = (self.runtime.root().to_path_buf(), pid_file.clone());
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let oci = build_spec(&oci_spec, &cgroups_path)?;
+            write_bundle(&oci_spec.run_dir, &oci)?;
+            std::fs::create_dir_all(root)?;
+            let _ = std::fs::remove_file(stale_pid);
+            Ok(())
+        })
+        .await
+        .map_err(std::io::Error::other)??;
         let res = {
             let _shared = self.cgroup_parent_lock.read().await;
             self.runtime
@@ -298,7 +326,7 @@ impl InstanceDriver for OciDriver {
             }
         };
         self.forget(id);
-        self.remove_cgroups(id).await;
+        self.remove_cgroups_later(id);
         Ok(outcome)
     }
 
