@@ -6,6 +6,8 @@
 //! - `launch-vs-lxd`: `lxc launch` to running, drover against LXD 5.0.2.
 //! - `move`: downtime (from inside) and total time of moving a running container between
 //!   members, against a stop + start and `tar | tar`, per pool and rootfs size.
+//! - `vm-migration`: live migration of a VM between two QEMUs, through driver-qemu against
+//!   raw QMP.
 //! - `plan`: the evacuation planner alone on 10,000 instances over 100 members.
 //! - `cluster-writes`: 1,000 small writes and `GET /1.0/instances?recursion=1` over 1,000
 //!   instances, on one member and on a three-member cluster.
@@ -21,6 +23,7 @@ mod plan;
 mod raw;
 mod report;
 mod start_stop;
+mod vm_migration;
 
 use std::process::ExitCode;
 
@@ -44,6 +47,8 @@ enum Cmd {
     Plan(plan::PlanArgs),
     /// Moving a running container between two members: downtime and total time.
     Move(moves::MoveArgs),
+    /// Live migration of a VM between two QEMUs: through driver-qemu and with raw QMP.
+    VmMigration(vm_migration::VmMigrationArgs),
     /// Small writes and instance listings, on one member and on a three-member cluster.
     ClusterWrites(cluster_writes::ClusterWritesArgs),
 }
@@ -85,6 +90,7 @@ fn main() -> ExitCode {
             Cmd::LaunchVsLxd(a) => launch_vs_lxd::run(a).await,
             Cmd::Move(a) => moves::run(a).await,
             Cmd::ClusterWrites(a) => cluster_writes::run(a).await,
+            Cmd::VmMigration(a) => vm_migration::run(a).await,
             Cmd::Plan(_) => Ok(()),
         }
     });

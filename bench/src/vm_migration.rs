@@ -1,0 +1,419 @@
+//! `vm-migration`: live migration of an idle VM between two QEMU processes on this host (TCP
+//! on loopback), through `driver-qemu` and by driving QEMU directly with raw QMP, interleaved
+//! in the same run. The floor is the raw side: same machine, same command line, same
+//! migration parameters, same polling interval.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use driver_qemu::{
+    AccelProbe, MigrationParams, QemuDriver, VmConfig, VmPaths, find_qemu, install_image,
+    probe_accel, vm,
+};
+use drivers::{InstanceDriver, InstanceSpec};
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::droverd::workspace_dir;
+use crate::report::{Metadata, Ratio, Summary, fmt_summary, table, write_json};
+
+/// Arguments of `vm-migration`.
+#[derive(Debug, clap::Args)]
+pub struct VmMigrationArgs {
+    /// Guest memory, MiB.
+    #[arg(long, default_value_t = 256)]
+    memory_mib: u64,
+    /// Measured runs (each migrates once through drover and once raw).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Uncounted runs first.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// `downtime-limit`, ms.
+    #[arg(long, default_value_t = 50)]
+    downtime_limit_ms: u64,
+    /// `max-bandwidth`, MiB/s (0: uncapped, 10 GiB/s).
+    #[arg(long, default_value_t = 0)]
+    max_bandwidth_mib: u64,
+    /// Where the JSON goes.
+    #[arg(long, default_value = "bench/results/vm-migration.json")]
+    out: PathBuf,
+}
+
+/// One migration, as measured.
+#[derive(Debug, Clone, Copy, Serialize)]
+struct Sample {
+    /// From sending `migrate` to the target reporting `running`, ms.
+    wall_ms: f64,
+    /// QEMU's `total-time`, ms.
+    total_ms: f64,
+    /// QEMU's `downtime`, ms.
+    downtime_ms: f64,
+    /// RAM bytes sent.
+    transferred: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Side {
+    wall: Summary,
+    qemu_total: Summary,
+    downtime: Summary,
+    samples: Vec<Sample>,
+}
+
+impl Side {
+    fn of(samples: Vec<Sample>) -> Side {
+        let col = |f: fn(&Sample) -> f64| samples.iter().map(f).collect::<Vec<_>>();
+        Side {
+            wall: Summary::of(&col(|s| s.wall_ms)),
+            qemu_total: Summary::of(&col(|s| s.total_ms)),
+            downtime: Summary::of(&col(|s| s.downtime_ms)),
+            samples,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Output {
+    benchmark: &'static str,
+    metadata: Metadata,
+    qemu: String,
+    accel: AccelProbe,
+    memory_mib: u64,
+    downtime_limit_ms: u64,
+    max_bandwidth: u64,
+    transport: &'static str,
+    runs: usize,
+    drover: Side,
+    raw: Side,
+    ratio_wall: Ratio,
+    ratio_qemu_total: Ratio,
+    ratio_downtime: Ratio,
+}
+
+/// Runs the benchmark.
+pub async fn run(args: VmMigrationArgs) -> Result<()> {
+    let mut metadata = Metadata::collect();
+    let qemu = find_qemu().context("qemu-system-x86_64 not found (scripts/install-deps.sh)")?;
+    let tmp = tempfile::tempdir()?;
+    let image = tmp.path().join("image");
+    let st = std::process::Command::new("sh")
+        .arg(workspace_dir().join("images/busybox-vm/build.sh"))
+        .arg(&image)
+        .status()?;
+    if !st.success() {
+        bail!("images/busybox-vm/build.sh failed");
+    }
+    let vol = tmp.path().join("volume");
+    install_image(
+        &image.join("metadata.tar.gz"),
+        &image.join("rootfs.img"),
+        &vol,
+    )?;
+    let accel = probe_accel(
+        &qemu,
+        &vol.join("boot/vmlinuz"),
+        &vol.join("boot/initrd.img"),
+        Duration::from_secs(6),
+    )
+    .await;
+    eprintln!("accelerator: {}", accel.detail);
+    let src = QemuDriver::new(&qemu, tmp.path().join("m1"), accel.clone()).await?;
+    let dst = QemuDriver::new(&qemu, tmp.path().join("m2"), accel.clone()).await?;
+    let mut config = BTreeMap::new();
+    config.insert(
+        "limits.memory".to_owned(),
+        format!("{}MiB", args.memory_mib),
+    );
+    let spec = InstanceSpec {
+        id: "bench".into(),
+        name: "bench".into(),
+        rootfs: vol.clone(),
+        run_dir: tmp.path().join("run"),
+        config: config.clone(),
+        init: vec![],
+        env: vec![],
+    };
+    let cfg = VmConfig::from_instance("bench", &vol, &config, accel.accel)?;
+    let params = MigrationParams {
+        max_bandwidth: if args.max_bandwidth_mib == 0 {
+            MigrationParams::default().max_bandwidth
+        } else {
+            args.max_bandwidth_mib << 20
+        },
+        downtime_limit: Duration::from_millis(args.downtime_limit_ms),
+        auto_converge: true,
+        deadline: Duration::from_secs(120),
+    };
+
+    let (mut drover, mut raw) = (Vec::new(), Vec::new());
+    for i in 0..args.warmup + args.runs {
+        let counted = i >= args.warmup;
+        let mut d = None;
+        let mut r = None;
+        for side in if i % 2 == 0 { [0, 1] } else { [1, 0] } {
+            if side == 0 {
+                d = Some(through_driver(&src, &dst, &spec, &cfg, &params).await?);
+            } else {
+                r = Some(raw_qemu(&qemu, tmp.path(), &cfg, &params).await?);
+            }
+        }
+        let (Some(d), Some(r)) = (d, r) else {
+            bail!("a run measured nothing");
+        };
+        eprintln!(
+            "run {i}{}: drover wall {:.0} ms (qemu total {:.0}, downtime {:.0}); raw wall {:.0} ms (total {:.0}, downtime {:.0})",
+            if counted { "" } else { " (warm-up)" },
+            d.wall_ms,
+            d.total_ms,
+            d.downtime_ms,
+            r.wall_ms,
+            r.total_ms,
+            r.downtime_ms
+        );
+        if counted {
+            drover.push(d);
+            raw.push(r);
+        }
+    }
+    metadata.finish();
+    let col = |v: &[Sample], f: fn(&Sample) -> f64| v.iter().map(f).collect::<Vec<_>>();
+    let out = Output {
+        benchmark: "vm-migration",
+        metadata,
+        qemu: src.version().to_owned(),
+        accel,
+        memory_mib: args.memory_mib,
+        downtime_limit_ms: args.downtime_limit_ms,
+        max_bandwidth: params.max_bandwidth,
+        transport: "tcp loopback",
+        runs: args.runs,
+        ratio_wall: Ratio::new(
+            "drover/raw",
+            &col(&drover, |s| s.wall_ms),
+            &col(&raw, |s| s.wall_ms),
+        ),
+        ratio_qemu_total: Ratio::new(
+            "drover/raw",
+            &col(&drover, |s| s.total_ms),
+            &col(&raw, |s| s.total_ms),
+        ),
+        ratio_downtime: Ratio::new(
+            "drover/raw",
+            &col(&drover, |s| s.downtime_ms),
+            &col(&raw, |s| s.downtime_ms),
+        ),
+        drover: Side::of(drover),
+        raw: Side::of(raw),
+    };
+    println!(
+        "{}",
+        table(
+            &["cell", "drover ms", "raw QEMU ms", "drover/raw"],
+            vec![
+                vec![
+                    "migrate → target running (wall)".into(),
+                    fmt_summary(&out.drover.wall),
+                    fmt_summary(&out.raw.wall),
+                    format!("{:.2}", out.ratio_wall.of_medians),
+                ],
+                vec![
+                    "QEMU total-time".into(),
+                    fmt_summary(&out.drover.qemu_total),
+                    fmt_summary(&out.raw.qemu_total),
+                    format!("{:.2}", out.ratio_qemu_total.of_medians),
+                ],
+                vec![
+                    "QEMU downtime".into(),
+                    fmt_summary(&out.drover.downtime),
+                    fmt_summary(&out.raw.downtime),
+                    format!("{:.2}", out.ratio_downtime.of_medians),
+                ],
+            ],
+        )
+    );
+    write_json(&args.out, &out)?;
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn free_tcp_uri() -> Result<String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(format!("tcp:127.0.0.1:{}", l.local_addr()?.port()))
+}
+
+/// Boots through the driver, waits for the agent, settles, migrates through the driver.
+async fn through_driver(
+    src: &QemuDriver,
+    dst: &QemuDriver,
+    spec: &InstanceSpec,
+    cfg: &VmConfig,
+    params: &MigrationParams,
+) -> Result<Sample> {
+    src.start(spec).await?;
+    drop(src.agent(&spec.id, Duration::from_secs(120)).await?);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    dst.prepare_incoming_config(&spec.id, cfg).await?;
+    let uri = free_tcp_uri()?;
+    dst.accept_migration(&spec.id, &uri).await?;
+    let t = Instant::now();
+    let stats = src.migrate_out(&spec.id, &uri, params, |_| {}).await?;
+    dst.wait_running(&spec.id, Duration::from_secs(30)).await?;
+    let wall = t.elapsed();
+    src.stop(&spec.id, 0, Duration::ZERO, true).await?;
+    dst.stop(&spec.id, 0, Duration::ZERO, true).await?;
+    Ok(Sample {
+        wall_ms: wall.as_secs_f64() * 1000.0,
+        total_ms: stats.total_ms as f64,
+        downtime_ms: stats.downtime_ms as f64,
+        transferred: stats.transferred,
+    })
+}
+
+/// A minimal QMP session written here, not the driver's: the floor.
+struct RawQmp {
+    lines: tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>,
+    w: tokio::net::unix::OwnedWriteHalf,
+}
+
+impl RawQmp {
+    async fn connect(path: &Path) -> Result<RawQmp> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let s = loop {
+            match tokio::net::UnixStream::connect(path).await {
+                Ok(s) => break s,
+                Err(e) if Instant::now() >= deadline => return Err(e.into()),
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        let (r, w) = s.into_split();
+        let mut q = RawQmp {
+            lines: BufReader::new(r).lines(),
+            w,
+        };
+        q.lines.next_line().await?.context("no QMP greeting")?;
+        q.cmd("qmp_capabilities", Value::Null).await?;
+        Ok(q)
+    }
+
+    async fn cmd(&mut self, cmd: &str, args: Value) -> Result<Value> {
+        let mut m = json!({ "execute": cmd });
+        if !args.is_null() {
+            m["arguments"] = args;
+        }
+        self.w.write_all(format!("{m}\n").as_bytes()).await?;
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(10), self.lines.next_line())
+                .await
+                .context("QMP timeout")??
+                .context("QMP closed")?;
+            let v: Value = serde_json::from_str(&line)?;
+            if let Some(r) = v.get("return") {
+                return Ok(r.clone());
+            }
+            if let Some(e) = v.get("error") {
+                bail!("QMP {cmd}: {e}");
+            }
+        }
+    }
+}
+
+async fn spawn_qemu(qemu: &Path, cfg: &VmConfig, paths: &VmPaths, incoming: bool) -> Result<()> {
+    std::fs::create_dir_all(&paths.dir)?;
+    paths.clean();
+    let _ = std::fs::remove_file(paths.console_log());
+    let out = tokio::process::Command::new(qemu)
+        .args(vm::qemu_args(cfg, paths, incoming))
+        .output()
+        .await?;
+    if !out.status.success() {
+        bail!("qemu: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// Boots with the same command line, waits for the guest's ready line, settles, migrates
+/// with raw QMP.
+async fn raw_qemu(
+    qemu: &Path,
+    tmp: &Path,
+    cfg: &VmConfig,
+    params: &MigrationParams,
+) -> Result<Sample> {
+    let sp = VmPaths {
+        dir: tmp.join("raw-src"),
+    };
+    let dp = VmPaths {
+        dir: tmp.join("raw-dst"),
+    };
+    spawn_qemu(qemu, cfg, &sp, false).await?;
+    let mut s = RawQmp::connect(&sp.qmp()).await?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_to_string(sp.console_log())
+        .unwrap_or_default()
+        .contains("DROVER-VM-READY")
+    {
+        if Instant::now() >= deadline {
+            bail!("raw VM did not boot within 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    spawn_qemu(qemu, cfg, &dp, true).await?;
+    let mut d = RawQmp::connect(&dp.qmp()).await?;
+    let uri = free_tcp_uri()?;
+    d.cmd("migrate-incoming", json!({ "uri": uri })).await?;
+    s.cmd(
+        "migrate-set-capabilities",
+        json!({ "capabilities": [
+            { "capability": "auto-converge", "state": params.auto_converge },
+            { "capability": "events", "state": true },
+        ]}),
+    )
+    .await?;
+    s.cmd(
+        "migrate-set-parameters",
+        json!({
+            "max-bandwidth": params.max_bandwidth,
+            "downtime-limit": params.downtime_limit.as_millis() as u64,
+        }),
+    )
+    .await?;
+    let t = Instant::now();
+    s.cmd("migrate", json!({ "uri": uri })).await?;
+    let q = loop {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let q = s.cmd("query-migrate", Value::Null).await?;
+        match q["status"].as_str() {
+            Some("completed") => break q,
+            Some("failed") | Some("cancelled") => bail!("raw migration: {q}"),
+            _ => {}
+        }
+    };
+    loop {
+        let st = d.cmd("query-status", Value::Null).await?;
+        if st["status"] == "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let wall = t.elapsed();
+    for (q, p) in [(&mut s, &sp), (&mut d, &dp)] {
+        let pid = vm::running_pid(p);
+        let _ = q.cmd("quit", Value::Null).await;
+        if let Some(pid) = pid
+            && !vm::wait_exit(pid, Duration::from_secs(3)).await
+        {
+            vm::kill(pid);
+        }
+    }
+    Ok(Sample {
+        wall_ms: wall.as_secs_f64() * 1000.0,
+        total_ms: q["total-time"].as_f64().unwrap_or(0.0),
+        downtime_ms: q["downtime"].as_f64().unwrap_or(0.0),
+        transferred: q["ram"]["transferred"].as_u64().unwrap_or(0),
+    })
+}
