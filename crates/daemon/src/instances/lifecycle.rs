@@ -343,9 +343,13 @@ impl Action {
     }
 }
 
-/// `PUT /1.0/instances/{name}/state`: validates, then runs the change as an operation. The
-/// operation re-reads the instance and re-checks its status under the instance lock, so a
-/// change queued behind another (a rename, a delete, a second stop) sees what is true then.
+/// `PUT /1.0/instances/{name}/state`: validates, then runs the change as an operation.
+///
+/// The operation acts on what is true under the instance lock, so that a change queued
+/// behind another (a rename, a delete, a second stop) sees its effect. When the lock is free
+/// the request takes it before reading the instance, and the operation inherits it with that
+/// read; otherwise the operation reads the instance and checks its status again once it
+/// holds the lock.
 pub async fn change_state(
     d: &Daemon,
     project: &str,
@@ -353,6 +357,9 @@ pub async fn change_state(
     req: InstanceStatePut,
 ) -> ApiResult<api::Operation> {
     Daemon::check_project(project)?;
+    let id = runtime_id(project, name);
+    let lock = d.instance_lock(&id);
+    let held = lock.clone().try_lock_owned().ok();
     let (p, n, member) = (project.to_string(), name.to_string(), d.member());
     let (found, member) = d
         .read(move |c| {
@@ -362,19 +369,19 @@ pub async fn change_state(
             ))
         })
         .await?;
-    if found.is_none() {
+    let Some(found) = found else {
         return Err(ApiError::not_found("Instance not found"));
-    }
+    };
     let action = Action::parse(&req.action)?;
     if req.stateful {
         return Err(ApiError::bad_request(
             "Stateful stop and start are not supported",
         ));
     }
-    let id = runtime_id(project, name);
     action.check(runtime_status(d, &id) == InstanceStatus::Running)?;
-    let config = found.as_ref().map(|r| r.config.clone()).unwrap_or_default();
-    if action == Action::Start && member.is_some_and(|m| !member_takes(m.state, &m.name, &config)) {
+    if action == Action::Start
+        && member.is_some_and(|m| !member_takes(m.state, &m.name, &found.config))
+    {
         return Err(ApiError::forbidden("Cluster member is evacuated"));
     }
     let wait = StopWait::from_request(req.timeout, req.force);
@@ -385,9 +392,12 @@ pub async fn change_state(
     let record = op.record();
     let (d, project, name) = (d.clone(), project.to_string(), name.to_string());
     tokio::spawn(async move {
-        let lock = d.instance_lock(&id);
-        let _guard = lock.lock().await;
-        match run_action(&d, &project, &name, action, wait).await {
+        let (_guard, checked) = match held {
+            // Read and checked above, under the lock: still true.
+            Some(guard) => (guard, Some(found)),
+            None => (lock.lock_owned().await, None),
+        };
+        match run_action(&d, &project, &name, action, wait, checked).await {
             Ok(()) => op.succeed(None),
             Err(e) => op.fail(e.message),
         }
@@ -395,17 +405,25 @@ pub async fn change_state(
     Ok(record)
 }
 
-/// The body of a state operation; the caller holds the instance lock.
+/// The body of a state operation; the caller holds the instance lock. `checked` is the
+/// record when it was read, and the action checked, under that same hold of the lock.
 async fn run_action(
     d: &Daemon,
     project: &str,
     name: &str,
     action: Action,
     wait: StopWait,
+    checked: Option<InstanceRecord>,
 ) -> ApiResult<()> {
-    let rec = super::load(d, project, name).await?;
-    let id = runtime_id(project, name);
-    action.check(runtime_status(d, &id) == InstanceStatus::Running)?;
+    let rec = match checked {
+        Some(rec) => rec,
+        None => {
+            let rec = super::load(d, project, name).await?;
+            let id = runtime_id(project, name);
+            action.check(runtime_status(d, &id) == InstanceStatus::Running)?;
+            rec
+        }
+    };
     match action {
         Action::Start => start_instance(d, &rec).await,
         Action::Stop => {
