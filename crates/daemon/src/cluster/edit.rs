@@ -74,31 +74,14 @@ pub async fn update(
     if !if_match.is_empty() && if_match != etag(&current) {
         return Err(ApiError::precondition_failed("ETag doesn't match"));
     }
-    let req: ClusterMemberPut = if patch {
-        let mut merged = serde_json::json!({
-            "config": current.config,
-            "description": current.description,
-            "failure_domain": current.failure_domain,
-            "groups": current.groups,
-            "roles": current.roles,
-        });
-        if let (Some(to), Some(from)) = (merged.as_object_mut(), body.as_object()) {
-            for (k, v) in from {
-                match (k.as_str(), to.get_mut(k), v.as_object()) {
-                    ("config", Some(serde_json::Value::Object(old)), Some(new)) => {
-                        old.extend(new.clone());
-                    }
-                    _ => {
-                        to.insert(k.clone(), v.clone());
-                    }
-                }
-            }
-        }
-        serde_json::from_value(merged)
-    } else {
-        serde_json::from_value(body.clone())
-    }
-    .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))?;
+    let current = serde_json::json!({
+        "config": current.config,
+        "description": current.description,
+        "failure_domain": current.failure_domain,
+        "groups": current.groups,
+        "roles": current.roles,
+    });
+    let req: ClusterMemberPut = request(current, body, patch, &["config"])?;
     check_config(&req.config)?;
     if let Some(role) = req
         .roles
@@ -135,4 +118,39 @@ pub async fn update(
         groups: wanted,
     })
     .await
+}
+
+/// The request a `PUT` (`patch == false`: `body` as is) or a `PATCH` (`body`'s fields over
+/// `current`; the objects named in `merge` merged key by key, as LXD merges config) makes.
+///
+/// # Errors
+///
+/// 400 when the result is not a `T`.
+pub fn request<T: serde::de::DeserializeOwned>(
+    mut current: serde_json::Value,
+    body: &serde_json::Value,
+    patch: bool,
+    merge: &[&str],
+) -> ApiResult<T> {
+    let value = if patch {
+        if let (Some(to), Some(from)) = (current.as_object_mut(), body.as_object()) {
+            for (k, v) in from {
+                match (to.get_mut(k), v.as_object()) {
+                    (Some(serde_json::Value::Object(old)), Some(new))
+                        if merge.contains(&k.as_str()) =>
+                    {
+                        old.extend(new.clone());
+                    }
+                    _ => {
+                        to.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        current
+    } else {
+        body.clone()
+    };
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))
 }

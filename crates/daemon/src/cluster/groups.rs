@@ -121,21 +121,11 @@ pub async fn update(
     if !if_match.is_empty() && if_match != etag(&current) {
         return Err(ApiError::precondition_failed("ETag doesn't match"));
     }
-    let req: ClusterGroupPut = if patch {
-        let mut merged = serde_json::json!({
-            "description": current.description,
-            "members": current.members,
-        });
-        if let (Some(to), Some(from)) = (merged.as_object_mut(), body.as_object()) {
-            for (k, v) in from {
-                to.insert(k.clone(), v.clone());
-            }
-        }
-        serde_json::from_value(merged)
-    } else {
-        serde_json::from_value(body.clone())
-    }
-    .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))?;
+    let current = serde_json::json!({
+        "description": current.description,
+        "members": current.members,
+    });
+    let req: ClusterGroupPut = super::edit::request(current, body, patch, &[])?;
     check_members(d, &req.members).await?;
     d.write(db::Command::UpdateClusterGroup {
         name: name.to_string(),

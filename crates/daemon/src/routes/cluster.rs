@@ -5,7 +5,7 @@ use api::cluster::{ClusterMembersPost, ClusterPut};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use axum::routing::get;
 
@@ -71,27 +71,18 @@ async fn get_member(
     Ok(super::sync_etag(member, &tag))
 }
 
-async fn put_member(
+/// `PUT` (replace) or `PATCH` (the fields given) of a member.
+async fn update_member(
     State(d): State<Daemon>,
+    method: Method,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
     let req: serde_json::Value = parse_body(&body)?;
     let tag = super::cluster_groups::if_match(&headers);
-    cluster::edit::update(&d, &name, &req, false, tag).await?;
-    Ok(super::empty())
-}
-
-async fn patch_member(
-    State(d): State<Daemon>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<Response> {
-    let req: serde_json::Value = parse_body(&body)?;
-    let tag = super::cluster_groups::if_match(&headers);
-    cluster::edit::update(&d, &name, &req, true, tag).await?;
+    let patch = method == Method::PATCH;
+    cluster::edit::update(&d, &name, &req, patch, tag).await?;
     Ok(super::empty())
 }
 
@@ -128,8 +119,8 @@ pub fn routes() -> Router<Daemon> {
         .route(
             "/1.0/cluster/members/{name}",
             get(get_member)
-                .put(put_member)
-                .patch(patch_member)
+                .put(update_member)
+                .patch(update_member)
                 .delete(delete_member),
         )
 }

@@ -4,7 +4,7 @@ use api::cluster::{ClusterGroupPost, ClusterGroupsPost};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use axum::routing::get;
 
@@ -41,25 +41,17 @@ async fn get_one(State(d): State<Daemon>, Path(name): Path<String>) -> ApiResult
     Ok(sync_etag(group, &tag))
 }
 
-async fn put(
+/// `PUT` (replace) or `PATCH` (the fields given) of a group.
+async fn update(
     State(d): State<Daemon>,
+    method: Method,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Response> {
     let req: serde_json::Value = parse_body(&body)?;
-    groups::update(&d, &name, &req, false, if_match(&headers)).await?;
-    Ok(empty())
-}
-
-async fn patch(
-    State(d): State<Daemon>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<Response> {
-    let req: serde_json::Value = parse_body(&body)?;
-    groups::update(&d, &name, &req, true, if_match(&headers)).await?;
+    let patch = method == Method::PATCH;
+    groups::update(&d, &name, &req, patch, if_match(&headers)).await?;
     Ok(empty())
 }
 
@@ -85,8 +77,8 @@ pub fn routes() -> Router<Daemon> {
         .route(
             "/1.0/cluster/groups/{name}",
             get(get_one)
-                .put(put)
-                .patch(patch)
+                .put(update)
+                .patch(update)
                 .post(rename)
                 .delete(delete),
         )
