@@ -111,11 +111,14 @@ async fn lxc_in_a_pty(m: &Member, args: &str, input: &[u8]) -> String {
 ///   the instance is on m3, as every member says
 /// - a target no member has, or a bad body, is refused and creates nothing
 /// - operate c1 only through m2: get with its ETag, start, state, exec (output and exit
-///   code through the forwarded websockets), a PATCH with a stale ETag refused, stop
-/// - m1's event stream saw m3's lifecycle events of c1, with `location: m3`
+///   code through the forwarded websockets), a PUT with a stale ETag refused, stop
+/// - m1's event stream saw m3's lifecycle events of c1, with `location: m3`, and only once
 /// - every member lists both instances with the right location and state (c2 on m1)
 /// - an operation of m3 is listed by every member and found by id on m1 and m2
 /// - rename c1 through m2, delete it through m2: gone for every member
+/// - kill m3: its instance `c3` lists as `Error` and the list still answers; restart it:
+///   m1 relays its events again
+/// - move c3 to m1 through m2: every member, m3 included, sends its requests to m1
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_member_answers_for_any_instance() {
     let [m1, m2, mut m3]: [Member; 3] = form_cluster(&["127.0.0.50", "127.0.0.51", "127.0.0.52"])
@@ -323,6 +326,29 @@ async fn any_member_answers_for_any_instance() {
         }
     })
     .await;
+
+    tracing::info!("--- c3 moves from m3 to m1 through m2; its former member still answers for it");
+    let body = json!({"name": "c3", "migration": true, "live": false});
+    let r = m2
+        .raw(
+            "POST",
+            "/1.0/instances/c3?target=m1",
+            Some(&body.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let moved: api::Operation = serde_json::from_value(r.metadata().clone()).expect("op");
+    m2.wait_op(&moved).await.expect("move c3 to m1");
+    for m in [&m1, &m2, &m3] {
+        assert_eq!(location(m, "c3").await, "m1");
+    }
+    let started = m3
+        .change_state("c3", "start", false)
+        .await
+        .expect("start c3 via m3");
+    assert_eq!(started.location, "m1");
+    assert_eq!(m2.status("c3").await, InstanceStatus::Running);
+    m2.change_state("c3", "stop", true).await.expect("stop c3");
     m2.delete("c3").await.expect("delete c3 through m2");
     m1.change_state("c2", "stop", true).await.expect("stop c2");
     m1.delete("c2").await.expect("delete c2");

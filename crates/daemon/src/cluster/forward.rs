@@ -37,7 +37,14 @@ use crate::state::{Daemon, lock};
 
 /// Marks a request a member forwarded here: serve it for this member alone.
 #[derive(Debug, Clone, Copy)]
-pub struct Forwarded;
+pub struct Forwarded {
+    /// How many members it went through (the value of [`FORWARDED_HEADER`], at least 1).
+    hops: u8,
+}
+
+/// The most member-to-member hops a request may take: one, and a second only when the
+/// member it reached knows, from an up-to-date read, that the instance moved.
+const MAX_HOPS: u8 = 2;
 
 /// How long a forwarded request may take until the other member's answer starts.
 const PROXY_DEADLINE: Duration = Duration::from_secs(60);
@@ -103,6 +110,17 @@ async fn forwarded_by_member(d: &Daemon, claim: Option<String>) -> ApiResult<boo
     Ok(tokio::task::spawn_blocking(move || super::is_member_fingerprint(&store, &fp)).await?)
 }
 
+/// The hops a forwarded request took, by its [`FORWARDED_HEADER`] (a value that is not a
+/// number counts as one hop).
+fn hops_of(req: &Request) -> u8 {
+    req.headers()
+        .get(FORWARDED_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1)
+}
+
 /// The certificate fingerprint of a trusted caller whose request carries
 /// [`FORWARDED_HEADER`].
 fn member_claim(req: &Request) -> Option<String> {
@@ -147,8 +165,13 @@ pub async fn middleware(State(d): State<Daemon>, mut req: Request, next: Next) -
     }
     match forwarded_by_member(&d, member_claim(&req)).await {
         Ok(true) => {
-            req.extensions_mut().insert(Forwarded);
-            return next.run(req).await;
+            let hops = hops_of(&req);
+            req.extensions_mut().insert(Forwarded { hops });
+            return match route_forwarded(&d, req, hops).await {
+                Ok(Route::Here(req)) => next.run(req).await,
+                Ok(Route::Answered(resp)) => resp,
+                Err(e) => e.into_response(),
+            };
         }
         Ok(false) => {}
         Err(e) => return e.into_response(),
@@ -192,6 +215,53 @@ async fn route(d: &Daemon, req: Request) -> ApiResult<Route> {
     Ok(Route::Answered(proxy(d, &peer, req).await?))
 }
 
+/// A request a member forwarded here for an instance: served here, unless this member's
+/// up-to-date read says another member holds the instance (the forwarding member's copy of
+/// the DB was behind a move). Then it goes on to that member, once: serving it here would
+/// act on an instance this member does not hold.
+async fn route_forwarded(d: &Daemon, req: Request, hops: u8) -> ApiResult<Route> {
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    let Some(name) = instance_of(&path) else {
+        return Ok(Route::Here(req));
+    };
+    let project = query_param(&req, "project")
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "default".into());
+    let me = d.member();
+    let elsewhere = |rec: &Option<db::instances::InstanceRecord>| {
+        rec.as_ref()
+            .is_some_and(|r| !r.member.is_empty() && r.member != me)
+    };
+    if !elsewhere(&read_instance(d, &project, name).await?) {
+        return Ok(Route::Here(req));
+    }
+    d.replicator().ensure_linearizable().await?;
+    let rec = read_instance(d, &project, name).await?;
+    if !elsewhere(&rec) {
+        return Ok(Route::Here(req));
+    }
+    let holder = rec.map(|r| r.member).unwrap_or_default();
+    if hops >= MAX_HOPS {
+        return Err(ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: format!("Instance {name:?} is moving to cluster member {holder}; retry"),
+        });
+    }
+    tracing::info!(instance = %name, member = %holder, "the instance moved: forwarding on");
+    let peer = Peer::connect(d, &holder).await?;
+    Ok(Route::Answered(proxy(d, &peer, req).await?))
+}
+
+/// The record of instance `name` in this member's copy of the DB.
+async fn read_instance(
+    d: &Daemon,
+    project: &str,
+    name: &str,
+) -> ApiResult<Option<db::instances::InstanceRecord>> {
+    let (p, n) = (project.to_string(), name.to_string());
+    d.read(move |c| db::instances::get(c, &p, &n)).await
+}
+
 /// The record of instance `name`, as of every write committed before the request: a
 /// member that does not see it yet may only be behind the leader (the client created or
 /// renamed it through another member a moment ago), so a miss waits until this member has
@@ -202,16 +272,11 @@ async fn holder(
     project: &str,
     name: &str,
 ) -> ApiResult<Option<db::instances::InstanceRecord>> {
-    let read = |d: &Daemon| {
-        let (p, n) = (project.to_string(), name.to_string());
-        let d = d.clone();
-        async move { d.read(move |c| db::instances::get(c, &p, &n)).await }
-    };
-    if let Some(rec) = read(d).await? {
+    if let Some(rec) = read_instance(d, project, name).await? {
         return Ok(Some(rec));
     }
     d.replicator().ensure_linearizable().await?;
-    read(d).await
+    read_instance(d, project, name).await
 }
 
 /// `/1.0/operations/{id}[/wait|/websocket]` for an operation this member does not run:
@@ -289,12 +354,16 @@ async fn route_create(d: &Daemon, project: &str, req: Request) -> ApiResult<Rout
 }
 
 /// Sends `req` as is to `peer` and returns its answer as is; an operation it created is
-/// remembered as running there.
+/// remembered as running there. The request is marked with one more hop than it came with.
 ///
 /// # Errors
 ///
 /// 503 when the member cannot be reached or does not answer within the deadline.
 pub async fn proxy(d: &Daemon, peer: &Peer, req: Request) -> ApiResult<Response> {
+    let hops = req
+        .extensions()
+        .get::<Forwarded>()
+        .map_or(1, |f| f.hops.saturating_add(1));
     let (parts, body) = req.into_parts();
     let path = parts
         .uri
@@ -306,7 +375,7 @@ pub async fn proxy(d: &Daemon, peer: &Peer, req: Request) -> ApiResult<Response>
     let mut out = peer
         .client()
         .request(parts.method.clone(), peer.url(&path))
-        .header(FORWARDED_HEADER, "1")
+        .header(FORWARDED_HEADER, hops.to_string())
         .timeout(PROXY_DEADLINE);
     for (name, value) in &parts.headers {
         if REQUEST_HEADERS.contains(name) || name.as_str().starts_with("x-lxd-") {
@@ -375,6 +444,20 @@ mod tests {
         assert_eq!(instance_of("/1.0/instances"), None);
         assert_eq!(instance_of("/1.0/instances/"), None);
         assert_eq!(instance_of("/1.0/operations/x"), None);
+    }
+
+    #[test]
+    fn hops_count_from_the_header() {
+        let with = |v: &str| {
+            Request::builder()
+                .header(FORWARDED_HEADER, v)
+                .body(Body::empty())
+                .expect("request")
+        };
+        assert_eq!(hops_of(&with("1")), 1);
+        assert_eq!(hops_of(&with("2")), 2);
+        assert_eq!(hops_of(&with("0")), 1, "a forwarded request took a hop");
+        assert_eq!(hops_of(&with("yes")), 1);
     }
 
     #[test]
