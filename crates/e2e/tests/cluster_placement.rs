@@ -205,19 +205,18 @@ async fn instances_spread_honour_groups_and_capacity() {
         )
         .await;
     assert_eq!(put.status, 200, "{}", put.text);
-    if require_lxc_available() {
-        let out = m2.lxc(&["cluster", "group", "list", "-f", "csv"]).await;
-        assert!(out.success().stdout.contains("quick"), "{}", out.stdout);
-        // lxc 5.0.2 assigns with a PUT of the member it read (roles included).
-        m2.lxc(&["cluster", "group", "assign", "m2", "default,quick"])
-            .await
-            .success();
-        let group = m1.raw("GET", "/1.0/cluster/groups/quick", None).await;
-        assert_eq!(group.metadata()["members"], json!(["m2"]), "{}", group.text);
-        m2.lxc(&["cluster", "group", "assign", "m2", "default"])
-            .await
-            .success();
-    }
+    require_lxc();
+    let out = m2.lxc(&["cluster", "group", "list", "-f", "csv"]).await;
+    assert!(out.success().stdout.contains("quick"), "{}", out.stdout);
+    // lxc 5.0.2 assigns with a PUT of the member it read (roles included).
+    m2.lxc(&["cluster", "group", "assign", "m2", "default,quick"])
+        .await
+        .success();
+    let group = m1.raw("GET", "/1.0/cluster/groups/quick", None).await;
+    assert_eq!(group.metadata()["members"], json!(["m2"]), "{}", group.text);
+    m2.lxc(&["cluster", "group", "assign", "m2", "default"])
+        .await
+        .success();
     m3.drover(&["cluster", "group", "delete", "quick"])
         .await
         .success();
@@ -228,19 +227,6 @@ async fn instances_spread_honour_groups_and_capacity() {
         "{}",
         groups.text
     );
-}
-
-fn require_lxc_available() -> bool {
-    if std::process::Command::new("lxc")
-        .arg("--version")
-        .output()
-        .is_ok()
-    {
-        require_lxc();
-        true
-    } else {
-        false
-    }
 }
 
 /// What does this test do?
