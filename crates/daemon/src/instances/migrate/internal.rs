@@ -268,9 +268,18 @@ async fn data_route(
             "No staging for move {id}: it was discarded"
         )));
     }
-    let summary = storage::transfer::receive_stream(dir, body.into_data_stream())
+    let summary = storage::transfer::receive_stream(dir.clone(), body.into_data_stream())
         .await
         .map_err(|e| ApiError::internal(format!("Failed to receive the volume: {}", chain(&e))))?;
+    // Flush now: after the pre-copy this happens while the instance still runs, so the
+    // sync of the commit (inside the downtime) only has the last pass's data to write.
+    blocking(move || {
+        let f = std::fs::File::open(&dir)
+            .map_err(|e| ApiError::internal(format!("open {}: {e}", dir.display())))?;
+        rustix::fs::syncfs(&f)
+            .map_err(|e| ApiError::internal(format!("sync {}: {e}", dir.display())))
+    })
+    .await?;
     Ok(sync(Received {
         entries: summary.entries,
         bytes: summary.bytes,
