@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use api::{ConfigMap, InstanceStatePut, InstanceStatus, OperationClass};
 use db::instances::InstanceRecord;
+use db::profiles::ProfileRecord;
 use drivers::{InstanceSpec, RuntimeStatus, StopOutcome};
 
 use super::validate::is_true;
@@ -244,8 +245,19 @@ pub(super) async fn stop_instance(
     wait: StopWait,
     quiet: bool,
 ) -> ApiResult<StopOutcome> {
+    stop_instance_with(d, rec, None, wait, quiet).await
+}
+
+/// [`stop_instance`] with `rec`'s profiles when the caller already read them with it.
+async fn stop_instance_with(
+    d: &Daemon,
+    rec: &InstanceRecord,
+    profiles: Option<Vec<ProfileRecord>>,
+    wait: StopWait,
+    quiet: bool,
+) -> ApiResult<StopOutcome> {
     let (stopped, recorded) = tokio::join!(
-        stop_runtime(d, rec, wait),
+        stop_runtime(d, rec, profiles, wait),
         set_power(d, rec, "STOPPED", false)
     );
     let outcome = match stopped {
@@ -269,11 +281,19 @@ pub(super) async fn stop_instance(
 }
 
 /// Stops PID 1 of `rec`; records nothing.
-async fn stop_runtime(d: &Daemon, rec: &InstanceRecord, wait: StopWait) -> ApiResult<StopOutcome> {
+async fn stop_runtime(
+    d: &Daemon,
+    rec: &InstanceRecord,
+    profiles: Option<Vec<ProfileRecord>>,
+    wait: StopWait,
+) -> ApiResult<StopOutcome> {
     let id = runtime_id(&rec.project, &rec.name);
-    let profiles = load_profiles(d, &rec.project, &rec.profiles)
-        .await
-        .unwrap_or_default();
+    let profiles = match profiles {
+        Some(profiles) => profiles,
+        None => load_profiles(d, &rec.project, &rec.profiles)
+            .await
+            .unwrap_or_default(),
+    };
     let config = expand_config(&rec.config, &profiles);
     let host_timeout = || {
         Duration::from_secs(
@@ -361,12 +381,17 @@ pub async fn change_state(
     let lock = d.instance_lock(&id);
     let held = lock.clone().try_lock_owned().ok();
     let (p, n, member) = (project.to_string(), name.to_string(), d.member());
+    // The profiles too, for a stop (its signal and timeout): one hand-off.
     let (found, member) = d
         .read(move |c| {
-            Ok((
-                db::instances::get(c, &p, &n)?,
-                db::members::get(c, &member)?,
-            ))
+            let found = match db::instances::get(c, &p, &n)? {
+                Some(rec) => {
+                    let profiles = read_profiles(c, &p, &rec.profiles)?.unwrap_or_default();
+                    Some(Checked { rec, profiles })
+                }
+                None => None,
+            };
+            Ok((found, db::members::get(c, &member)?))
         })
         .await?;
     let Some(found) = found else {
@@ -380,7 +405,7 @@ pub async fn change_state(
     }
     action.check(runtime_status(d, &id) == InstanceStatus::Running)?;
     if action == Action::Start
-        && member.is_some_and(|m| !member_takes(m.state, &m.name, &found.config))
+        && member.is_some_and(|m| !member_takes(m.state, &m.name, &found.rec.config))
     {
         return Err(ApiError::forbidden("Cluster member is evacuated"));
     }
@@ -405,36 +430,42 @@ pub async fn change_state(
     Ok(record)
 }
 
-/// The body of a state operation; the caller holds the instance lock. `checked` is the
-/// record when it was read, and the action checked, under that same hold of the lock.
+/// An instance record and its profiles (none when one is missing), read together.
+struct Checked {
+    rec: InstanceRecord,
+    profiles: Vec<ProfileRecord>,
+}
+
+/// The body of a state operation; the caller holds the instance lock. `checked` is what
+/// was read, and the action checked against, under that same hold of the lock.
 async fn run_action(
     d: &Daemon,
     project: &str,
     name: &str,
     action: Action,
     wait: StopWait,
-    checked: Option<InstanceRecord>,
+    checked: Option<Checked>,
 ) -> ApiResult<()> {
-    let rec = match checked {
-        Some(rec) => rec,
+    let (rec, profiles) = match checked {
+        Some(Checked { rec, profiles }) => (rec, Some(profiles)),
         None => {
             let rec = super::load(d, project, name).await?;
             let id = runtime_id(project, name);
             action.check(runtime_status(d, &id) == InstanceStatus::Running)?;
-            rec
+            (rec, None)
         }
     };
     match action {
         Action::Start => start_instance(d, &rec).await,
         Action::Stop => {
-            stop_instance(d, &rec, wait, false).await?;
+            stop_instance_with(d, &rec, profiles, wait, false).await?;
             if rec.ephemeral {
                 super::update::delete_now(d, &rec).await?;
             }
             Ok(())
         }
         Action::Restart => {
-            stop_instance(d, &rec, wait, true).await?;
+            stop_instance_with(d, &rec, profiles, wait, true).await?;
             // Reload: the stop changed volatile keys.
             let rec = super::load(d, project, name).await?;
             start_instance_quiet(d, &rec, true).await?;
