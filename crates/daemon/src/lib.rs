@@ -212,6 +212,8 @@ pub async fn run(cfg: Config, bus: ops::EventBus) -> anyhow::Result<()> {
     )
     .await
     .context("start the raft node")?;
+    // A DB from an older drover gets its schema update before anything reads it.
+    cluster::version::catch_up(&replicator, &store, LEADER_DEADLINE).await;
     bootstrap(&store, &replicator, &paths)
         .await
         .context("bootstrap the database")?;

@@ -289,3 +289,37 @@ pub(crate) fn update_to(tx: &rusqlite::Transaction<'_>, to: i64) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A DB written by a drover whose newest update was [`LOCAL_UNTIL`].
+    fn db_at_local_until() -> Connection {
+        let mut conn = Connection::open_in_memory().expect("open");
+        let tx = conn.transaction().expect("tx");
+        update_to(&tx, LOCAL_UNTIL).expect("the local updates");
+        tx.commit().expect("commit");
+        conn
+    }
+
+    #[test]
+    fn an_existing_db_gets_later_updates_only_from_the_log() {
+        let mut conn = db_at_local_until();
+        assert_eq!(version(&conn).expect("version"), LOCAL_UNTIL);
+        // Opening it with this binary applies nothing beyond the local updates.
+        assert_eq!(update(&mut conn).expect("update"), LOCAL_UNTIL);
+        assert_eq!(version(&conn).expect("version"), LOCAL_UNTIL);
+        // The replicated command brings it to the end, once; again is a no-op.
+        for _ in 0..2 {
+            let tx = conn.transaction().expect("tx");
+            crate::apply(&tx, &crate::Command::UpdateSchema { version: LATEST })
+                .expect("replicated update");
+            tx.commit().expect("commit");
+            assert_eq!(version(&conn).expect("version"), LATEST);
+        }
+        // A new file gets everything at once.
+        let mut fresh = Connection::open_in_memory().expect("open");
+        assert_eq!(update(&mut fresh).expect("update"), LATEST);
+    }
+}

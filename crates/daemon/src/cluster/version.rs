@@ -9,6 +9,7 @@
 //! the cluster — the DB or another member is at a higher version — refuses writes
 //! ([`check_writable`]) with LXD's message until it is upgraded.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{ApiError, ApiResult};
@@ -58,7 +59,9 @@ pub fn schema_target(binary: i64, db_version: i64, reported: &[i64]) -> Option<i
 pub async fn report(d: &Daemon) {
     let deadline = tokio::time::Instant::now() + REPORT_DEADLINE;
     loop {
-        match try_report(d).await {
+        // One node for the whole report: a join replaces it, and the report must name the
+        // member of the group it goes to.
+        match try_report(&d.replicator(), &d.store).await {
             Ok(()) => return,
             Err(e) if tokio::time::Instant::now() < deadline => {
                 tracing::debug!(error = %e.message, "cannot report this member's versions yet");
@@ -72,10 +75,41 @@ pub async fn report(d: &Daemon) {
     }
 }
 
-async fn try_report(d: &Daemon) -> ApiResult<()> {
-    // One node for the whole report: a join replaces it, and the report must name the
-    // member of the group it goes to.
-    let replicator = d.replicator();
+/// At start-up, before anything reads the DB: when the DB is older than this binary and
+/// this member already has a row (an upgrade, not a first start), reports at once so that
+/// the schema update is committed before the tables it adds are used — at once on a
+/// single member; in a cluster once the last member runs the new binary. Waits at most
+/// `timeout`; a member whose peers are not upgraded yet starts anyway.
+pub async fn catch_up(replicator: &raft::Replicator, store: &Arc<db::Store>, timeout: Duration) {
+    let id = i64::try_from(replicator.id()).unwrap_or_default();
+    let owned = store.clone();
+    let known = tokio::task::spawn_blocking(move || {
+        owned.read(|c| {
+            Ok((
+                db::schema_version(c)?,
+                db::members::get_by_id(c, id)?.is_some(),
+            ))
+        })
+    })
+    .await;
+    let Ok(Ok((version, true))) = known else {
+        return;
+    };
+    if version >= db::SCHEMA_VERSION {
+        return;
+    }
+    match tokio::time::timeout(timeout, try_report(replicator, store)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e.message, "could not update the schema at start-up"),
+        Err(_) => tracing::warn!(
+            schema = version,
+            binary = db::SCHEMA_VERSION,
+            "the schema update waits for the other members to be upgraded"
+        ),
+    }
+}
+
+async fn try_report(replicator: &raft::Replicator, store: &Arc<db::Store>) -> ApiResult<()> {
     let id = i64::try_from(replicator.id()).unwrap_or_default();
     let api_extensions = i64::try_from(api::extensions::API_EXTENSIONS.len()).unwrap_or(0);
     replicator
@@ -87,7 +121,7 @@ async fn try_report(d: &Daemon) -> ApiResult<()> {
             cpus: cpu_count(),
         })
         .await?;
-    let (db_version, reported) = versions(d).await?;
+    let (db_version, reported) = versions(store).await?;
     if let Some(version) = schema_target(db::SCHEMA_VERSION, db_version, &reported) {
         tracing::info!(
             from = db_version,
@@ -102,15 +136,18 @@ async fn try_report(d: &Daemon) -> ApiResult<()> {
 }
 
 /// The DB's schema version and what every member reports.
-async fn versions(d: &Daemon) -> ApiResult<(i64, Vec<i64>)> {
-    d.read(|c| {
-        let reported = db::members::list(c)?
-            .into_iter()
-            .map(|m| m.schema)
-            .collect();
-        Ok((db::schema_version(c)?, reported))
+async fn versions(store: &Arc<db::Store>) -> ApiResult<(i64, Vec<i64>)> {
+    let store = store.clone();
+    Ok(tokio::task::spawn_blocking(move || {
+        store.read(|c| {
+            let reported = db::members::list(c)?
+                .into_iter()
+                .map(|m| m.schema)
+                .collect();
+            Ok((db::schema_version(c)?, reported))
+        })
     })
-    .await
+    .await??)
 }
 
 /// Refuses a write from a member whose binary is older than the cluster's schema.
@@ -119,7 +156,7 @@ async fn versions(d: &Daemon) -> ApiResult<(i64, Vec<i64>)> {
 ///
 /// 503 `this node's version is behind, please upgrade` (LXD's words).
 pub async fn check_writable(d: &Daemon) -> ApiResult<()> {
-    let (db_version, reported) = versions(d).await?;
+    let (db_version, reported) = versions(&d.store).await?;
     let cluster = cluster_schema(db_version, &reported);
     if cluster > db::SCHEMA_VERSION {
         return Err(ApiError {
