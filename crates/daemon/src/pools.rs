@@ -1,22 +1,79 @@
-//! The storage pools service.
+//! The storage pools service: pools defined cluster-wide with each member's own part.
+//!
+//! LXD's flow for a pool whose `source` differs per member: `POST /1.0/storage-pools?target=mX`
+//! with `mX`'s `source` records that member's part and leaves the pool `Pending`; the final
+//! `POST` without target (member-specific keys not allowed there) checks every member has
+//! its part, creates this member's directory and makes the pool `Created` everywhere. Other
+//! members create their directories on first use (`DirPool::open`). On a single member, or
+//! without member-specific config, one `POST` creates the pool directly, as before.
+//!
+//! Drivers: `dir` (member-local directories) and `shared-fs` (`source` is the same shared
+//! filesystem on every member: its volumes are reachable from all of them, a move changes
+//! only their owner).
 
 use std::path::PathBuf;
 
 use api::storage::{StoragePool, StoragePoolsPost};
+use db::pools::{PoolRecord, PoolState};
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::Daemon;
 
-fn view(d: &Daemon, rec: db::pools::PoolRecord, used_by: Vec<String>) -> StoragePool {
+/// The drivers drover has.
+const DRIVERS: &[&str] = &["dir", "shared-fs"];
+/// Config keys a member may have its own value of.
+const MEMBER_KEYS: &[&str] = &["source"];
+
+fn view(
+    rec: PoolRecord,
+    members: &[String],
+    target: Option<&str>,
+    used_by: Vec<String>,
+) -> StoragePool {
+    let mut config = rec.config.clone();
+    let standalone = members.len() <= 1;
+    // A member's own keys show when asked for that member (or when there is only one).
+    let shown = target.or(if standalone {
+        members.first().map(String::as_str)
+    } else {
+        None
+    });
+    if let Some(m) = shown
+        && let Some(part) = rec.members.get(m)
+    {
+        config.extend(part.config.clone());
+    }
+    if !standalone && target.is_none() && rec.driver == "dir" {
+        for k in MEMBER_KEYS {
+            config.remove(*k);
+        }
+    }
+    let locations = match rec.state {
+        PoolState::Created => members.to_vec(),
+        _ => rec.members.keys().cloned().collect(),
+    };
     StoragePool {
         name: rec.name,
         driver: rec.driver,
         description: rec.description,
-        config: rec.config,
-        status: "Created".into(),
-        locations: vec![d.member()],
+        config,
+        status: rec.state.as_str().into(),
+        locations,
         used_by,
     }
+}
+
+async fn member_names(d: &Daemon) -> ApiResult<Vec<String>> {
+    let mut names: Vec<String> = d
+        .read(db::members::list)
+        .await?
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    if names.is_empty() {
+        names.push(d.member());
+    }
+    Ok(names)
 }
 
 async fn used_by(d: &Daemon, pool: &str) -> ApiResult<Vec<String>> {
@@ -28,9 +85,15 @@ async fn used_by(d: &Daemon, pool: &str) -> ApiResult<Vec<String>> {
                 out.push(format!("/1.0/profiles/{}", p.name));
             }
         }
+        for v in db::volumes::list(c, &pool)? {
+            if v.kind == db::volumes::CONTAINER {
+                out.push(crate::instances::url(&v.name));
+            }
+        }
         for i in db::instances::list(c, "default")? {
-            if i.devices.values().any(|dv| dv.get("pool") == Some(&pool)) {
-                out.push(format!("/1.0/instances/{}", i.name));
+            let url = crate::instances::url(&i.name);
+            if i.devices.values().any(|dv| dv.get("pool") == Some(&pool)) && !out.contains(&url) {
+                out.push(url);
             }
         }
         Ok(out)
@@ -38,63 +101,78 @@ async fn used_by(d: &Daemon, pool: &str) -> ApiResult<Vec<String>> {
     .await
 }
 
-/// All pools.
-pub async fn list(d: &Daemon) -> ApiResult<Vec<StoragePool>> {
+/// All pools (`target`: show that member's own config).
+pub async fn list(d: &Daemon, target: Option<&str>) -> ApiResult<Vec<StoragePool>> {
     let recs = d.read(db::pools::list).await?;
+    let members = member_names(d).await?;
     let mut out = Vec::new();
     for rec in recs {
         let used = used_by(d, &rec.name).await?;
-        out.push(view(d, rec, used));
+        out.push(view(rec, &members, target, used));
     }
     Ok(out)
 }
 
-/// The pool `name`.
-pub async fn get(d: &Daemon, name: &str) -> ApiResult<StoragePool> {
-    let n = name.to_string();
-    let rec = d
-        .read(move |c| db::pools::get(c, &n))
-        .await?
-        .ok_or_else(|| ApiError::not_found("Storage pool not found"))?;
+/// The pool `name` (`target`: show that member's own config).
+pub async fn get(d: &Daemon, name: &str, target: Option<&str>) -> ApiResult<StoragePool> {
+    let rec = record(d, name).await?;
+    let members = member_names(d).await?;
+    if let Some(t) = target
+        && !members.iter().any(|m| m == t)
+    {
+        return Err(ApiError::not_found(format!(
+            "Cluster member {t:?} not found"
+        )));
+    }
     let used = used_by(d, name).await?;
-    Ok(view(d, rec, used))
+    Ok(view(rec, &members, target, used))
 }
 
-/// The volumes on pool `name`: one `container` volume per instance whose root disk is there.
+async fn record(d: &Daemon, name: &str) -> ApiResult<PoolRecord> {
+    let n = name.to_string();
+    d.read(move |c| db::pools::get(c, &n))
+        .await?
+        .ok_or_else(|| ApiError::not_found("Storage pool not found"))
+}
+
+/// The volumes on pool `name`, each with the member holding it (`location`).
 pub async fn volumes(d: &Daemon, name: &str) -> ApiResult<Vec<api::storage::StorageVolume>> {
-    get(d, name).await?;
-    let records = d.read(|c| db::instances::list(c, "default")).await?;
-    let mut out = Vec::new();
-    for rec in records {
-        let profiles = crate::instances::load_profiles(d, &rec.project, &rec.profiles)
-            .await
-            .unwrap_or_default();
-        let devices = crate::instances::expand_devices(&rec.devices, &profiles);
-        if crate::instances::root_pool(&devices).as_deref() != Some(name) {
-            continue;
-        }
-        out.push(api::storage::StorageVolume {
-            name: rec.name.clone(),
-            kind: "container".into(),
+    record(d, name).await?;
+    let n = name.to_string();
+    let records = d.read(move |c| db::volumes::list(c, &n)).await?;
+    Ok(records
+        .into_iter()
+        .map(|v| api::storage::StorageVolume {
+            used_by: if v.kind == db::volumes::CONTAINER {
+                vec![crate::instances::url(&v.name)]
+            } else {
+                Vec::new()
+            },
+            name: v.name,
+            kind: v.kind,
             description: String::new(),
-            config: Default::default(),
-            location: rec.member.clone(),
+            config: [("size".to_string(), v.size.to_string())].into(),
+            location: v.member,
             content_type: "filesystem".into(),
-            used_by: vec![crate::instances::url(&rec.name)],
-        });
-    }
-    Ok(out)
+        })
+        .collect())
 }
 
-/// Creates a `dir` pool: validates, makes its directory, then records it.
-pub async fn create(d: &Daemon, mut req: StoragePoolsPost) -> ApiResult<()> {
+/// Creates a pool, or with `target` defines that member's part of a pending one (see the
+/// module doc). Validates everything before it changes anything.
+pub async fn create(
+    d: &Daemon,
+    mut req: StoragePoolsPost,
+    target: Option<String>,
+) -> ApiResult<()> {
     if req.name.is_empty() || req.name.contains('/') || req.name.starts_with('.') {
         return Err(ApiError::bad_request("Invalid storage pool name"));
     }
-    if req.driver != "dir" {
+    if !DRIVERS.contains(&req.driver.as_str()) {
         return Err(ApiError::bad_request(format!(
-            "Storage driver {:?} is not supported (drover has: dir)",
-            req.driver
+            "Storage driver {:?} is not supported (drover has: {})",
+            req.driver,
+            DRIVERS.join(", ")
         )));
     }
     for k in req.config.keys() {
@@ -102,42 +180,194 @@ pub async fn create(d: &Daemon, mut req: StoragePoolsPost) -> ApiResult<()> {
             return Err(ApiError::bad_request(format!("Invalid option {k:?}")));
         }
     }
-    let n = req.name.clone();
-    if d.read(move |c| db::pools::get(c, &n)).await?.is_some() {
-        return Err(ApiError::conflict(format!(
-            "Storage pool {:?} already exists",
-            req.name
-        )));
-    }
-    let source = req
-        .config
-        .get("source")
-        .filter(|s| !s.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| d.paths.pools.join(&req.name));
-    if !source.is_absolute() {
+    if let Some(s) = req.config.get("source").filter(|s| !s.is_empty())
+        && !PathBuf::from(s).is_absolute()
+    {
         return Err(ApiError::bad_request(
             "Storage pool source must be an absolute path",
         ));
     }
-    req.config
-        .insert("source".into(), source.display().to_string());
-    let made = source.clone();
-    tokio::task::spawn_blocking(move || storage::DirPool::new(made))
-        .await?
-        .map_err(|e| ApiError::bad_request(format!("Failed to create storage pool: {e}")))?;
-    d.write(db::Command::CreatePool {
-        name: req.name.clone(),
+    let members = member_names(d).await?;
+    let n = req.name.clone();
+    let existing = d.read(move |c| db::pools::get(c, &n)).await?;
+
+    if let Some(target) = target {
+        return define_on_member(d, req, existing, &members, target).await;
+    }
+    match existing {
+        Some(p) if p.state == PoolState::Pending => finish_pending(d, req, p, &members).await,
+        Some(_) => Err(ApiError::conflict(format!(
+            "Storage pool {:?} already exists",
+            req.name
+        ))),
+        None => {
+            let clustered = members.len() > 1;
+            if req.driver == "shared-fs" && !req.config.contains_key("source") {
+                return Err(ApiError::bad_request(
+                    "A shared-fs storage pool needs a source: the shared filesystem's path, the same on every member",
+                ));
+            }
+            if clustered && req.driver == "dir" && req.config.contains_key("source") {
+                return Err(ApiError::bad_request(
+                    "Config key \"source\" is cluster member specific",
+                ));
+            }
+            let own = match req.config.get("source").filter(|s| !s.is_empty()) {
+                Some(s) => PathBuf::from(s),
+                None => d.paths.pools.join(&req.name),
+            };
+            make_dir(&req.driver, own.clone()).await?;
+            if req.driver == "dir" {
+                req.config.remove("source");
+            }
+            let name = req.name.clone();
+            d.write(db::Command::CreatePool {
+                name: req.name.clone(),
+                driver: req.driver.clone(),
+                description: req.description,
+                config: req.config,
+            })
+            .await?;
+            if req.driver == "dir" {
+                d.write(db::Command::SetPoolMember {
+                    name: name.clone(),
+                    member: d.member(),
+                    config: [("source".to_string(), own.display().to_string())].into(),
+                    state: PoolState::Created,
+                })
+                .await?;
+            }
+            created_event(d, &name);
+            Ok(())
+        }
+    }
+}
+
+async fn define_on_member(
+    d: &Daemon,
+    req: StoragePoolsPost,
+    existing: Option<PoolRecord>,
+    members: &[String],
+    target: String,
+) -> ApiResult<()> {
+    if !members.contains(&target) {
+        return Err(ApiError::not_found(format!(
+            "Cluster member {target:?} not found"
+        )));
+    }
+    for k in req.config.keys() {
+        if !MEMBER_KEYS.contains(&k.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "Config key {k:?} may not be used as member-specific key"
+            )));
+        }
+    }
+    if let Some(p) = &existing {
+        if p.state != PoolState::Pending {
+            return Err(ApiError::bad_request(format!(
+                "Storage pool {:?} is already created",
+                req.name
+            )));
+        }
+        if p.driver != req.driver {
+            return Err(ApiError::bad_request(format!(
+                "Storage pool {:?} is defined with driver {:?}",
+                req.name, p.driver
+            )));
+        }
+        if p.members.contains_key(&target) {
+            return Err(ApiError::bad_request(format!(
+                "The storage pool already defined on member {target:?}"
+            )));
+        }
+    }
+    d.write(db::Command::DefinePoolMember {
+        name: req.name,
         driver: req.driver,
         description: req.description,
+        member: target,
         config: req.config,
     })
+    .await
+}
+
+async fn finish_pending(
+    d: &Daemon,
+    req: StoragePoolsPost,
+    p: PoolRecord,
+    members: &[String],
+) -> ApiResult<()> {
+    if p.driver != req.driver {
+        return Err(ApiError::bad_request(format!(
+            "Storage pool {:?} is defined with driver {:?}",
+            req.name, p.driver
+        )));
+    }
+    for k in req.config.keys() {
+        if MEMBER_KEYS.contains(&k.as_str()) && p.driver == "dir" {
+            return Err(ApiError::bad_request(format!(
+                "Config key {k:?} is cluster member specific"
+            )));
+        }
+    }
+    let missing: Vec<&str> = members
+        .iter()
+        .filter(|m| !p.members.contains_key(*m))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "Pool not defined on nodes: {}",
+            missing.join(", ")
+        )));
+    }
+    let me = d.member();
+    let own = p
+        .members
+        .get(&me)
+        .and_then(|m| m.config.get("source"))
+        .or(req.config.get("source"))
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| d.paths.pools.join(&p.name));
+    let made = make_dir(&p.driver, own).await;
+    let state = if made.is_ok() {
+        PoolState::Created
+    } else {
+        PoolState::Errored
+    };
+    d.write(db::Command::FinishPool {
+        name: p.name.clone(),
+        description: req.description,
+        config: req.config,
+        state,
+    })
     .await?;
+    made?;
+    created_event(d, &p.name);
+    Ok(())
+}
+
+/// Makes (or checks) this member's directory of a pool.
+async fn make_dir(driver: &str, source: PathBuf) -> ApiResult<()> {
+    let shared = driver == "shared-fs";
+    tokio::task::spawn_blocking(move || {
+        if shared {
+            // Other members may be working in it: open, never clean up.
+            storage::DirPool::open(source).map(drop)
+        } else {
+            storage::DirPool::new(source).map(drop)
+        }
+    })
+    .await?
+    .map_err(|e| ApiError::bad_request(format!("Failed to create storage pool: {e}")))
+}
+
+fn created_event(d: &Daemon, name: &str) {
     d.bus.lifecycle(
         "storage-pool-created",
-        format!("/1.0/storage-pools/{}", req.name),
+        format!("/1.0/storage-pools/{name}"),
         "default",
         None,
     );
-    Ok(())
 }

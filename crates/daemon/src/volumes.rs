@@ -5,39 +5,132 @@ use std::path::PathBuf;
 use api::ConfigMap;
 use db::images::ImageRecord;
 use db::instances::InstanceRecord;
+use db::pools::PoolState;
 use storage::{DirPool, TemplateContext, TemplateTrigger};
 
 use crate::error::{ApiError, ApiResult};
 use crate::instances::{expand_devices, load_profiles, root_pool, runtime_id};
 use crate::state::Daemon;
 
-/// Removes the leftovers of volume work a previous daemon was doing when it stopped, on
-/// every pool. Start-up only: nothing else may run on the pools meanwhile.
+/// Start-up work on every pool, before anything else runs on them: removes the leftovers
+/// of volume work a previous daemon was doing when it stopped (member-local pools only: a
+/// `shared-fs` pool's temporary directories may be another member's work in progress),
+/// records this member's own part of each `dir` pool it has none of yet (a member that
+/// joined after the pool was made), and records the volumes of this member's instances
+/// made before volumes were recorded.
 pub async fn recover_all(d: &Daemon) -> ApiResult<()> {
     let pools = d.read(db::pools::list).await?;
+    let me = d.member();
+    let mut parts = Vec::new();
     for rec in pools {
-        if rec.driver != "dir" {
+        if rec.state != PoolState::Created || !DRIVERS.contains(&rec.driver.as_str()) {
             continue;
         }
         let source = pool_source(d, &rec);
+        let shared = rec.driver == "shared-fs";
+        let made = source.clone();
         blocking(move || {
-            DirPool::new(source)
-                .map(drop)
-                .map_err(|e| ApiError::internal(e.to_string()))
+            if shared {
+                DirPool::open(made).map(drop)
+            } else {
+                DirPool::new(made).map(drop)
+            }
+            .map_err(|e| ApiError::internal(e.to_string()))
         })
         .await?;
+        if !shared && !rec.members.contains_key(&me) {
+            parts.push(db::Command::SetPoolMember {
+                name: rec.name.clone(),
+                member: me.clone(),
+                config: [("source".to_string(), source.display().to_string())].into(),
+                state: PoolState::Created,
+            });
+        }
+    }
+    // The records need a Raft leader, which a member restarting with the whole cluster may
+    // not have yet: write them in the background, never holding up the start.
+    let d = d.clone();
+    tokio::spawn(async move {
+        for cmd in parts {
+            if let Err(e) = d.write(cmd).await {
+                tracing::warn!(error = %e, "cannot record this member's part of a pool");
+            }
+        }
+        if let Err(e) = record_missing_volumes(&d).await {
+            tracing::warn!(error = %e, "cannot record the volumes of this member's instances");
+        }
+    });
+    Ok(())
+}
+
+/// Records the volume of every instance of this member that has none recorded.
+async fn record_missing_volumes(d: &Daemon) -> ApiResult<()> {
+    let me = d.member();
+    let records = d.read(|c| db::instances::list(c, "default")).await?;
+    for rec in records.into_iter().filter(|r| r.member == me) {
+        let (project, name) = (rec.project.clone(), rec.name.clone());
+        if d.read(move |c| db::volumes::of_instance(c, &project, &name))
+            .await?
+            .is_some()
+        {
+            continue;
+        }
+        let profiles = load_profiles(d, &rec.project, &rec.profiles).await?;
+        let Some(pool_name) = root_pool(&expand_devices(&rec.devices, &profiles)) else {
+            continue;
+        };
+        record_volume(d, &pool_name, &rec).await;
     }
     Ok(())
 }
 
+/// Records (or refreshes) the volume of `rec` on pool `pool_name`: this member, its size.
+/// Call it once the instance is recorded (a failed create must not touch the record of an
+/// instance of the same name). Best effort: a failure is logged, the volume is fine.
+pub async fn record_volume(d: &Daemon, pool_name: &str, rec: &InstanceRecord) {
+    let size = match pool(d, pool_name).await {
+        Ok(pool) => {
+            let name = volume_name(rec);
+            tokio::task::spawn_blocking(move || pool.volume_size(&name).unwrap_or(0))
+                .await
+                .unwrap_or(0)
+        }
+        Err(_) => 0,
+    };
+    let cmd = db::Command::UpsertVolume(db::volumes::VolumeRecord {
+        pool: pool_name.to_string(),
+        project: rec.project.clone(),
+        name: rec.name.clone(),
+        kind: db::volumes::CONTAINER.into(),
+        member: d.member(),
+        size,
+    });
+    if let Err(e) = d.write(cmd).await {
+        tracing::warn!(instance = %rec.name, error = %e, "cannot record the instance's volume");
+    }
+}
+
+/// The drivers whose volumes this module handles (see `crate::pools`).
+const DRIVERS: &[&str] = &["dir", "shared-fs"];
+
+/// Where pool `rec` lives on this member: its own `source`; for a `shared-fs` pool, or a
+/// pool nobody has a part of yet (made before per-member config), the global one; for a
+/// `dir` pool other members have parts of but this one not yet, this member's default.
 fn pool_source(d: &Daemon, rec: &db::pools::PoolRecord) -> PathBuf {
-    rec.config
-        .get("source")
+    let me = d.member();
+    let own = rec.members.get(&me).and_then(|m| m.config.get("source"));
+    let global = if rec.driver == "shared-fs" || rec.members.is_empty() {
+        rec.config.get("source")
+    } else {
+        None
+    };
+    own.or(global)
+        .filter(|s| !s.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| d.paths.pools.join(&rec.name))
 }
 
-/// The `DirPool` of pool `name`.
+/// The `DirPool` of pool `name` on this member.
 pub async fn pool(d: &Daemon, name: &str) -> ApiResult<DirPool> {
     let n = name.to_string();
     let rec = d.read(move |c| db::pools::get(c, &n)).await?;
@@ -45,18 +138,36 @@ pub async fn pool(d: &Daemon, name: &str) -> ApiResult<DirPool> {
     blocking(move || open_pool(source)).await
 }
 
-/// The source of pool `name` whose record is `rec`: LXD's refusal when there is none or
-/// its driver is not one drover has.
+/// Whether pool `name`'s volumes are reachable from every member (`shared-fs`): a move then
+/// changes only the owner, and volumes are plain directories (NFS or CephFS cannot hold
+/// an overlay upper layer), never layered on an image base.
+pub async fn is_shared(d: &Daemon, name: &str) -> ApiResult<bool> {
+    let n = name.to_string();
+    let rec = d
+        .read(move |c| db::pools::get(c, &n))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("Storage pool {name:?} not found")))?;
+    Ok(rec.driver == "shared-fs")
+}
+
+/// The source of pool `name` whose record is `rec` on this member: LXD's refusal when there
+/// is none, its driver is not one drover has, or it is not created yet.
 pub fn pool_source_checked(
     d: &Daemon,
     name: &str,
     rec: Option<db::pools::PoolRecord>,
 ) -> ApiResult<PathBuf> {
     let rec = rec.ok_or_else(|| ApiError::not_found(format!("Storage pool {name:?} not found")))?;
-    if rec.driver != "dir" {
+    if !DRIVERS.contains(&rec.driver.as_str()) {
         return Err(ApiError::bad_request(format!(
             "Storage pool driver {:?} is not supported",
             rec.driver
+        )));
+    }
+    if rec.state != PoolState::Created {
+        return Err(ApiError::bad_request(format!(
+            "Storage pool {name:?} is {}",
+            rec.state.as_str().to_lowercase()
         )));
     }
     Ok(pool_source(d, &rec))
@@ -96,14 +207,16 @@ pub async fn create(
     expanded: &ConfigMap,
 ) -> ApiResult<()> {
     let pool = pool(d, pool_name).await?;
+    let shared = is_shared(d, pool_name).await?;
     let name = volume_name(rec);
     let Some(image) = image else {
-        return blocking(move || {
+        blocking(move || {
             pool.create_empty_volume(&name)
                 .map(|_| ())
                 .map_err(|e| ApiError::internal(e.to_string()))
         })
-        .await;
+        .await?;
+        return Ok(());
     };
     let unpacked = d.images.unpacked_dir(&image.fingerprint);
     let templates: std::collections::BTreeMap<String, storage::TemplateSpec> =
@@ -121,8 +234,13 @@ pub async fn create(
     };
     let fingerprint = image.fingerprint.clone();
     blocking(move || {
-        pool.create_volume_on_image(&name, &fingerprint, &unpacked)
-            .map_err(|e| ApiError::internal(format!("Failed creating instance from image: {e}")))?;
+        if shared {
+            pool.create_volume_from_image(&name, &unpacked).map(drop)
+        } else {
+            pool.create_volume_on_image(&name, &fingerprint, &unpacked)
+                .map(drop)
+        }
+        .map_err(|e| ApiError::internal(format!("Failed creating instance from image: {e}")))?;
         let rootfs = pool
             .mount_rootfs(&name)
             .map_err(|e| ApiError::internal(format!("Failed creating instance from image: {e}")))?;
@@ -143,7 +261,9 @@ pub async fn create(
     .await
 }
 
-/// Deletes the volume of `rec` on pool `pool_name` (idempotent).
+/// Deletes the volume of `rec` on pool `pool_name` (idempotent), and its record when this
+/// member holds it (after a move, the old owner deletes its copy but the record is the new
+/// owner's).
 pub async fn delete(d: &Daemon, pool_name: &str, rec: &InstanceRecord) -> ApiResult<()> {
     let pool = pool(d, pool_name).await?;
     let name = volume_name(rec);
@@ -151,7 +271,21 @@ pub async fn delete(d: &Daemon, pool_name: &str, rec: &InstanceRecord) -> ApiRes
         pool.delete_volume(&name)
             .map_err(|e| ApiError::internal(e.to_string()))
     })
-    .await
+    .await?;
+    let (project, instance) = (rec.project.clone(), rec.name.clone());
+    let recorded = d
+        .read(move |c| db::volumes::of_instance(c, &project, &instance))
+        .await?;
+    if let Some(v) = recorded.filter(|v| v.member == d.member() && v.pool == pool_name) {
+        d.write(db::Command::DeleteVolume {
+            pool: v.pool,
+            project: v.project,
+            name: v.name,
+            kind: v.kind,
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 /// Renames the volume of `rec` to go with the instance's new name.

@@ -233,5 +233,6 @@ async fn build(
         }
         return Err(e);
     }
+    crate::volumes::record_volume(d, pool, rec).await;
     Ok(())
 }

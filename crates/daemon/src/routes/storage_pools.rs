@@ -11,20 +11,39 @@ use crate::error::ApiResult;
 use crate::pools;
 use crate::state::Daemon;
 
-async fn list(State(d): State<Daemon>, Query(q): Query<CommonQuery>) -> ApiResult<Response> {
-    let all = pools::list(&d).await?;
+/// `?target=` of pool requests: the member whose own config is meant.
+#[derive(Debug, Default, serde::Deserialize)]
+struct TargetQuery {
+    #[serde(default)]
+    target: Option<String>,
+}
+
+async fn list(
+    State(d): State<Daemon>,
+    Query(q): Query<CommonQuery>,
+    Query(t): Query<TargetQuery>,
+) -> ApiResult<Response> {
+    let all = pools::list(&d, t.target.as_deref()).await?;
     Ok(super::listing(&q, all, |p| {
         format!("/1.0/storage-pools/{}", p.name)
     }))
 }
 
-async fn create(State(d): State<Daemon>, body: Bytes) -> ApiResult<Response> {
-    pools::create(&d, parse_body(&body)?).await?;
+async fn create(
+    State(d): State<Daemon>,
+    Query(t): Query<TargetQuery>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    pools::create(&d, parse_body(&body)?, t.target.filter(|t| !t.is_empty())).await?;
     Ok(empty())
 }
 
-async fn get_one(State(d): State<Daemon>, Path(name): Path<String>) -> ApiResult<Response> {
-    Ok(sync(pools::get(&d, &name).await?))
+async fn get_one(
+    State(d): State<Daemon>,
+    Path(name): Path<String>,
+    Query(t): Query<TargetQuery>,
+) -> ApiResult<Response> {
+    Ok(sync(pools::get(&d, &name, t.target.as_deref()).await?))
 }
 
 async fn volumes(
