@@ -114,7 +114,8 @@ async fn lxc_in_a_pty(m: &Member, args: &str, input: &[u8]) -> String {
 ///   code through the forwarded websockets), a PUT with a stale ETag refused, stop
 /// - m1's event stream saw m3's lifecycle events of c1, with `location: m3`, and only once
 /// - every member lists both instances with the right location and state (c2 on m1)
-/// - an operation of m3 is listed by every member and found by id on m1 and m2
+/// - an operation of m3 is listed by every member and found by id on m1 and m2; m1's
+///   join token operation is cancelled through m2
 /// - rename c1 through m2, delete it through m2: gone for every member
 /// - kill m3: its instance `c3` lists as `Error` and the list still answers; restart it:
 ///   m1 relays its events again
@@ -266,6 +267,29 @@ async fn any_member_answers_for_any_instance() {
         )
         .await;
     assert_eq!(r.expect_error(404), "Operation not found");
+
+    tracing::info!("--- m1's join token operation is cancelled through m2");
+    let r = m1
+        .raw(
+            "POST",
+            "/1.0/cluster/members",
+            Some(&json!({"server_name": "m9"}).to_string()),
+        )
+        .await;
+    let token = r.metadata()["id"].as_str().unwrap_or_default().to_string();
+    let r = m2
+        .raw("DELETE", &format!("/1.0/operations/{token}"), None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = m3
+        .raw(
+            "GET",
+            &format!("/1.0/operations/{token}/wait?timeout=10"),
+            None,
+        )
+        .await;
+    assert_eq!(r.metadata()["status"], "Cancelled", "{}", r.text);
+    assert_eq!(r.metadata()["location"], "m1", "{}", r.text);
 
     tracing::info!("--- rename and delete c1 through m2");
     let r = m2
