@@ -12,6 +12,7 @@
 //! - Live migration: [`QemuDriver::prepare_incoming`] (`-incoming defer`),
 //!   [`QemuDriver::accept_migration`], [`QemuDriver::migrate_out`] with bandwidth,
 //!   downtime limit, auto-converge and a convergence deadline.
+//! - [`ByType`]: one driver for a daemon with containers and VMs, routing by instance type.
 //!
 //! ```no_run
 //! # async fn f() -> drivers::Result<()> {
@@ -29,6 +30,7 @@
 //! ```
 
 pub mod agent;
+mod dispatch;
 mod driver;
 pub mod image;
 mod migrate;
@@ -36,6 +38,7 @@ mod probe;
 pub mod qmp;
 pub mod vm;
 
+pub use dispatch::ByType;
 pub use driver::{AGENT_TIMEOUT, QemuDriver, QemuExec, exec_script, find_qemu, qemu_available};
 pub use image::install_image;
 pub use migrate::{MigrationParams, MigrationProgress, MigrationStats};

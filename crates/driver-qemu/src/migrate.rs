@@ -169,7 +169,7 @@ impl QemuDriver {
                 last_report = Instant::now();
             }
             match p.status.as_str() {
-                "completed" => return Ok(stats(&q, start)),
+                "completed" => return Ok(stats(&completed(&qmp, q).await, start)),
                 "failed" | "cancelled" => {
                     break format!(
                         "{}: {}",
@@ -186,7 +186,7 @@ impl QemuDriver {
                     let q = qmp.query_migrate().await?;
                     match q["status"].as_str().unwrap_or_default() {
                         // It finished while being cancelled: it is done.
-                        "completed" => return Ok(stats(&q, start)),
+                        "completed" => return Ok(stats(&completed(&qmp, q).await, start)),
                         "cancelled" | "failed" => break,
                         _ if Instant::now() >= end => break,
                         _ => tokio::time::sleep(Duration::from_millis(10)).await,
@@ -212,6 +212,20 @@ impl QemuDriver {
             "{failure}; the VM keeps running on the source"
         )))
     }
+}
+
+/// QEMU flips the status to `completed` a moment before it computes `total-time` and
+/// `downtime`: asks again (for up to a second) until they are there.
+async fn completed(qmp: &crate::qmp::Qmp, mut q: Value) -> Value {
+    let end = Instant::now() + Duration::from_secs(1);
+    while q["total-time"].as_u64().unwrap_or(0) == 0 && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        match qmp.query_migrate().await {
+            Ok(again) => q = again,
+            Err(_) => break,
+        }
+    }
+    q
 }
 
 fn stats(q: &Value, start: Instant) -> MigrationStats {
