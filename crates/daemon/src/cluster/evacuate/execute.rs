@@ -87,6 +87,10 @@ pub async fn run(
     op: ops::OpHandle,
     limits: Limits,
 ) {
+    // This member's DB must show the journal just written through the leader.
+    if let Err(e) = d.replicator().ensure_linearizable().await {
+        return op.fail(format!("Failed to read the evacuation journal: {e}"));
+    }
     let m = member.to_string();
     let rows = match d
         .read(move |c| db::evacuations::list_for_member(c, &m))
@@ -209,8 +213,9 @@ async fn step(
     }
 }
 
-/// Where instance `name` of `project` is now.
+/// Where instance `name` of `project` is now, by what the cluster has committed.
 async fn location(d: &Daemon, project: &str, name: &str) -> ApiResult<String> {
+    d.replicator().ensure_linearizable().await?;
     let (p, n) = (project.to_string(), name.to_string());
     d.read(move |c| db::instances::get(c, &p, &n))
         .await?

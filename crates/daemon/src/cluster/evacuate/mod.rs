@@ -210,6 +210,8 @@ async fn prepare(
     operation: &str,
 ) -> ApiResult<Prepared> {
     let kind = request.kind();
+    // Plan from what the cluster has committed, not from a lagging copy.
+    d.replicator().ensure_linearizable().await?;
     let n = name.to_string();
     d.read(move |c| db::evacuations::check_begin(c, &n, kind))
         .await?;
