@@ -1,0 +1,656 @@
+//! Evacuating and restoring a member (`POST /1.0/cluster/members/{name}/state`), LXD's
+//! evacuation test matrix on three real members with real containers.
+//!
+//! Members listen on 127.0.0.80–89 (free ports).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use drover_e2e::{Member, busybox_request, form_cluster, require_lxc, wait_until, within};
+use serde_json::{Value, json};
+
+/// How long an evacuation or restore of a handful of containers may take.
+const JOB: Duration = Duration::from_secs(300);
+
+/// Creates the `dir` pool `name` through `ms[0]`, each member with its own directory under
+/// `root` (LXD's way: defined per member with `?target=`, then created).
+async fn local_pool(ms: &[Member], root: &std::path::Path, name: &str) {
+    for i in 1..=ms.len() {
+        let source = root.join(format!("m{i}")).join(name);
+        let body = json!({"name": name, "driver": "dir",
+            "config": {"source": source.display().to_string()}});
+        let r = ms[0]
+            .raw(
+                "POST",
+                &format!("/1.0/storage-pools?target=m{i}"),
+                Some(&body.to_string()),
+            )
+            .await;
+        assert!(r.status < 300, "define pool {name} on m{i}: {}", r.text);
+    }
+    let body = json!({"name": name, "driver": "dir", "config": {}});
+    let r = ms[0]
+        .raw("POST", "/1.0/storage-pools", Some(&body.to_string()))
+        .await;
+    assert!(r.status < 300, "create pool {name}: {}", r.text);
+}
+
+/// Creates `name` from busybox on member `target` (through `m`), on pool `pool`.
+async fn create_on(m: &Member, target: &str, name: &str, pool: &str, config: &[(&str, &str)]) {
+    let mut req = busybox_request(name, config, true);
+    req.devices.insert(
+        "root".into(),
+        [
+            ("type".to_string(), "disk".to_string()),
+            ("path".to_string(), "/".to_string()),
+            ("pool".to_string(), pool.to_string()),
+        ]
+        .into(),
+    );
+    let body = serde_json::to_string(&req).expect("json");
+    let r = m
+        .raw(
+            "POST",
+            &format!("/1.0/instances?target={target}"),
+            Some(&body),
+        )
+        .await;
+    assert_eq!(r.status, 202, "create {name}: {}", r.text);
+    wait_op(m, r.metadata()).await.expect("create succeeds");
+}
+
+/// Waits for the operation `op` (as answered) through `m`: its final record, `Err(err)`
+/// when it failed.
+async fn wait_op(m: &Member, op: &Value) -> Result<Value, (String, Value)> {
+    let id = op["id"].as_str().unwrap_or_default().to_string();
+    let done = within("operation", JOB, async {
+        loop {
+            let r = m
+                .raw(
+                    "GET",
+                    &format!("/1.0/operations/{id}/wait?timeout=30"),
+                    None,
+                )
+                .await;
+            assert_eq!(r.status, 200, "wait {id}: {}", r.text);
+            let v = r.metadata().clone();
+            if v["status_code"].as_i64() != Some(103) {
+                return v;
+            }
+        }
+    })
+    .await;
+    if done["status"] == "Success" {
+        Ok(done)
+    } else {
+        Err((done["err"].as_str().unwrap_or_default().to_string(), done))
+    }
+}
+
+/// `POST /1.0/cluster/members/{member}/state` through `m` with `body`: the operation
+/// (the request must be accepted).
+async fn post_state(m: &Member, member: &str, body: Value) -> Value {
+    let r = m
+        .raw(
+            "POST",
+            &format!("/1.0/cluster/members/{member}/state"),
+            Some(&body.to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{body}: {}", r.text);
+    r.metadata().clone()
+}
+
+/// Evacuates or restores and waits for the outcome.
+async fn member_state(m: &Member, member: &str, body: Value) -> Result<Value, (String, Value)> {
+    let op = post_state(m, member, body).await;
+    wait_op(m, &op).await
+}
+
+/// Every instance: name → (location, status, config).
+async fn instances(m: &Member) -> BTreeMap<String, (String, String, Value)> {
+    let r = m.raw("GET", "/1.0/instances?recursion=1", None).await;
+    r.metadata()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|v| {
+            (
+                v["name"].as_str().unwrap_or_default().to_string(),
+                (
+                    v["location"].as_str().unwrap_or_default().to_string(),
+                    v["status"].as_str().unwrap_or_default().to_string(),
+                    v["config"].clone(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// The member's `status` as `m` lists it.
+async fn member_status(m: &Member, member: &str) -> String {
+    let r = m
+        .raw("GET", &format!("/1.0/cluster/members/{member}"), None)
+        .await;
+    r.metadata()["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// The plan table of an operation's metadata: instance → entry.
+fn plan_of(op: &Value) -> BTreeMap<String, Value> {
+    op["metadata"]["evacuation_plan"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| (e["instance"].as_str().unwrap_or_default().to_string(), e))
+        .collect()
+}
+
+fn where_is(all: &BTreeMap<String, (String, String, Value)>, name: &str) -> (String, String) {
+    let (loc, status, _) = all
+        .get(name)
+        .unwrap_or_else(|| panic!("{name} listed: {all:?}"));
+    (loc.clone(), status.clone())
+}
+
+/// What does this test do?
+/// - forms a three-member cluster; a second pool `pool2` (`shared-fs`, or `dir` where this
+///   build has no shared-fs) next to the default `dir` pool; a
+///   cluster group `g3` whose only member is m3
+/// - on m1: `auto-run` (default policy, pool2, running), `auto-dir` (default, dir,
+///   stopped), `mig-run` (`migrate`, dir, running), `stop-run` (`stop`, running),
+///   `grp` (placed in `g3`, running); on m2: `other` (running)
+/// - a bogus action and a bogus mode are 400 and change nothing; a dry run returns the plan
+///   and changes nothing
+/// - evacuates m1 as `lxc` 5.0.2 asks (`mode: ""`): progress says LXD's strings, every
+///   placement and state is as planned, `stop-run` stopped in place, m1 `Evacuated`
+/// - a second evacuation fails with `Cluster member is already evacuated`; creating on m1
+///   and moving onto it are refused
+/// - restore with `skip`: m1 is Online again, nothing moved, origins kept
+/// - evacuates again, then a full restore brings everything home, `stop-run` running
+///   again, origins cleared; a second restore fails with `Cluster member is already restored`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evacuate_and_restore_matrix() {
+    let disks = tempfile::tempdir().expect("disks");
+    let ms = form_cluster(&["127.0.0.80", "127.0.0.81", "127.0.0.82"]).await;
+    let (m1, m2, m3) = (&ms[0], &ms[1], &ms[2]);
+    m1.import_busybox().await;
+    local_pool(&ms, disks.path(), "local").await;
+    local_pool(&ms, disks.path(), "pool2").await;
+    let r = m1
+        .raw(
+            "POST",
+            "/1.0/cluster/groups",
+            Some(&json!({"name": "g3", "description": "", "members": ["m3"]}).to_string()),
+        )
+        .await;
+    assert!(r.status < 300, "create group g3: {}", r.text);
+
+    tracing::info!("--- instances on m1 (and one on m2)");
+    create_on(m1, "m1", "auto-run", "pool2", &[]).await;
+    create_on(m1, "m1", "auto-dir", "local", &[]).await;
+    create_on(
+        m1,
+        "m1",
+        "mig-run",
+        "local",
+        &[("cluster.evacuate", "migrate")],
+    )
+    .await;
+    create_on(
+        m1,
+        "m1",
+        "stop-run",
+        "local",
+        &[("cluster.evacuate", "stop")],
+    )
+    .await;
+    create_on(
+        m1,
+        "m1",
+        "grp",
+        "pool2",
+        &[("volatile.cluster.group", "g3")],
+    )
+    .await;
+    create_on(m1, "m2", "other", "local", &[]).await;
+    m1.change_state("auto-dir", "stop", true)
+        .await
+        .expect("stop auto-dir");
+    let before = instances(m2).await;
+    assert_eq!(
+        where_is(&before, "auto-dir"),
+        ("m1".into(), "Stopped".into())
+    );
+
+    tracing::info!("--- bad action and mode: 400, nothing changes");
+    for (body, err) in [
+        (json!({"action": "bogus"}), "Unknown action \"bogus\""),
+        (
+            json!({"action": "evacuate", "mode": "sometimes"}),
+            "Unknown evacuation mode \"sometimes\"",
+        ),
+        (
+            json!({"action": "restore", "mode": "stop"}),
+            "Unknown restore mode \"stop\"",
+        ),
+    ] {
+        let r = m2
+            .raw(
+                "POST",
+                "/1.0/cluster/members/m1/state",
+                Some(&body.to_string()),
+            )
+            .await;
+        assert_eq!(r.expect_error(400), err);
+    }
+    assert_eq!(member_status(m3, "m1").await, "Online");
+
+    tracing::info!("--- dry run: the plan, nothing changes");
+    let dry = member_state(
+        m2,
+        "m1",
+        json!({"action": "evacuate", "mode": "", "dry_run": true}),
+    )
+    .await
+    .expect("dry run");
+    let plan = plan_of(&dry);
+    assert_eq!(plan.len(), 5, "{dry}");
+    assert_eq!(plan["stop-run"]["action"], "stop", "{dry}");
+    assert_eq!(plan["auto-run"]["action"], "migrate", "{dry}");
+    assert_eq!(plan["auto-dir"]["action"], "migrate", "{dry}");
+    assert_eq!(plan["grp"]["target"], "m3", "{dry}");
+    assert_eq!(member_status(m1, "m1").await, "Online");
+    assert_eq!(instances(m1).await.len(), before.len());
+    assert_eq!(
+        where_is(&instances(m1).await, "stop-run"),
+        ("m1".into(), "Running".into())
+    );
+
+    tracing::info!("--- drover cluster evacuate m1 --dry-run prints the plan with reasons");
+    let out = m3.drover(&["cluster", "evacuate", "m1", "--dry-run"]).await;
+    let table = &out.success().stdout;
+    for needle in [
+        "INSTANCE",
+        "REASON",
+        "stop-run",
+        "cluster.evacuate=stop keeps it here",
+        "grp",
+    ] {
+        assert!(table.contains(needle), "{needle} in\n{table}");
+    }
+    assert_eq!(member_status(m1, "m1").await, "Online");
+
+    tracing::info!("--- evacuate m1 the way lxc 5.0.2 asks (through m2)");
+    let op = post_state(m2, "m1", json!({"action": "evacuate", "mode": ""})).await;
+    assert_eq!(op["description"], "Evacuating cluster member");
+    assert_eq!(op["location"], "m1");
+    let done = wait_op(m2, &op).await.expect("evacuation succeeds");
+    let progress = done["metadata"]["evacuation_progress"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        progress.ends_with("in project \"default\"")
+            || progress.contains("in project \"default\" to"),
+        "{done}"
+    );
+    let plan = plan_of(&done);
+    assert!(plan.values().all(|e| e["step"] == "done"), "{done}");
+    assert_eq!(member_status(m3, "m1").await, "Evacuated");
+    let after = instances(m3).await;
+    for n in ["auto-run", "mig-run", "grp"] {
+        let (loc, status) = where_is(&after, n);
+        assert_ne!(loc, "m1", "{n}: {after:?}");
+        assert_eq!(status, "Running", "{n}: {after:?}");
+        assert_eq!(after[n].2["volatile.evacuate.origin"], "m1", "{n}");
+    }
+    assert_eq!(where_is(&after, "grp").0, "m3");
+    let (loc, status) = where_is(&after, "auto-dir");
+    assert_ne!(loc, "m1");
+    assert_eq!(status, "Stopped");
+    assert_eq!(
+        where_is(&after, "stop-run"),
+        ("m1".into(), "Stopped".into())
+    );
+    assert_eq!(after["stop-run"].2["volatile.last_state.power"], "RUNNING");
+    assert!(
+        after["stop-run"]
+            .2
+            .get("volatile.evacuate.origin")
+            .is_none()
+    );
+    assert_eq!(where_is(&after, "other"), ("m2".into(), "Running".into()));
+
+    let out = m2.drover(&["cluster", "list", "-f", "csv"]).await;
+    assert!(
+        out.success()
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("m1,") && l.contains(",EVACUATED,")),
+        "{}",
+        out.stdout
+    );
+
+    tracing::info!("--- refusals on an evacuated member");
+    let (err, _) = member_state(m1, "m1", json!({"action": "evacuate", "mode": ""}))
+        .await
+        .expect_err("a second evacuation fails");
+    assert_eq!(err, "Cluster member is already evacuated");
+    let body = serde_json::to_string(&busybox_request("late", &[], false)).expect("json");
+    let r = m2
+        .raw("POST", "/1.0/instances?target=m1", Some(&body))
+        .await;
+    assert_eq!(r.expect_error(403), "Cluster member is evacuated");
+    let r = m2
+        .raw(
+            "POST",
+            "/1.0/instances/other?target=m1",
+            Some(&json!({"name": "other", "migration": true, "live": false}).to_string()),
+        )
+        .await;
+    assert!(r.status >= 400, "{}", r.text);
+    assert!(
+        r.text
+            .contains("The destination cluster member is evacuated"),
+        "{}",
+        r.text
+    );
+    let r = m1
+        .raw(
+            "PUT",
+            "/1.0/instances/stop-run/state",
+            Some(r#"{"action": "start"}"#),
+        )
+        .await;
+    assert_eq!(r.expect_error(403), "Cluster member is evacuated");
+
+    tracing::info!("--- restore with skip: Online, nothing moves, origins kept");
+    m3.drover(&["cluster", "restore", "m1", "--action", "skip", "--yes"])
+        .await
+        .success();
+    assert_eq!(member_status(m1, "m1").await, "Online");
+    let skipped = instances(m1).await;
+    for n in ["auto-run", "mig-run", "grp", "auto-dir"] {
+        assert_eq!(skipped[n].0, after[n].0, "{n} moved on skip");
+        assert_eq!(skipped[n].2["volatile.evacuate.origin"], "m1", "{n}");
+    }
+    assert_eq!(
+        where_is(&skipped, "stop-run"),
+        ("m1".into(), "Stopped".into())
+    );
+
+    tracing::info!("--- evacuate again, then restore fully");
+    m1.change_state("stop-run", "start", false)
+        .await
+        .expect("start stop-run");
+    member_state(m1, "m1", json!({"action": "evacuate"}))
+        .await
+        .expect("second evacuation");
+    assert_eq!(member_status(m2, "m1").await, "Evacuated");
+    let op = post_state(m2, "m1", json!({"action": "restore", "mode": ""})).await;
+    assert_eq!(op["description"], "Restoring cluster member");
+    let done = wait_op(m2, &op).await.expect("restore succeeds");
+    tracing::info!(plan = %done["metadata"]["evacuation_plan"], "restored");
+    assert_eq!(member_status(m3, "m1").await, "Online");
+    let home = instances(m2).await;
+    for n in ["auto-run", "mig-run", "grp", "stop-run"] {
+        assert_eq!(
+            where_is(&home, n),
+            ("m1".into(), "Running".into()),
+            "{n}: {home:?}"
+        );
+        assert!(
+            home[n].2.get("volatile.evacuate.origin").is_none(),
+            "{n}: {home:?}"
+        );
+    }
+    assert_eq!(where_is(&home, "auto-dir"), ("m1".into(), "Stopped".into()));
+    assert_eq!(where_is(&home, "other"), ("m2".into(), "Running".into()));
+    let (err, _) = member_state(m1, "m1", json!({"action": "restore"}))
+        .await
+        .expect_err("a second restore fails");
+    assert_eq!(err, "Cluster member is already restored");
+
+    tracing::info!("--- clean up");
+    for n in ["auto-run", "mig-run", "grp", "stop-run"] {
+        m1.change_state(n, "stop", true).await.expect("stop");
+    }
+    m2.change_state("other", "stop", true)
+        .await
+        .expect("stop other");
+    wait_until("nothing runs", Duration::from_secs(30), || async {
+        instances(m1).await.values().all(|(_, s, _)| s == "Stopped")
+    })
+    .await;
+}
+
+/// A container whose clean stop takes `seconds` (its init ignores the stop signal, so it is
+/// killed when `boot.host_shutdown_timeout` runs out): keeps an evacuation busy.
+fn slow_stop(seconds: &str) -> [(&'static str, String); 3] {
+    [
+        ("cluster.evacuate", "stop".to_string()),
+        ("boot.stop_signal", "SIGWINCH".to_string()),
+        ("boot.host_shutdown_timeout", seconds.to_string()),
+    ]
+}
+
+/// What does this test do?
+/// - forms a three-member cluster; a container on m1 and one on m2 whose clean stop takes
+///   5 s (stop policy)
+/// - while m1 evacuates: evacuating m2 fails with `Cannot evacuate "m2" while another
+///   cluster member evacuation is in progress`, restoring m1 with `Cannot restore "m1"
+///   while an evacuate operation is in progress`; m1 shows `Evacuating`, then `Evacuated`
+/// - `lxc cluster restore m1 --force` (LXD 5.0.2's client) restores it and prints LXD's
+///   progress line
+/// - with m3 down (kill -9) and offline, evacuating m2 is refused with `Insufficient online
+///   voters to maintain quorum`, and nothing changes; with `force` it evacuates;
+///   `lxc cluster evacuate` of an evacuated member fails with LXD's message
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_jobs_and_quorum() {
+    require_lxc();
+    let mut ms = form_cluster(&["127.0.0.83", "127.0.0.84", "127.0.0.85"]).await;
+    let (m1, m2) = (&ms[0], &ms[1]);
+    m1.import_busybox().await;
+    let slow = slow_stop("5");
+    let slow: Vec<(&str, &str)> = slow.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    create_on(m1, "m1", "slow1", "default", &slow).await;
+    create_on(m1, "m2", "slow2", "default", &slow).await;
+
+    tracing::info!("--- evacuate m1; meanwhile a second evacuation and a restore fail");
+    let op = post_state(m1, "m1", json!({"action": "evacuate", "mode": ""})).await;
+    wait_until("m1 evacuating", Duration::from_secs(10), || async {
+        member_status(m2, "m1").await == "Evacuating"
+    })
+    .await;
+    let (err, _) = member_state(m2, "m2", json!({"action": "evacuate", "mode": ""}))
+        .await
+        .expect_err("a concurrent evacuation fails");
+    assert_eq!(
+        err,
+        "Cannot evacuate \"m2\" while another cluster member evacuation is in progress"
+    );
+    let (err, _) = member_state(m2, "m1", json!({"action": "restore"}))
+        .await
+        .expect_err("a restore during the evacuation fails");
+    assert_eq!(
+        err,
+        "Cannot restore \"m1\" while an evacuate operation is in progress"
+    );
+    assert_eq!(member_status(m1, "m2").await, "Online");
+    let done = wait_op(m1, &op).await.expect("evacuation of m1");
+    assert_eq!(
+        done["metadata"]["evacuation_progress"],
+        "Stopping \"slow1\" in project \"default\""
+    );
+    assert_eq!(member_status(m2, "m1").await, "Evacuated");
+
+    tracing::info!("--- lxc cluster restore m1 --force");
+    let out = m2.lxc(&["cluster", "restore", "m1", "--force"]).await;
+    let stdout = &out.success().stdout;
+    assert!(
+        stdout.contains("Restoring cluster member: Starting \"slow1\" in project \"default\""),
+        "{stdout}"
+    );
+    assert_eq!(member_status(m2, "m1").await, "Online");
+    assert_eq!(instances(m2).await["slow1"].1, "Running");
+
+    tracing::info!("--- m3 down: evacuating m2 would lose quorum");
+    let r = m1
+        .raw(
+            "PATCH",
+            "/1.0",
+            Some(&json!({"config": {"cluster.offline_threshold": "3"}}).to_string()),
+        )
+        .await;
+    assert!(r.status < 300, "{}", r.text);
+    ms[2].kill();
+    let m1 = &ms[0];
+    wait_until("m3 offline", Duration::from_secs(30), || async {
+        member_status(m1, "m3").await == "Offline"
+    })
+    .await;
+    let (err, _) = member_state(m1, "m2", json!({"action": "evacuate", "mode": ""}))
+        .await
+        .expect_err("quorum refusal");
+    assert_eq!(err, "Insufficient online voters to maintain quorum");
+    assert_eq!(member_status(m1, "m2").await, "Online");
+    assert_eq!(instances(m1).await["slow2"].1, "Running");
+    member_state(
+        m1,
+        "m2",
+        json!({"action": "evacuate", "mode": "force-stop", "force": true}),
+    )
+    .await
+    .expect("forced evacuation");
+    assert_eq!(member_status(m1, "m2").await, "Evacuated");
+    assert_eq!(instances(m1).await["slow2"].1, "Stopped");
+    let out = m1.lxc(&["cluster", "evacuate", "m2", "--force"]).await;
+    assert!(
+        out.failure()
+            .contains("Cluster member is already evacuated"),
+        "{}",
+        out.stderr
+    );
+    m1.change_state("slow1", "stop", true)
+        .await
+        .expect("stop slow1");
+}
+
+/// `sha256sum /data` in `name`, through `m`.
+async fn data_sum(m: &Member, name: &str) -> String {
+    let out = m
+        .exec(name, &["sha256sum", "/data"])
+        .await
+        .unwrap_or_else(|e| panic!("exec in {name}: {e}"));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    out.stdout
+}
+
+/// What does this test do?
+/// - forms a three-member cluster with member-local `dir` pools; on m1 four running
+///   containers with 16 MiB of random data each (default policy: they migrate) and two
+///   whose clean stop takes 3 s (stop policy)
+/// - evacuates m1 one instance at a time (`parallel: 1`); once the first instance is done,
+///   kills m1's daemon (the coordinator) with SIGKILL and starts it again
+/// - the restarted member resumes from its journal: m1 ends `Evacuated`, every instance
+///   exists exactly once, the moved ones run elsewhere with their data intact, the
+///   stop-policy ones are stopped on m1
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinator_killed_mid_evacuation_resumes() {
+    let disks = tempfile::tempdir().expect("disks");
+    let mut ms = form_cluster(&["127.0.0.86", "127.0.0.87", "127.0.0.88"]).await;
+    ms[0].import_busybox().await;
+    local_pool(&ms, disks.path(), "local").await;
+    let movers = ["mv1", "mv2", "mv3", "mv4"];
+    let mut sums = BTreeMap::new();
+    for n in movers {
+        create_on(&ms[0], "m1", n, "local", &[]).await;
+        let out = ms[0]
+            .exec(
+                n,
+                &[
+                    "sh",
+                    "-c",
+                    "dd if=/dev/urandom of=/data bs=1M count=16 2>/dev/null && sync",
+                ],
+            )
+            .await
+            .expect("write data");
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        sums.insert(n, data_sum(&ms[0], n).await);
+    }
+    let slow = slow_stop("3");
+    let slow: Vec<(&str, &str)> = slow.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    for n in ["st1", "st2"] {
+        create_on(&ms[0], "m1", n, "local", &slow).await;
+    }
+
+    tracing::info!("--- evacuate m1 one at a time; kill its daemon after the first instance");
+    let op = post_state(
+        &ms[1],
+        "m1",
+        json!({"action": "evacuate", "mode": "", "parallel": 1}),
+    )
+    .await;
+    let id = op["id"].as_str().unwrap_or_default().to_string();
+    wait_until("one instance evacuated", JOB, || async {
+        let r = ms[1]
+            .raw("GET", &format!("/1.0/operations/{id}"), None)
+            .await;
+        r.status == 200 && plan_of(r.metadata()).values().any(|e| e["step"] == "done")
+    })
+    .await;
+    ms[0].kill();
+    ms[0].start_again().await;
+
+    tracing::info!("--- the restarted coordinator resumes from its journal");
+    wait_until("m1 evacuated", JOB, || async {
+        member_status(&ms[1], "m1").await == "Evacuated"
+    })
+    .await;
+    assert!(
+        ms[0].log().contains("resuming from the journal"),
+        "the evacuation did not resume:\n{}",
+        ms[0].log()
+    );
+    let r = ms[2].raw("GET", "/1.0/instances?recursion=1", None).await;
+    let names: Vec<String> = r
+        .metadata()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let mut unique = names.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        names.len(),
+        unique.len(),
+        "an instance listed twice: {names:?}"
+    );
+    assert_eq!(names.len(), 6, "{names:?}");
+    let all = instances(&ms[2]).await;
+    for n in movers {
+        let (loc, status) = where_is(&all, n);
+        assert_ne!(loc, "m1", "{n}: {all:?}");
+        assert_eq!(status, "Running", "{n}: {all:?}");
+        let holder = if loc == "m2" { &ms[1] } else { &ms[2] };
+        assert_eq!(data_sum(holder, n).await, sums[n], "{n}: data changed");
+    }
+    for n in ["st1", "st2"] {
+        assert_eq!(where_is(&all, n), ("m1".into(), "Stopped".into()), "{n}");
+    }
+
+    tracing::info!("--- clean up");
+    for n in movers {
+        let (loc, _) = where_is(&all, n);
+        let holder = if loc == "m2" { &ms[1] } else { &ms[2] };
+        holder.change_state(n, "stop", true).await.expect("stop");
+    }
+}
