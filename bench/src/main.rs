@@ -4,6 +4,8 @@
 //! - `start-stop`: N containers started and cleanly stopped through the API, one by one and
 //!   all at once, against the raw runtime.
 //! - `launch-vs-lxd`: `lxc launch` to running, drover against LXD 5.0.2.
+//! - `transfer`: volume transfer throughput against `tar | tar`, and moving 1 MiB of an
+//!   instance's own changes against `cp -a` of its rootfs.
 //! - `move`: downtime (from inside) and total time of moving a running container between
 //!   members, against a stop + start and `tar | tar`, per pool and rootfs size.
 //! - `vm-migration`: live migration of a VM between two QEMUs, through driver-qemu against
@@ -23,6 +25,7 @@ mod plan;
 mod raw;
 mod report;
 mod start_stop;
+mod transfer;
 mod vm_migration;
 
 use std::process::ExitCode;
@@ -47,6 +50,9 @@ enum Cmd {
     Plan(plan::PlanArgs),
     /// Moving a running container between two members: downtime and total time.
     Move(moves::MoveArgs),
+    /// Volume transfer throughput against `tar | tar`, and a move of 1 MiB of own changes
+    /// against `cp -a` of the rootfs.
+    Transfer(transfer::TransferArgs),
     /// Live migration of a VM between two QEMUs: through driver-qemu and with raw QMP.
     VmMigration(vm_migration::VmMigrationArgs),
     /// Small writes and instance listings, on one member and on a three-member cluster.
@@ -75,6 +81,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Cmd::Transfer(a) = cli.command {
+        return match transfer::run(a) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("Error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Cmd::Plan(a) = cli.command {
         return match plan::run(a) {
             Ok(()) => ExitCode::SUCCESS,
@@ -91,7 +106,7 @@ fn main() -> ExitCode {
             Cmd::Move(a) => moves::run(a).await,
             Cmd::ClusterWrites(a) => cluster_writes::run(a).await,
             Cmd::VmMigration(a) => vm_migration::run(a).await,
-            Cmd::Plan(_) => Ok(()),
+            Cmd::Plan(_) | Cmd::Transfer(_) => Ok(()),
         }
     });
     match res {

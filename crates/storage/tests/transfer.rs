@@ -14,7 +14,6 @@ use drover_storage::transfer::{
     Manifest, TransferError, receive, receive_stream, send_delta, send_full, send_stream,
 };
 use nix::sys::stat::{Mode, SFlag, mknod};
-use sha2::{Digest, Sha256};
 use tree::{assert_same, build_tree, set_mtime};
 
 /// Runs a full send of `src` into a fresh `dst` through an OS pipe (two threads).
@@ -217,7 +216,7 @@ struct Raw(Vec<u8>);
 
 impl Raw {
     fn new() -> Self {
-        let mut v = b"DRVXFER\x01".to_vec();
+        let mut v = b"DRVXFER\x02".to_vec();
         v.push(0);
         Self(v)
     }
@@ -236,7 +235,7 @@ impl Raw {
         self.head(path, 2);
         self.0.extend_from_slice(&(data.len() as u64).to_le_bytes());
         self.0.extend_from_slice(data);
-        self.0.extend_from_slice(&Sha256::digest(data));
+        self.0.extend_from_slice(blake3::hash(data).as_bytes());
     }
 }
 

@@ -7,7 +7,7 @@
 //!                  nxattr:u32 (name value)* payload
 //!          | DELETE path
 //! payload := (dir, fifo)       nothing
-//!          | (file)            size:u64 data[size] sha256(data):[32]
+//!          | (file)            size:u64 data[size] blake3(data):[32]
 //!          | (symlink)         target
 //!          | (hardlink)        path of an earlier entry (or, in a delta, of one already there)
 //!          | (char, block)     rdev:u64
@@ -15,18 +15,16 @@
 //! ```
 //!
 //! Integers are little-endian. `path` is relative to the volume root with `/` separators;
-//! the empty path is the root itself. The whole-stream digest is SHA-256 over every byte
-//! before it *except file data*: file data is covered by its own SHA-256, which is part of
+//! the empty path is the root itself. The whole-stream digest is BLAKE3 over every byte
+//! before it *except file data*: file data is covered by its own BLAKE3, which is part of
 //! the framing, so each data byte is hashed once.
 
 use std::io::{self, Read, Write};
 
-use sha2::{Digest, Sha256};
-
 use super::error::TransferError;
 
 /// First bytes of every stream; the last byte is the format version.
-pub(crate) const MAGIC: &[u8; 8] = b"DRVXFER\x01";
+pub(crate) const MAGIC: &[u8; 8] = b"DRVXFER\x02";
 /// Record tags.
 pub(crate) const TAG_ENTRY: u8 = 1;
 pub(crate) const TAG_DELETE: u8 = 2;
@@ -104,7 +102,7 @@ pub(crate) struct EntryHead {
 /// Writes framing (hashed) and file data (not hashed) to `out`.
 pub(crate) struct FrameWriter<W: Write> {
     out: W,
-    hash: Sha256,
+    hash: blake3::Hasher,
     /// Bytes written so far, framing and data.
     pub written: u64,
 }
@@ -113,7 +111,7 @@ impl<W: Write> FrameWriter<W> {
     pub fn new(out: W) -> Self {
         Self {
             out,
-            hash: Sha256::new(),
+            hash: blake3::Hasher::new(),
             written: 0,
         }
     }
@@ -188,8 +186,8 @@ impl<W: Write> FrameWriter<W> {
         self.u8(TAG_END)?;
         self.u64(entries)?;
         self.u64(bytes)?;
-        let digest = self.hash.clone().finalize();
-        self.data(&digest)?;
+        let digest = self.hash.finalize();
+        self.data(digest.as_bytes())?;
         self.out
             .flush()
             .map_err(|e| TransferError::Stream("flush", e))?;
@@ -200,7 +198,7 @@ impl<W: Write> FrameWriter<W> {
 /// Reads framing (hashed) and file data (not hashed) from `inp`.
 pub(crate) struct FrameReader<R: Read> {
     inp: R,
-    hash: Sha256,
+    hash: blake3::Hasher,
     /// Entries fully received, for error messages.
     pub entries: u64,
 }
@@ -209,7 +207,7 @@ impl<R: Read> FrameReader<R> {
     pub fn new(inp: R) -> Self {
         Self {
             inp,
-            hash: Sha256::new(),
+            hash: blake3::Hasher::new(),
             entries: 0,
         }
     }
@@ -333,10 +331,10 @@ impl<R: Read> FrameReader<R> {
     pub fn end(&mut self) -> Result<(u64, u64), TransferError> {
         let entries = self.u64()?;
         let bytes = self.u64()?;
-        let expected = self.hash.clone().finalize();
+        let expected = self.hash.finalize();
         let mut got = [0u8; 32];
         self.data(&mut got)?;
-        if got[..] != expected[..] {
+        if got[..] != expected.as_bytes()[..] {
             return Err(TransferError::StreamChecksum);
         }
         let mut extra = [0u8; 1];

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use nix::sys::stat::{Mode, SFlag, UtimensatFlags, mknod, utimensat};
 use nix::sys::time::TimeSpec;
-use sha2::{Digest, Sha256};
 
 use super::error::TransferError;
 use super::format::{EntryHead, FrameReader, Kind, MODE_FULL, TAG_DELETE, TAG_END, TAG_ENTRY};
@@ -36,7 +35,7 @@ pub struct ReceiveSummary {
 /// a full stream, or holding the result of the earlier stream(s) a delta is based on.
 ///
 /// Returns only after the end record was read and everything was checked: each file's
-/// SHA-256, the whole-stream SHA-256 of the framing, the entry and byte counts, and that
+/// BLAKE3, the whole-stream BLAKE3 of the framing, the entry and byte counts, and that
 /// nothing follows the end. Every path is checked to stay under `dst` (no absolute paths, no
 /// `..`, never through a symlink; hard links only to entries already there).
 ///
@@ -210,7 +209,7 @@ impl Receiver<'_> {
                     .custom_flags(nix::libc::O_NOFOLLOW)
                     .open(&path)
                     .map_err(TransferError::io("create", &path))?;
-                let mut hash = Sha256::new();
+                let mut hash = blake3::Hasher::new();
                 let mut left = size;
                 while left > 0 {
                     let n = left.min(self.buf.len() as u64) as usize;
@@ -221,7 +220,7 @@ impl Receiver<'_> {
                     left -= n as u64;
                 }
                 let want = r.digest()?;
-                if hash.finalize()[..] != want[..] {
+                if hash.finalize().as_bytes()[..] != want[..] {
                     return Err(TransferError::FileChecksum {
                         path: String::from_utf8_lossy(&h.path).into_owned(),
                     });

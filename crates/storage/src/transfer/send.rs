@@ -8,8 +8,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use super::error::TransferError;
 use super::format::{EntryHead, FrameWriter, Kind, MODE_DELTA, MODE_FULL, Xattrs};
 use super::manifest::{Manifest, Stamp};
@@ -242,7 +240,7 @@ fn select_changed(found: &[Found], base: &Manifest) -> Vec<bool> {
     sel
 }
 
-/// Writes `size` bytes of `path` then their SHA-256; pads with zeros if the file shrank
+/// Writes `size` bytes of `path` then their BLAKE3; pads with zeros if the file shrank
 /// meanwhile (returned `true`). Returns the data bytes written.
 fn send_file<W: Write>(
     path: &Path,
@@ -251,7 +249,7 @@ fn send_file<W: Write>(
     buf: &mut [u8],
 ) -> Result<(u64, bool), TransferError> {
     w.u64(size)?;
-    let mut hash = Sha256::new();
+    let mut hash = blake3::Hasher::new();
     let mut left = size;
     let mut shrank = false;
     match File::open(path) {
@@ -285,7 +283,7 @@ fn send_file<W: Write>(
             left -= n as u64;
         }
     }
-    w.raw(&hash.finalize())?;
+    w.raw(hash.finalize().as_bytes())?;
     Ok((size, shrank))
 }
 
