@@ -139,6 +139,22 @@ async fn member_status(m: &Member, member: &str) -> String {
         .to_string()
 }
 
+/// Reads `events` until the lifecycle event `action` of member `member` arrives.
+async fn member_event(events: &mut client::EventStream, action: &str, member: &str) {
+    use futures::StreamExt;
+    let source = format!("/1.0/cluster/members/{member}");
+    within(action, Duration::from_secs(30), async {
+        while let Some(ev) = events.next().await {
+            let ev = ev.expect("event");
+            if ev.metadata["action"] == action && ev.metadata["source"] == source.as_str() {
+                return;
+            }
+        }
+        panic!("the event stream ended before {action}");
+    })
+    .await;
+}
+
 /// The plan table of an operation's metadata: instance → entry.
 fn plan_of(op: &Value) -> BTreeMap<String, Value> {
     op["metadata"]["evacuation_plan"]
@@ -158,12 +174,12 @@ fn where_is(all: &BTreeMap<String, (String, String, Value)>, name: &str) -> (Str
 }
 
 /// What does this test do?
-/// - forms a three-member cluster; a second pool `pool2` (`shared-fs`, or `dir` where this
-///   build has no shared-fs) next to the default `dir` pool; a
+/// - forms a three-member cluster with two member-local `dir` pools (`local`, `pool2`) and
+///   a `shared-fs` pool (`shared`); a
 ///   cluster group `g3` whose only member is m3
-/// - on m1: `auto-run` (default policy, pool2, running), `auto-dir` (default, dir,
-///   stopped), `mig-run` (`migrate`, dir, running), `stop-run` (`stop`, running),
-///   `grp` (placed in `g3`, running); on m2: `other` (running)
+/// - on m1: `auto-run` (default policy, shared-fs, running), `auto-dir` (default, dir,
+///   stopped), `mig-run` (`migrate`, second dir pool, running), `stop-run` (`stop`,
+///   running), `grp` (placed in `g3`, shared-fs, running); on m2: `other` (running)
 /// - a bogus action and a bogus mode are 400 and change nothing; a dry run returns the plan
 ///   and changes nothing
 /// - evacuates m1 as `lxc` 5.0.2 asks (`mode: ""`): progress says LXD's strings, every
@@ -181,6 +197,13 @@ async fn evacuate_and_restore_matrix() {
     m1.import_busybox().await;
     local_pool(&ms, disks.path(), "local").await;
     local_pool(&ms, disks.path(), "pool2").await;
+    let shared = disks.path().join("shared");
+    let body = json!({"name": "shared", "driver": "shared-fs",
+        "config": {"source": shared.display().to_string()}});
+    let r = m1
+        .raw("POST", "/1.0/storage-pools", Some(&body.to_string()))
+        .await;
+    assert!(r.status < 300, "create the shared-fs pool: {}", r.text);
     let r = m1
         .raw(
             "POST",
@@ -191,13 +214,13 @@ async fn evacuate_and_restore_matrix() {
     assert!(r.status < 300, "create group g3: {}", r.text);
 
     tracing::info!("--- instances on m1 (and one on m2)");
-    create_on(m1, "m1", "auto-run", "pool2", &[]).await;
+    create_on(m1, "m1", "auto-run", "shared", &[]).await;
     create_on(m1, "m1", "auto-dir", "local", &[]).await;
     create_on(
         m1,
         "m1",
         "mig-run",
-        "local",
+        "pool2",
         &[("cluster.evacuate", "migrate")],
     )
     .await;
@@ -213,7 +236,7 @@ async fn evacuate_and_restore_matrix() {
         m1,
         "m1",
         "grp",
-        "pool2",
+        "shared",
         &[("volatile.cluster.group", "g3")],
     )
     .await;
@@ -286,6 +309,7 @@ async fn evacuate_and_restore_matrix() {
     assert_eq!(member_status(m1, "m1").await, "Online");
 
     tracing::info!("--- evacuate m1 the way lxc 5.0.2 asks (through m2)");
+    let mut events = m2.client().events(&["lifecycle"]).await.expect("events");
     let op = post_state(m2, "m1", json!({"action": "evacuate", "mode": ""})).await;
     assert_eq!(op["description"], "Evacuating cluster member");
     assert_eq!(op["location"], "m1");
@@ -301,6 +325,7 @@ async fn evacuate_and_restore_matrix() {
     let plan = plan_of(&done);
     assert!(plan.values().all(|e| e["step"] == "done"), "{done}");
     assert_eq!(member_status(m3, "m1").await, "Evacuated");
+    member_event(&mut events, "cluster-member-evacuated", "m1").await;
     let after = instances(m3).await;
     for n in ["auto-run", "mig-run", "grp"] {
         let (loc, status) = where_is(&after, n);
@@ -394,6 +419,7 @@ async fn evacuate_and_restore_matrix() {
     let op = post_state(m2, "m1", json!({"action": "restore", "mode": ""})).await;
     assert_eq!(op["description"], "Restoring cluster member");
     let done = wait_op(m2, &op).await.expect("restore succeeds");
+    member_event(&mut events, "cluster-member-restored", "m1").await;
     tracing::info!(plan = %done["metadata"]["evacuation_plan"], "restored");
     assert_eq!(member_status(m3, "m1").await, "Online");
     let home = instances(m2).await;

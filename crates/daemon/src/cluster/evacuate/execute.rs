@@ -250,11 +250,16 @@ async fn migrate(
     if location(d, project, name).await? == entry.target {
         return Ok(());
     }
+    // A stopped instance starts on its target when it has boot.autostart=true.
+    let rec = crate::instances::load(d, project, name).await?;
+    let profiles = crate::instances::load_profiles(d, project, &rec.profiles).await?;
+    let config = crate::instances::expand_config(&rec.config, &profiles);
+    let autostart = config.get("boot.autostart").map(String::as_str) == Some("true");
     let opts = MoveOptions {
         target: entry.target.clone(),
         live: false,
         id: Some(id),
-        start: false,
+        start: autostart,
         progress: Some(Arc::new(on_progress)),
     };
     move_instance(d, project, name, opts).await.map(|_| ())
