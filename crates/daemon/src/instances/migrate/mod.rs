@@ -198,7 +198,6 @@ pub async fn start_move(
 /// # Errors
 ///
 /// A refusal (nothing changed) or the cause of the failure (the move was undone).
-#[allow(dead_code, reason = "the evacuation executor calls it")]
 pub async fn move_instance(
     d: &Daemon,
     project: &str,
