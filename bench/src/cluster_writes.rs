@@ -241,7 +241,7 @@ fn free_address(ip: Ipv4Addr) -> Result<SocketAddr> {
 }
 
 /// Forms the cluster `m1`, `m2`, `m3` as LXD's tools do, and waits until all are online.
-pub(crate) pub(crate) async fn form(daemons: &[Droverd], ips: &[Ipv4Addr]) -> Result<()> {
+pub(crate) async fn form(daemons: &[Droverd], ips: &[Ipv4Addr]) -> Result<()> {
     let addrs: Vec<SocketAddr> = ips
         .iter()
         .map(|ip| free_address(*ip))

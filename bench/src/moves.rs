@@ -124,12 +124,12 @@ pub async fn run(args: MoveArgs) -> Result<()> {
         daemons[0].api().import_image(&image, "busybox").await?;
         let mut pools = vec![("local", "dir", pool_path.clone())];
         let mut skipped = Vec::new();
-        let r = create_pool(&daemons[0], "shared", "shared-fs", &shared_path).await;
+        let r = create_pool(&daemons[0], 2, "shared", "shared-fs", &shared_path).await;
         match r {
             Ok(()) => pools.push(("shared", "shared-fs", shared_path.clone())),
             Err(e) => skipped.push(format!("shared-fs: {e}")),
         }
-        create_pool(&daemons[0], "local", "dir", &pool_path).await?;
+        create_pool(&daemons[0], 2, "local", "dir", &pool_path).await?;
         let mut cells = Vec::new();
         for (pool, driver, path) in &pools {
             for &size in &sizes {
@@ -215,18 +215,39 @@ exec unshare -m --propagation private sh -c 'mount --bind "$1" "$2" || exit 1; s
     Ok(path)
 }
 
-async fn create_pool(d: &Droverd, name: &str, driver: &str, source: &Path) -> Result<()> {
-    let r = d
-        .api()
-        .send_json(
-            Method::POST,
-            "/1.0/storage-pools",
-            &json!({"name": name, "driver": driver,
-                "config": {"source": source.display().to_string()}}),
-        )
-        .await?;
-    if r["type"] == "error" {
-        bail!("{}", r["error"]);
+/// Creates pool `name`: a `dir` pool the way LXD's clients do in a cluster (each member's
+/// `source` with `?target=`, then the pool), a `shared-fs` one in one request.
+async fn create_pool(
+    d: &Droverd,
+    members: usize,
+    name: &str,
+    driver: &str,
+    source: &Path,
+) -> Result<()> {
+    let source = source.display().to_string();
+    let mut requests = Vec::new();
+    if driver == "dir" {
+        for i in 1..=members {
+            requests.push((
+                format!("/1.0/storage-pools?target=m{i}"),
+                json!({"name": name, "driver": driver, "config": {"source": source}}),
+            ));
+        }
+        requests.push((
+            "/1.0/storage-pools".to_string(),
+            json!({"name": name, "driver": driver}),
+        ));
+    } else {
+        requests.push((
+            "/1.0/storage-pools".to_string(),
+            json!({"name": name, "driver": driver, "config": {"source": source}}),
+        ));
+    }
+    for (path, body) in requests {
+        let r = d.api().send_json(Method::POST, &path, &body).await?;
+        if r["type"] == "error" {
+            bail!("{path}: {}", r["error"]);
+        }
     }
     Ok(())
 }

@@ -214,10 +214,22 @@ exec unshare -m --propagation private sh -c '
         self.root.path().join("pool")
     }
 
-    /// Creates pool `local` (`dir`, member-local) through `m`.
-    async fn create_pool(&self, m: &Member) {
-        let body = json!({"name": "local", "driver": "dir",
-            "config": {"source": self.pool().display().to_string()}});
+    /// Creates pool `local` (`dir`, member-local) through `m` the way LXD's clients do in a
+    /// cluster: each member's `source` (`?target=`), then the pool.
+    async fn create_pool(&self, m: &Member, members: usize) {
+        let source = self.pool().display().to_string();
+        for i in 1..=members {
+            let body = json!({"name": "local", "driver": "dir", "config": {"source": source}});
+            let r = m
+                .raw(
+                    "POST",
+                    &format!("/1.0/storage-pools?target=m{i}"),
+                    Some(&body.to_string()),
+                )
+                .await;
+            assert!(r.status < 300, "define pool local on m{i}: {}", r.text);
+        }
+        let body = json!({"name": "local", "driver": "dir", "config": {}});
         let r = m
             .raw("POST", "/1.0/storage-pools", Some(&body.to_string()))
             .await;
@@ -273,7 +285,7 @@ async fn cluster(ips: [&str; 3]) -> (LocalDisks, Vec<Member>) {
     let disks = LocalDisks::new();
     let ms = form_cluster_with(&ips, Some(&disks.bin())).await;
     ms[0].import_busybox().await;
-    disks.create_pool(&ms[0]).await;
+    disks.create_pool(&ms[0], ms.len()).await;
     (disks, ms)
 }
 
@@ -315,14 +327,26 @@ async fn refusals_change_nothing() {
     assert_eq!(location(&ms[0], "r2").await, "m1");
 }
 
-/// A running and a stopped container move with their data on a member-local `dir` pool:
-/// every file is identical, the running one runs on the target, the stopped one stays
-/// stopped, the source keeps nothing; and back.
-#[tokio::test(flavor = "multi_thread")]
-async fn dir_moves_keep_every_file() {
-    let (disks, ms) = cluster(["127.0.0.73", "127.0.0.74", "127.0.0.75"]).await;
-    create_on(&ms[0], "m1", "run1", "local", true).await;
-    create_on(&ms[0], "m1", "stop1", "local", true).await;
+/// A running and a stopped container move with their data on `pool`: every file is
+/// identical, the running one runs on the target, the stopped one stays stopped; and back.
+/// On a member-local pool (`shared` is `None`) the data travels and the source keeps
+/// nothing; on a `shared-fs` pool at `shared` nothing is sent.
+async fn moves_keep_every_file(ips: [&str; 3], shared: Option<&Path>) {
+    let (disks, ms) = cluster(ips).await;
+    let pool = match shared {
+        Some(dir) => {
+            let body = json!({"name": "shared", "driver": "shared-fs",
+                "config": {"source": dir.display().to_string()}});
+            let r = ms[0]
+                .raw("POST", "/1.0/storage-pools", Some(&body.to_string()))
+                .await;
+            assert!(r.status < 300, "create pool shared: {}", r.text);
+            "shared"
+        }
+        None => "local",
+    };
+    create_on(&ms[0], "m1", "run1", pool, true).await;
+    create_on(&ms[0], "m1", "stop1", pool, true).await;
     write_data(&ms[0], "run1", 200).await;
     write_data(&ms[0], "stop1", 8).await;
     let run_sums = checksums(&ms[0], "run1").await;
@@ -339,17 +363,21 @@ async fn dir_moves_keep_every_file() {
     assert_eq!(location(&ms[0], "run1").await, "m2");
     assert_eq!(status(&ms[1], "run1").await, "Running");
     assert_eq!(checksums(&ms[1], "run1").await, run_sums);
-    assert!(!disks.holds(&ms[0], "run1"), "source copy left behind");
-    assert!(
-        done["metadata"]["bytes_sent"].as_u64().unwrap_or(0) > 200 << 20,
-        "{done}"
-    );
+    let sent = done["metadata"]["bytes_sent"].as_u64().unwrap_or(0);
+    if shared.is_some() {
+        assert_eq!(sent, 0, "nothing travels on shared storage: {done}");
+    } else {
+        assert!(sent > 200 << 20, "{done}");
+        assert!(!disks.holds(&ms[0], "run1"), "source copy left behind");
+    }
 
     tracing::info!("--- move the stopped container to m3: it stays stopped");
     move_to(&ms[0], "stop1", "m3").await.expect("move stop1");
     assert_eq!(location(&ms[1], "stop1").await, "m3");
     assert_eq!(status(&ms[2], "stop1").await, "Stopped");
-    assert!(!disks.holds(&ms[0], "stop1"), "source copy left behind");
+    if shared.is_none() {
+        assert!(!disks.holds(&ms[0], "stop1"), "source copy left behind");
+    }
     ms[2]
         .change_state("stop1", "start", false)
         .await
@@ -360,10 +388,30 @@ async fn dir_moves_keep_every_file() {
     move_to(&ms[1], "run1", "m1").await.expect("move run1 back");
     assert_eq!(status(&ms[0], "run1").await, "Running");
     assert_eq!(checksums(&ms[0], "run1").await, run_sums);
-    assert!(!disks.holds(&ms[1], "run1"), "source copy left behind");
+    if shared.is_none() {
+        assert!(!disks.holds(&ms[1], "run1"), "source copy left behind");
+    }
     for (m, n) in [(&ms[0], "run1"), (&ms[2], "stop1")] {
         m.change_state(n, "stop", true).await.expect("stop");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dir_moves_keep_every_file() {
+    moves_keep_every_file(["127.0.0.73", "127.0.0.74", "127.0.0.75"], None).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shared_fs_moves_keep_every_file() {
+    let shared = tempfile::Builder::new()
+        .prefix("drover-e2e-shared-")
+        .tempdir()
+        .expect("a shared directory");
+    moves_keep_every_file(
+        ["127.0.0.75", "127.0.0.76", "127.0.0.77"],
+        Some(shared.path()),
+    )
+    .await;
 }
 
 /// Killing the target mid-transfer leaves the instance whole and running on the source;
@@ -408,6 +456,48 @@ async fn killing_the_target_mid_transfer_loses_nothing() {
     .await;
     assert!(disks.holds(&ms[0], "k1"));
     ms[0].change_state("k1", "stop", true).await.expect("stop");
+}
+
+/// Killing the source mid-transfer: once it is back, it undoes the move from the journal:
+/// the instance (which kept running) is whole on the source, the target holds nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_the_source_mid_transfer_undoes_the_move() {
+    let (disks, mut ms) = cluster(["127.0.0.77", "127.0.0.78", "127.0.0.79"]).await;
+    create_on(&ms[0], "m1", "s1", "local", true).await;
+    write_data(&ms[0], "s1", 400).await;
+    let sums = checksums(&ms[0], "s1").await;
+
+    tracing::info!("--- start the move through m3, kill -9 the source once data flows");
+    let r = post_move(&ms[2], "s1", "m2", false).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let id = r.metadata()["id"].as_str().unwrap_or_default().to_string();
+    wait_until("bytes flow to m2", MOVE, || async {
+        let r = ms[0]
+            .raw("GET", &format!("/1.0/operations/{id}"), None)
+            .await;
+        r.metadata()["metadata"]["move_bytes_sent"]
+            .as_u64()
+            .unwrap_or(0)
+            > 20 << 20
+    })
+    .await;
+    ms[0].kill();
+
+    tracing::info!("--- the restarted source undoes the move");
+    ms[0].start_again().await;
+    wait_until("m2 holds nothing of s1", MOVE, || async {
+        !disks.holds(&ms[1], "s1")
+    })
+    .await;
+    assert_eq!(location(&ms[1], "s1").await, "m1");
+    assert_eq!(ms[0].status("s1").await, InstanceStatus::Running);
+    assert_eq!(checksums(&ms[0], "s1").await, sums);
+
+    tracing::info!("--- and the instance moves fine afterwards");
+    move_to(&ms[1], "s1", "m2").await.expect("move s1 again");
+    assert_eq!(ms[1].status("s1").await, InstanceStatus::Running);
+    assert_eq!(checksums(&ms[1], "s1").await, sums);
+    ms[1].change_state("s1", "stop", true).await.expect("stop");
 }
 
 /// A target whose disk fills up mid-transfer: the move fails with the cause, the instance
