@@ -2,12 +2,18 @@
 # Build drover's built-in busybox VM image, offline, from Debian packages.
 #
 #   build.sh OUTDIR
+#   build.sh --unified OUT.tar.gz
 #
-# writes, in LXD's split image format for virtual machines:
+# OUTDIR gets, in LXD's split image format for virtual machines:
 #   OUTDIR/metadata.tar.gz   metadata.yaml, templates/, and boot/vmlinuz + boot/initrd.img
 #                            (the guest kernel is booted directly by QEMU with -kernel/-initrd,
 #                            so it travels with the metadata instead of inside the disk)
 #   OUTDIR/rootfs.img        the root disk: a raw ext4 filesystem (no partition table)
+#
+# --unified writes one LXD unified tarball for drover's image store instead: metadata.yaml
+# (properties.type: virtual-machine) and rootfs/ holding root.img, boot/vmlinuz and
+# boot/initrd.img, which is what an instance volume of a VM holds (driver-qemu reads them
+# there). Alias it `busybox-vm`.
 #
 # The kernel is Debian's linux-image-amd64, fetched with `apt-get download` (from the configured
 # Debian mirror, nothing else) into $DEB_CACHE (default /var/cache/drover/debs), or taken from
@@ -21,11 +27,22 @@
 # the initramfs prints DROVER-USERSPACE-READY and powers off at once (the accelerator probe).
 set -eu
 
-[ $# -eq 1 ] && [ "${1#-}" = "$1" ] || {
-	echo "usage: $0 OUTDIR" >&2
+usage() {
+	echo "usage: $0 OUTDIR | $0 --unified OUT.tar.gz" >&2
 	exit 2
 }
-out=$1
+unified=
+case "${1:-}" in
+--unified)
+	[ $# -eq 2 ] || usage
+	unified=$2
+	;;
+"" | -*) usage ;;
+*)
+	[ $# -eq 1 ] || usage
+	out=$1
+	;;
+esac
 
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 DEB_CACHE=${DEB_CACHE:-/var/cache/drover/debs}
@@ -196,6 +213,19 @@ templates:
     template: hostname.tpl
 META
 chmod -R u=rwX,go=rX "$M"
+
+if [ -n "$unified" ]; then
+	U=$work/unified
+	mkdir -p "$U/rootfs/boot"
+	sed '/^templates:/,$d' "$M/metadata.yaml" >"$U/metadata.yaml"
+	cp "$M/boot/vmlinuz" "$M/boot/initrd.img" "$U/rootfs/boot/"
+	cp --sparse=always "$disk" "$U/rootfs/root.img"
+	chmod -R u=rwX,go=rX "$U"
+	tar -C "$U" --sort=name --numeric-owner --owner=0 --group=0 --mtime="@$created" \
+		--format=gnu --sparse -cf - metadata.yaml rootfs | gzip -n -9 >"$unified.tmp"
+	mv "$unified.tmp" "$unified"
+	exit 0
+fi
 
 mkdir -p "$out"
 tar -C "$M" --sort=name --numeric-owner --owner=0 --group=0 --mtime="@$created" \

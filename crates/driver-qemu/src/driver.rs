@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::agent::{Agent, AgentControl, AgentError, AgentEvent, shell_quote};
 use crate::probe::AccelProbe;
 use crate::qmp::{Qmp, QmpError};
-use crate::vm::{self, VmConfig, VmPaths};
+use crate::vm::{self, Accel, VmConfig, VmPaths};
 
 /// Deadline for QEMU to initialise and daemonize.
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -74,7 +74,8 @@ pub struct QemuDriver {
     qemu: PathBuf,
     version: String,
     root: PathBuf,
-    accel: AccelProbe,
+    accel: Arc<tokio::sync::OnceCell<AccelProbe>>,
+    probe_timeout: Duration,
     vms: Arc<Mutex<HashMap<String, Arc<VmHandle>>>>,
 }
 
@@ -97,6 +98,19 @@ impl QemuDriver {
         qemu: impl Into<PathBuf>,
         root: impl Into<PathBuf>,
         accel: AccelProbe,
+    ) -> Result<QemuDriver> {
+        let d = QemuDriver::new_probing(qemu, root, Duration::ZERO).await?;
+        let _ = d.accel.set(accel);
+        Ok(d)
+    }
+
+    /// A driver that probes the accelerator on its first VM, with that VM's own kernel and
+    /// initramfs (a real tiny boot, at most `probe_timeout`), for a daemon that has no guest
+    /// kernel of its own at start-up.
+    pub async fn new_probing(
+        qemu: impl Into<PathBuf>,
+        root: impl Into<PathBuf>,
+        probe_timeout: Duration,
     ) -> Result<QemuDriver> {
         let qemu = qemu.into();
         let root = root.into();
@@ -121,14 +135,27 @@ impl QemuDriver {
             qemu,
             version,
             root,
-            accel,
+            accel: Arc::default(),
+            probe_timeout,
             vms: Arc::default(),
         })
     }
 
-    /// The accelerator in use and why.
-    pub fn accel(&self) -> &AccelProbe {
-        &self.accel
+    /// The accelerator in use and why; `None` until the first VM probed it.
+    pub fn accel(&self) -> Option<AccelProbe> {
+        self.accel.get().cloned()
+    }
+
+    /// The accelerator, probing it with `kernel` and `initrd` if nobody did yet.
+    pub async fn accel_for(&self, kernel: &Path, initrd: &Path) -> Accel {
+        self.accel
+            .get_or_init(|| async {
+                let p = crate::probe_accel(&self.qemu, kernel, initrd, self.probe_timeout).await;
+                tracing::info!(accel = p.accel.as_str(), detail = %p.detail, "VM accelerator probed");
+                p
+            })
+            .await
+            .accel
     }
 
     /// QEMU's version (`"7.2.22"`).
@@ -204,11 +231,12 @@ impl QemuDriver {
 
     /// Starts QEMU for `config` as VM `id`; with `incoming`, it waits for a migration.
     pub(crate) async fn launch(&self, id: &str, config: &VmConfig, incoming: bool) -> Result<u32> {
-        if config.accel != self.accel.accel {
+        let here = self.accel_for(&config.kernel, &config.initrd).await;
+        if config.accel != here {
             return Err(DriverError::Invalid(format!(
                 "VM {id} needs accelerator {}, this host uses {}",
                 config.accel.as_str(),
-                self.accel.accel.as_str()
+                here.as_str()
             )));
         }
         let paths = self.paths(id);
@@ -305,6 +333,25 @@ impl QemuDriver {
     }
 }
 
+impl QemuDriver {
+    /// The accelerator for a VM of `spec`: probed with its kernel when not known yet (a
+    /// volume without one gets TCG here and fails its config check with a clear error).
+    pub(crate) async fn spec_accel(&self, spec: &InstanceSpec) -> Accel {
+        let (kernel, initrd) = (
+            spec.rootfs.join(vm::KERNEL_FILE),
+            spec.rootfs.join(vm::INITRD_FILE),
+        );
+        if let Some(a) = self.accel.get() {
+            return a.accel;
+        }
+        if kernel.is_file() && initrd.is_file() {
+            self.accel_for(&kernel, &initrd).await
+        } else {
+            Accel::Tcg
+        }
+    }
+}
+
 /// The script the agent runs for `spec`: environment, working directory, then `exec argv`.
 pub fn exec_script(spec: &ExecSpec) -> Result<String> {
     if spec.command.is_empty() {
@@ -373,12 +420,19 @@ impl ExecProcess for QemuExec {
 #[async_trait::async_trait]
 impl InstanceDriver for QemuDriver {
     fn describe(&self) -> String {
-        format!("qemu {} ({})", self.version, self.accel.accel.as_str())
+        match self.accel.get() {
+            Some(a) => format!("qemu {} ({})", self.version, a.accel.as_str()),
+            None => format!("qemu {} (accelerator probed on the first VM)", self.version),
+        }
     }
 
     async fn start(&self, spec: &InstanceSpec) -> Result<u32> {
-        let config =
-            VmConfig::from_instance(&spec.name, &spec.rootfs, &spec.config, self.accel.accel)?;
+        let config = VmConfig::from_instance(
+            &spec.name,
+            &spec.rootfs,
+            &spec.config,
+            self.spec_accel(spec).await,
+        )?;
         self.launch(&spec.id, &config, false).await
     }
 

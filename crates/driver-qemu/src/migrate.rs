@@ -102,8 +102,12 @@ impl QemuDriver {
     /// Starts the target QEMU of an incoming migration of `spec` (same machine as the
     /// source: memory, vCPUs, accelerator and CPU model), waiting with `-incoming defer`.
     pub async fn prepare_incoming(&self, spec: &InstanceSpec) -> Result<u32> {
-        let config =
-            VmConfig::from_instance(&spec.name, &spec.rootfs, &spec.config, self.accel().accel)?;
+        let config = VmConfig::from_instance(
+            &spec.name,
+            &spec.rootfs,
+            &spec.config,
+            self.spec_accel(spec).await,
+        )?;
         self.launch(&spec.id, &config, true).await
     }
 

@@ -10,7 +10,7 @@ use drivers::{
     DriverError, ExecProcess, ExecSpec, ExecStdio, InstanceDriver, InstanceSpec, Result,
     RuntimeStatus, StopOutcome, Usage,
 };
-use drover_driver_qemu::ByType;
+use drover_driver_qemu::{ByType, QemuDriver};
 
 /// A container driver that only records what it was asked.
 #[derive(Debug, Default)]
@@ -61,15 +61,16 @@ async fn routes_containers_and_vms() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let vol = common::volume(tmp.path());
     let rec = Arc::new(Recorder::default());
-    let d = ByType::new(
-        rec.clone(),
-        common::driver(&qemu, &tmp.path().join("run")).await,
-    );
+    let vms = QemuDriver::new_probing(&qemu, tmp.path().join("run"), Duration::from_secs(4))
+        .await
+        .expect("driver");
+    let d = ByType::new(rec.clone(), vms);
     assert!(
         d.describe().starts_with("recorder | qemu "),
         "{}",
         d.describe()
     );
+    assert!(d.vms().accel().is_none());
 
     // A container's root: the container driver.
     let ct_root = tmp.path().join("ct");
@@ -94,6 +95,14 @@ async fn routes_containers_and_vms() {
         Err(DriverError::Invalid(m)) => assert!(m.contains("too small"), "{m}"),
         other => panic!("{other:?}"),
     }
+    // That first VM probed the accelerator with its own kernel.
+    let accel = d.vms().accel().expect("probed");
+    eprintln!("accelerator: {accel:?}");
+    assert!(
+        d.describe().contains(accel.accel.as_str()),
+        "{}",
+        d.describe()
+    );
     let calls = rec.0.lock().expect("lock").clone();
     assert_eq!(
         calls,
