@@ -182,8 +182,9 @@ fn where_is(all: &BTreeMap<String, (String, String, Value)>, name: &str) -> (Str
 ///   running), `grp` (placed in `g3`, shared-fs, running); on m2: `other` (running)
 /// - a bogus action and a bogus mode are 400 and change nothing; a dry run returns the plan
 ///   and changes nothing
-/// - evacuates m1 as `lxc` 5.0.2 asks (`mode: ""`): progress says LXD's strings, every
-///   placement and state is as planned, `stop-run` stopped in place, m1 `Evacuated`
+/// - evacuates m1 (the Raft leader) as `lxc` 5.0.2 asks (`mode: ""`): progress says LXD's
+///   strings, every placement and state is as planned, `stop-run` stopped in place, m1
+///   `Evacuated` and no longer the leader
 /// - a second evacuation fails with `Cluster member is already evacuated`; creating on m1
 ///   and moving onto it are refused
 /// - restore with `skip`: m1 is Online again, nothing moved, origins kept
@@ -326,6 +327,27 @@ async fn evacuate_and_restore_matrix() {
     assert!(plan.values().all(|e| e["step"] == "done"), "{done}");
     assert_eq!(member_status(m3, "m1").await, "Evacuated");
     member_event(&mut events, "cluster-member-evacuated", "m1").await;
+    let r = m2
+        .raw("GET", "/1.0/cluster/members?recursion=1", None)
+        .await;
+    let leaders: Vec<String> = r
+        .metadata()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|m| {
+            m["roles"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|x| x == "database-leader"))
+        })
+        .map(|m| m["server_name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(leaders.len(), 1, "{r:?}");
+    assert_ne!(
+        leaders[0], "m1",
+        "an evacuated member does not lead the cluster"
+    );
     let after = instances(m3).await;
     for n in ["auto-run", "mig-run", "grp"] {
         let (loc, status) = where_is(&after, n);

@@ -584,6 +584,42 @@ impl Replicator {
         }
     }
 
+    /// Lets this member stand for election (`true`, the default) or not (`false`: it still
+    /// votes and replicates, but never becomes the leader: a member under maintenance).
+    /// Not persisted: a restarted member stands again.
+    pub fn set_electable(&self, electable: bool) {
+        self.inner.raft.runtime_config().elect(electable);
+    }
+
+    /// Hands leadership over when this member leads: it stops standing for election and
+    /// pauses its heartbeats until another voter has been elected (at most `timeout`), then
+    /// resumes them. Returns the new leader, or `None` when this member did not lead.
+    /// Leaves this member unelectable; [`Replicator::set_electable`] undoes that.
+    ///
+    /// # Errors
+    ///
+    /// [`MembershipError::Timeout`] when no other member took over in time (this member
+    /// then still leads, heartbeats resumed).
+    pub async fn hand_over_leadership(
+        &self,
+        timeout: Duration,
+    ) -> Result<Option<u64>, MembershipError> {
+        self.set_electable(false);
+        if !self.is_leader() {
+            return Ok(None);
+        }
+        let config = self.inner.raft.runtime_config();
+        config.heartbeat(false);
+        let me = self.inner.id;
+        let outcome = self
+            .wait_for(timeout, "another raft leader", move |m| {
+                m.leader.is_some_and(|l| l != me)
+            })
+            .await;
+        config.heartbeat(true);
+        outcome.map(|m| m.leader)
+    }
+
     /// Waits until some member is the leader, at most `timeout`; returns it.
     pub async fn wait_leader(&self, timeout: Duration) -> Result<u64, MembershipError> {
         let m = self

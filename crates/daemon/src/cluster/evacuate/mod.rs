@@ -240,7 +240,36 @@ async fn prepare(
     })
     .await?;
     tracing::info!(member = %name, kind = kind.as_str(), op = %operation, "evacuation journaled");
+    match kind {
+        EvacuationKind::Evacuate => hand_over(d).await,
+        EvacuationKind::Restore => d.replicator().set_electable(true),
+    }
     Ok(Prepared::Begun)
+}
+
+/// How long an evacuated leader waits for another voter to take over.
+const HANDOVER: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A member under maintenance does not lead the cluster: when it leads, another voter
+/// takes over, and it no longer stands for election until it is restored (or restarts
+/// while not evacuated). Best effort: the evacuation goes on either way.
+async fn hand_over(d: &Daemon) {
+    let replicator = d.replicator();
+    if replicator
+        .metrics()
+        .members
+        .values()
+        .filter(|m| m.voter)
+        .count()
+        < 2
+    {
+        return;
+    }
+    match replicator.hand_over_leadership(HANDOVER).await {
+        Ok(Some(leader)) => tracing::info!(leader, "raft leadership handed over"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "raft leadership not handed over"),
+    }
 }
 
 /// The members that answer heartbeats (by this member's view of the cluster).
@@ -320,7 +349,14 @@ pub async fn resume(d: &Daemon) -> ApiResult<()> {
             ))
         })
         .await?;
-    let kind = match member.map(|m| m.state) {
+    let state = member.map(|m| m.state);
+    if matches!(
+        state,
+        Some(MemberState::Evacuated | MemberState::Evacuating)
+    ) {
+        d.replicator().set_electable(false);
+    }
+    let kind = match state {
         Some(MemberState::Evacuating) if unfinished => EvacuationKind::Evacuate,
         Some(MemberState::Restoring) => EvacuationKind::Restore,
         _ => return Ok(()),
