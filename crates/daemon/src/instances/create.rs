@@ -81,6 +81,55 @@ async fn resolve_image(d: &Daemon, req: &InstancesPost) -> ApiResult<Option<Imag
     }
 }
 
+/// A VM needs a virtual-machine image (`properties.type`), a container any other.
+fn check_image_type(kind: &str, image: Option<&ImageRecord>) -> ApiResult<()> {
+    let image_kind = image.map(|i| match i.properties.get("type").map(String::as_str) {
+        Some("virtual-machine") => "virtual-machine",
+        _ => "container",
+    });
+    match (kind, image_kind) {
+        ("virtual-machine", None) => Err(ApiError::bad_request(
+            "A virtual machine needs an image (source type \"image\")",
+        )),
+        (kind, Some(image_kind)) if kind != image_kind => Err(ApiError::bad_request(format!(
+            "Requested image's type {image_kind:?} doesn't match instance type {kind:?}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A VM's `limits.memory` must boot the guest and fit in this member.
+fn check_vm_memory(expanded: &ConfigMap) -> ApiResult<()> {
+    let Some(v) = expanded
+        .get("limits.memory")
+        .filter(|v| !v.trim().is_empty())
+    else {
+        return Ok(());
+    };
+    let mib = driver_qemu::vm::parse_memory_mib(v.trim())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    if mib < driver_qemu::vm::MIN_MEMORY_MIB {
+        return Err(ApiError::bad_request(format!(
+            "limits.memory {v} is too small for a virtual machine (at least {}MiB)",
+            driver_qemu::vm::MIN_MEMORY_MIB
+        )));
+    }
+    let host_mib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map(|kib| kib / 1024);
+    if let Some(host) = host_mib.filter(|h| mib > *h) {
+        return Err(ApiError::bad_request(format!(
+            "limits.memory {v} is more than this member has ({host}MiB)"
+        )));
+    }
+    Ok(())
+}
+
 /// Validates `req` and starts the create operation.
 pub async fn create(
     d: &Daemon,
@@ -94,11 +143,7 @@ pub async fn create(
     validate::name(&req.name)?;
     match req.kind.as_str() {
         "" | "container" => req.kind = "container".into(),
-        "virtual-machine" => {
-            return Err(ApiError::bad_request(
-                "Virtual machines are not supported yet",
-            ));
-        }
+        "virtual-machine" => {}
         other => {
             return Err(ApiError::bad_request(format!(
                 "Invalid instance type {other:?}"
@@ -137,6 +182,10 @@ pub async fn create(
         )));
     }
     let image = resolve_image(d, &req).await?;
+    check_image_type(&req.kind, image.as_ref())?;
+    if req.kind == "virtual-machine" {
+        check_vm_memory(&expanded)?;
+    }
 
     // Reserve the name, then check the DB: a concurrent create of the same name loses.
     let key = runtime_id(project, &req.name);
