@@ -57,3 +57,19 @@ pub struct StorageVolume {
     /// URLs of what uses it.
     pub used_by: Vec<String>,
 }
+
+/// `GET /1.0/storage-pools/{pool}/volumes/{type}/{name}/state`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StorageVolumeState {
+    /// Space used.
+    pub usage: StorageVolumeStateUsage,
+}
+
+/// The `usage` of a [`StorageVolumeState`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StorageVolumeStateUsage {
+    /// Bytes on disk (`4096`): for a volume layered on an image, its own changes only.
+    pub used: u64,
+    /// The quota in bytes, `-1` when there is none (drover sets none).
+    pub total: i64,
+}

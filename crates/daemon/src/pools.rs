@@ -140,22 +140,64 @@ pub async fn volumes(d: &Daemon, name: &str) -> ApiResult<Vec<api::storage::Stor
     record(d, name).await?;
     let n = name.to_string();
     let records = d.read(move |c| db::volumes::list(c, &n)).await?;
-    Ok(records
+    Ok(records.into_iter().map(volume_view).collect())
+}
+
+fn volume_view(v: db::volumes::VolumeRecord) -> api::storage::StorageVolume {
+    api::storage::StorageVolume {
+        used_by: if v.kind == db::volumes::CONTAINER {
+            vec![crate::instances::url(&v.name)]
+        } else {
+            Vec::new()
+        },
+        name: v.name,
+        kind: v.kind,
+        description: String::new(),
+        config: Default::default(),
+        location: v.member,
+        content_type: "filesystem".into(),
+    }
+}
+
+async fn volume_record(
+    d: &Daemon,
+    pool: &str,
+    kind: &str,
+    name: &str,
+) -> ApiResult<db::volumes::VolumeRecord> {
+    record(d, pool).await?;
+    let p = pool.to_string();
+    let found = d.read(move |c| db::volumes::list(c, &p)).await?;
+    found
         .into_iter()
-        .map(|v| api::storage::StorageVolume {
-            used_by: if v.kind == db::volumes::CONTAINER {
-                vec![crate::instances::url(&v.name)]
-            } else {
-                Vec::new()
-            },
-            name: v.name,
-            kind: v.kind,
-            description: String::new(),
-            config: [("size".to_string(), v.size.to_string())].into(),
-            location: v.member,
-            content_type: "filesystem".into(),
-        })
-        .collect())
+        .find(|v| v.kind == kind && v.name == name)
+        .ok_or_else(|| ApiError::not_found("Storage volume not found"))
+}
+
+/// Volume `name` of type `kind` on pool `pool`.
+pub async fn volume(
+    d: &Daemon,
+    pool: &str,
+    kind: &str,
+    name: &str,
+) -> ApiResult<api::storage::StorageVolume> {
+    Ok(volume_view(volume_record(d, pool, kind, name).await?))
+}
+
+/// The space volume `name` uses, as recorded (its own changes for a layered volume).
+pub async fn volume_state(
+    d: &Daemon,
+    pool: &str,
+    kind: &str,
+    name: &str,
+) -> ApiResult<api::storage::StorageVolumeState> {
+    let v = volume_record(d, pool, kind, name).await?;
+    Ok(api::storage::StorageVolumeState {
+        usage: api::storage::StorageVolumeStateUsage {
+            used: v.size,
+            total: -1,
+        },
+    })
 }
 
 /// Creates a pool, or with `target` defines that member's part of a pending one (see the

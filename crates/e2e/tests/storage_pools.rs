@@ -164,6 +164,19 @@ async fn pools_per_member_and_shared_fs() {
         (Some("m2"), Some("container"))
     );
     assert_eq!(c2["used_by"], json!(["/1.0/instances/c2"]));
+    let one = pool(m1, "/1.0/storage-pools/default/volumes/container/c2").await;
+    assert_eq!(one["location"], "m2");
+    let state = pool(m2, "/1.0/storage-pools/default/volumes/container/c2/state").await;
+    let used = state["usage"]["used"].as_u64().unwrap();
+    assert!(used > 0 && used < 1 << 20, "own changes only: {state}");
+    let r = m1
+        .raw(
+            "GET",
+            "/1.0/storage-pools/default/volumes/container/nope",
+            None,
+        )
+        .await;
+    assert_eq!(r.expect_error(404), "Storage volume not found");
 
     tracing::info!("--- a shared-fs pool: one source, volumes reachable by all");
     let shared = scratch.path().join("shared");

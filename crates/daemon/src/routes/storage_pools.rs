@@ -57,9 +57,31 @@ async fn volumes(
     }))
 }
 
+async fn volume(
+    State(d): State<Daemon>,
+    Path((pool, kind, name)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    Ok(sync(pools::volume(&d, &pool, &kind, &name).await?))
+}
+
+async fn volume_state(
+    State(d): State<Daemon>,
+    Path((pool, kind, name)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    Ok(sync(pools::volume_state(&d, &pool, &kind, &name).await?))
+}
+
 pub fn routes() -> Router<Daemon> {
     Router::new()
         .route("/1.0/storage-pools", get(list).post(create))
         .route("/1.0/storage-pools/{name}", get(get_one))
         .route("/1.0/storage-pools/{name}/volumes", get(volumes))
+        .route(
+            "/1.0/storage-pools/{name}/volumes/{kind}/{volume}",
+            get(volume),
+        )
+        .route(
+            "/1.0/storage-pools/{name}/volumes/{kind}/{volume}/state",
+            get(volume_state),
+        )
 }
