@@ -103,7 +103,7 @@ async fn import_now(d: &Daemon, upload: &Upload, meta: &UploadMeta) -> ApiResult
         filename: imported.filename.clone(),
         size: i64::try_from(imported.size).unwrap_or(i64::MAX),
         architecture: imported.architecture.clone(),
-        kind: imported.kind.clone(),
+        kind: image_kind(&properties).into(),
         public: meta.public,
         properties,
         templates: serde_json::to_value(&imported.templates).unwrap_or_default(),
@@ -135,6 +135,24 @@ async fn import_now(d: &Daemon, upload: &Upload, meta: &UploadMeta) -> ApiResult
         None,
     );
     Ok(imported)
+}
+
+/// `virtual-machine` for an image whose metadata says `properties.type: virtual-machine`
+/// (the busybox-vm image), else `container`.
+pub fn image_kind(properties: &api::ConfigMap) -> &'static str {
+    match properties.get("type").map(String::as_str) {
+        Some("virtual-machine") => "virtual-machine",
+        _ => "container",
+    }
+}
+
+/// The type of the image `fingerprint` (`container` when unknown).
+fn kind_of(images: &[ImageRecord], fingerprint: &str) -> String {
+    images
+        .iter()
+        .find(|i| i.fingerprint == fingerprint)
+        .map_or("container", |i| image_kind(&i.properties))
+        .into()
 }
 
 fn view(rec: ImageRecord, aliases: &[db::images::AliasRecord]) -> Image {
@@ -234,14 +252,16 @@ pub async fn delete(d: &Daemon, fp: &str) -> ApiResult<api::Operation> {
 
 /// All aliases.
 pub async fn aliases(d: &Daemon) -> ApiResult<Vec<ImageAliasesEntry>> {
-    let list = d.read(db::images::aliases).await?;
+    let (list, images) = d
+        .read(|c| Ok((db::images::aliases(c)?, db::images::list(c)?)))
+        .await?;
     Ok(list
         .into_iter()
         .map(|a| ImageAliasesEntry {
+            kind: kind_of(&images, &a.fingerprint),
             name: a.name,
             description: a.description,
             target: a.fingerprint,
-            kind: "container".into(),
         })
         .collect())
 }
@@ -249,13 +269,15 @@ pub async fn aliases(d: &Daemon) -> ApiResult<Vec<ImageAliasesEntry>> {
 /// The alias `name`.
 pub async fn alias(d: &Daemon, name: &str) -> ApiResult<ImageAliasesEntry> {
     let n = name.to_string();
-    d.read(move |c| db::images::alias(c, &n))
-        .await?
+    let (alias, images) = d
+        .read(move |c| Ok((db::images::alias(c, &n)?, db::images::list(c)?)))
+        .await?;
+    alias
         .map(|a| ImageAliasesEntry {
+            kind: kind_of(&images, &a.fingerprint),
             name: a.name,
             description: a.description,
             target: a.fingerprint,
-            kind: "container".into(),
         })
         .ok_or_else(|| ApiError::not_found("Image alias not found"))
 }

@@ -192,3 +192,67 @@ async fn a_vm_lives_through_the_api() {
     assert_eq!(m.status("vm1").await, InstanceStatus::Stopped);
     m.delete("vm1").await.expect("delete");
 }
+
+/// What does this test do?
+///
+/// With LXD's own `lxc` 5.0.2 client: `lxc image import` of the busybox-vm image with alias
+/// `busybox-vm` (listed as a VIRTUAL-MACHINE image), `lxc launch busybox-vm lxcvm1 --vm`,
+/// `lxc list` shows it RUNNING as a VIRTUAL-MACHINE, `lxc exec lxcvm1 -- uname -a` prints the
+/// guest kernel, `lxc stop lxcvm1` stops it, `lxc delete`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lxc_launches_execs_and_stops_a_vm() {
+    if !qemu_installed() {
+        eprintln!("SKIPPED lxc_launches_execs_and_stops_a_vm: qemu-system-x86_64 is not installed");
+        return;
+    }
+    drover_e2e::require_lxc();
+    let m = Member::start().await;
+    let _guard = KillVms(m.state_dir().join("vms"));
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let image = tokio::task::spawn_blocking({
+        let dir = tmp.path().to_path_buf();
+        move || vm_image(&dir)
+    })
+    .await
+    .expect("build the VM image");
+    let image = image.to_string_lossy().into_owned();
+    m.lxc(&["image", "import", &image, "--alias", "busybox-vm"])
+        .await
+        .success();
+    let out = m.lxc(&["image", "list", "-f", "csv"]).await;
+    out.success();
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("busybox-vm,") && l.contains("VIRTUAL-MACHINE")),
+        "{}",
+        out.stdout
+    );
+
+    m.lxc(&[
+        "launch",
+        "busybox-vm",
+        "lxcvm1",
+        "--vm",
+        "-c",
+        "limits.memory=256MiB",
+    ])
+    .await
+    .success();
+    let out = m.lxc(&["list", "-f", "csv", "-c", "nst"]).await;
+    out.success();
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l == "lxcvm1,RUNNING,VIRTUAL-MACHINE"),
+        "{}",
+        out.stdout
+    );
+    let out = m.lxc(&["exec", "lxcvm1", "--", "uname", "-a"]).await;
+    out.success();
+    assert!(out.stdout.contains("amd64"), "{}", out.stdout);
+    m.lxc(&["stop", "lxcvm1"]).await.success();
+    let out = m.lxc(&["list", "-f", "csv", "-c", "ns"]).await;
+    assert!(out.stdout.contains("lxcvm1,STOPPED"), "{}", out.stdout);
+    m.lxc(&["delete", "lxcvm1"]).await.success();
+}
