@@ -32,21 +32,22 @@ pub fn etag(member: &ClusterMember) -> String {
     hex::encode(sha2::Sha256::digest(json.as_bytes()))
 }
 
-/// Refuses config LXD would refuse.
+/// Refuses config LXD would refuse, in LXD's words. An empty value is valid: it unsets
+/// the key (`lxc cluster unset` sends the config with the key set to `""`).
 fn check_config(config: &api::ConfigMap) -> ApiResult<()> {
     for (key, value) in config {
         match key.as_str() {
             SCHEDULER_INSTANCE => {
-                if !["all", "manual", "group"].contains(&value.as_str()) {
+                if !["", "all", "manual", "group"].contains(&value.as_str()) {
                     return Err(ApiError::bad_request(format!(
-                        "Invalid value for {SCHEDULER_INSTANCE:?}: {value:?} (expected all, group or manual)"
+                        "Invalid cluster configuration key {key:?} value"
                     )));
                 }
             }
             k if k.starts_with("user.") => {}
             k => {
                 return Err(ApiError::bad_request(format!(
-                    "Invalid cluster member configuration key {k:?}"
+                    "Invalid cluster configuration key {k:?}"
                 )));
             }
         }
@@ -81,8 +82,10 @@ pub async fn update(
         "groups": current.groups,
         "roles": current.roles,
     });
-    let req: ClusterMemberPut = request(current, body, patch, &["config"])?;
+    let mut req: ClusterMemberPut = request(current, body, patch, &["config"])?;
     check_config(&req.config)?;
+    // As LXD stores member config: a key set to "" is removed.
+    req.config.retain(|_, v| !v.is_empty());
     if let Some(role) = req
         .roles
         .iter()
