@@ -11,12 +11,19 @@
 //!   sends) or `trust_token`. A token is single use; the certificate added is the client's
 //!   own, with the name, type and projects the token was made for. drover has no trust
 //!   password.
+//!
+//! In a cluster a token is redeemed through any member, as LXD looks for the token
+//! operation on every member: a member that does not hold the secret asks the others on
+//! the member-only route `POST /internal/certificate-tokens/{secret}`, which uses the
+//! token up where it was issued and answers the request it was made for. The token
+//! lists every member's address.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use api::certificates::{Certificate, CertificateAddToken, CertificatesPost};
 use api::{Operation, OperationClass};
+use axum::response::IntoResponse;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use db::certificates::CertificateRecord;
@@ -137,7 +144,12 @@ pub async fn add(d: &Daemon, caller: &Caller, mut req: CertificatesPost) -> ApiR
             if secret.is_empty() {
                 return Err(not_authorized());
             }
-            let granted = redeem(d, secret)?;
+            let granted = match redeem(d, secret) {
+                Err(e) if e.status == axum::http::StatusCode::FORBIDDEN => {
+                    redeem_on_peers(d, secret).await.ok_or(e)?
+                }
+                other => other?,
+            };
             // The token decides what is added; the client may not override anything.
             req = CertificatesPost {
                 name: granted.name,
@@ -219,7 +231,14 @@ async fn create_token(d: &Daemon, mut req: CertificatesPost) -> ApiResult<Operat
             "Tokens can only be issued for client certificates",
         ));
     }
-    let addresses = d.https.addresses().await;
+    let mut addresses = d.https.addresses().await;
+    if d.cluster.is_clustered() {
+        for m in d.read(db::members::list).await? {
+            if !m.address.is_empty() && !addresses.contains(&m.address) {
+                addresses.push(m.address);
+            }
+        }
+    }
     if addresses.is_empty() {
         return Err(ApiError::bad_request(
             "Can't issue token when server isn't listening on network",
@@ -275,19 +294,86 @@ async fn create_token(d: &Daemon, mut req: CertificatesPost) -> ApiResult<Operat
     Ok(record)
 }
 
+/// Asks the other members to use up the token encoded in `token` (one this member did not
+/// issue); the request it was made for, or `None` when no member holds it.
+async fn redeem_on_peers(d: &Daemon, token: &str) -> Option<CertificatesPost> {
+    if !d.cluster.is_clustered() {
+        return None;
+    }
+    let secret = decode_token(token)?.secret;
+    if secret.is_empty() || !secret.chars().all(|c| c.is_ascii_hexdigit()) {
+        return None;
+    }
+    let own = d.member();
+    let members = d.read(db::members::list).await.ok()?;
+    for m in members.into_iter().filter(|m| m.name != own) {
+        let Ok(peer) = crate::cluster::peer::Peer::connect(d, &m.name).await else {
+            continue;
+        };
+        let path = format!("/internal/certificate-tokens/{secret}");
+        match peer.request(reqwest::Method::POST, &path, None).await {
+            Ok(reply) => match reply.into_sync::<CertificatesPost>() {
+                Ok(req) => return Some(req),
+                Err(e) => tracing::warn!(member = %m.name, error = %e, "bad token answer"),
+            },
+            Err(e) if e.status == axum::http::StatusCode::FORBIDDEN => {}
+            Err(e) => tracing::warn!(member = %m.name, error = %e, "token look-up failed"),
+        }
+    }
+    None
+}
+
+/// The member-only route redeeming this member's tokens for the others.
+pub fn internal_routes(d: Daemon) -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/internal/certificate-tokens/{secret}",
+            axum::routing::post(redeem_for_member),
+        )
+        .with_state(d)
+}
+
+async fn redeem_for_member(
+    axum::extract::State(d): axum::extract::State<Daemon>,
+    peer: Option<axum::Extension<tls::Peer>>,
+    axum::extract::Path(secret): axum::extract::Path<String>,
+) -> ApiResult<axum::response::Response> {
+    let fingerprint = peer
+        .and_then(|axum::Extension(p)| p.fingerprint)
+        .ok_or_else(not_authorized)?;
+    let store = d.store.clone();
+    if !tokio::task::spawn_blocking(move || {
+        crate::cluster::is_member_fingerprint(&store, &fingerprint)
+    })
+    .await?
+    {
+        return Err(not_authorized());
+    }
+    let req = take(&d, &secret)?;
+    Ok(axum::Json(api::Response::sync(req)).into_response())
+}
+
+fn decode_token(token: &str) -> Option<CertificateAddToken> {
+    base64::engine::general_purpose::STANDARD
+        .decode(token.trim())
+        .ok()
+        .and_then(|json| serde_json::from_slice(&json).ok())
+}
+
 /// Uses up the token encoded in `token` (base64 JSON, as `lxc remote add` sends it) and
 /// returns the request it was made for.
 fn redeem(d: &Daemon, token: &str) -> ApiResult<CertificatesPost> {
-    let decoded: Option<CertificateAddToken> = base64::engine::general_purpose::STANDARD
-        .decode(token.trim())
-        .ok()
-        .and_then(|json| serde_json::from_slice(&json).ok());
-    let Some(decoded) = decoded else {
+    let Some(decoded) = decode_token(token) else {
         // Not a token: it would be a trust password, and drover has none.
         tracing::warn!("refusing a trust password (drover only accepts tokens)");
         return Err(not_authorized());
     };
-    let Some(pending) = lock(&d.cert_tokens.pending).remove(&decoded.secret) else {
+    take(d, &decoded.secret)
+}
+
+/// Uses up this member's token with `secret`.
+fn take(d: &Daemon, secret: &str) -> ApiResult<CertificatesPost> {
+    let Some(pending) = lock(&d.cert_tokens.pending).remove(secret) else {
         return Err(ApiError::forbidden(
             "No matching certificate add operation found",
         ));

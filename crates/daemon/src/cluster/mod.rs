@@ -205,6 +205,7 @@ pub fn internal_router(d: &Daemon) -> axum::Router {
     raft::router(d.replicator(), guard)
         .merge(join::routes(d.clone()))
         .merge(crate::image_share::routes(d.clone()))
+        .merge(crate::certificates::internal_routes(d.clone()))
         .merge(crate::instances::migrate::internal::routes(d.clone()))
 }
 
