@@ -2,14 +2,15 @@
 //! `lxc move --target`), with three real members.
 //!
 //! What does this test do?
-//! - refusals (live move of a running container, unknown target, the member it is on)
-//!   answer at once and change nothing: the container keeps running where it was
+//! - refusals (live move of a running container, unknown, same, evacuated or offline
+//!   target) answer at once and change nothing: the container keeps running where it was
 //! - a running and a stopped busybox container move on a `dir` pool: every file (a
 //!   200 MiB one and many small ones) is byte-identical afterwards, the running one runs on
 //!   the target, the stopped one stays stopped, nothing is left on the source
 //! - the same on a `shared-fs` pool, where only the ownership moves
 //! - killing the target mid-transfer, or a full filesystem on the target, leaves the
-//!   instance whole and running on the source, and nothing on the target
+//!   instance whole and running on the source, and nothing on the target; a source killed
+//!   mid-transfer undoes the move when it starts again
 //! - `lxc move --target` (stopped) and `lxc move --target --stateless` (running) work;
 //!   `lxc move` of a running container without `--stateless` is refused and it keeps running
 //!
@@ -292,7 +293,7 @@ async fn cluster(ips: [&str; 3]) -> (LocalDisks, Vec<Member>) {
 /// Refusals answer at once and change nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn refusals_change_nothing() {
-    let (_disks, ms) = cluster(["127.0.0.70", "127.0.0.71", "127.0.0.72"]).await;
+    let (_disks, mut ms) = cluster(["127.0.0.70", "127.0.0.71", "127.0.0.72"]).await;
     create_on(&ms[0], "m1", "r1", "local", true).await;
 
     tracing::info!("--- a live move of a running container is refused, naming --stateless");
@@ -314,16 +315,41 @@ async fn refusals_change_nothing() {
     assert_eq!(location(&ms[0], "r1").await, "m1");
     assert_eq!(status(&ms[0], "r1").await, "Running");
 
+    tracing::info!("--- an evacuated target");
+    let r = ms[0]
+        .raw(
+            "POST",
+            "/1.0/cluster/members/m2/state",
+            Some(r#"{"action": "evacuate", "mode": ""}"#),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    wait_op(&ms[0], r.metadata()).await.expect("evacuate m2");
+    let err = post_move(&ms[0], "r1", "m2", false).await.expect_error(400);
+    assert!(
+        err.contains("The destination cluster member is evacuated"),
+        "{err}"
+    );
+    assert_eq!(location(&ms[0], "r1").await, "m1");
+    assert_eq!(status(&ms[0], "r1").await, "Running");
+
+    tracing::info!("--- an offline target");
+    ms[2].kill();
+    let err = post_move(&ms[0], "r1", "m3", false).await.expect_error(400);
+    assert!(err.contains("offline"), "{err}");
+    assert_eq!(location(&ms[0], "r1").await, "m1");
+    assert_eq!(status(&ms[0], "r1").await, "Running");
+
     tracing::info!("--- a rename still works");
     ms[0]
         .change_state("r1", "stop", true)
         .await
         .expect("stop r1");
-    let r = ms[1]
+    let r = ms[0]
         .raw("POST", "/1.0/instances/r1", Some(r#"{"name": "r2"}"#))
         .await;
     assert_eq!(r.status, 202, "{}", r.text);
-    wait_op(&ms[1], r.metadata()).await.expect("rename");
+    wait_op(&ms[0], r.metadata()).await.expect("rename");
     assert_eq!(location(&ms[0], "r2").await, "m1");
 }
 

@@ -99,6 +99,7 @@ pub(super) struct Reporter {
     pass_started: Instant,
     pass_base: u64,
     last: Option<Instant>,
+    started: Instant,
 }
 
 impl Reporter {
@@ -114,11 +115,19 @@ impl Reporter {
             pass_started: Instant::now(),
             pass_base: 0,
             last: None,
+            started: Instant::now(),
         }
     }
 
     /// Enters `stage` and reports it.
     pub(super) fn stage(&mut self, stage: MoveStage) {
+        tracing::info!(
+            instance = %self.progress.instance,
+            ?stage,
+            ms = self.started.elapsed().as_millis(),
+            bytes = self.progress.bytes_sent,
+            "move stage"
+        );
         self.progress.stage = stage;
         self.progress.speed = 0;
         self.pass_started = Instant::now();
