@@ -193,3 +193,93 @@ pub async fn create(d: &Daemon, project: &str, req: api::profiles::ProfilesPost)
     );
     Ok(())
 }
+
+/// Deletes profile `name` (`lxc profile delete`), as LXD 5.0.2 does: never `default`, never
+/// one an instance uses.
+///
+/// # Errors
+///
+/// 403 for `default`, 404 for an unknown profile, 400 while it is in use.
+pub async fn delete(d: &Daemon, project: &str, name: &str) -> ApiResult<()> {
+    Daemon::check_project(project)?;
+    if name == "default" {
+        return Err(ApiError::forbidden(
+            r#"The "default" profile cannot be deleted"#,
+        ));
+    }
+    let current = get(d, project, name).await?;
+    if !current.used_by.is_empty() {
+        return Err(ApiError::bad_request("Profile is currently in use"));
+    }
+    d.write(db::Command::DeleteProfile {
+        project: project.to_string(),
+        name: name.to_string(),
+    })
+    .await?;
+    d.bus.lifecycle(
+        "profile-deleted",
+        format!("/1.0/profiles/{name}"),
+        project,
+        None,
+    );
+    Ok(())
+}
+
+/// Renames profile `name` to `new_name` (`lxc profile rename`); the instances using it
+/// keep using it under its new name.
+///
+/// # Errors
+///
+/// 403 for `default`, 400 for a bad new name, 404 for an unknown profile, 409 when the
+/// new name is taken.
+pub async fn rename(d: &Daemon, project: &str, name: &str, new_name: &str) -> ApiResult<()> {
+    Daemon::check_project(project)?;
+    if name == "default" {
+        return Err(ApiError::forbidden(
+            r#"The "default" profile cannot be renamed"#,
+        ));
+    }
+    if new_name.is_empty() {
+        return Err(ApiError::bad_request("No name provided"));
+    }
+    if new_name.contains('/') {
+        return Err(ApiError::bad_request(
+            "Profile names may not contain slashes",
+        ));
+    }
+    if [".", ".."].contains(&new_name) {
+        return Err(ApiError::bad_request(format!(
+            "Invalid profile name {new_name:?}"
+        )));
+    }
+    get(d, project, name).await?;
+    let (p, n) = (project.to_string(), new_name.to_string());
+    if d.read(move |c| db::profiles::get(c, &p, &n))
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::conflict(format!(
+            "Name {new_name:?} already in use"
+        )));
+    }
+    d.write(db::Command::RenameProfile {
+        project: project.to_string(),
+        name: name.to_string(),
+        new_name: new_name.to_string(),
+    })
+    .await
+    .map_err(|e| {
+        if e.status == axum::http::StatusCode::CONFLICT {
+            ApiError::conflict(format!("Name {new_name:?} already in use"))
+        } else {
+            e
+        }
+    })?;
+    d.bus.lifecycle(
+        "profile-renamed",
+        format!("/1.0/profiles/{new_name}"),
+        project,
+        None,
+    );
+    Ok(())
+}

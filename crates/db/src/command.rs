@@ -372,6 +372,22 @@ pub enum Command {
         /// `"container"`.
         kind: String,
     },
+    /// Delete profile `name` of `project` (refused while an instance uses it).
+    DeleteProfile {
+        /// Project.
+        project: String,
+        /// Profile name.
+        name: String,
+    },
+    /// Rename profile `name` of `project` to `new_name`, in the instances using it too.
+    RenameProfile {
+        /// Project.
+        project: String,
+        /// Current name.
+        name: String,
+        /// New name.
+        new_name: String,
+    },
 }
 
 fn json<T: Serialize>(v: &T) -> Result<String> {
@@ -819,6 +835,43 @@ pub fn apply(tx: &Transaction<'_>, cmd: &Command) -> Result<()> {
             name,
             kind,
         } => crate::volumes::delete(tx, pool, project, name, kind)?,
+        Command::DeleteProfile { project, name } => {
+            if !crate::instances::using_profile(tx, project, name)?.is_empty() {
+                return Err(Error::Refused(format!("profile {name:?} is in use")));
+            }
+            let n = tx.execute(
+                "DELETE FROM profiles WHERE project = ?1 AND name = ?2",
+                params![project, name],
+            )?;
+            expect_one(n, || format!("profile {name:?}"))?;
+        }
+        Command::RenameProfile {
+            project,
+            name,
+            new_name,
+        } => {
+            let n = tx
+                .execute(
+                    "UPDATE profiles SET name = ?3 WHERE project = ?1 AND name = ?2",
+                    params![project, name, new_name],
+                )
+                .map_err(|e| map_unique(e, || format!("profile {new_name:?}")))?;
+            expect_one(n, || format!("profile {name:?}"))?;
+            for inst in crate::instances::list(tx, project)? {
+                if !inst.profiles.contains(name) {
+                    continue;
+                }
+                let profiles: Vec<&String> = inst
+                    .profiles
+                    .iter()
+                    .map(|p| if p == name { new_name } else { p })
+                    .collect();
+                tx.execute(
+                    "UPDATE instances SET profiles = ?3 WHERE project = ?1 AND name = ?2",
+                    params![project, inst.name, json(&profiles)?],
+                )?;
+            }
+        }
     }
     Ok(())
 }

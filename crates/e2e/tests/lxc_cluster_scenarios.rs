@@ -348,3 +348,93 @@ async fn an_operator_runs_a_cluster_with_lxc() {
     m2.lxc(&["cluster", "remove", "m3"]).await.success();
     all_members(&m1, 2, "ONLINE").await;
 }
+
+/// What does this test do?
+///
+/// One member, `lxc profile` the way an operator uses it: create and set a profile, launch
+/// with it, rename it (the instance follows), delete refused while used and for
+/// `default`, removed from the instance then deleted; every refusal in LXD's words and
+/// changing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profiles_are_renamed_and_deleted_with_lxc() {
+    require_lxc();
+    let m = Member::start().await;
+    m.import_busybox().await;
+
+    m.lxc(&["profile", "create", "small"]).await.success();
+    m.lxc(&["profile", "set", "small", "limits.memory", "64MiB"])
+        .await
+        .success();
+    m.lxc(&["launch", "busybox", "scnp1", "-p", "default", "-p", "small"])
+        .await
+        .success();
+    let out = m
+        .lxc(&["config", "get", "scnp1", "limits.memory", "--expanded"])
+        .await;
+    assert_eq!(out.success().stdout, "64MiB\n");
+
+    tracing::info!("--- refusals change nothing");
+    let out = m.lxc(&["profile", "delete", "default"]).await;
+    assert!(
+        out.failure()
+            .contains(r#"The "default" profile cannot be deleted"#),
+        "{}",
+        out.stderr
+    );
+    let out = m.lxc(&["profile", "rename", "default", "other"]).await;
+    assert!(
+        out.failure()
+            .contains(r#"The "default" profile cannot be renamed"#),
+        "{}",
+        out.stderr
+    );
+    let out = m.lxc(&["profile", "delete", "small"]).await;
+    assert!(
+        out.failure().contains("Profile is currently in use"),
+        "{}",
+        out.stderr
+    );
+    m.lxc(&["profile", "create", "taken"]).await.success();
+    let out = m.lxc(&["profile", "rename", "small", "taken"]).await;
+    assert!(
+        out.failure().contains(r#"Name "taken" already in use"#),
+        "{}",
+        out.stderr
+    );
+    let out = m.lxc(&["profile", "delete", "nosuch"]).await;
+    assert!(out.failure().contains("not found"), "{}", out.stderr);
+
+    tracing::info!("--- rename: the instance follows");
+    m.lxc(&["profile", "rename", "small", "tiny"])
+        .await
+        .success();
+    let out = m.lxc(&["config", "show", "scnp1"]).await;
+    assert!(out.success().stdout.contains("- tiny"), "{}", out.stdout);
+    let out = m.lxc(&["profile", "show", "tiny"]).await;
+    assert!(
+        out.success().stdout.contains("/1.0/instances/scnp1"),
+        "{}",
+        out.stdout
+    );
+    let out = m
+        .lxc(&["config", "get", "scnp1", "limits.memory", "--expanded"])
+        .await;
+    assert_eq!(out.success().stdout, "64MiB\n");
+    m.lxc(&["restart", "--force", "scnp1"]).await.success();
+
+    tracing::info!("--- delete once unused");
+    m.lxc(&["profile", "remove", "scnp1", "tiny"])
+        .await
+        .success();
+    m.lxc(&["profile", "delete", "tiny"]).await.success();
+    m.lxc(&["profile", "delete", "taken"]).await.success();
+    let out = m.lxc(&["profile", "list", "-f", "csv"]).await;
+    let names: Vec<&str> = out
+        .success()
+        .stdout
+        .lines()
+        .filter_map(|l| l.split(',').next())
+        .collect();
+    assert_eq!(names, ["default"], "{}", out.stdout);
+    m.lxc(&["delete", "--force", "scnp1"]).await.success();
+}

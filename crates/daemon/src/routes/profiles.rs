@@ -58,8 +58,42 @@ async fn patch(
     Ok(empty())
 }
 
+async fn delete(
+    State(d): State<Daemon>,
+    Path(name): Path<String>,
+    Query(q): Query<CommonQuery>,
+) -> ApiResult<Response> {
+    profiles::delete(&d, q.project(), &name).await?;
+    Ok(empty())
+}
+
+/// `POST /1.0/profiles/{name}` with `{"name": "new"}`: a rename.
+#[derive(Debug, serde::Deserialize)]
+struct ProfilePost {
+    #[serde(default)]
+    name: String,
+}
+
+async fn rename(
+    State(d): State<Daemon>,
+    Path(name): Path<String>,
+    Query(q): Query<CommonQuery>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let req: ProfilePost = parse_body(&body)?;
+    profiles::rename(&d, q.project(), &name, &req.name).await?;
+    Ok(empty())
+}
+
 pub fn routes() -> Router<Daemon> {
     Router::new()
         .route("/1.0/profiles", get(list).post(create))
-        .route("/1.0/profiles/{name}", get(get_one).put(put).patch(patch))
+        .route(
+            "/1.0/profiles/{name}",
+            get(get_one)
+                .put(put)
+                .patch(patch)
+                .delete(delete)
+                .post(rename),
+        )
 }
