@@ -65,8 +65,8 @@ pub(super) async fn run(d: &Daemon, mut plan: Plan, opts: &MoveOptions) -> ApiRe
     };
     match forward(d, &plan, &mut rep, &mut ctx).await {
         Ok(running) => {
-            let downtime = match (ctx.stopped_at, running) {
-                (Some(t), true) => Some(millis(t.elapsed())),
+            let downtime = match (ctx.stopped_at, rep.running_at(), running) {
+                (Some(stop), Some(start), true) => Some(millis(start.duration_since(stop))),
                 _ => None,
             };
             let report = MoveReport {
@@ -219,7 +219,12 @@ pub(super) async fn finish(d: &Daemon, plan: &Plan, rep: &mut Reporter) -> ApiRe
     rep.stage(MoveStage::Starting);
     let started = internal::finish(&peer, plan).await;
     let running = match started {
-        Ok(running) => running,
+        Ok(running) => {
+            if running {
+                rep.running_on_target();
+            }
+            running
+        }
         Err(e) if e.status == axum::http::StatusCode::SERVICE_UNAVAILABLE => {
             return Err(ApiError {
                 status: e.status,

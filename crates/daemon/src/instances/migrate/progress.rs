@@ -100,6 +100,7 @@ pub(super) struct Reporter {
     pass_base: u64,
     last: Option<Instant>,
     started: Instant,
+    running_at: Option<Instant>,
 }
 
 impl Reporter {
@@ -116,6 +117,7 @@ impl Reporter {
             pass_base: 0,
             last: None,
             started: Instant::now(),
+            running_at: None,
         }
     }
 
@@ -149,6 +151,16 @@ impl Reporter {
         {
             self.emit();
         }
+    }
+
+    /// Records that the instance runs on the target from now on.
+    pub(super) fn running_on_target(&mut self) {
+        self.running_at = Some(Instant::now());
+    }
+
+    /// When the instance started on the target, if it did.
+    pub(super) fn running_at(&self) -> Option<Instant> {
+        self.running_at
     }
 
     /// Bytes sent so far.
