@@ -10,8 +10,8 @@
 //! `cluster.evacuate`; `auto` live-migrates what can, migrates what can move and stops what
 //! is tied to the member; targets are members in `created` state, online, of the same
 //! architecture, in the instance's cluster group, whose `scheduler.instance` allows it,
-//! with room for its `limits.memory` / `limits.cpu` (counting what this same plan already
-//! promised them), least loaded first. No target means stopped in place, with the reason.
+//! with room for its `limits.memory` / `limits.cpu` (counting what its instances, running
+//! or not, are promised and what this same plan already promised it), least loaded first. No target means stopped in place, with the reason.
 //!
 //! [`scheduler::place`] applies the same rules to one new instance without a target (or
 //! with `@group`): the least loaded eligible member, or why each member was turned down.

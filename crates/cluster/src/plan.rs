@@ -70,7 +70,7 @@ impl Memory {
     }
 }
 
-/// An instance's demand on the member it runs on.
+/// An instance's demand on the member that holds it.
 #[derive(Debug, Clone, Copy)]
 struct Demand {
     memory: Option<Memory>,
@@ -94,7 +94,8 @@ impl Demand {
     }
 }
 
-/// What a member carries: instances, and memory and CPUs of those that run there.
+/// What a member carries: its instances and the memory and CPUs they are promised (running
+/// or not, as the scheduler counts them).
 #[derive(Debug, Clone, Copy, Default)]
 struct Load {
     instances: u64,
@@ -157,11 +158,9 @@ impl<'a> Planner<'a> {
             if let Some(&i) = index.get(inst.member.as_str()) {
                 let l = &mut load[i];
                 l.instances += 1;
-                if inst.running {
-                    let d = Demand::of(inst);
-                    l.memory += d.memory_on(&snapshot.members[i]);
-                    l.cpus += d.cpus;
-                }
+                let d = Demand::of(inst);
+                l.memory += d.memory_on(&snapshot.members[i]);
+                l.cpus += d.cpus;
             }
         }
         Self {
@@ -171,14 +170,13 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// Whether member `i` can take `inst` (which will run there when `runs`).
+    /// Whether member `i` can take `inst`.
     fn check(
         &self,
         i: usize,
         inst: &InstanceInfo,
         group: &str,
         demand: &Demand,
-        runs: bool,
     ) -> Result<(), Refusal> {
         let m = &self.members[i];
         if m.name == self.source || m.state != MemberState::Created || !m.online {
@@ -202,30 +200,28 @@ impl<'a> Planner<'a> {
         {
             return Err(Refusal::Pool);
         }
-        if runs {
-            let l = &self.load[i];
-            if let Some(total) = m.memory
-                && l.memory.saturating_add(demand.memory_on(m)) > total
-            {
-                return Err(Refusal::Memory);
-            }
-            if let Some(total) = m.cpus
-                && l.cpus.saturating_add(demand.cpus) > total
-            {
-                return Err(Refusal::Cpu);
-            }
+        let l = &self.load[i];
+        if let Some(total) = m.memory
+            && l.memory.saturating_add(demand.memory_on(m)) > total
+        {
+            return Err(Refusal::Memory);
+        }
+        if let Some(total) = m.cpus
+            && l.cpus.saturating_add(demand.cpus) > total
+        {
+            return Err(Refusal::Cpu);
         }
         Ok(())
     }
 
     /// The least loaded member that can take `inst`, promised to it; or why none can.
-    fn place(&mut self, inst: &InstanceInfo, runs: bool) -> Result<usize, String> {
+    fn place(&mut self, inst: &InstanceInfo) -> Result<usize, String> {
         let group = inst.config_value(GROUP_KEY);
         let demand = Demand::of(inst);
         let mut best: Option<usize> = None;
         let mut furthest = Refusal::Unavailable;
         for i in 0..self.members.len() {
-            match self.check(i, inst, group, &demand, runs) {
+            match self.check(i, inst, group, &demand) {
                 Ok(()) => {
                     let better = match best {
                         None => true,
@@ -248,10 +244,8 @@ impl<'a> Planner<'a> {
         let m = &self.members[i];
         let l = &mut self.load[i];
         l.instances += 1;
-        if runs {
-            l.memory += demand.memory_on(m);
-            l.cpus += demand.cpus;
-        }
+        l.memory += demand.memory_on(m);
+        l.cpus += demand.cpus;
         Ok(i)
     }
 
@@ -274,14 +268,11 @@ impl<'a> Planner<'a> {
                     format!("root volume on local pool {pool:?} not on any target")
                 }
             }
-            Refusal::Memory => {
-                let need = match demand.memory {
-                    Some(Memory::Bytes(b)) => human(b),
-                    Some(Memory::Percent(p)) => format!("{p}% of its memory"),
-                    None => "the memory".into(),
-                };
-                format!("no member has {need} of memory free")
-            }
+            Refusal::Memory => match demand.memory {
+                Some(Memory::Percent(p)) => format!("no member has {p}% of its memory free"),
+                Some(Memory::Bytes(b)) => format!("no member has {} of memory free", human(b)),
+                None => "no member has memory free".into(),
+            },
             Refusal::Cpu => format!("no member has {} CPUs free", demand.cpus),
         }
     }
@@ -376,7 +367,7 @@ fn decide(planner: &mut Planner<'_>, inst: &InstanceInfo, mode: EvacuateMode) ->
             let live = inst.running
                 && inst.can_live_migrate
                 && matches!(policy, EvacuateMode::Auto | EvacuateMode::LiveMigrate);
-            match planner.place(inst, inst.running) {
+            match planner.place(inst) {
                 Ok(i) => {
                     let name = planner.members[i].name.clone();
                     d.action = if live {
@@ -479,8 +470,12 @@ mod tests {
         assert_eq!(plan[0].target.as_deref(), Some("m2"));
         assert_eq!(plan[1].action, PlanAction::Stop);
         assert_eq!(plan[1].reason, "no member has 4 GiB of memory free");
-        // A stopped instance asks for no memory on its target.
-        assert_eq!(plan[2].action, PlanAction::Migrate);
+        // Memory is promised to stopped instances too (as the scheduler counts it).
+        assert_eq!(plan[2].action, PlanAction::None);
+        assert_eq!(
+            plan[2].reason,
+            "already stopped; no member has 4 GiB of memory free"
+        );
     }
 
     #[test]

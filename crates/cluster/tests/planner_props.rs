@@ -5,7 +5,8 @@
 //!   in groups, with and without memory/CPU capacity; instances with random policies,
 //!   limits, pools, ties and power states;
 //! - checks that an evacuation plan never targets the source, an unavailable member or a
-//!   member over capacity (counting what the same plan promised it), has exactly one
+//!   member over capacity (every instance it holds, running or not, plus what the same
+//!   plan promised it), has exactly one
 //!   decision per instance of the source, a target exactly for moves, a reason always;
 //! - and that the same snapshot, in any order, gives the same plan.
 
@@ -170,7 +171,7 @@ proptest! {
         // Memory and CPUs each member carries, plus what the plan promised.
         let mut mem: BTreeMap<&str, u64> = BTreeMap::new();
         let mut cpu: BTreeMap<&str, u64> = BTreeMap::new();
-        for i in snap.instances.iter().filter(|i| i.running) {
+        for i in &snap.instances {
             if let Some(m) = snap.members.iter().find(|m| m.name == i.member) {
                 *mem.entry(&m.name).or_default() += memory_on(i, m);
                 *cpu.entry(&m.name).or_default() += cpus(i);
@@ -201,10 +202,8 @@ proptest! {
             if let Some(g) = inst.config.get("volatile.cluster.group") {
                 prop_assert!(m.groups.contains(g));
             }
-            if inst.running {
-                *mem.entry(&m.name).or_default() += memory_on(inst, m);
-                *cpu.entry(&m.name).or_default() += cpus(inst);
-            }
+            *mem.entry(&m.name).or_default() += memory_on(inst, m);
+            *cpu.entry(&m.name).or_default() += cpus(inst);
         }
         for m in &snap.members {
             let (b, a) = (before_mem.get(m.name.as_str()).copied().unwrap_or(0), mem.get(m.name.as_str()).copied().unwrap_or(0));
