@@ -1,7 +1,7 @@
 //! Evacuating and restoring a member (`POST /1.0/cluster/members/{name}/state`), LXD's
 //! evacuation test matrix on three real members with real containers.
 //!
-//! Members listen on 127.0.0.80–89 (free ports).
+//! Members listen on 127.0.0.80–89 (free ports; the last test puts three on .89).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -701,4 +701,89 @@ async fn coordinator_killed_mid_evacuation_resumes() {
         let holder = if loc == "m2" { &ms[1] } else { &ms[2] };
         holder.change_state(n, "stop", true).await.expect("stop");
     }
+}
+
+/// What does this test do?
+/// - forms a three-member cluster (all on 127.0.0.89); m2 and m3 each hold a running
+///   container promised 70% of their memory; m1 holds `big` (70%, running), `off` (70%,
+///   stopped) and `tiny` (64 MiB, running)
+/// - a dry run of evacuating m1 says `big` is stopped in place because no member has 70% of
+///   its memory free, `off` stays, `tiny` migrates
+/// - the real evacuation does exactly what the dry run said (same actions, same targets)
+/// - a restore brings `tiny` home and starts `big` again
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_of_what_cannot_fit_is_what_happens() {
+    let disks = tempfile::tempdir().expect("disks");
+    let ms = form_cluster(&["127.0.0.89", "127.0.0.89", "127.0.0.89"]).await;
+    let (m1, m2, m3) = (&ms[0], &ms[1], &ms[2]);
+    m1.import_busybox().await;
+    local_pool(&ms, disks.path(), "local").await;
+    let hog = [("limits.memory", "70%")];
+    create_on(m1, "m2", "hog2", "local", &hog).await;
+    create_on(m1, "m3", "hog3", "local", &hog).await;
+    create_on(m1, "m1", "big", "local", &hog).await;
+    create_on(m1, "m1", "off", "local", &hog).await;
+    create_on(m1, "m1", "tiny", "local", &[("limits.memory", "64MiB")]).await;
+    m1.change_state("off", "stop", true)
+        .await
+        .expect("stop off");
+
+    tracing::info!("--- dry run");
+    let dry = member_state(m2, "m1", json!({"action": "evacuate", "dry_run": true}))
+        .await
+        .expect("dry run");
+    let planned = plan_of(&dry);
+    assert_eq!(planned["big"]["action"], "stop", "{dry}");
+    assert_eq!(
+        planned["big"]["reason"], "no member has 70% of its memory free",
+        "{dry}"
+    );
+    assert_eq!(planned["off"]["action"], "none", "{dry}");
+    assert_eq!(planned["tiny"]["action"], "migrate", "{dry}");
+    let out = m3.drover(&["cluster", "evacuate", "m1", "--dry-run"]).await;
+    assert!(
+        out.success()
+            .stdout
+            .contains("no member has 70% of its memory free"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(member_status(m1, "m1").await, "Online");
+
+    tracing::info!("--- the real run does what the dry run said");
+    let done = member_state(m3, "m1", json!({"action": "evacuate"}))
+        .await
+        .expect("evacuation");
+    let happened = plan_of(&done);
+    for (name, entry) in &planned {
+        assert_eq!(happened[name]["action"], entry["action"], "{name}: {done}");
+        assert_eq!(happened[name]["target"], entry["target"], "{name}: {done}");
+        assert_eq!(happened[name]["step"], "done", "{name}: {done}");
+    }
+    let all = instances(m2).await;
+    assert_eq!(where_is(&all, "big"), ("m1".into(), "Stopped".into()));
+    assert_eq!(where_is(&all, "off"), ("m1".into(), "Stopped".into()));
+    let target = planned["tiny"]["target"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(where_is(&all, "tiny"), (target, "Running".into()));
+
+    tracing::info!("--- restore");
+    member_state(m2, "m1", json!({"action": "restore"}))
+        .await
+        .expect("restore");
+    let all = instances(m3).await;
+    assert_eq!(where_is(&all, "big"), ("m1".into(), "Running".into()));
+    assert_eq!(where_is(&all, "tiny"), ("m1".into(), "Running".into()));
+    assert_eq!(where_is(&all, "off"), ("m1".into(), "Stopped".into()));
+    for n in ["big", "tiny"] {
+        m1.change_state(n, "stop", true).await.expect("stop");
+    }
+    m2.change_state("hog2", "stop", true)
+        .await
+        .expect("stop hog2");
+    m3.change_state("hog3", "stop", true)
+        .await
+        .expect("stop hog3");
 }
