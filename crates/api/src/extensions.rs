@@ -20,6 +20,8 @@ pub const API_EXTENSIONS: &[&str] = &[
     "image_create_aliases",
     "container_exec_recording",
     "container_exec_user_group_cwd",
+    // `GET`/`POST /1.0/instances/{name}/console` (virtual machines' serial console).
+    "console",
     // `POST /1.0/certificates` with `token: true` (`lxc config trust add` needs it).
     "certificate_token",
     // `GET`/`PUT /1.0/cluster`, `GET /1.0/cluster/members[/{name}]`.

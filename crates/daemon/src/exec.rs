@@ -32,7 +32,7 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One exec waiting for, or using, its websockets.
 #[derive(Debug)]
-struct Session {
+pub(crate) struct Session {
     /// fd name (`"0"`, `"1"`, `"2"`, `"control"`) → secret.
     secrets: BTreeMap<String, String>,
     conns: Mutex<HashMap<String, WebSocket>>,
@@ -71,6 +71,23 @@ impl ExecSessions {
         true
     }
 
+    /// Registers a session of websockets `secrets` (fd name → secret) for operation
+    /// `op_id`; the console uses the same websockets as exec.
+    pub(crate) fn register(&self, op_id: &str, secrets: BTreeMap<String, String>) -> Arc<Session> {
+        let session = Arc::new(Session {
+            secrets,
+            conns: Mutex::default(),
+            connected: Notify::new(),
+        });
+        lock(&self.map).insert(op_id.to_string(), session.clone());
+        session
+    }
+
+    /// Forgets the session of operation `op_id`.
+    pub(crate) fn unregister(&self, op_id: &str) {
+        lock(&self.map).remove(op_id);
+    }
+
     /// Whether `secret` opens a websocket of operation `op_id` (checked before upgrading).
     pub fn knows(&self, op_id: &str, secret: &str) -> bool {
         lock(&self.map)
@@ -79,7 +96,7 @@ impl ExecSessions {
     }
 }
 
-fn secret() -> String {
+pub(crate) fn secret() -> String {
     format!(
         "{}{}",
         uuid::Uuid::new_v4().simple(),
@@ -244,7 +261,7 @@ fn exec_without_websockets(
     Ok(record)
 }
 
-async fn wait_connected(session: &Session, required: &[&str]) -> ApiResult<()> {
+pub(crate) async fn wait_connected(session: &Session, required: &[&str]) -> ApiResult<()> {
     let all = || {
         let conns = lock(&session.conns);
         required.iter().all(|f| conns.contains_key(*f))
@@ -262,7 +279,7 @@ async fn wait_connected(session: &Session, required: &[&str]) -> ApiResult<()> {
     .map_err(|_| ApiError::bad_request("Timed out waiting for websockets to connect"))
 }
 
-fn take(session: &Session, fd: &str) -> Option<WebSocket> {
+pub(crate) fn take(session: &Session, fd: &str) -> Option<WebSocket> {
     lock(&session.conns).remove(fd)
 }
 

@@ -11,6 +11,7 @@
 mod auth;
 mod certificates;
 mod cluster;
+mod console;
 mod error;
 mod exec;
 mod filter;

@@ -50,6 +50,59 @@ fn vm_image(dir: &Path) -> PathBuf {
     out
 }
 
+/// Types a command into `lxc console NAME` and waits for its output, then detaches.
+async fn interactive_console(m: &Member, name: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let base = m.lxc_command(&[]);
+    let mut cmd = tokio::process::Command::new("script");
+    cmd.args(["-qfec", &format!("lxc console {name}"), "/dev/null"]);
+    for (k, v) in base.as_std().get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn script -c lxc console");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = seen.clone();
+    let reader = tokio::spawn(async move {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .expect("console output")
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !seen.lock().expect("console output").contains("con-42") {
+        assert!(
+            Instant::now() < deadline,
+            "no answer on the console: {:?}",
+            seen.lock().expect("console output")
+        );
+        let _ = stdin.write_all(b"echo con-$((6*7))\n").await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    // lxc looks at the first byte of each read for its escape: send them apart.
+    let _ = stdin.write_all(b"\x01").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = stdin.write_all(b"q").await;
+    let exited = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    assert!(exited.is_ok(), "lxc console did not detach on ctrl-a q");
+    reader.abort();
+}
+
 fn vm_request(name: &str, memory: &str, alias: &str) -> api::InstancesPost {
     api::InstancesPost {
         name: name.into(),
@@ -251,6 +304,13 @@ async fn lxc_launches_execs_and_stops_a_vm() {
     let out = m.lxc(&["exec", "lxcvm1", "--", "uname", "-a"]).await;
     out.success();
     assert!(out.stdout.contains("amd64"), "{}", out.stdout);
+    // The serial console: its log, then an interactive `lxc console` (under `script`, which
+    // gives it the terminal it wants), detached with ctrl-a q.
+    let out = m.lxc(&["console", "lxcvm1", "--show-log"]).await;
+    out.success();
+    assert!(out.stdout.contains("DROVER-VM-READY"), "{}", out.stdout);
+    interactive_console(&m, "lxcvm1").await;
+
     m.lxc(&["stop", "lxcvm1"]).await.success();
     let out = m.lxc(&["list", "-f", "csv", "-c", "ns"]).await;
     assert!(out.stdout.contains("lxcvm1,STOPPED"), "{}", out.stdout);

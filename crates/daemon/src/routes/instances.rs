@@ -187,6 +187,28 @@ async fn exec(
     ))
 }
 
+/// `GET /1.0/instances/{name}/console`: what a VM's serial console printed.
+async fn console_log(
+    State(d): State<Daemon>,
+    Path(name): Path<String>,
+    Query(q): Query<CommonQuery>,
+) -> ApiResult<Response> {
+    Ok(crate::console::log(&d, q.project(), &name)
+        .await?
+        .into_response())
+}
+
+/// `POST /1.0/instances/{name}/console`: attach to a VM's serial console.
+async fn console(
+    State(d): State<Daemon>,
+    Path(name): Path<String>,
+    Query(q): Query<CommonQuery>,
+) -> ApiResult<Response> {
+    Ok(accepted(
+        crate::console::attach(&d, q.project(), &name).await?,
+    ))
+}
+
 /// Snapshots and backups are not supported yet: the lists exist and are empty, which is what
 /// `lxc list` and `lxc info` read.
 async fn empty_list(
@@ -231,6 +253,10 @@ pub fn routes() -> Router<Daemon> {
         )
         .route("/1.0/instances/{name}/state", get(get_state).put(put_state))
         .route("/1.0/instances/{name}/exec", post(exec))
+        .route(
+            "/1.0/instances/{name}/console",
+            get(console_log).post(console),
+        )
         .route("/1.0/instances/{name}/snapshots", get(empty_list))
         .route("/1.0/instances/{name}/logs", get(logs))
         .route("/1.0/instances/{name}/logs/{file}", get(log_file))
