@@ -12,7 +12,8 @@
 //!   instance whole and running on the source, and nothing on the target; a source killed
 //!   mid-transfer undoes the move when it starts again
 //! - `lxc move --target` (stopped) and `lxc move --target --stateless` (running) work;
-//!   `lxc move` of a running container without `--stateless` is refused and it keeps running
+//!   `lxc move` of a running container without `--stateless` is refused and it keeps
+//!   running; a stopped one with `boot.autostart` starts on its target
 //!
 //! Members listen on 127.0.0.70–79 (free ports).
 
@@ -579,6 +580,17 @@ async fn lxc_move_target() {
     ms[2].lxc(&["move", "l2", "--target", "m3"]).await.success();
     assert_eq!(location(&ms[0], "l2").await, "m3");
     assert_eq!(status(&ms[2], "l2").await, "Stopped");
+
+    tracing::info!("--- a stopped container with boot.autostart starts on its target");
+    create_on(&ms[0], "m1", "l3", "local", false).await;
+    ms[0]
+        .lxc(&["config", "set", "l3", "boot.autostart", "true"])
+        .await
+        .success();
+    ms[0].lxc(&["move", "l3", "--target", "m2"]).await.success();
+    assert_eq!(location(&ms[0], "l3").await, "m2");
+    assert_eq!(status(&ms[1], "l3").await, "Running");
+    ms[1].change_state("l3", "stop", true).await.expect("stop");
 
     tracing::info!("--- drover move, back to m1");
     let out = tokio::process::Command::new(droverd_bin().with_file_name("drover"))

@@ -29,6 +29,8 @@ pub(super) struct Plan {
     pub was_running: bool,
     /// Whether it runs on the target afterwards.
     pub start_after: bool,
+    /// Its `boot.autostart` (expanded): a stopped instance with it starts on the target.
+    pub autostart: bool,
 }
 
 impl Plan {
@@ -132,6 +134,9 @@ pub(super) async fn check(
         .unwrap_or_else(|| Ok(Vec::new()))
         .map_err(crate::instances::missing_profile)?;
     let devices = expand_devices(&rec.devices, &profiles);
+    let autostart = crate::instances::validate::is_true(
+        crate::instances::expand_config(&rec.config, &profiles).get("boot.autostart"),
+    );
     for (dev, conf) in &devices {
         let kind = conf.get("type").map(String::as_str).unwrap_or("");
         let is_root = kind == "disk" && conf.get("path").map(String::as_str) == Some("/");
@@ -161,7 +166,8 @@ pub(super) async fn check(
         pool,
         copy_data,
         was_running,
-        start_after: was_running || opts.start,
+        start_after: was_running || opts.start || autostart,
+        autostart,
     };
     target_accepts(d, &plan).await?;
     Ok(plan)

@@ -37,7 +37,7 @@ pub(super) async fn run(d: &Daemon, mut plan: Plan, opts: &MoveOptions) -> ApiRe
             "Unable to perform container live migration. CRIU isn't installed: move it stopped with --stateless",
         ));
     }
-    plan.start_after = plan.was_running || opts.start;
+    plan.start_after = plan.was_running || opts.start || plan.autostart;
 
     let record = MoveRecord {
         id: plan.id.clone(),

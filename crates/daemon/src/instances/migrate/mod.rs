@@ -58,8 +58,8 @@ pub struct MoveOptions {
     /// The move id: a retry with the id of a move that already finished returns its
     /// outcome instead of moving again. A new UUID when `None`.
     pub id: Option<String>,
-    /// Start the instance on the target even if it was stopped (evacuation's
-    /// `boot.autostart`). A running instance always runs on the target afterwards.
+    /// Start the instance on the target even if it was stopped. A running instance, or a
+    /// stopped one with `boot.autostart=true`, runs on the target afterwards anyway.
     pub start: bool,
     /// Told of every progress change.
     pub progress: Option<ProgressFn>,

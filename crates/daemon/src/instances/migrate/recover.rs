@@ -93,6 +93,7 @@ async fn as_source(d: &Daemon, m: &MoveRecord) -> ApiResult<bool> {
         copy_data: m.copy_data,
         was_running: m.was_running,
         start_after: m.was_running,
+        autostart: false,
     };
     let lock = d.instance_lock(&plan.volume());
     let _guard = lock.lock().await;
