@@ -9,6 +9,12 @@ pub const API_EXTENSIONS: &[&str] = &[
     "patch",
     "container_exec_signal_handling",
     "container_image_properties",
+    // `/1.0/instances/{name}/files`: `DELETE`, `X-LXD-write: append`, symlinks and
+    // directories (`lxc file delete|push|pull|mkdir`, pylxd's `instance.files`).
+    "file_delete",
+    "file_append",
+    "file_symlinks",
+    "directory_manipulation",
     "storage",
     "entity_description",
     "container_full",

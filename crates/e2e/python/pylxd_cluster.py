@@ -8,6 +8,7 @@ unix sockets of different members:
 
 1. `cluster.get()` and `cluster.members.all()` / `.get()`: names, status, roles, urls;
 2. `instances.create(..., target="m2")` with `wait=True`; its `location`; `execute`;
+   `files.put/get/delete` through another member;
 3. a move as `lxc move --target` sends it (`migration: true`, `live: false`,
    `?target=m3`) through `client.api`, the operation waited on with
    `operations.wait_for_operation` through another member;
@@ -86,6 +87,17 @@ def main():
     res = c3.instances.get(NAME).execute(["cat", "/etc/hostname"])
     check("execute through m3: exit code", res.exit_code, 0)
     check("execute through m3: stdout", res.stdout, f"{NAME}\n")
+    files = c1.instances.get(NAME).files
+    files.put("/root/py.txt", b"from pylxd\n", mode="0600")
+    check("files.get through m1", files.get("/root/py.txt"), b"from pylxd\n")
+    res = c2.instances.get(NAME).execute(["stat", "-c", "%a", "/root/py.txt"])
+    check("pushed file mode", res.stdout, "600\n")
+    files.delete("/root/py.txt")
+    try:
+        files.get("/root/py.txt")
+        fail("a deleted file is still there")
+    except Exception as e:  # noqa: BLE001 - pylxd raises NotFound
+        check("deleted file", type(e).__name__, "NotFound")
 
     # 3. Move it running (stateless) to m3, as lxc move --target --stateless does.
     r = c1.api.instances[NAME].post(

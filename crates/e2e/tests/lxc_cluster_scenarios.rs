@@ -8,8 +8,9 @@
 //!   m3 with the `PUT /1.0/cluster` body `lxd init` sends; `lxc cluster list` on every
 //!   member shows three ONLINE members, `lxc cluster show m2` LXD's YAML
 //! - `lxc cluster set/get/unset m2 scheduler.instance`: unset removes the key, as in LXD
-//! - `lxc launch busybox scn1 --target m2`, `lxc list` from every member, `lxc info` and
-//!   `lxc exec` through a member that does not hold it
+//! - `lxc launch busybox scn1 --target m2`, `lxc list` from every member, `lxc info`,
+//!   `lxc exec` and `lxc file push/pull/delete` through members that do not hold it (an
+//!   absolute symlink in the instance stays in the instance)
 //! - `lxc move scn1 --target m3` stopped; running without `--stateless` refused and still
 //!   running; `--stateless` moves it running
 //! - `lxc cluster evacuate m1 --force` (EVACUATED, launch on it refused, the instance runs
@@ -262,6 +263,48 @@ async fn an_operator_runs_a_cluster_with_lxc() {
         .lxc(&["exec", "scn1", "--", "cat", "/etc/hostname"])
         .await;
     assert_eq!(out.success().stdout, "scn1\n");
+
+    tracing::info!("--- lxc file push/pull/delete through members that do not hold it");
+    let local = tempfile::tempdir().expect("a local dir");
+    let note = local.path().join("note.txt");
+    std::fs::write(&note, "from the operator\n").expect("write a local file");
+    m3.lxc(&[
+        "file",
+        "push",
+        note.to_str().expect("utf-8"),
+        "scn1/root/note.txt",
+        "--mode",
+        "0640",
+    ])
+    .await
+    .success();
+    let out = m2
+        .lxc(&[
+            "exec",
+            "scn1",
+            "--",
+            "stat",
+            "-c",
+            "%a %u",
+            "/root/note.txt",
+        ])
+        .await;
+    assert_eq!(out.success().stdout, "640 0\n");
+    let out = m1.lxc(&["file", "pull", "scn1/root/note.txt", "-"]).await;
+    assert_eq!(out.success().stdout, "from the operator\n");
+    // An absolute symlink in the instance resolves inside the instance, never on the host.
+    m2.lxc(&["exec", "scn1", "--", "ln", "-s", "/", "/root/up"])
+        .await
+        .success();
+    let out = m3
+        .lxc(&["file", "pull", "scn1/root/up/etc/hostname", "-"])
+        .await;
+    assert_eq!(out.success().stdout, "scn1\n");
+    m1.lxc(&["file", "delete", "scn1/root/note.txt"])
+        .await
+        .success();
+    let out = m3.lxc(&["file", "pull", "scn1/root/note.txt", "-"]).await;
+    assert!(out.failure().contains("not found"), "{}", out.stderr);
 
     tracing::info!("--- lxc move: stopped, running refused, running --stateless");
     m1.lxc(&["stop", "scn1"]).await.success();

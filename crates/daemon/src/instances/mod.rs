@@ -1,6 +1,7 @@
 //! The instances service: everything handlers ask about instances goes through here.
 
 mod create;
+pub mod files;
 mod lifecycle;
 pub mod migrate;
 mod update;

@@ -6,6 +6,7 @@ mod cluster_groups;
 mod cluster_member_state;
 mod events;
 mod images;
+mod instance_files;
 mod instances;
 mod operations;
 mod profiles;
@@ -124,6 +125,7 @@ pub fn router(d: Daemon) -> Router {
         .route("/", get(root))
         .merge(server::routes())
         .merge(instances::routes())
+        .merge(instance_files::routes())
         .merge(operations::routes())
         .merge(events::routes())
         .merge(images::routes())
