@@ -28,6 +28,19 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// No action yet for `inst`, from where it is, without a reason.
+    pub(crate) fn nothing_for(inst: &InstanceInfo) -> Self {
+        Self {
+            project: inst.project.clone(),
+            instance: inst.name.clone(),
+            action: PlanAction::None,
+            source: inst.member.clone(),
+            target: None,
+            reason: String::new(),
+            was_running: inst.running,
+        }
+    }
+
     /// The decision as a row of the plan table, not started yet.
     pub fn entry(&self) -> PlanEntry {
         PlanEntry {
@@ -330,15 +343,7 @@ pub fn plan_evacuation(snapshot: &Snapshot, member: &str, mode: EvacuateMode) ->
 
 fn decide(planner: &mut Planner<'_>, inst: &InstanceInfo, mode: EvacuateMode) -> Decision {
     let (policy, why) = policy(inst, mode);
-    let mut d = Decision {
-        project: inst.project.clone(),
-        instance: inst.name.clone(),
-        action: PlanAction::None,
-        source: inst.member.clone(),
-        target: None,
-        reason: String::new(),
-        was_running: inst.running,
-    };
+    let mut d = Decision::nothing_for(inst);
     let stay = |d: &mut Decision, action: PlanAction, reason: String| {
         if inst.running {
             d.action = action;

@@ -20,15 +20,7 @@ pub fn plan_restore(
 ) -> Vec<Decision> {
     let mut out = Vec::new();
     for inst in &snapshot.instances {
-        let mut d = Decision {
-            project: inst.project.clone(),
-            instance: inst.name.clone(),
-            action: PlanAction::None,
-            source: inst.member.clone(),
-            target: None,
-            reason: String::new(),
-            was_running: inst.running,
-        };
+        let mut d = Decision::nothing_for(inst);
         let origin = inst.config_value(ORIGIN_KEY);
         if inst.member == member {
             if inst.running || inst.config_value(LAST_POWER_KEY) != "RUNNING" {

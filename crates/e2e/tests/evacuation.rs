@@ -494,8 +494,10 @@ fn slow_stop(seconds: &str) -> [(&'static str, String); 3] {
 ///   while an evacuate operation is in progress`; m1 shows `Evacuating`, then `Evacuated`
 /// - `lxc cluster restore m1 --force` (LXD 5.0.2's client) restores it and prints LXD's
 ///   progress line
-/// - with m3 down (kill -9) and offline, evacuating m2 is refused with `Insufficient online
-///   voters to maintain quorum`, and nothing changes; with `force` it evacuates;
+/// - with m3 down (kill -9) and offline, evacuating m2 (API, then `drover`, non-zero exit)
+///   is refused with `Insufficient online voters to maintain quorum`, and nothing changes;
+///   `drover cluster evacuate m2 --action force-stop --force --yes` evacuates it, printing
+///   LXD's progress line and the per-instance table;
 ///   `lxc cluster evacuate` of an evacuated member fails with LXD's message
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_jobs_and_quorum() {
@@ -567,13 +569,35 @@ async fn concurrent_jobs_and_quorum() {
     assert_eq!(err, "Insufficient online voters to maintain quorum");
     assert_eq!(member_status(m1, "m2").await, "Online");
     assert_eq!(instances(m1).await["slow2"].1, "Running");
-    member_state(
-        m1,
-        "m2",
-        json!({"action": "evacuate", "mode": "force-stop", "force": true}),
-    )
-    .await
-    .expect("forced evacuation");
+    let out = m1.drover(&["cluster", "evacuate", "m2", "--yes"]).await;
+    assert!(
+        out.failure()
+            .contains("Insufficient online voters to maintain quorum"),
+        "{}",
+        out.stderr
+    );
+    tracing::info!("--- drover cluster evacuate m2 --action force-stop --force --yes");
+    let out = m1
+        .drover(&[
+            "cluster",
+            "evacuate",
+            "m2",
+            "--action",
+            "force-stop",
+            "--force",
+            "--yes",
+        ])
+        .await;
+    let stdout = &out.success().stdout;
+    for needle in [
+        "Stopping \"slow2\" in project \"default\"",
+        "INSTANCE",
+        "force-stop",
+        "DONE",
+        "Cluster member m2 evacuated",
+    ] {
+        assert!(stdout.contains(needle), "{needle} in\n{stdout}");
+    }
     assert_eq!(member_status(m1, "m2").await, "Evacuated");
     assert_eq!(instances(m1).await["slow2"].1, "Stopped");
     let out = m1.lxc(&["cluster", "evacuate", "m2", "--force"]).await;

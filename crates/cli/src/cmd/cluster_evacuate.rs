@@ -92,11 +92,11 @@ pub async fn run(client: &Client, req: Request) -> anyhow::Result<()> {
         if done.status != OperationStatus::Success {
             bail!("{}", done.err);
         }
-        print!("{}", plan_table(&plan));
+        print!("{}", table(&plan, false));
         return Ok(());
     }
     if !plan.is_empty() {
-        print!("{}", result_table(&plan));
+        print!("{}", table(&plan, true));
     }
     if done.status != OperationStatus::Success {
         bail!("{}", done.err);
@@ -177,40 +177,33 @@ async fn follow(client: &Client, op: &Operation) -> anyhow::Result<Operation> {
     }
 }
 
-fn plan_table(plan: &[PlanEntry]) -> String {
+/// The plan as a table: with `outcome`, each instance's step and error instead of the
+/// reason.
+fn table(plan: &[PlanEntry], outcome: bool) -> String {
     let rows: Vec<Vec<String>> = plan
         .iter()
         .map(|e| {
-            vec![
+            let mut row = vec![
                 e.instance.clone(),
                 e.action.map_or("none", |a| a.as_str()).to_string(),
                 e.source.clone(),
                 e.target.clone(),
-                e.reason.clone(),
-            ]
+            ];
+            if outcome {
+                row.extend([e.step.as_str().to_uppercase(), e.error.clone()]);
+            } else {
+                row.push(e.reason.clone());
+            }
+            row
         })
         .collect();
-    render::table(&["INSTANCE", "ACTION", "SOURCE", "TARGET", "REASON"], &rows)
-}
-
-fn result_table(plan: &[PlanEntry]) -> String {
-    let rows: Vec<Vec<String>> = plan
-        .iter()
-        .map(|e| {
-            vec![
-                e.instance.clone(),
-                e.action.map_or("none", |a| a.as_str()).to_string(),
-                e.source.clone(),
-                e.target.clone(),
-                e.step.as_str().to_uppercase(),
-                e.error.clone(),
-            ]
-        })
-        .collect();
-    render::table(
-        &["INSTANCE", "ACTION", "SOURCE", "TARGET", "STEP", "ERROR"],
-        &rows,
-    )
+    let mut headers = vec!["INSTANCE", "ACTION", "SOURCE", "TARGET"];
+    headers.extend(if outcome {
+        &["STEP", "ERROR"][..]
+    } else {
+        &["REASON"][..]
+    });
+    render::table(&headers, &rows)
 }
 
 #[cfg(test)]
@@ -230,12 +223,12 @@ mod tests {
             error: "boom".into(),
             ..PlanEntry::default()
         }];
-        let t = plan_table(&plan);
+        let t = table(&plan, false);
         assert!(
             t.contains("INSTANCE") && t.contains("no member has 4 GiB"),
             "{t}"
         );
-        let r = result_table(&plan);
+        let r = table(&plan, true);
         assert!(r.contains("FAILED") && r.contains("boom"), "{r}");
     }
 }
