@@ -126,8 +126,8 @@ fn vm_request(name: &str, memory: &str, alias: &str) -> api::InstancesPost {
 /// 3. Launches `vm1` (`type: virtual-machine`, 256MiB): Running with a QEMU pid; listed with
 ///    `type: virtual-machine`; exec `cat /proc/uptime` through the guest agent.
 /// 4. Restarts the daemon: the VM still runs with the same pid, exec still works.
-/// 5. Clean stop (ACPI power button) well within its timeout; start again; force stop;
-///    delete.
+/// 5. Clean stop (ACPI power button) well within its timeout; start again; restart (a new
+///    QEMU); the state shows memory in use; force stop; delete.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vm_lives_through_the_api() {
     if !qemu_installed() {
@@ -238,7 +238,18 @@ async fn a_vm_lives_through_the_api() {
     assert_eq!(m.status("vm1").await, InstanceStatus::Stopped);
     m.change_state("vm1", "start", false).await.expect("start");
     assert_eq!(m.status("vm1").await, InstanceStatus::Running);
-    assert_ne!(m.pid("vm1").await, pid);
+    let pid2 = m.pid("vm1").await;
+    assert_ne!(pid2, pid);
+    m.change_state("vm1", "restart", false)
+        .await
+        .expect("restart");
+    assert_eq!(m.status("vm1").await, InstanceStatus::Running);
+    assert_ne!(m.pid("vm1").await, pid2);
+    let state = m.raw("GET", "/1.0/instances/vm1/state", None).await.body;
+    assert!(
+        state["metadata"]["memory"]["usage"].as_i64().unwrap_or(0) > 0,
+        "{state}"
+    );
     m.change_state("vm1", "stop", true)
         .await
         .expect("force stop");
