@@ -196,6 +196,10 @@ pub(crate) fn begin(
     entries: &[PlanEntry],
 ) -> Result<()> {
     check_begin(conn, member, kind)?;
+    // Evacuating again after a partial evacuation: what the first run stopped in place is
+    // stopped now, but its last power state must stay what it was before it.
+    let again =
+        crate::members::get(conn, member)?.is_some_and(|m| m.state == MemberState::Evacuating);
     conn.execute("DELETE FROM evacuations WHERE member = ?1", params![member])?;
     for e in entries {
         let action = e.action.map_or("none", PlanAction::as_str);
@@ -220,7 +224,7 @@ pub(crate) fn begin(
             ],
         )?;
         if kind == EvacuationKind::Evacuate {
-            record_instance(conn, member, e)?;
+            record_instance(conn, member, e, again)?;
         }
     }
     let state = match kind {
@@ -234,15 +238,18 @@ pub(crate) fn begin(
     Ok(())
 }
 
-/// Records on an instance about to be evacuated its last power state and, when it moves
-/// and has none yet, the member it came from.
-fn record_instance(conn: &Connection, member: &str, e: &PlanEntry) -> Result<()> {
+/// Records on an instance about to be evacuated its last power state (unless this is a
+/// second run and it is stopped: the first run may have stopped it) and, when it moves and
+/// has none yet, the member it came from.
+fn record_instance(conn: &Connection, member: &str, e: &PlanEntry, again: bool) -> Result<()> {
     let Some(mut rec) = crate::instances::get(conn, &e.project, &e.instance)? else {
         return Ok(());
     };
-    let power = if e.was_running { "RUNNING" } else { "STOPPED" };
-    rec.config
-        .insert("volatile.last_state.power".into(), power.into());
+    if e.was_running || !again {
+        let power = if e.was_running { "RUNNING" } else { "STOPPED" };
+        rec.config
+            .insert("volatile.last_state.power".into(), power.into());
+    }
     if e.action.is_some_and(PlanAction::moves)
         && rec
             .config

@@ -154,6 +154,46 @@ fn evacuation_journal_and_refusals() {
         3
     );
 
+    // --- evacuating again while evacuating (after a partial run) keeps the power state
+    // of what the first run stopped
+    store
+        .execute(&Command::SetEvacuationStep {
+            member: "m1".into(),
+            project: "default".into(),
+            instance: "b".into(),
+            step: PlanStep::Failed,
+            bytes: 0,
+            error: "boom".into(),
+        })
+        .unwrap();
+    for name in ["a", "c"] {
+        store
+            .execute(&Command::SetEvacuationStep {
+                member: "m1".into(),
+                project: "default".into(),
+                instance: name.into(),
+                step: PlanStep::Done,
+                bytes: 0,
+                error: String::new(),
+            })
+            .unwrap();
+    }
+    store
+        .execute(&begin(
+            "m1",
+            EvacuationKind::Evacuate,
+            vec![
+                entry("a", PlanAction::Migrate, "m2", true),
+                entry("b", PlanAction::None, "", false),
+                entry("c", PlanAction::Migrate, "m3", false),
+            ],
+        ))
+        .unwrap();
+    assert_eq!(
+        config(&store, "b", "volatile.last_state.power").as_deref(),
+        Some("RUNNING")
+    );
+
     // --- steps, finish
     for name in ["a", "b", "c"] {
         store
