@@ -6,7 +6,8 @@
 //! - `lxc config set core.https_address`, `lxc cluster enable m1`, `lxc cluster add m2`
 //!   prints a token; m2 joins with `lxd init --preseed` (LXD's own tool, when installed) and
 //!   m3 with the `PUT /1.0/cluster` body `lxd init` sends; `lxc cluster list` on every
-//!   member shows three ONLINE members, `lxc cluster show m2` LXD's YAML
+//!   member shows three ONLINE members, `lxc cluster show m2` LXD's YAML; a token revoked
+//!   with `lxc cluster revoke-token` is no longer listed
 //! - `lxc cluster set/get/unset m2 scheduler.instance`: unset removes the key, as in LXD
 //! - `lxc launch busybox scn1 --target m2`, `lxc list` from every member, `lxc info`,
 //!   `lxc exec` and `lxc file push/pull/delete` through members that do not hold it (an
@@ -203,6 +204,12 @@ async fn an_operator_runs_a_cluster_with_lxc() {
     );
     let out = m1.lxc(&["cluster", "list-tokens", "-f", "csv"]).await;
     assert_eq!(out.success().stdout, "", "both tokens were used");
+    m2.lxc(&["cluster", "add", "m9"]).await.success();
+    let out = m1.lxc(&["cluster", "list-tokens", "-f", "csv"]).await;
+    assert!(out.success().stdout.starts_with("m9,"), "{}", out.stdout);
+    m3.lxc(&["cluster", "revoke-token", "m9"]).await.success();
+    let out = m1.lxc(&["cluster", "list-tokens", "-f", "csv"]).await;
+    assert_eq!(out.success().stdout, "", "a revoked token is gone at once");
 
     tracing::info!("--- lxc cluster set/get/unset m2 scheduler.instance");
     m1.lxc(&["cluster", "set", "m2", "scheduler.instance", "manual"])

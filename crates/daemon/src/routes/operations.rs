@@ -46,9 +46,18 @@ async fn get_one(State(d): State<Daemon>, Path(id): Path<String>) -> ApiResult<R
         .ok_or_else(|| ApiError::not_found("Operation not found"))
 }
 
+/// How long `DELETE /1.0/operations/{id}` waits for the cancelled operation to end.
+const CANCEL_SETTLE: Duration = Duration::from_secs(5);
+
+/// `DELETE /1.0/operations/{id}`: cancels it and, as LXD does, answers once it has ended
+/// (bounded by [`CANCEL_SETTLE`]), so a client listing operations right after sees it
+/// cancelled (`lxc cluster revoke-token` then `list-tokens`).
 async fn cancel(State(d): State<Daemon>, Path(id): Path<String>) -> ApiResult<Response> {
     match d.ops.cancel(&id) {
-        Ok(true) => Ok(empty()),
+        Ok(true) => {
+            let _ = d.ops.wait(&id, Some(CANCEL_SETTLE)).await;
+            Ok(empty())
+        }
         Ok(false) => Err(ApiError::bad_request("This operation can't be cancelled")),
         Err(_) => Err(ApiError::not_found("Operation not found")),
     }
