@@ -114,11 +114,15 @@ pub struct ClusterMember {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ClusterMemberPut {
-    /// Member config (`{"scheduler.instance": "manual"}`).
+    /// Member config (`{"scheduler.instance": "manual"}`); `null` (what `lxc cluster edit`
+    /// sends for a YAML without it) is empty.
+    #[serde(deserialize_with = "crate::de::null_default")]
     pub config: ConfigMap,
     /// Free text.
+    #[serde(deserialize_with = "crate::de::null_default")]
     pub description: String,
     /// `"default"`.
+    #[serde(deserialize_with = "crate::de::null_default")]
     pub failure_domain: String,
     /// `["default", "gpu"]`.
     #[serde(deserialize_with = "crate::de::null_default")]
@@ -169,4 +173,18 @@ pub struct ClusterGroupPut {
 pub struct ClusterGroupPost {
     /// The new name.
     pub name: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_member_put_from_partial_yaml_has_nulls() {
+        // What lxc 5.0.2's `cluster edit` sends for the YAML `description: second`.
+        let body = r#"{"config":null,"description":"second","failure_domain":"","groups":null,"roles":null}"#;
+        let put: ClusterMemberPut = serde_json::from_str(body).expect("parses");
+        assert_eq!(put.description, "second");
+        assert!(put.config.is_empty() && put.groups.is_empty() && put.roles.is_empty());
+    }
 }
