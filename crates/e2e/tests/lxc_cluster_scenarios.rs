@@ -8,7 +8,9 @@
 //!   m3 with the `PUT /1.0/cluster` body `lxd init` sends; `lxc cluster list` on every
 //!   member shows three ONLINE members, `lxc cluster show m2` LXD's YAML; a token revoked
 //!   with `lxc cluster revoke-token` is no longer listed
-//! - `lxc cluster set/get/unset m2 scheduler.instance`: unset removes the key, as in LXD
+//! - `lxc cluster set/get/unset m2 scheduler.instance`: unset removes the key, as in LXD;
+//!   `lxc cluster edit m2` with a partial YAML; `lxc info --target m2` and `lxc config get
+//!   core.https_address --target m3` answer for that member
 //! - `lxc launch busybox scn1 --target m2`, `lxc list` from every member, `lxc info`,
 //!   `lxc exec` and `lxc file push/pull/delete` through members that do not hold it (an
 //!   absolute symlink in the instance stays in the instance)
@@ -239,6 +241,30 @@ async fn an_operator_runs_a_cluster_with_lxc() {
         "{}",
         out.stderr
     );
+
+    tracing::info!("--- lxc cluster edit with a partial YAML, lxc info/config --target");
+    m1.lxc_stdin(
+        &["cluster", "edit", "m2"],
+        b"description: the second\ngroups:\n- default\n",
+    )
+    .await
+    .success();
+    let out = m3.lxc(&["cluster", "show", "m2"]).await;
+    assert!(
+        out.success().stdout.contains("description: the second"),
+        "{}",
+        out.stdout
+    );
+    let out = m1.lxc(&["info", "--target", "m2"]).await;
+    assert!(
+        out.success().stdout.contains("server_name: m2"),
+        "{}",
+        out.stdout
+    );
+    let out = m1
+        .lxc(&["config", "get", "core.https_address", "--target", "m3"])
+        .await;
+    assert_eq!(out.success().stdout.trim(), a3);
 
     tracing::info!("--- lxc image import, lxc launch --target m2, list/info/exec anywhere");
     let image = tokio::task::spawn_blocking(drover_e2e::busybox_image)

@@ -202,6 +202,22 @@ async fn route(d: &Daemon, req: Request) -> ApiResult<Route> {
     if let Some(id) = operation_of(&path) {
         return route_operation(d, id.to_string(), req).await;
     }
+    if path == "/1.0" {
+        // `lxc info --target m2`, `lxc config set core.https_address ... --target m2`: the
+        // server and its member-specific config are the target's.
+        // Only for a trusted caller: the member link is trusted everywhere.
+        let trusted = req
+            .extensions()
+            .get::<Caller>()
+            .is_some_and(Caller::is_trusted);
+        let target =
+            query_param(&req, "target").filter(|t| trusted && !t.is_empty() && *t != d.member());
+        if let Some(target) = target {
+            let peer = Peer::connect(d, &target).await?;
+            return Ok(Route::Answered(proxy(d, &peer, req).await?));
+        }
+        return Ok(Route::Here(req));
+    }
     let Some(name) = instance_of(&path) else {
         return Ok(Route::Here(req));
     };
