@@ -811,3 +811,80 @@ async fn dry_run_of_what_cannot_fit_is_what_happens() {
         .await
         .expect("stop hog3");
 }
+
+/// What does this test do?
+/// - forms a three-member cluster (on 127.0.0.89) with member-local `dir` pools; on m1 six
+///   running containers with 16 MiB of data each (default policy)
+/// - evacuates m1 one instance at a time; once the first instance is done, kills m2 (a
+///   target) with SIGKILL
+/// - moves to m2 that fail are undone and planned again without it: the evacuation ends
+///   with m1 `Evacuated` and every container that did not reach m2 before it died running
+///   on m3 with its data intact
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_killed_mid_evacuation_is_planned_around() {
+    let disks = tempfile::tempdir().expect("disks");
+    let mut ms = form_cluster(&["127.0.0.89", "127.0.0.89", "127.0.0.89"]).await;
+    ms[0].import_busybox().await;
+    local_pool(&ms, disks.path(), "local").await;
+    let names = ["t1", "t2", "t3", "t4", "t5", "t6"];
+    let mut sums = BTreeMap::new();
+    for n in names {
+        create_on(&ms[0], "m1", n, "local", &[]).await;
+        let out = ms[0]
+            .exec(
+                n,
+                &[
+                    "sh",
+                    "-c",
+                    "dd if=/dev/urandom of=/data bs=1M count=16 2>/dev/null && sync",
+                ],
+            )
+            .await
+            .expect("write data");
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        sums.insert(n, data_sum(&ms[0], n).await);
+    }
+
+    tracing::info!("--- evacuate m1 one at a time; kill m2 after the first instance");
+    let op = post_state(
+        &ms[2],
+        "m1",
+        json!({"action": "evacuate", "mode": "", "parallel": 1}),
+    )
+    .await;
+    let id = op["id"].as_str().unwrap_or_default().to_string();
+    wait_until("one instance evacuated", JOB, || async {
+        let r = ms[2]
+            .raw("GET", &format!("/1.0/operations/{id}"), None)
+            .await;
+        r.status == 200 && plan_of(r.metadata()).values().any(|e| e["step"] == "done")
+    })
+    .await;
+    ms[1].kill();
+    let done = wait_op(&ms[2], &op).await;
+    tracing::info!(outcome = ?done, "evacuation with m2 dead");
+    let done = done.expect("the evacuation plans around the dead target");
+    let plan = plan_of(&done);
+    assert_eq!(member_status(&ms[2], "m1").await, "Evacuated");
+    for n in names {
+        let e = &plan[n];
+        assert_eq!(e["step"], "done", "{n}: {done}");
+        if e["target"] == "m3" {
+            let r = ms[2].raw("GET", &format!("/1.0/instances/{n}"), None).await;
+            assert_eq!(r.metadata()["location"], "m3", "{n}");
+            assert_eq!(r.metadata()["status"], "Running", "{n}");
+            assert_eq!(data_sum(&ms[2], n).await, sums[n], "{n}: data changed");
+        } else {
+            assert_eq!(e["target"], "m2", "{n}: {done}");
+        }
+    }
+    assert!(
+        plan.values().any(|e| e["target"] == "m3"),
+        "nothing went to m3: {done}"
+    );
+    for n in names {
+        if plan[n]["target"] == "m3" {
+            ms[2].change_state(n, "stop", true).await.expect("stop");
+        }
+    }
+}

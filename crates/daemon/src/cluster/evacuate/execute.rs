@@ -200,7 +200,15 @@ async fn step(
                 "Migrating {name:?} in project {project:?} to {:?}",
                 entry.target
             ));
-            migrate(d, entry, operation, progress).await
+            match migrate(d, entry, operation, progress).await {
+                // The move was refused or undone (its target went away, say): the instance
+                // is whole here; plan it again without that target.
+                Err(e) if location(d, project, name).await.is_ok_and(|l| l == member) => {
+                    tracing::warn!(instance = %name, target = %entry.target, error = %e.message, "move failed: planning again");
+                    replan(d, member, entry, operation, progress, e).await
+                }
+                other => other,
+            }
         }
         PlanAction::MoveBack => {
             progress.say(format!(
@@ -209,6 +217,55 @@ async fn step(
             ));
             move_back(d, member, entry).await?;
             clear_origin(d, project, name).await
+        }
+    }
+}
+
+/// Plans `entry`'s instance again without the target its move failed to reach (`failed`
+/// says why) and carries out the new decision: another target, or a stop in place.
+async fn replan(
+    d: &Daemon,
+    member: &str,
+    entry: &PlanEntry,
+    operation: &str,
+    progress: &Arc<Progress>,
+    failed: ApiError,
+) -> ApiResult<()> {
+    let mut online = super::online_members(d).await?;
+    online.remove(&entry.target);
+    let mut snap = super::snapshot::take(d, online).await?;
+    snap.instances
+        .retain(|i| i.member != member || (i.project == entry.project && i.name == entry.instance));
+    let decisions = cluster::plan_evacuation(&snap, member, api::evacuation::EvacuateMode::Auto);
+    let Some(decision) = decisions.into_iter().next() else {
+        return Err(failed);
+    };
+    let mut again = decision.entry();
+    // An instance the first move undid runs again on this member: stop it if it stays.
+    again.was_running = entry.was_running;
+    progress.update(&entry.project, &entry.instance, |e| {
+        e.action = again.action;
+        e.target = again.target.clone();
+        e.reason = format!(
+            "{} (after {:?} failed: {})",
+            again.reason, entry.target, failed.message
+        );
+    });
+    match again.action {
+        Some(PlanAction::Migrate | PlanAction::LiveMigrate) => {
+            let (project, name) = (&entry.project, &entry.instance);
+            progress.say(format!(
+                "Migrating {name:?} in project {project:?} to {:?}",
+                again.target
+            ));
+            migrate(d, &again, operation, progress).await
+        }
+        _ => {
+            progress.say(format!(
+                "Stopping {:?} in project {:?}",
+                entry.instance, entry.project
+            ));
+            crate::instances::stop_for_evacuation(d, &entry.project, &entry.instance, false).await
         }
     }
 }

@@ -273,7 +273,7 @@ async fn hand_over(d: &Daemon) {
 }
 
 /// The members that answer heartbeats (by this member's view of the cluster).
-async fn online_members(d: &Daemon) -> ApiResult<BTreeSet<String>> {
+pub(crate) async fn online_members(d: &Daemon) -> ApiResult<BTreeSet<String>> {
     Ok(super::members::list(d, false)
         .await?
         .into_iter()
