@@ -192,6 +192,10 @@ fn compare_copy(name: &str, src: &Path, scratch: &Path, runs: usize) -> Result<D
 /// drover's stream through a pipe between two threads.
 fn pipe_copy(src: &Path, dst: &Path) -> Result<(u64, u64)> {
     let (r, w) = std::io::pipe()?;
+    // tar moves 10 KiB records through the default 64 KiB pipe; drover moves 256 KiB
+    // pieces, so give the pipe room for a few of them (as the daemon's channel has) or
+    // sender and receiver take turns instead of overlapping.
+    nix::fcntl::fcntl(&w, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20))?;
     let s = src.to_path_buf();
     let sender = std::thread::spawn(move || send_full(&s, w));
     let got = receive(dst, r);

@@ -150,8 +150,8 @@ fn rand_suffix() -> u64 {
 
 /// What does this test do?
 /// - a byte flipped in file data, in the framing, or in the final digest; a cut stream; a
-///   stream with trailing bytes; something that is not a stream at all: each is refused
-///   with the matching error
+///   stream with trailing bytes; a full stream into a non-empty directory; something that
+///   is not a stream at all: each is refused with the matching error
 #[test]
 fn corrupt_streams_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -203,6 +203,13 @@ fn corrupt_streams_are_refused() {
     bad.push(0);
     let e = try_receive(dir.path(), &bad).unwrap_err();
     assert!(matches!(e, TransferError::Corrupt { .. }), "{e}");
+
+    tracing::info!("--- a full stream into a directory that has its entries already");
+    let twice = dir.path().join("twice");
+    fs::create_dir(&twice).unwrap();
+    receive(&twice, good.as_slice()).unwrap();
+    let e = receive(&twice, good.as_slice()).unwrap_err();
+    assert!(matches!(e, TransferError::Io { .. }), "{e}");
 
     tracing::info!("--- not a stream");
     let e = try_receive(dir.path(), b"GET / HTTP/1.1\r\n\r\n").unwrap_err();

@@ -18,9 +18,10 @@
 //!   whiteouts, char devices 0:0; replaced directories are opaque, `trusted.overlay.opaque`).
 //!   The instance sees exactly what a full copy would hold. Chosen.
 //!
-//! Creating a volume is then three `mkdir`s, one small file and one `mount`: measured in
-//! `crates/storage/tests/overlay.rs` (`creation_is_faster_than_a_copy`) and in
-//! `drover-bench transfer` against `cp -a` of the same rootfs.
+//! Creating a volume is then three `mkdir`s, one small file and one `mount`. Measured with
+//! `drover-bench transfer` on the busybox image (machine loaded by other builds, medians of
+//! 14): 0.5 ms (0.4–0.9) layered against 40.4 ms (14.3–161.9) for the full `cp -a` copy;
+//! `crates/storage/tests/overlay.rs` (`creation_is_faster_than_a_copy`) checks the order.
 //!
 //! # Layout
 //!

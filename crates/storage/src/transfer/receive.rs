@@ -14,7 +14,8 @@ use nix::sys::time::TimeSpec;
 use super::error::TransferError;
 use super::format::{EntryHead, FrameReader, Kind, MODE_FULL, TAG_DELETE, TAG_END, TAG_ENTRY};
 
-const BUF: usize = 1 << 20;
+/// File data is read, hashed and written in pieces of this size (see `send::BUF`).
+const BUF: usize = 256 << 10;
 
 /// What a receive did, as verified against the sender's end record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -177,7 +178,13 @@ impl Receiver<'_> {
         if is_root && h.kind != Kind::Dir {
             return Err(r.corrupt("the root is not a directory"));
         }
-        let existing = fs::symlink_metadata(&path).ok();
+        // In a full stream into an empty directory only the root exists: a collision is
+        // an error from create itself (EEXIST), so skip a stat per entry.
+        let existing = if self.summary.delta || is_root {
+            fs::symlink_metadata(&path).ok()
+        } else {
+            None
+        };
         // Whatever is in the way goes, except a directory that stays a directory.
         if let Some(m) = &existing
             && !(m.is_dir() && h.kind == Kind::Dir)

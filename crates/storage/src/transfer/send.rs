@@ -12,8 +12,10 @@ use super::error::TransferError;
 use super::format::{EntryHead, FrameWriter, Kind, MODE_DELTA, MODE_FULL, Xattrs};
 use super::manifest::{Manifest, Stamp};
 
-/// Size of the read buffer for file data and of the stream's write buffer.
-const BUF: usize = 1 << 20;
+/// Size of the read buffer for file data and of the stream's write buffer: small enough
+/// that sender and receiver overlap through a pipe or channel of a few of them, big enough
+/// for the hash's SIMD lanes and few syscalls.
+const BUF: usize = 256 << 10;
 
 /// What a send did.
 #[derive(Debug, Clone, Default)]
