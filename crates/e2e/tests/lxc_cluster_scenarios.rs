@@ -27,7 +27,7 @@
 use std::time::Duration;
 
 use drover_e2e::{
-    CLUSTER_SETTLE, Member, Output, free_address, lxc_remote, require_lxc, wait_until,
+    CLUSTER_SETTLE, HttpsClient, Member, Output, free_address, lxc_remote, require_lxc, wait_until,
 };
 
 /// The `lxc list -f csv` row of `name` as `m` sees it, if any.
@@ -265,6 +265,15 @@ async fn an_operator_runs_a_cluster_with_lxc() {
         .lxc(&["config", "get", "core.https_address", "--target", "m3"])
         .await;
     assert_eq!(out.success().stdout.trim(), a3);
+    // An untrusted HTTPS client's ?target= is not carried over the (trusted) member link.
+    let r = m1.raw("GET", "/1.0", None).await;
+    let pin = r.metadata()["environment"]["certificate_fingerprint"]
+        .as_str()
+        .expect("the cluster certificate fingerprint")
+        .to_string();
+    let anonymous = HttpsClient::new(a1.parse().expect("an address"), None, &pin);
+    let r = anonymous.request("GET", "/1.0?target=m2", None).await;
+    assert_eq!(r.metadata()["auth"], "untrusted", "{}", r.text);
 
     tracing::info!("--- lxc image import, lxc launch --target m2, list/info/exec anywhere");
     let image = tokio::task::spawn_blocking(drover_e2e::busybox_image)
