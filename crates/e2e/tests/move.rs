@@ -441,6 +441,26 @@ async fn shared_fs_moves_keep_every_file() {
     .await;
 }
 
+/// Starts moving `name` to `target` through `via` and returns its operation once the
+/// source (`source`) reports more than 20 MiB sent.
+async fn move_in_flight(via: &Member, source: &Member, name: &str, target: &str) -> Value {
+    let r = post_move(via, name, target, false).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let op = r.metadata().clone();
+    let id = op["id"].as_str().unwrap_or_default().to_string();
+    wait_until(&format!("bytes flow to {target}"), MOVE, || async {
+        let r = source
+            .raw("GET", &format!("/1.0/operations/{id}"), None)
+            .await;
+        r.metadata()["metadata"]["move_bytes_sent"]
+            .as_u64()
+            .unwrap_or(0)
+            > 20 << 20
+    })
+    .await;
+    op
+}
+
 /// Killing the target mid-transfer leaves the instance whole and running on the source;
 /// the restarted target holds nothing of it.
 #[tokio::test(flavor = "multi_thread")]
@@ -451,20 +471,7 @@ async fn killing_the_target_mid_transfer_loses_nothing() {
     let sums = checksums(&ms[0], "k1").await;
 
     tracing::info!("--- start the move, kill -9 the target once data flows");
-    let r = post_move(&ms[0], "k1", "m2", false).await;
-    assert_eq!(r.status, 202, "{}", r.text);
-    let op = r.metadata().clone();
-    let id = op["id"].as_str().unwrap_or_default().to_string();
-    wait_until("bytes flow to m2", MOVE, || async {
-        let r = ms[0]
-            .raw("GET", &format!("/1.0/operations/{id}"), None)
-            .await;
-        r.metadata()["metadata"]["move_bytes_sent"]
-            .as_u64()
-            .unwrap_or(0)
-            > 20 << 20
-    })
-    .await;
+    let op = move_in_flight(&ms[0], &ms[0], "k1", "m2").await;
     ms[1].kill();
     let err = wait_op(&ms[0], &op).await.expect_err("the move fails");
     tracing::info!(%err, "move failed as it should");
@@ -495,19 +502,7 @@ async fn killing_the_source_mid_transfer_undoes_the_move() {
     let sums = checksums(&ms[0], "s1").await;
 
     tracing::info!("--- start the move through m3, kill -9 the source once data flows");
-    let r = post_move(&ms[2], "s1", "m2", false).await;
-    assert_eq!(r.status, 202, "{}", r.text);
-    let id = r.metadata()["id"].as_str().unwrap_or_default().to_string();
-    wait_until("bytes flow to m2", MOVE, || async {
-        let r = ms[0]
-            .raw("GET", &format!("/1.0/operations/{id}"), None)
-            .await;
-        r.metadata()["metadata"]["move_bytes_sent"]
-            .as_u64()
-            .unwrap_or(0)
-            > 20 << 20
-    })
-    .await;
+    move_in_flight(&ms[2], &ms[0], "s1", "m2").await;
     ms[0].kill();
 
     tracing::info!("--- the restarted source undoes the move");
