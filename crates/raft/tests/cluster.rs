@@ -11,6 +11,8 @@
 //!   several chunks
 //! - a request this member cannot decode (an entry from a newer drover) is refused with
 //!   422, nothing is stored, and the member keeps working
+//! - group commit: 20 writes proposed at once share log entries, and each keeps its own
+//!   outcome (the duplicates among them are rejected, the others applied)
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -236,5 +238,43 @@ async fn an_undecodable_request_is_refused_and_nothing_changes() -> anyhow::Resu
     m1.replicator.propose(create("c2")).await?;
     assert_eq!(m1.instances(), vec!["c1", "c2"]);
     m1.kill().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_entries_and_keep_their_outcomes() -> anyhow::Result<()> {
+    init_tracing();
+    let tmp = tempfile::tempdir()?;
+    let m1 = Member::start_new(1, &tmp.path().join("m1"), &Settings::default()).await?;
+    m1.replicator.bootstrap_single().await?;
+    m1.wait("leader", |m| m.role == Role::Leader).await?;
+    let before = m1.replicator.metrics().last_log_index.unwrap_or(0);
+
+    tracing::info!("--- 20 creates at once, 5 of them duplicates of others");
+    let names: Vec<String> = (0..15)
+        .map(|i| format!("c{i:02}"))
+        .chain((0..5).map(|i| format!("c{i:02}")))
+        .collect();
+    let mut writes = tokio::task::JoinSet::new();
+    for name in &names {
+        let (replicator, cmd) = (m1.replicator.clone(), create(name));
+        writes.spawn(async move { replicator.propose(cmd).await });
+    }
+    let (mut applied, mut exists) = (0, 0);
+    while let Some(outcome) = writes.join_next().await {
+        match outcome? {
+            Ok(()) => applied += 1,
+            Err(ProposeError::Exists(_)) => exists += 1,
+            Err(e) => anyhow::bail!("unexpected outcome {e}"),
+        }
+    }
+    assert_eq!((applied, exists), (15, 5));
+    assert_eq!(m1.instances().len(), 15);
+    let entries = m1.replicator.metrics().last_log_index.unwrap_or(0) - before;
+    tracing::info!(entries, writes = names.len(), "log entries for the writes");
+    assert!(
+        entries < 20,
+        "20 concurrent writes took {entries} entries: none were batched"
+    );
     Ok(())
 }
