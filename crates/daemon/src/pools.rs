@@ -413,3 +413,45 @@ fn created_event(d: &Daemon, name: &str) {
         None,
     );
 }
+
+/// Deletes pool `name` (`lxc storage delete`), as LXD 5.0.2 does: refused while anything
+/// uses it; then this member's directory goes when drover made it (under its state dir).
+/// A `source` the operator gave is left in place, and so are other members' directories.
+///
+/// # Errors
+///
+/// 404 for an unknown pool, 400 while it is in use.
+pub async fn delete(d: &Daemon, name: &str) -> ApiResult<()> {
+    let n = name.to_string();
+    let rec = d
+        .read(move |c| db::pools::get(c, &n))
+        .await?
+        .ok_or_else(|| ApiError::not_found("Storage pool not found"))?;
+    if !used_by(d, name).await?.is_empty() {
+        return Err(ApiError::bad_request(
+            "The storage pool is currently in use",
+        ));
+    }
+    d.write(db::Command::DeletePool {
+        name: name.to_string(),
+    })
+    .await?;
+    let own = d.paths.pools.join(name);
+    let made_here = rec.driver == "dir"
+        && rec
+            .source_on(&d.member())
+            .is_none_or(|s| std::path::Path::new(s) == own);
+    if made_here
+        && let Err(e) = tokio::fs::remove_dir_all(&own).await
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(pool = %name, error = %e, "pool directory not removed");
+    }
+    d.bus.lifecycle(
+        "storage-pool-deleted",
+        format!("/1.0/storage-pools/{name}"),
+        "default",
+        None,
+    );
+    Ok(())
+}

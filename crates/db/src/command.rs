@@ -388,6 +388,11 @@ pub enum Command {
         /// New name.
         new_name: String,
     },
+    /// Delete storage pool `name` with every member's part (refused while it has volumes).
+    DeletePool {
+        /// Pool name.
+        name: String,
+    },
 }
 
 fn json<T: Serialize>(v: &T) -> Result<String> {
@@ -871,6 +876,17 @@ pub fn apply(tx: &Transaction<'_>, cmd: &Command) -> Result<()> {
                     params![project, inst.name, json(&profiles)?],
                 )?;
             }
+        }
+        Command::DeletePool { name } => {
+            if !crate::volumes::list(tx, name)?.is_empty() {
+                return Err(Error::Refused(format!("storage pool {name:?} is in use")));
+            }
+            tx.execute(
+                "DELETE FROM storage_pool_members WHERE pool = ?1",
+                params![name],
+            )?;
+            let n = tx.execute("DELETE FROM storage_pools WHERE name = ?1", params![name])?;
+            expect_one(n, || format!("storage pool {name:?}"))?;
         }
     }
     Ok(())

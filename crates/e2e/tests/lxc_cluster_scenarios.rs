@@ -523,3 +523,43 @@ async fn profiles_are_renamed_and_deleted_with_lxc() {
     assert_eq!(names, ["default"], "{}", out.stdout);
     m.lxc(&["delete", "--force", "scnp1"]).await.success();
 }
+
+/// What does this test do?
+///
+/// One member, `lxc storage`: create a `dir` pool, launch on it, `lxc storage delete` is
+/// refused while the instance is there (and for `default`, which the default profile
+/// uses), then deletes the pool and its directory once the instance is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_pools_are_deleted_with_lxc() {
+    require_lxc();
+    let m = Member::start().await;
+    m.import_busybox().await;
+    m.lxc(&["storage", "create", "scratch", "dir"])
+        .await
+        .success();
+    let dir = m.state_dir().join("storage-pools/scratch");
+    assert!(dir.is_dir(), "{} exists", dir.display());
+    m.lxc(&["launch", "busybox", "scns1", "-s", "scratch"])
+        .await
+        .success();
+    for pool in ["scratch", "default"] {
+        let out = m.lxc(&["storage", "delete", pool]).await;
+        assert!(
+            out.failure()
+                .contains("The storage pool is currently in use"),
+            "{}",
+            out.stderr
+        );
+    }
+    m.lxc(&["delete", "--force", "scns1"]).await.success();
+    m.lxc(&["storage", "delete", "scratch"]).await.success();
+    let out = m.lxc(&["storage", "list", "-f", "csv"]).await;
+    assert!(!out.success().stdout.contains("scratch"), "{}", out.stdout);
+    assert!(!dir.exists(), "{} removed", dir.display());
+    let out = m.lxc(&["storage", "delete", "scratch"]).await;
+    assert!(
+        out.failure().contains("Storage pool not found"),
+        "{}",
+        out.stderr
+    );
+}

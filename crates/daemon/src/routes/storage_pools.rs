@@ -71,10 +71,15 @@ async fn volume_state(
     Ok(sync(pools::volume_state(&d, &pool, &kind, &name).await?))
 }
 
+async fn delete(State(d): State<Daemon>, Path(name): Path<String>) -> ApiResult<Response> {
+    pools::delete(&d, &name).await?;
+    Ok(super::empty())
+}
+
 pub fn routes() -> Router<Daemon> {
     Router::new()
         .route("/1.0/storage-pools", get(list).post(create))
-        .route("/1.0/storage-pools/{name}", get(get_one))
+        .route("/1.0/storage-pools/{name}", get(get_one).delete(delete))
         .route("/1.0/storage-pools/{name}/volumes", get(volumes))
         .route(
             "/1.0/storage-pools/{name}/volumes/{kind}/{volume}",
