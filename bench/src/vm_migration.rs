@@ -388,7 +388,9 @@ async fn raw_qemu(
         tokio::time::sleep(Duration::from_millis(10)).await;
         let q = s.cmd("query-migrate", Value::Null).await?;
         match q["status"].as_str() {
-            Some("completed") => break q,
+            // QEMU says completed a moment before it fills in the times: ask again.
+            Some("completed") if q["total-time"].as_u64().unwrap_or(0) > 0 => break q,
+            Some("completed") => {}
             Some("failed") | Some("cancelled") => bail!("raw migration: {q}"),
             _ => {}
         }
