@@ -311,7 +311,8 @@ pub enum Command {
         /// Why it failed (`""` unless `step` is failed).
         error: String,
     },
-    /// End an evacuation or restore: the member's final state; a restore's rows go.
+    /// End an evacuation or restore: the member's final state; the rows of a restore that
+    /// finished (`created`) go.
     FinishEvacuation {
         /// The member.
         member: String,
@@ -387,11 +388,6 @@ pub enum Command {
         name: String,
         /// New name.
         new_name: String,
-    },
-    /// Delete storage pool `name` with every member's part (refused while it has volumes).
-    DeletePool {
-        /// Pool name.
-        name: String,
     },
 }
 
@@ -876,17 +872,6 @@ pub fn apply(tx: &Transaction<'_>, cmd: &Command) -> Result<()> {
                     params![project, inst.name, json(&profiles)?],
                 )?;
             }
-        }
-        Command::DeletePool { name } => {
-            if !crate::volumes::list(tx, name)?.is_empty() {
-                return Err(Error::Refused(format!("storage pool {name:?} is in use")));
-            }
-            tx.execute(
-                "DELETE FROM storage_pool_members WHERE pool = ?1",
-                params![name],
-            )?;
-            let n = tx.execute("DELETE FROM storage_pools WHERE name = ?1", params![name])?;
-            expect_one(n, || format!("storage pool {name:?}"))?;
         }
     }
     Ok(())

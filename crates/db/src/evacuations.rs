@@ -123,7 +123,9 @@ pub fn in_progress(conn: &Connection, except: &str) -> Result<Option<(String, Ev
             MemberState::Evacuating if has_unfinished(conn, &m.name)? => {
                 return Ok(Some((m.name, EvacuationKind::Evacuate)));
             }
-            MemberState::Restoring => return Ok(Some((m.name, EvacuationKind::Restore))),
+            MemberState::Restoring if has_unfinished(conn, &m.name)? => {
+                return Ok(Some((m.name, EvacuationKind::Restore)));
+            }
             _ => {}
         }
     }
@@ -153,7 +155,7 @@ pub fn check_begin(conn: &Connection, member: &str, kind: EvacuationKind) -> Res
         (EvacuationKind::Restore, MemberState::Created) => {
             return Err(Error::Refused("Cluster member is already restored".into()));
         }
-        (EvacuationKind::Evacuate, MemberState::Restoring) => {
+        (EvacuationKind::Evacuate, MemberState::Restoring) if has_unfinished(conn, member)? => {
             return Err(Error::Refused(format!(
                 "Cannot evacuate {member:?} while a restore operation is in progress"
             )));
@@ -310,7 +312,7 @@ pub(crate) fn finish_job(
     if n == 0 {
         return Err(Error::NotFound(format!("member {member:?}")));
     }
-    if kind == EvacuationKind::Restore {
+    if kind == EvacuationKind::Restore && state == MemberState::Created {
         conn.execute("DELETE FROM evacuations WHERE member = ?1", params![member])?;
     } else {
         conn.execute(

@@ -440,7 +440,9 @@ async fn finish(d: &Daemon, member: &str, kind: EvacuationKind, progress: Arc<Pr
     let state = match (kind, complete) {
         (EvacuationKind::Evacuate, true) => MemberState::Evacuated,
         (EvacuationKind::Evacuate, false) => MemberState::Evacuating,
-        (EvacuationKind::Restore, _) => MemberState::Created,
+        (EvacuationKind::Restore, true) => MemberState::Created,
+        // Online only once the restore has finished: run it again (or with skip).
+        (EvacuationKind::Restore, false) => MemberState::Restoring,
     };
     let recorded = d
         .write(db::Command::FinishEvacuation {
@@ -461,7 +463,7 @@ async fn finish(d: &Daemon, member: &str, kind: EvacuationKind, progress: Arc<Pr
             e.message
         ));
     }
-    if complete || kind == EvacuationKind::Restore && failed.is_empty() {
+    if complete {
         let action = match kind {
             EvacuationKind::Evacuate => "cluster-member-evacuated",
             EvacuationKind::Restore => "cluster-member-restored",

@@ -334,7 +334,7 @@ pub fn spawn_resume(d: &Daemon) {
 }
 
 /// Carries on an evacuation or restore of this member that was under way when it stopped
-/// (its journal has unfinished rows, or it is restoring).
+/// (it is evacuating or restoring and its journal has unfinished rows).
 pub async fn resume(d: &Daemon) -> ApiResult<()> {
     if !d.cluster.is_clustered() {
         return Ok(());
@@ -358,7 +358,7 @@ pub async fn resume(d: &Daemon) -> ApiResult<()> {
     }
     let kind = match state {
         Some(MemberState::Evacuating) if unfinished => EvacuationKind::Evacuate,
-        Some(MemberState::Restoring) => EvacuationKind::Restore,
+        Some(MemberState::Restoring) if unfinished => EvacuationKind::Restore,
         _ => return Ok(()),
     };
     let limits = limits(d, &MemberStatePost::default()).await?;
