@@ -443,14 +443,14 @@ async fn a_create_failing_midway_leaves_no_volume_and_no_record() {
 
 /// What does this test do?
 ///
-/// 1. A method a resource does not have (`DELETE /1.0/profiles/default`,
+/// 1. A method a resource does not have (`DELETE /1.0/profiles`,
 ///    `PUT /1.0/operations`) answers LXD's error envelope with 405, not an empty body.
 /// 2. The profile is still there.
 #[tokio::test]
 async fn unsupported_methods_answer_an_error_envelope() {
     let m = drover_e2e::Member::start().await;
     let msg = m
-        .raw("DELETE", "/1.0/profiles/default", None)
+        .raw("DELETE", "/1.0/profiles", None)
         .await
         .expect_error(405);
     assert_eq!(msg, "method not allowed");
