@@ -559,3 +559,32 @@ pub async fn start_for_restore(d: &Daemon, project: &str, name: &str) -> ApiResu
     let rec = super::load(d, project, name).await?;
     start_instance(d, &rec).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use api::MemberState;
+
+    #[test]
+    fn a_restoring_member_takes_only_what_its_restore_brings_back() {
+        let cfg = |pairs: &[(&str, &str)]| -> ConfigMap {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let none = cfg(&[]);
+        let home = cfg(&[("volatile.evacuate.origin", "m1")]);
+        let elsewhere = cfg(&[("volatile.evacuate.origin", "m2")]);
+        let was_running = cfg(&[("volatile.last_state.power", "RUNNING")]);
+        assert!(member_takes(MemberState::Created, "m1", &none));
+        assert!(member_takes(MemberState::Restoring, "m1", &home));
+        assert!(member_takes(MemberState::Restoring, "m1", &was_running));
+        assert!(!member_takes(MemberState::Restoring, "m1", &none));
+        assert!(!member_takes(MemberState::Restoring, "m1", &elsewhere));
+        for s in [MemberState::Evacuated, MemberState::Evacuating] {
+            assert!(!member_takes(s, "m1", &home));
+            assert!(!member_takes(s, "m1", &was_running));
+        }
+    }
+}
