@@ -437,7 +437,7 @@ async fn an_operator_runs_a_cluster_with_lxc() {
 /// What does this test do?
 ///
 /// One member, `lxc profile` the way an operator uses it: create and set a profile, launch
-/// with it, rename it (the instance follows), delete refused while used and for
+/// with it, adding it twice refused, rename it (the instance follows), delete refused while used and for
 /// `default`, removed from the instance then deleted; every refusal in LXD's words and
 /// changing nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -459,6 +459,12 @@ async fn profiles_are_renamed_and_deleted_with_lxc() {
     assert_eq!(out.success().stdout, "64MiB\n");
 
     tracing::info!("--- refusals change nothing");
+    let out = m.lxc(&["profile", "add", "scnp1", "small"]).await;
+    assert!(
+        out.failure().contains("Duplicate profile found in request"),
+        "{}",
+        out.stderr
+    );
     let out = m.lxc(&["profile", "delete", "default"]).await;
     assert!(
         out.failure()

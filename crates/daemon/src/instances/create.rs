@@ -163,6 +163,7 @@ pub async fn create(
         .profiles
         .clone()
         .unwrap_or_else(|| vec!["default".to_string()]);
+    validate::profile_names(&profile_names)?;
     let profiles = load_profiles(d, project, &profile_names).await?;
     let expanded = expand_config(&req.config, &profiles);
     validate::config(&expanded)?;

@@ -70,6 +70,7 @@ pub async fn update(
         }
     }
     let profile_names = req.profiles.unwrap_or_else(|| rec.profiles.clone());
+    validate::profile_names(&profile_names)?;
     validate::config(&config)?;
     validate::devices(&devices)?;
     let profiles = load_profiles(d, project, &profile_names).await?;

@@ -141,6 +141,21 @@ pub fn devices(devices: &api::DeviceMap) -> ApiResult<()> {
     Ok(())
 }
 
+/// Refuses a profile list naming a profile twice (`lxc profile add c1 p1` when `p1` is
+/// already applied), in LXD's words.
+///
+/// # Errors
+///
+/// 400 `Duplicate profile found in request`.
+pub fn profile_names(names: &[String]) -> ApiResult<()> {
+    for (i, name) in names.iter().enumerate() {
+        if names[..i].contains(name) {
+            return Err(ApiError::bad_request("Duplicate profile found in request"));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
