@@ -105,6 +105,10 @@ impl PushHeaders {
 
 /// The root filesystem of `rec` on this member, mounted if need be.
 async fn rootfs(d: &Daemon, rec: &InstanceRecord) -> ApiResult<PathBuf> {
+    if rec.kind != "container" {
+        // LXD reaches a VM's files through its agent, which drover's VMs do not run.
+        return Err(ApiError::bad_request("VM agent isn't currently running"));
+    }
     let (store, d2, rec) = (d.store.clone(), d.clone(), rec.clone());
     tokio::task::spawn_blocking(move || {
         let (profiles, pool) = store.read(|c| {
