@@ -25,18 +25,10 @@ import traceback
 import pylxd
 from pylxd.exceptions import LXDAPIException
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from steps import check, fail  # noqa: E402 - after the line above
+
 NAME = "pyc1"
-
-
-def fail(msg):
-    print(f"FAIL: {msg}", flush=True)
-    sys.exit(1)
-
-
-def check(what, got, want):
-    if got != want:
-        fail(f"{what}: expected {want!r}, got {got!r}")
-    print(f"ok: {what} = {got!r}", flush=True)
 
 
 def location(client, name):
