@@ -455,3 +455,83 @@ pub async fn delete(d: &Daemon, name: &str) -> ApiResult<()> {
     );
     Ok(())
 }
+
+/// `PUT` (`patch == false`: the config given replaces the pool's) or `PATCH` (merged) of
+/// pool `name`: `lxc storage set|unset|edit`. Only `user.*` keys and the description
+/// change; `source` may be sent (LXD's clients send the config they read) but not changed;
+/// a key set to `""` is removed.
+///
+/// # Errors
+///
+/// 404 for an unknown pool, 400 for a pool not created yet, an unknown key or a new
+/// `source`.
+pub async fn update(
+    d: &Daemon,
+    name: &str,
+    body: &serde_json::Value,
+    patch: bool,
+) -> ApiResult<()> {
+    let n = name.to_string();
+    let rec = d
+        .read(move |c| db::pools::get(c, &n))
+        .await?
+        .ok_or_else(|| ApiError::not_found("Storage pool not found"))?;
+    if rec.state != PoolState::Created {
+        return Err(ApiError::bad_request(format!(
+            "Storage pool {name:?} is {}",
+            rec.state.as_str().to_lowercase()
+        )));
+    }
+    let field = |k: &str| body.get(k).filter(|v| !v.is_null());
+    let sent: api::ConfigMap = match field("config") {
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|e| ApiError::bad_request(format!("Invalid request body: {e}")))?,
+        None => Default::default(),
+    };
+    let description = match field("description") {
+        Some(v) => v
+            .as_str()
+            .ok_or_else(|| ApiError::bad_request("Invalid request body: description"))?
+            .to_string(),
+        None if patch => rec.description.clone(),
+        None => String::new(),
+    };
+    let source = rec.source_on(&d.member()).unwrap_or_default().to_string();
+    let mut config = if patch {
+        rec.config.clone()
+    } else {
+        rec.config
+            .iter()
+            .filter(|(k, _)| *k == "source")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    for (k, v) in sent {
+        if k == "source" {
+            if !v.is_empty() && v != source {
+                return Err(ApiError::bad_request(
+                    "The \"source\" of a storage pool cannot be changed",
+                ));
+            }
+            continue;
+        }
+        if !k.starts_with("user.") {
+            return Err(ApiError::bad_request(format!("Invalid option {k:?}")));
+        }
+        config.insert(k, v);
+    }
+    config.retain(|_, v| !v.is_empty());
+    d.write(db::Command::UpdatePool {
+        name: name.to_string(),
+        description,
+        config,
+    })
+    .await?;
+    d.bus.lifecycle(
+        "storage-pool-updated",
+        format!("/1.0/storage-pools/{name}"),
+        "default",
+        None,
+    );
+    Ok(())
+}

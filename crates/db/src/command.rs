@@ -389,6 +389,20 @@ pub enum Command {
         /// New name.
         new_name: String,
     },
+    /// Delete storage pool `name` with every member's part (refused while it has volumes).
+    DeletePool {
+        /// Pool name.
+        name: String,
+    },
+    /// Replace the description and global config of created storage pool `name`.
+    UpdatePool {
+        /// Pool name.
+        name: String,
+        /// Free text.
+        description: String,
+        /// Global config (`user.*`; a `shared-fs` pool's `source`).
+        config: ConfigMap,
+    },
 }
 
 fn json<T: Serialize>(v: &T) -> Result<String> {
@@ -872,6 +886,28 @@ pub fn apply(tx: &Transaction<'_>, cmd: &Command) -> Result<()> {
                     params![project, inst.name, json(&profiles)?],
                 )?;
             }
+        }
+        Command::DeletePool { name } => {
+            if !crate::volumes::list(tx, name)?.is_empty() {
+                return Err(Error::Refused(format!("storage pool {name:?} is in use")));
+            }
+            tx.execute(
+                "DELETE FROM storage_pool_members WHERE pool = ?1",
+                params![name],
+            )?;
+            let n = tx.execute("DELETE FROM storage_pools WHERE name = ?1", params![name])?;
+            expect_one(n, || format!("storage pool {name:?}"))?;
+        }
+        Command::UpdatePool {
+            name,
+            description,
+            config,
+        } => {
+            let n = tx.execute(
+                "UPDATE storage_pools SET description = ?2, config = ?3 WHERE name = ?1",
+                params![name, description, json(config)?],
+            )?;
+            expect_one(n, || format!("storage pool {name:?}"))?;
         }
     }
     Ok(())

@@ -532,7 +532,8 @@ async fn profiles_are_renamed_and_deleted_with_lxc() {
 
 /// What does this test do?
 ///
-/// One member, `lxc storage`: create a `dir` pool, launch on it, `lxc storage delete` is
+/// One member, `lxc storage`: create a `dir` pool, `lxc storage set/unset` a user key (its
+/// `source` cannot change), launch on it, `lxc storage delete` is
 /// refused while the instance is there (and for `default`, which the default profile
 /// uses), then deletes the pool and its directory once the instance is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -545,6 +546,30 @@ async fn storage_pools_are_deleted_with_lxc() {
         .success();
     let dir = m.state_dir().join("storage-pools/scratch");
     assert!(dir.is_dir(), "{} exists", dir.display());
+    m.lxc(&["storage", "set", "scratch", "user.owner", "ops"])
+        .await
+        .success();
+    let out = m.lxc(&["storage", "get", "scratch", "user.owner"]).await;
+    assert_eq!(out.success().stdout, "ops\n");
+    let out = m
+        .lxc(&["storage", "set", "scratch", "source", "/elsewhere"])
+        .await;
+    assert!(
+        out.failure().contains("cannot be changed"),
+        "{}",
+        out.stderr
+    );
+    m.lxc(&["storage", "unset", "scratch", "user.owner"])
+        .await
+        .success();
+    let out = m.lxc(&["storage", "show", "scratch"]).await;
+    assert!(
+        !out.success().stdout.contains("user.owner"),
+        "{}",
+        out.stdout
+    );
+    let out = m.lxc(&["storage", "get", "scratch", "source"]).await;
+    assert_eq!(out.success().stdout.trim(), dir.to_str().expect("utf-8"));
     m.lxc(&["launch", "busybox", "scns1", "-s", "scratch"])
         .await
         .success();

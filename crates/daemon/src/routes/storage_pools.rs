@@ -71,6 +71,26 @@ async fn volume_state(
     Ok(sync(pools::volume_state(&d, &pool, &kind, &name).await?))
 }
 
+async fn put(
+    State(d): State<Daemon>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let body: serde_json::Value = super::parse_body(&body)?;
+    pools::update(&d, &name, &body, false).await?;
+    Ok(super::empty())
+}
+
+async fn patch(
+    State(d): State<Daemon>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Response> {
+    let body: serde_json::Value = super::parse_body(&body)?;
+    pools::update(&d, &name, &body, true).await?;
+    Ok(super::empty())
+}
+
 async fn delete(State(d): State<Daemon>, Path(name): Path<String>) -> ApiResult<Response> {
     pools::delete(&d, &name).await?;
     Ok(super::empty())
@@ -79,7 +99,10 @@ async fn delete(State(d): State<Daemon>, Path(name): Path<String>) -> ApiResult<
 pub fn routes() -> Router<Daemon> {
     Router::new()
         .route("/1.0/storage-pools", get(list).post(create))
-        .route("/1.0/storage-pools/{name}", get(get_one).delete(delete))
+        .route(
+            "/1.0/storage-pools/{name}",
+            get(get_one).delete(delete).put(put).patch(patch),
+        )
         .route("/1.0/storage-pools/{name}/volumes", get(volumes))
         .route(
             "/1.0/storage-pools/{name}/volumes/{kind}/{volume}",
