@@ -216,7 +216,10 @@ async fn forward(
 /// so a target that lost what it received can never leave the instance without data.
 pub(super) async fn finish(d: &Daemon, plan: &Plan, rep: &mut Reporter) -> ApiResult<bool> {
     let peer = Peer::connect(d, &plan.target).await?;
-    rep.stage(MoveStage::Starting);
+    // A stopped instance stays stopped: its move never says it is starting.
+    if plan.start_after {
+        rep.stage(MoveStage::Starting);
+    }
     let started = internal::finish(&peer, plan).await;
     let running = match started {
         Ok(running) => {
