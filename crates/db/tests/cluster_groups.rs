@@ -12,21 +12,14 @@
 //!   fails as the environment does (the member stops rather than diverge)
 #![allow(clippy::unwrap_used)]
 
-use api::MemberState;
 use db::cluster_tokens::ClusterTokenRecord;
-use db::instances::InstanceRecord;
 use db::{Command, Error, Store};
+
+mod common;
 
 fn store_with(names: &[&str]) -> Store {
     let store = Store::in_memory().unwrap();
-    store
-        .execute(&Command::CreateMember {
-            name: names[0].into(),
-            address: String::new(),
-            state: MemberState::Created,
-            architecture: "x86_64".into(),
-        })
-        .unwrap();
+    common::create_member(&store, names[0]);
     for name in &names[1..] {
         store
             .execute(&Command::CreateClusterToken(ClusterTokenRecord {
@@ -182,20 +175,7 @@ fn member_update_replaces_fields(store: &Store) {
 }
 
 fn instance(name: &str, member: &str) -> Command {
-    Command::CreateInstance(InstanceRecord {
-        project: "default".into(),
-        name: name.into(),
-        kind: "container".into(),
-        member: member.into(),
-        architecture: "x86_64".into(),
-        config: Default::default(),
-        devices: Default::default(),
-        profiles: vec!["default".into()],
-        ephemeral: false,
-        description: String::new(),
-        created_at: "2026-01-01T00:00:00Z".into(),
-        last_used_at: "1970-01-01T00:00:00Z".into(),
-    })
+    Command::CreateInstance(common::instance(name, member))
 }
 
 #[test]

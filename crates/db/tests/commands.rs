@@ -8,20 +8,12 @@ use api::MemberState;
 use db::instances::InstanceRecord;
 use db::{Command, Error, Store};
 
+mod common;
+
 fn instance(name: &str) -> InstanceRecord {
     InstanceRecord {
-        project: "default".into(),
-        name: name.into(),
-        kind: "container".into(),
-        member: "none".into(),
-        architecture: "x86_64".into(),
         config: [("limits.memory".to_string(), "64MiB".to_string())].into(),
-        devices: Default::default(),
-        profiles: vec!["default".into()],
-        ephemeral: false,
-        description: String::new(),
-        created_at: "2026-01-01T00:00:00Z".into(),
-        last_used_at: "1970-01-01T00:00:00Z".into(),
+        ..common::instance(name, "none")
     }
 }
 

@@ -12,16 +12,9 @@ use db::evacuations::EvacuationKind;
 use db::instances::InstanceRecord;
 use db::{Command, Error, Store};
 
-fn member(store: &Store, name: &str) {
-    store
-        .execute(&Command::CreateMember {
-            name: name.into(),
-            address: String::new(),
-            state: MemberState::Created,
-            architecture: "x86_64".into(),
-        })
-        .unwrap();
-}
+mod common;
+
+use common::create_member as member;
 
 fn instance(store: &Store, name: &str, origin: Option<&str>) {
     let mut config = api::ConfigMap::new();
@@ -30,18 +23,9 @@ fn instance(store: &Store, name: &str, origin: Option<&str>) {
     }
     store
         .execute(&Command::CreateInstance(InstanceRecord {
-            project: "default".into(),
-            name: name.into(),
-            kind: "container".into(),
-            member: "m1".into(),
-            architecture: "x86_64".into(),
             config,
-            devices: Default::default(),
             profiles: vec![],
-            ephemeral: false,
-            description: String::new(),
-            created_at: "2026-01-01T00:00:00Z".into(),
-            last_used_at: "1970-01-01T00:00:00Z".into(),
+            ..common::instance(name, "m1")
         }))
         .unwrap();
 }

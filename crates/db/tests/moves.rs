@@ -5,26 +5,11 @@
 //!   and backward steps are refused and change nothing
 #![allow(clippy::unwrap_used)]
 
-use db::instances::InstanceRecord;
 use db::moves::{MoveRecord, MoveStep};
 use db::{Command, Error, Store};
 
-fn instance(name: &str, member: &str) -> InstanceRecord {
-    InstanceRecord {
-        project: "default".into(),
-        name: name.into(),
-        kind: "container".into(),
-        member: member.into(),
-        architecture: "x86_64".into(),
-        config: Default::default(),
-        devices: Default::default(),
-        profiles: vec!["default".into()],
-        ephemeral: false,
-        description: String::new(),
-        created_at: "2026-01-01T00:00:00Z".into(),
-        last_used_at: "1970-01-01T00:00:00Z".into(),
-    }
-}
+mod common;
+use common::instance;
 
 fn move_of(id: &str, name: &str, source: &str, target: &str) -> MoveRecord {
     MoveRecord {
@@ -60,8 +45,8 @@ fn member_of(store: &Store, name: &str) -> String {
         .member
 }
 
-#[test]
-fn a_move_walks_its_steps_and_switches_in_one_command() {
+/// A store holding container c1 on m1 and move "a" of it to m2, just started.
+fn moving_c1() -> Store {
     let store = Store::in_memory().unwrap();
     store
         .execute(&Command::CreateInstance(instance("c1", "m1")))
@@ -69,6 +54,12 @@ fn a_move_walks_its_steps_and_switches_in_one_command() {
     store
         .execute(&Command::CreateMove(move_of("a", "c1", "m1", "m2")))
         .unwrap();
+    store
+}
+
+#[test]
+fn a_move_walks_its_steps_and_switches_in_one_command() {
+    let store = moving_c1();
 
     // A second move of the same instance, or one from a member that does not hold it.
     let again = store.execute(&Command::CreateMove(move_of("b", "c1", "m1", "m3")));
@@ -121,13 +112,7 @@ fn a_move_walks_its_steps_and_switches_in_one_command() {
 
 #[test]
 fn an_abort_fences_the_switch_out() {
-    let store = Store::in_memory().unwrap();
-    store
-        .execute(&Command::CreateInstance(instance("c1", "m1")))
-        .unwrap();
-    store
-        .execute(&Command::CreateMove(move_of("a", "c1", "m1", "m2")))
-        .unwrap();
+    let store = moving_c1();
     step(&store, "a", MoveStep::Aborted).unwrap();
     let switch = store.execute(&Command::SwitchMoveOwner {
         id: "a".into(),

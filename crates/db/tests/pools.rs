@@ -6,11 +6,13 @@
 //! - volume rows follow their instance: renamed, moved by the move's switch, deleted
 #![allow(clippy::unwrap_used)]
 
-use db::instances::InstanceRecord;
 use db::moves::{MoveRecord, MoveStep};
 use db::pools::PoolState;
 use db::volumes::VolumeRecord;
 use db::{Command, Error, Store};
+
+mod common;
+use common::instance;
 
 fn source(s: &str) -> api::ConfigMap {
     [("source".to_string(), s.to_string())].into()
@@ -101,23 +103,6 @@ fn a_pool_is_pending_per_member_then_created_everywhere() {
         })
         .unwrap_err();
     assert!(matches!(e, Error::NotFound(_)), "{e}");
-}
-
-fn instance(name: &str, member: &str) -> InstanceRecord {
-    InstanceRecord {
-        project: "default".into(),
-        name: name.into(),
-        kind: "container".into(),
-        member: member.into(),
-        architecture: "x86_64".into(),
-        config: Default::default(),
-        devices: Default::default(),
-        profiles: vec!["default".into()],
-        ephemeral: false,
-        description: String::new(),
-        created_at: "2026-01-01T00:00:00Z".into(),
-        last_used_at: "1970-01-01T00:00:00Z".into(),
-    }
 }
 
 fn volumes(store: &Store) -> Vec<(String, String, u64)> {
