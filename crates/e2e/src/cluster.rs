@@ -62,7 +62,11 @@ pub async fn form_cluster_with(ips: &[&str], bin: Option<&std::path::Path>) -> V
 }
 
 /// Gives `m` an HTTPS address and makes it the first member `name` of a new cluster.
-async fn enable(m: &Member, address: &str, name: &str) {
+///
+/// # Panics
+///
+/// When a request is refused (with the daemon's answer).
+pub async fn enable(m: &Member, address: &str, name: &str) {
     call(
         m,
         "PATCH",
@@ -93,14 +97,7 @@ async fn join(issuer: &Member, via: &str, joiner: &Member, name: &str, address: 
     .await;
     assert_eq!(r.status, 202, "{}", r.text);
     let meta = r.metadata()["metadata"].clone();
-    let token = json!({
-        "server_name": meta["serverName"],
-        "fingerprint": meta["fingerprint"],
-        "addresses": meta["addresses"],
-        "secret": meta["secret"],
-        "expires_at": meta["expiresAt"],
-    });
-    let token = base64::engine::general_purpose::STANDARD.encode(token.to_string());
+    let token = join_token(&meta);
     let der = tls::fetch_certificate(via.parse().expect("cluster address"))
         .await
         .expect("fetch the cluster certificate");
@@ -126,4 +123,17 @@ async fn join(issuer: &Member, via: &str, joiner: &Member, name: &str, address: 
     )
     .await;
     assert_eq!(r.status, 202, "{}", r.text);
+}
+
+/// The token `lxc cluster add` prints for a token operation's `metadata`: base64 of the
+/// JSON LXD 5.0.2 joiners decode.
+pub fn join_token(meta: &Value) -> String {
+    let token = json!({
+        "server_name": meta["serverName"],
+        "fingerprint": meta["fingerprint"],
+        "addresses": meta["addresses"],
+        "secret": meta["secret"],
+        "expires_at": meta["expiresAt"],
+    });
+    base64::engine::general_purpose::STANDARD.encode(token.to_string())
 }

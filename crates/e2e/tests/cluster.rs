@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use base64::Engine;
-use drover_e2e::{Member, RawResponse, free_address, require_lxc, wait_until};
+use drover_e2e::{Member, RawResponse, enable, free_address, join_token, require_lxc, wait_until};
 use serde_json::{Value, json};
 
 /// How long a cluster may take to settle (joins, elections, catch-up).
@@ -14,27 +14,6 @@ const SETTLE: Duration = Duration::from_secs(90);
 
 async fn call(m: &Member, method: &str, path: &str, body: Value) -> RawResponse {
     m.raw(method, path, Some(&body.to_string())).await
-}
-
-/// Gives `m` an HTTPS address and makes it the first member `name` of a new cluster.
-async fn enable(m: &Member, address: &str, name: &str) {
-    call(
-        m,
-        "PATCH",
-        "/1.0",
-        json!({"config": {"core.https_address": address}}),
-    )
-    .await
-    .metadata();
-    let r = call(
-        m,
-        "PUT",
-        "/1.0/cluster",
-        json!({"server_name": name, "enabled": true}),
-    )
-    .await;
-    assert_eq!(r.status, 202, "{}", r.text);
-    assert_eq!(r.metadata()["status"], "Success", "{}", r.text);
 }
 
 /// `POST /1.0/cluster/members` on `m`: the token operation's metadata, and the token
@@ -67,15 +46,7 @@ async fn issue_token(m: &Member, name: &str) -> (Value, String) {
             "serverName"
         ]
     );
-    let token = json!({
-        "server_name": meta["serverName"],
-        "fingerprint": meta["fingerprint"],
-        "addresses": meta["addresses"],
-        "secret": meta["secret"],
-        "expires_at": meta["expiresAt"],
-    });
-    let token = base64::engine::general_purpose::STANDARD.encode(token.to_string());
-    (op, token)
+    (op, join_token(&meta))
 }
 
 /// The body LXD 5.0.2's `lxd init --preseed` sends to the joiner's socket.

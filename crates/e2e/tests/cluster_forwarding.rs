@@ -8,21 +8,14 @@
 use std::time::Duration;
 
 use api::InstanceStatus;
-use drover_e2e::{Member, busybox_request, form_cluster, require_lxc, wait_until, within};
+use drover_e2e::{
+    Member, busybox_request, form_cluster, location, require_lxc, wait_until, within,
+};
 use futures::StreamExt;
 use serde_json::{Value, json};
 
 /// How long an instance operation through another member may take.
 const OP: Duration = Duration::from_secs(60);
-
-/// Where `name` is, by `m`'s `GET /1.0/instances/{name}`.
-async fn location(m: &Member, name: &str) -> String {
-    let r = m.raw("GET", &format!("/1.0/instances/{name}"), None).await;
-    r.metadata()["location"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
 
 /// `m`'s `GET /1.0/instances?recursion=2`: name → (location, status, state.status).
 async fn listing(m: &Member) -> Vec<(String, String, String, String)> {

@@ -6,86 +6,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use drover_e2e::{Member, busybox_request, form_cluster, require_lxc, wait_until, within};
+use drover_e2e::{
+    Member, busybox_request, create_on, form_cluster, local_pool, require_lxc, wait_op, wait_until,
+    within,
+};
 use serde_json::{Value, json};
 
 /// How long an evacuation or restore of a handful of containers may take.
 const JOB: Duration = Duration::from_secs(300);
-
-/// Creates the `dir` pool `name` through `ms[0]`, each member with its own directory under
-/// `root` (LXD's way: defined per member with `?target=`, then created).
-async fn local_pool(ms: &[Member], root: &std::path::Path, name: &str) {
-    for i in 1..=ms.len() {
-        let source = root.join(format!("m{i}")).join(name);
-        let body = json!({"name": name, "driver": "dir",
-            "config": {"source": source.display().to_string()}});
-        let r = ms[0]
-            .raw(
-                "POST",
-                &format!("/1.0/storage-pools?target=m{i}"),
-                Some(&body.to_string()),
-            )
-            .await;
-        assert!(r.status < 300, "define pool {name} on m{i}: {}", r.text);
-    }
-    let body = json!({"name": name, "driver": "dir", "config": {}});
-    let r = ms[0]
-        .raw("POST", "/1.0/storage-pools", Some(&body.to_string()))
-        .await;
-    assert!(r.status < 300, "create pool {name}: {}", r.text);
-}
-
-/// Creates `name` from busybox on member `target` (through `m`), on pool `pool`.
-async fn create_on(m: &Member, target: &str, name: &str, pool: &str, config: &[(&str, &str)]) {
-    let mut req = busybox_request(name, config, true);
-    req.devices.insert(
-        "root".into(),
-        [
-            ("type".to_string(), "disk".to_string()),
-            ("path".to_string(), "/".to_string()),
-            ("pool".to_string(), pool.to_string()),
-        ]
-        .into(),
-    );
-    let body = serde_json::to_string(&req).expect("json");
-    let r = m
-        .raw(
-            "POST",
-            &format!("/1.0/instances?target={target}"),
-            Some(&body),
-        )
-        .await;
-    assert_eq!(r.status, 202, "create {name}: {}", r.text);
-    wait_op(m, r.metadata()).await.expect("create succeeds");
-}
-
-/// Waits for the operation `op` (as answered) through `m`: its final record, `Err(err)`
-/// when it failed.
-async fn wait_op(m: &Member, op: &Value) -> Result<Value, (String, Value)> {
-    let id = op["id"].as_str().unwrap_or_default().to_string();
-    let done = within("operation", JOB, async {
-        loop {
-            let r = m
-                .raw(
-                    "GET",
-                    &format!("/1.0/operations/{id}/wait?timeout=30"),
-                    None,
-                )
-                .await;
-            assert_eq!(r.status, 200, "wait {id}: {}", r.text);
-            let v = r.metadata().clone();
-            if v["status_code"].as_i64() != Some(103) {
-                return v;
-            }
-        }
-    })
-    .await;
-    if done["status"] == "Success" {
-        Ok(done)
-    } else {
-        Err((done["err"].as_str().unwrap_or_default().to_string(), done))
-    }
-}
 
 /// `POST /1.0/cluster/members/{member}/state` through `m` with `body`: the operation
 /// (the request must be accepted).
@@ -104,7 +32,7 @@ async fn post_state(m: &Member, member: &str, body: Value) -> Value {
 /// Evacuates or restores and waits for the outcome.
 async fn member_state(m: &Member, member: &str, body: Value) -> Result<Value, (String, Value)> {
     let op = post_state(m, member, body).await;
-    wait_op(m, &op).await
+    wait_op(m, &op, JOB).await
 }
 
 /// Every instance: name → (location, status, config).
@@ -215,14 +143,15 @@ async fn evacuate_and_restore_matrix() {
     assert!(r.status < 300, "create group g3: {}", r.text);
 
     tracing::info!("--- instances on m1 (and one on m2)");
-    create_on(m1, "m1", "auto-run", "shared", &[]).await;
-    create_on(m1, "m1", "auto-dir", "local", &[]).await;
+    create_on(m1, "m1", "auto-run", "shared", &[], true).await;
+    create_on(m1, "m1", "auto-dir", "local", &[], true).await;
     create_on(
         m1,
         "m1",
         "mig-run",
         "pool2",
         &[("cluster.evacuate", "migrate")],
+        true,
     )
     .await;
     create_on(
@@ -231,6 +160,7 @@ async fn evacuate_and_restore_matrix() {
         "stop-run",
         "local",
         &[("cluster.evacuate", "stop")],
+        true,
     )
     .await;
     create_on(
@@ -239,9 +169,10 @@ async fn evacuate_and_restore_matrix() {
         "grp",
         "shared",
         &[("volatile.cluster.group", "g3")],
+        true,
     )
     .await;
-    create_on(m1, "m2", "other", "local", &[]).await;
+    create_on(m1, "m2", "other", "local", &[], true).await;
     m1.change_state("auto-dir", "stop", true)
         .await
         .expect("stop auto-dir");
@@ -314,7 +245,7 @@ async fn evacuate_and_restore_matrix() {
     let op = post_state(m2, "m1", json!({"action": "evacuate", "mode": ""})).await;
     assert_eq!(op["description"], "Evacuating cluster member");
     assert_eq!(op["location"], "m1");
-    let done = wait_op(m2, &op).await.expect("evacuation succeeds");
+    let done = wait_op(m2, &op, JOB).await.expect("evacuation succeeds");
     let progress = done["metadata"]["evacuation_progress"]
         .as_str()
         .unwrap_or_default();
@@ -440,7 +371,7 @@ async fn evacuate_and_restore_matrix() {
     assert_eq!(member_status(m2, "m1").await, "Evacuated");
     let op = post_state(m2, "m1", json!({"action": "restore", "mode": ""})).await;
     assert_eq!(op["description"], "Restoring cluster member");
-    let done = wait_op(m2, &op).await.expect("restore succeeds");
+    let done = wait_op(m2, &op, JOB).await.expect("restore succeeds");
     member_event(&mut events, "cluster-member-restored", "m1").await;
     tracing::info!(plan = %done["metadata"]["evacuation_plan"], "restored");
     assert_eq!(member_status(m3, "m1").await, "Online");
@@ -507,8 +438,8 @@ async fn concurrent_jobs_and_quorum() {
     m1.import_busybox().await;
     let slow = slow_stop("5");
     let slow: Vec<(&str, &str)> = slow.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    create_on(m1, "m1", "slow1", "default", &slow).await;
-    create_on(m1, "m2", "slow2", "default", &slow).await;
+    create_on(m1, "m1", "slow1", "default", &slow, true).await;
+    create_on(m1, "m2", "slow2", "default", &slow, true).await;
 
     tracing::info!("--- evacuate m1; meanwhile a second evacuation and a restore fail");
     let op = post_state(m1, "m1", json!({"action": "evacuate", "mode": ""})).await;
@@ -531,7 +462,7 @@ async fn concurrent_jobs_and_quorum() {
         "Cannot restore \"m1\" while an evacuate operation is in progress"
     );
     assert_eq!(member_status(m1, "m2").await, "Online");
-    let done = wait_op(m1, &op).await.expect("evacuation of m1");
+    let done = wait_op(m1, &op, JOB).await.expect("evacuation of m1");
     assert_eq!(
         done["metadata"]["evacuation_progress"],
         "Stopping \"slow1\" in project \"default\""
@@ -622,6 +553,29 @@ async fn data_sum(m: &Member, name: &str) -> String {
     out.stdout
 }
 
+/// Creates each of `names` running on m1 (through `m`, pool `local`) with 16 MiB of
+/// random data in `/data`; name → [`data_sum`].
+async fn with_data<'a>(m: &Member, names: &[&'a str]) -> BTreeMap<&'a str, String> {
+    let mut sums = BTreeMap::new();
+    for &n in names {
+        create_on(m, "m1", n, "local", &[], true).await;
+        let out = m
+            .exec(
+                n,
+                &[
+                    "sh",
+                    "-c",
+                    "dd if=/dev/urandom of=/data bs=1M count=16 2>/dev/null && sync",
+                ],
+            )
+            .await
+            .expect("write data");
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        sums.insert(n, data_sum(m, n).await);
+    }
+    sums
+}
+
 /// What does this test do?
 /// - forms a three-member cluster with member-local `dir` pools; on m1 four running
 ///   containers with 16 MiB of random data each (default policy: they migrate) and two
@@ -638,27 +592,11 @@ async fn coordinator_killed_mid_evacuation_resumes() {
     ms[0].import_busybox().await;
     local_pool(&ms, disks.path(), "local").await;
     let movers = ["mv1", "mv2", "mv3", "mv4"];
-    let mut sums = BTreeMap::new();
-    for n in movers {
-        create_on(&ms[0], "m1", n, "local", &[]).await;
-        let out = ms[0]
-            .exec(
-                n,
-                &[
-                    "sh",
-                    "-c",
-                    "dd if=/dev/urandom of=/data bs=1M count=16 2>/dev/null && sync",
-                ],
-            )
-            .await
-            .expect("write data");
-        assert_eq!(out.code, 0, "{}", out.stderr);
-        sums.insert(n, data_sum(&ms[0], n).await);
-    }
+    let sums = with_data(&ms[0], &movers).await;
     let slow = slow_stop("3");
     let slow: Vec<(&str, &str)> = slow.iter().map(|(k, v)| (*k, v.as_str())).collect();
     for n in ["st1", "st2"] {
-        create_on(&ms[0], "m1", n, "local", &slow).await;
+        create_on(&ms[0], "m1", n, "local", &slow, true).await;
     }
 
     tracing::info!("--- evacuate m1 one at a time; kill its daemon after the first instance");
@@ -743,11 +681,19 @@ async fn dry_run_of_what_cannot_fit_is_what_happens() {
     m1.import_busybox().await;
     local_pool(&ms, disks.path(), "local").await;
     let hog = [("limits.memory", "70%")];
-    create_on(m1, "m2", "hog2", "local", &hog).await;
-    create_on(m1, "m3", "hog3", "local", &hog).await;
-    create_on(m1, "m1", "big", "local", &hog).await;
-    create_on(m1, "m1", "off", "local", &hog).await;
-    create_on(m1, "m1", "tiny", "local", &[("limits.memory", "64MiB")]).await;
+    create_on(m1, "m2", "hog2", "local", &hog, true).await;
+    create_on(m1, "m3", "hog3", "local", &hog, true).await;
+    create_on(m1, "m1", "big", "local", &hog, true).await;
+    create_on(m1, "m1", "off", "local", &hog, true).await;
+    create_on(
+        m1,
+        "m1",
+        "tiny",
+        "local",
+        &[("limits.memory", "64MiB")],
+        true,
+    )
+    .await;
     m1.change_state("off", "stop", true)
         .await
         .expect("stop off");
@@ -827,23 +773,7 @@ async fn a_target_killed_mid_evacuation_is_planned_around() {
     ms[0].import_busybox().await;
     local_pool(&ms, disks.path(), "local").await;
     let names = ["t1", "t2", "t3", "t4", "t5", "t6"];
-    let mut sums = BTreeMap::new();
-    for n in names {
-        create_on(&ms[0], "m1", n, "local", &[]).await;
-        let out = ms[0]
-            .exec(
-                n,
-                &[
-                    "sh",
-                    "-c",
-                    "dd if=/dev/urandom of=/data bs=1M count=16 2>/dev/null && sync",
-                ],
-            )
-            .await
-            .expect("write data");
-        assert_eq!(out.code, 0, "{}", out.stderr);
-        sums.insert(n, data_sum(&ms[0], n).await);
-    }
+    let sums = with_data(&ms[0], &names).await;
 
     tracing::info!("--- evacuate m1 one at a time; kill m2 after the first instance");
     let op = post_state(
@@ -861,7 +791,7 @@ async fn a_target_killed_mid_evacuation_is_planned_around() {
     })
     .await;
     ms[1].kill();
-    let done = wait_op(&ms[2], &op).await;
+    let done = wait_op(&ms[2], &op, JOB).await;
     tracing::info!(outcome = ?done, "evacuation with m2 dead");
     let done = done.expect("the evacuation plans around the dead target");
     let plan = plan_of(&done);

@@ -22,21 +22,12 @@ use std::time::Duration;
 
 use api::InstanceStatus;
 use drover_e2e::{
-    Member, busybox_request, droverd_bin, form_cluster_with, require_lxc, wait_until, within,
+    Member, create_on, droverd_bin, form_cluster_with, location, require_lxc, wait_op, wait_until,
 };
 use serde_json::{Value, json};
 
 /// How long a move may take (a 200 MiB volume, twice, on a loaded machine).
 const MOVE: Duration = Duration::from_secs(180);
-
-/// Where `name` is, by `m`'s `GET /1.0/instances/{name}`.
-async fn location(m: &Member, name: &str) -> String {
-    let r = m.raw("GET", &format!("/1.0/instances/{name}"), None).await;
-    r.metadata()["location"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
 
 /// The status `m` reports for `name`.
 async fn status(m: &Member, name: &str) -> String {
@@ -45,59 +36,6 @@ async fn status(m: &Member, name: &str) -> String {
         .as_str()
         .unwrap_or_default()
         .to_string()
-}
-
-/// Creates `name` from busybox on member `target` (through `m`), on pool `pool`.
-async fn create_on(m: &Member, target: &str, name: &str, pool: &str, start: bool) {
-    let mut req = busybox_request(name, &[], start);
-    req.devices.insert(
-        "root".into(),
-        [
-            ("type".to_string(), "disk".to_string()),
-            ("path".to_string(), "/".to_string()),
-            ("pool".to_string(), pool.to_string()),
-        ]
-        .into(),
-    );
-    let body = serde_json::to_string(&req).expect("json");
-    let r = m
-        .raw(
-            "POST",
-            &format!("/1.0/instances?target={target}"),
-            Some(&body),
-        )
-        .await;
-    assert_eq!(r.status, 202, "create {name}: {}", r.text);
-    wait_op(m, r.metadata()).await.expect("create succeeds");
-}
-
-/// Waits for the operation `op` (as answered) through `m`; `Err(err)` when it failed.
-async fn wait_op(m: &Member, op: &Value) -> Result<Value, String> {
-    let id = op["id"].as_str().unwrap_or_default().to_string();
-    let done = within("operation", MOVE, async {
-        loop {
-            let r = m
-                .raw(
-                    "GET",
-                    &format!("/1.0/operations/{id}/wait?timeout=30"),
-                    None,
-                )
-                .await;
-            if r.status != 200 {
-                return Err(format!("wait {id}: {}", r.text));
-            }
-            let v = r.metadata().clone();
-            if v["status_code"].as_i64() != Some(103) {
-                return Ok(v);
-            }
-        }
-    })
-    .await?;
-    if done["status"] == "Success" {
-        Ok(done)
-    } else {
-        Err(done["err"].as_str().unwrap_or_default().to_string())
-    }
 }
 
 /// `POST /1.0/instances/{name}?target=` through `m` with `lxc move`'s body.
@@ -122,7 +60,7 @@ async fn move_to(m: &Member, name: &str, target: &str) -> Result<Value, String> 
         return Err(format!("{}: {}", r.status, r.text));
     }
     assert_eq!(r.metadata()["description"], "Migrating instance");
-    wait_op(m, r.metadata()).await
+    wait_op(m, r.metadata(), MOVE).await.map_err(|(e, _)| e)
 }
 
 /// Runs `sh -c script` in `name` through `m`; its stdout.
@@ -295,7 +233,7 @@ async fn cluster(ips: [&str; 3]) -> (LocalDisks, Vec<Member>) {
 #[tokio::test(flavor = "multi_thread")]
 async fn refusals_change_nothing() {
     let (_disks, mut ms) = cluster(["127.0.0.70", "127.0.0.71", "127.0.0.72"]).await;
-    create_on(&ms[0], "m1", "r1", "local", true).await;
+    create_on(&ms[0], "m1", "r1", "local", &[], true).await;
 
     tracing::info!("--- a live move of a running container is refused, naming --stateless");
     let r = post_move(&ms[1], "r1", "m2", true).await;
@@ -325,7 +263,9 @@ async fn refusals_change_nothing() {
         )
         .await;
     assert_eq!(r.status, 202, "{}", r.text);
-    wait_op(&ms[0], r.metadata()).await.expect("evacuate m2");
+    wait_op(&ms[0], r.metadata(), MOVE)
+        .await
+        .expect("evacuate m2");
     let err = post_move(&ms[0], "r1", "m2", false).await.expect_error(400);
     assert!(
         err.contains("The destination cluster member is evacuated"),
@@ -350,7 +290,7 @@ async fn refusals_change_nothing() {
         .raw("POST", "/1.0/instances/r1", Some(r#"{"name": "r2"}"#))
         .await;
     assert_eq!(r.status, 202, "{}", r.text);
-    wait_op(&ms[0], r.metadata()).await.expect("rename");
+    wait_op(&ms[0], r.metadata(), MOVE).await.expect("rename");
     assert_eq!(location(&ms[0], "r2").await, "m1");
 }
 
@@ -372,8 +312,8 @@ async fn moves_keep_every_file(ips: [&str; 3], shared: Option<&Path>) {
         }
         None => "local",
     };
-    create_on(&ms[0], "m1", "run1", pool, true).await;
-    create_on(&ms[0], "m1", "stop1", pool, true).await;
+    create_on(&ms[0], "m1", "run1", pool, &[], true).await;
+    create_on(&ms[0], "m1", "stop1", pool, &[], true).await;
     write_data(&ms[0], "run1", 200).await;
     write_data(&ms[0], "stop1", 8).await;
     let run_sums = checksums(&ms[0], "run1").await;
@@ -466,14 +406,16 @@ async fn move_in_flight(via: &Member, source: &Member, name: &str, target: &str)
 #[tokio::test(flavor = "multi_thread")]
 async fn killing_the_target_mid_transfer_loses_nothing() {
     let (disks, mut ms) = cluster(["127.0.0.76", "127.0.0.77", "127.0.0.78"]).await;
-    create_on(&ms[0], "m1", "k1", "local", true).await;
+    create_on(&ms[0], "m1", "k1", "local", &[], true).await;
     write_data(&ms[0], "k1", 400).await;
     let sums = checksums(&ms[0], "k1").await;
 
     tracing::info!("--- start the move, kill -9 the target once data flows");
     let op = move_in_flight(&ms[0], &ms[0], "k1", "m2").await;
     ms[1].kill();
-    let err = wait_op(&ms[0], &op).await.expect_err("the move fails");
+    let (err, _) = wait_op(&ms[0], &op, MOVE)
+        .await
+        .expect_err("the move fails");
     tracing::info!(%err, "move failed as it should");
     assert!(err.contains("m2"), "the cause names the target: {err}");
 
@@ -497,7 +439,7 @@ async fn killing_the_target_mid_transfer_loses_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn killing_the_source_mid_transfer_undoes_the_move() {
     let (disks, mut ms) = cluster(["127.0.0.77", "127.0.0.78", "127.0.0.79"]).await;
-    create_on(&ms[0], "m1", "s1", "local", true).await;
+    create_on(&ms[0], "m1", "s1", "local", &[], true).await;
     write_data(&ms[0], "s1", 400).await;
     let sums = checksums(&ms[0], "s1").await;
 
@@ -530,7 +472,7 @@ async fn a_full_target_disk_loses_nothing() {
     disks.small_disk(&ms[1], 64);
     ms[1].stop_daemon().await;
     ms[1].start_again().await;
-    create_on(&ms[0], "m1", "f1", "local", true).await;
+    create_on(&ms[0], "m1", "f1", "local", &[], true).await;
     write_data(&ms[0], "f1", 150).await;
     let sums = checksums(&ms[0], "f1").await;
 
@@ -555,8 +497,8 @@ async fn a_full_target_disk_loses_nothing() {
 async fn lxc_move_target() {
     require_lxc();
     let (_disks, ms) = cluster(["127.0.0.72", "127.0.0.73", "127.0.0.74"]).await;
-    create_on(&ms[0], "m1", "l1", "local", true).await;
-    create_on(&ms[0], "m1", "l2", "local", false).await;
+    create_on(&ms[0], "m1", "l1", "local", &[], true).await;
+    create_on(&ms[0], "m1", "l2", "local", &[], false).await;
 
     tracing::info!("--- lxc move of a running container without --stateless: refused");
     let out = ms[0].lxc(&["move", "l1", "--target", "m2"]).await;
@@ -577,7 +519,7 @@ async fn lxc_move_target() {
     assert_eq!(status(&ms[2], "l2").await, "Stopped");
 
     tracing::info!("--- a stopped container with boot.autostart starts on its target");
-    create_on(&ms[0], "m1", "l3", "local", false).await;
+    create_on(&ms[0], "m1", "l3", "local", &[], false).await;
     ms[0]
         .lxc(&["config", "set", "l3", "boot.autostart", "true"])
         .await
