@@ -34,7 +34,7 @@ pub use https::{HttpsClient, free_address};
 pub use image::busybox_image;
 pub use lxc::{Output, lxc_remote};
 pub use member::{ExecOutput, Member, busybox_request};
-pub use placement::{create_on, local_pool, location, wait_op};
+pub use placement::{create_on, instance_list, local_pool, location, wait_op};
 pub use prereq::{droverd_bin, require_lxc, require_pylxd, workspace_root};
 pub use raw::RawResponse;
 pub use wait::{wait_until, within};

@@ -120,3 +120,9 @@ pub async fn location(m: &Member, name: &str) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+/// Every instance as `m` lists it (`GET /1.0/instances?recursion=1`).
+pub async fn instance_list(m: &Member) -> Vec<Value> {
+    let r = m.raw("GET", "/1.0/instances?recursion=1", None).await;
+    r.metadata().as_array().cloned().unwrap_or_default()
+}

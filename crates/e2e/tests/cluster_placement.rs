@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use drover_e2e::{
-    HttpsClient, Member, RawResponse, busybox_request, form_cluster, require_lxc, wait_until,
+    HttpsClient, Member, RawResponse, busybox_request, form_cluster, instance_list, require_lxc,
+    wait_until,
 };
 use serde_json::{Value, json};
 
@@ -38,11 +39,8 @@ async fn launch(m: &Member, path: &str, name: &str) {
 
 /// Instance name → member, as `m` lists them.
 async fn locations(m: &Member) -> BTreeMap<String, String> {
-    let r = m.raw("GET", "/1.0/instances?recursion=1", None).await;
-    r.metadata()
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    instance_list(m)
+        .await
         .iter()
         .map(|v| {
             (

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use drover_e2e::{
-    Member, busybox_request, create_on, form_cluster, local_pool, require_lxc, wait_op, wait_until,
-    within,
+    Member, busybox_request, create_on, form_cluster, instance_list, local_pool, require_lxc,
+    wait_op, wait_until, within,
 };
 use serde_json::{Value, json};
 
@@ -37,11 +37,8 @@ async fn member_state(m: &Member, member: &str, body: Value) -> Result<Value, (S
 
 /// Every instance: name → (location, status, config).
 async fn instances(m: &Member) -> BTreeMap<String, (String, String, Value)> {
-    let r = m.raw("GET", "/1.0/instances?recursion=1", None).await;
-    r.metadata()
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    instance_list(m)
+        .await
         .into_iter()
         .map(|v| {
             (
@@ -627,12 +624,8 @@ async fn coordinator_killed_mid_evacuation_resumes() {
         "the evacuation did not resume:\n{}",
         ms[0].log()
     );
-    let r = ms[2].raw("GET", "/1.0/instances?recursion=1", None).await;
-    let names: Vec<String> = r
-        .metadata()
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    let names: Vec<String> = instance_list(&ms[2])
+        .await
         .iter()
         .map(|v| v["name"].as_str().unwrap_or_default().to_string())
         .collect();
