@@ -266,7 +266,7 @@ pub async fn run(cfg: Config, bus: ops::EventBus) -> anyhow::Result<()> {
         member: std::sync::RwLock::new(member.clone()),
         store,
         replicator: std::sync::RwLock::new(replicator),
-        ops: ops::Registry::new(bus.clone(), member.clone()),
+        ops: ops::Registry::new(bus.clone()),
         bus,
         driver,
         runtime_name,

@@ -149,7 +149,6 @@ impl Daemon {
             .member
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = name.to_string();
-        self.ops.set_location(name);
         self.bus.set_location(name);
     }
 

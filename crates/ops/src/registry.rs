@@ -22,9 +22,9 @@ struct Entry {
 #[derive(Clone)]
 pub struct Registry {
     inner: Arc<Mutex<HashMap<String, Entry>>>,
+    /// Where operations are published; its location (this member's name) is also the one
+    /// stamped on new operations, so the two never disagree.
     bus: EventBus,
-    /// This member's name, stamped on new operations (changes when it joins a cluster).
-    location: Arc<std::sync::RwLock<String>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -44,30 +44,18 @@ pub enum WaitError {
 }
 
 impl Registry {
-    /// An empty registry publishing on `bus`.
-    pub fn new(bus: EventBus, location: impl Into<String>) -> Self {
+    /// An empty registry publishing on `bus`, stamping new operations with the bus's
+    /// location ([`EventBus::set_location`] renames both).
+    pub fn new(bus: EventBus) -> Self {
         Self {
             inner: Arc::default(),
             bus,
-            location: Arc::new(std::sync::RwLock::new(location.into())),
         }
     }
 
     /// The member name stamped on new operations.
     pub fn location(&self) -> String {
-        self.location
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Stamps `location` on operations created from now on (this member was renamed:
-    /// clustering enabled, or joined).
-    pub fn set_location(&self, location: &str) {
-        *self
-            .location
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = location.to_string();
+        self.bus.location()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
@@ -338,7 +326,7 @@ mod tests {
     async fn waiters_see_the_final_state_and_events_flow() {
         let bus = EventBus::new("none");
         let mut events = bus.subscribe();
-        let reg = Registry::new(bus, "none");
+        let reg = Registry::new(bus);
         let op = reg.create(
             OperationClass::Task,
             "Starting instance",
@@ -374,7 +362,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_dropped_handle_fails_the_operation_and_timeouts_return_current() {
-        let reg = Registry::new(EventBus::new("none"), "none");
+        let reg = Registry::new(EventBus::new("none"));
         let op = reg.create(OperationClass::Task, "x", BTreeMap::new(), None);
         let id = op.id().to_string();
         let running = reg
