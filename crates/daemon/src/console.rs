@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use api::OperationClass;
 use axum::extract::ws::Message;
 use futures::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::error::{ApiError, ApiResult};
 use crate::exec::{secret, take, wait_connected};
@@ -104,21 +104,7 @@ async fn bridge(session: &crate::exec::Session, socket: &std::path::Path) -> Api
             }
         };
         let from_vm = async {
-            let mut buf = vec![0u8; 16 * 1024];
-            loop {
-                match con_r.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if tx
-                            .send(Message::Binary(buf[..n].to_vec().into()))
-                            .await
-                            .is_err()
-                        {
-                            break;
-                        }
-                    }
-                }
-            }
+            crate::exec::copy_to_ws(&mut tx, &mut con_r).await;
         };
         let control_done = async {
             match control {

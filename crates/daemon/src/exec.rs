@@ -334,24 +334,34 @@ async fn ws_to_writer<W: tokio::io::AsyncWrite + Unpin>(
 /// Sends what `r` yields as binary messages, then the end-of-stream text message.
 async fn reader_to_ws<R: tokio::io::AsyncRead + Unpin>(
     tx: &mut futures::stream::SplitSink<WebSocket, Message>,
-    mut r: R,
+    r: R,
 ) {
+    if copy_to_ws(tx, r).await {
+        let _ = tx.send(Message::Text(String::new().into())).await;
+    }
+}
+
+/// Sends what `r` yields as binary messages until it ends; `false` when the websocket
+/// went away first.
+pub(crate) async fn copy_to_ws<R: tokio::io::AsyncRead + Unpin>(
+    tx: &mut futures::stream::SplitSink<WebSocket, Message>,
+    mut r: R,
+) -> bool {
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         match r.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
+            Ok(0) | Err(_) => return true,
             Ok(n) => {
                 if tx
                     .send(Message::Binary(buf[..n].to_vec().into()))
                     .await
                     .is_err()
                 {
-                    return;
+                    return false;
                 }
             }
         }
     }
-    let _ = tx.send(Message::Text(String::new().into())).await;
 }
 
 async fn close(mut tx: futures::stream::SplitSink<WebSocket, Message>) {
