@@ -147,6 +147,7 @@ pub async fn run(args: VmMigrationArgs) -> Result<()> {
         downtime_limit: Duration::from_millis(args.downtime_limit_ms),
         auto_converge: true,
         deadline: Duration::from_secs(120),
+        block: false,
     };
 
     let (mut drover, mut raw) = (Vec::new(), Vec::new());

@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::agent::{Agent, AgentControl, AgentError, AgentEvent, shell_quote};
 use crate::probe::AccelProbe;
 use crate::qmp::{Qmp, QmpError};
-use crate::vm::{self, Accel, VmConfig, VmPaths};
+use crate::vm::{self, Accel, StartMode, VmConfig, VmPaths};
 
 /// Deadline for QEMU to initialise and daemonize.
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(30);
@@ -229,8 +229,8 @@ impl QemuDriver {
         Ok(Some(h))
     }
 
-    /// Starts QEMU for `config` as VM `id`; with `incoming`, it waits for a migration.
-    pub(crate) async fn launch(&self, id: &str, config: &VmConfig, incoming: bool) -> Result<u32> {
+    /// Starts QEMU for `config` as VM `id` in `mode`.
+    pub(crate) async fn launch(&self, id: &str, config: &VmConfig, mode: StartMode) -> Result<u32> {
         let here = self.accel_for(&config.kernel, &config.initrd).await;
         if config.accel != here {
             return Err(DriverError::Invalid(format!(
@@ -249,7 +249,7 @@ impl QemuDriver {
         let json =
             serde_json::to_vec_pretty(config).map_err(|e| DriverError::Invalid(e.to_string()))?;
         tokio::fs::write(paths.config(), json).await?;
-        let args = vm::qemu_args(config, &paths, incoming);
+        let args = vm::qemu_args_for(config, &paths, mode);
         let child = tokio::process::Command::new(&self.qemu)
             .args(&args)
             .stdin(Stdio::null())
@@ -281,7 +281,7 @@ impl QemuDriver {
         tracing::info!(
             id,
             pid,
-            incoming,
+            ?mode,
             accel = config.accel.as_str(),
             memory_mib = config.memory_mib,
             "QEMU started"
@@ -433,7 +433,7 @@ impl InstanceDriver for QemuDriver {
             &spec.config,
             self.spec_accel(spec).await,
         )?;
-        self.launch(&spec.id, &config, false).await
+        self.launch(&spec.id, &config, StartMode::Boot).await
     }
 
     /// `signal` is not used: a VM is asked to stop with the ACPI power button

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::driver::QemuDriver;
-use crate::vm::VmConfig;
+use crate::vm::{StartMode, VmConfig};
 
 /// How a migration is run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +24,10 @@ pub struct MigrationParams {
     /// Convergence deadline: past it the migration is cancelled and the VM keeps running
     /// on the source.
     pub deadline: Duration,
+    /// Sends the disks too, in the same stream (QEMU's block migration: a bulk pass, then
+    /// the blocks the guest dirtied, converging with RAM), for a target whose disk is a
+    /// separate file of the same size. `false` on shared storage.
+    pub block: bool,
 }
 
 impl Default for MigrationParams {
@@ -33,6 +37,7 @@ impl Default for MigrationParams {
             downtime_limit: Duration::from_millis(50),
             auto_converge: true,
             deadline: Duration::from_secs(120),
+            block: false,
         }
     }
 }
@@ -54,6 +59,10 @@ pub struct MigrationProgress {
     pub expected_downtime_ms: u64,
     /// Dirty-bitmap syncs so far.
     pub dirty_sync_count: u64,
+    /// Disk bytes sent so far (block migration only).
+    pub disk_transferred: u64,
+    /// Disk bytes, all told (block migration only).
+    pub disk_total: u64,
 }
 
 impl MigrationProgress {
@@ -67,6 +76,8 @@ impl MigrationProgress {
             mbps: ram["mbps"].as_f64().unwrap_or(0.0),
             expected_downtime_ms: v["expected-downtime"].as_u64().unwrap_or(0),
             dirty_sync_count: ram["dirty-sync-count"].as_u64().unwrap_or(0),
+            disk_transferred: v["disk"]["transferred"].as_u64().unwrap_or(0),
+            disk_total: v["disk"]["total"].as_u64().unwrap_or(0),
         }
     }
 }
@@ -108,13 +119,84 @@ impl QemuDriver {
             &spec.config,
             self.spec_accel(spec).await,
         )?;
-        self.launch(&spec.id, &config, true).await
+        self.launch(&spec.id, &config, StartMode::Incoming).await
     }
 
     /// Like [`QemuDriver::prepare_incoming`], from the source's own [`VmConfig`] (the disk,
     /// kernel and initrd paths must be valid here: a shared pool, or already copied).
     pub async fn prepare_incoming_config(&self, id: &str, config: &VmConfig) -> Result<u32> {
-        self.launch(id, config, true).await
+        self.launch(id, config, StartMode::Incoming).await
+    }
+
+    /// Like [`QemuDriver::prepare_incoming_config`], but the guest stays paused once it has
+    /// arrived (see [`crate::vm::StartMode::IncomingPaused`]) until [`QemuDriver::resume`].
+    pub async fn prepare_incoming_paused(&self, id: &str, config: &VmConfig) -> Result<u32> {
+        self.launch(id, config, StartMode::IncomingPaused).await
+    }
+
+    /// Waits up to `timeout` until the incoming migration of VM `id` has arrived whole
+    /// (QEMU left `inmigrate`) and returns the run state (`paused` for a target started
+    /// paused, else `running`).
+    ///
+    /// # Errors
+    ///
+    /// QEMU exited (it does when the stream it loads breaks or is invalid), or it is still
+    /// loading after `timeout`.
+    pub async fn wait_arrived(&self, id: &str, timeout: Duration) -> Result<String> {
+        let qmp = self.qmp(id).await.map_err(|_| {
+            err(format!(
+                "the incoming QEMU of {id} is gone (it exits when the stream breaks)"
+            ))
+        })?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = match qmp.query_status().await {
+                Ok(s) => s,
+                Err(crate::qmp::QmpError::Disconnected) => {
+                    return Err(err(format!(
+                        "the incoming QEMU of {id} exited while loading the migration"
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if status != "inmigrate" {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                return Err(err(format!(
+                    "VM {id} is still loading the migration after {timeout:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Resumes VM `id` when it is paused (a source after a failed or undone migration, a
+    /// target once it owns the VM); returns whether it was paused. A VM that runs already is
+    /// left alone.
+    pub async fn resume(&self, id: &str) -> Result<bool> {
+        let qmp = self.qmp(id).await?;
+        let status = qmp.query_status().await?;
+        match status.as_str() {
+            "running" => Ok(false),
+            "paused" | "postmigrate" | "finish-migrate" | "prelaunch" | "suspended" => {
+                qmp.cont().await?;
+                tracing::info!(id, from = %status, "VM resumed");
+                Ok(true)
+            }
+            other => Err(err(format!("VM {id} cannot be resumed from state {other}"))),
+        }
+    }
+
+    /// Ends the QEMU of VM `id` at once (`quit`, then SIGKILL) without a guest shutdown: a
+    /// source whose VM now runs elsewhere, or a target of a migration that was undone. Does
+    /// nothing when it does not run.
+    pub async fn discard(&self, id: &str) -> Result<()> {
+        if let Some(h) = self.get(id).await? {
+            self.kill_vm(id, &h).await;
+            tracing::info!(id, "QEMU ended (the VM runs elsewhere)");
+        }
+        Ok(())
     }
 
     /// Makes the target VM `id` listen for the migration stream on `uri`
@@ -154,8 +236,13 @@ impl QemuDriver {
         mut progress: impl FnMut(&MigrationProgress) + Send,
     ) -> Result<MigrationStats> {
         let qmp = self.qmp(id).await?;
-        qmp.migrate_set_capabilities(&[("auto-converge", params.auto_converge), ("events", true)])
-            .await?;
+        qmp.migrate_set_capabilities(&[
+            ("auto-converge", params.auto_converge),
+            ("events", true),
+            ("block", params.block),
+            ("zero-blocks", params.block),
+        ])
+        .await?;
         qmp.migrate_set_parameters(json!({
             "max-bandwidth": params.max_bandwidth,
             "downtime-limit": params.downtime_limit.as_millis() as u64,

@@ -226,17 +226,57 @@ impl VmPaths {
         Ok(())
     }
 
+    /// Where the source QEMU of an outgoing migration connects (the daemon listens).
+    pub fn migrate_out(&self) -> PathBuf {
+        self.dir.join("mig-out.sock")
+    }
+    /// Where the target QEMU of an incoming migration listens.
+    pub fn migrate_in(&self) -> PathBuf {
+        self.dir.join("mig-in.sock")
+    }
+
     /// Removes the sockets and the pid file (not the logs).
     pub fn clean(&self) {
-        for p in [self.qmp(), self.agent(), self.console(), self.pidfile()] {
+        for p in [
+            self.qmp(),
+            self.agent(),
+            self.console(),
+            self.pidfile(),
+            self.migrate_out(),
+            self.migrate_in(),
+        ] {
             let _ = std::fs::remove_file(p);
         }
     }
 }
 
+/// How a QEMU process starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    /// Boots the guest.
+    Boot,
+    /// Waits for a migration (`-incoming defer`, then `migrate-incoming`) and runs the
+    /// guest as soon as it has arrived.
+    Incoming,
+    /// Waits for a migration and stays paused once it has arrived (`-S`), until `cont`:
+    /// the caller decides when the guest runs here (after the ownership switch of a move).
+    IncomingPaused,
+}
+
 /// The QEMU command line (without the binary) of `cfg` with files in `paths`. With
 /// `incoming`, QEMU waits for a migration (`-incoming defer`, then `migrate-incoming`).
 pub fn qemu_args(cfg: &VmConfig, paths: &VmPaths, incoming: bool) -> Vec<OsString> {
+    let mode = if incoming {
+        StartMode::Incoming
+    } else {
+        StartMode::Boot
+    };
+    qemu_args_for(cfg, paths, mode)
+}
+
+/// The QEMU command line (without the binary) of `cfg` with files in `paths`, started in
+/// `mode`.
+pub fn qemu_args_for(cfg: &VmConfig, paths: &VmPaths, mode: StartMode) -> Vec<OsString> {
     let mut a: Vec<OsString> = Vec::new();
     let mut push = |s: String| a.push(s.into());
     let p = |p: PathBuf| p.to_string_lossy().into_owned();
@@ -304,7 +344,10 @@ pub fn qemu_args(cfg: &VmConfig, paths: &VmPaths, incoming: bool) -> Vec<OsStrin
     push("-pidfile".into());
     push(p(paths.pidfile()));
     push("-daemonize".into());
-    if incoming {
+    if mode == StartMode::IncomingPaused {
+        push("-S".into());
+    }
+    if mode != StartMode::Boot {
         push("-incoming".into());
         push("defer".into());
     }
@@ -432,5 +475,10 @@ mod tests {
         assert!(line.contains("-machine pc,accel=tcg -cpu qemu64 -m 256M -smp 1"));
         assert!(line.contains("-qmp unix:/r/v1/qmp.sock,server=on,wait=off"));
         assert!(line.ends_with("-daemonize -incoming defer"));
+        let paused: Vec<String> = qemu_args_for(&cfg, &paths, StartMode::IncomingPaused)
+            .into_iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect();
+        assert!(paused.join(" ").ends_with("-daemonize -S -incoming defer"));
     }
 }
