@@ -16,6 +16,8 @@ pub const API_EXTENSIONS: &[&str] = &[
     "file_symlinks",
     "directory_manipulation",
     "storage",
+    // `GET /1.0/networks[/{name}]`: the member's interfaces, unmanaged (`lxc network list`).
+    "network",
     "entity_description",
     "container_full",
     "container_backup",
@@ -26,6 +28,8 @@ pub const API_EXTENSIONS: &[&str] = &[
     "image_create_aliases",
     "container_exec_recording",
     "container_exec_user_group_cwd",
+    // `GET /1.0/projects[/{name}]`: the `default` project only (`lxc project list`).
+    "projects",
     // `GET`/`POST /1.0/instances/{name}/console` (virtual machines' serial console).
     "console",
     // `POST /1.0/certificates` with `token: true` (`lxc config trust add` needs it).
@@ -54,4 +58,6 @@ pub const API_EXTENSIONS: &[&str] = &[
     "clustering_config",
     // `/1.0/cluster/groups`, `groups` of a member, `--target @group`.
     "clustering_groups",
+    // `GET /1.0/warnings`: always empty (`lxc warning list`).
+    "warnings",
 ];

@@ -16,8 +16,10 @@ pub mod extensions;
 pub mod images;
 pub mod instances;
 pub mod members;
+pub mod networks;
 pub mod operations;
 pub mod profiles;
+pub mod projects;
 pub mod server;
 pub mod storage;
 

@@ -168,6 +168,7 @@ pub async fn create(
     let expanded = expand_config(&req.config, &profiles);
     validate::config(&expanded)?;
     let devices = expand_devices(&req.devices, &profiles);
+    validate::devices(&devices)?;
     let pool = root_pool(&devices).ok_or_else(|| {
         ApiError::bad_request(
             "Failed to find a root disk device: add one (a profile or the instance's devices)",

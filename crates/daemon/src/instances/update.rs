@@ -77,6 +77,7 @@ pub async fn update(
     let new_expanded = expand_config(&config, &profiles);
     validate::config(&new_expanded)?;
     let new_devices = expand_devices(&devices, &profiles);
+    validate::devices(&new_devices)?;
     let old_profiles = load_profiles(d, project, &rec.profiles)
         .await
         .unwrap_or_default();

@@ -114,8 +114,11 @@ pub fn config(config: &ConfigMap) -> ApiResult<()> {
     Ok(())
 }
 
-/// Checks an instance's devices: only `disk` devices (the root disk) are supported so far.
+/// Checks an instance's devices: only `disk` devices (the root disk) are supported so far,
+/// and at most one of them (LXD's `More than one root device found`; pass the expanded
+/// devices too, so that a local root disk beside the profile's one is caught).
 pub fn devices(devices: &api::DeviceMap) -> ApiResult<()> {
+    let mut root = None;
     for (name, dev) in devices {
         match dev.get("type").map(String::as_str) {
             Some("disk") => {
@@ -123,6 +126,11 @@ pub fn devices(devices: &api::DeviceMap) -> ApiResult<()> {
                     return Err(ApiError::bad_request(format!(
                         "Invalid devices: Device {name:?}: only the root disk (path \"/\") is supported"
                     )));
+                }
+                if root.replace(name).is_some() {
+                    return Err(ApiError::bad_request(
+                        "Invalid devices: More than one root device found",
+                    ));
                 }
             }
             Some("none") => {}

@@ -220,6 +220,40 @@ async fn empty_list(
     Ok(sync(Vec::<String>::new()))
 }
 
+/// `POST /1.0/instances/{name}/snapshots` (`lxc snapshot`): refused, nothing is created.
+async fn snapshot(
+    State(d): State<Daemon>,
+    Path(name): Path<String>,
+    Query(q): Query<CommonQuery>,
+) -> ApiResult<Response> {
+    instances::load(&d, q.project(), &name).await?;
+    Err(ApiError::not_implemented(
+        "Instance snapshots are not supported by drover",
+    ))
+}
+
+/// `POST /1.0/instances/{name}/backups` (`lxc export`): refused, nothing is created.
+async fn backup(
+    State(d): State<Daemon>,
+    Path(name): Path<String>,
+    Query(q): Query<CommonQuery>,
+) -> ApiResult<Response> {
+    instances::load(&d, q.project(), &name).await?;
+    Err(ApiError::not_implemented(
+        "Instance backups are not supported by drover",
+    ))
+}
+
+/// `/1.0/instances/{name}/snapshots/{snapshot}`: there are none.
+async fn no_snapshot(
+    State(d): State<Daemon>,
+    Path((name, _snapshot)): Path<(String, String)>,
+    Query(q): Query<CommonQuery>,
+) -> ApiResult<Response> {
+    instances::load(&d, q.project(), &name).await?;
+    Err(ApiError::not_found("Snapshot not found"))
+}
+
 async fn logs(
     State(d): State<Daemon>,
     Path(name): Path<String>,
@@ -257,8 +291,22 @@ pub fn routes() -> Router<Daemon> {
             "/1.0/instances/{name}/console",
             get(console_log).post(console),
         )
-        .route("/1.0/instances/{name}/snapshots", get(empty_list))
+        .route(
+            "/1.0/instances/{name}/snapshots",
+            get(empty_list).post(snapshot),
+        )
+        .route(
+            "/1.0/instances/{name}/snapshots/{snapshot}",
+            get(no_snapshot)
+                .put(no_snapshot)
+                .patch(no_snapshot)
+                .post(no_snapshot)
+                .delete(no_snapshot),
+        )
         .route("/1.0/instances/{name}/logs", get(logs))
         .route("/1.0/instances/{name}/logs/{file}", get(log_file))
-        .route("/1.0/instances/{name}/backups", get(empty_list))
+        .route(
+            "/1.0/instances/{name}/backups",
+            get(empty_list).post(backup),
+        )
 }

@@ -8,10 +8,13 @@ mod events;
 mod images;
 mod instance_files;
 mod instances;
+mod networks;
 mod operations;
 mod profiles;
+mod projects;
 mod server;
 mod storage_pools;
+mod warnings;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -135,6 +138,9 @@ pub fn router(d: Daemon) -> Router {
         .merge(cluster::routes())
         .merge(cluster_groups::routes())
         .merge(cluster_member_state::routes())
+        .merge(networks::routes())
+        .merge(projects::routes())
+        .merge(warnings::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -1,0 +1,175 @@
+//! Everyday `lxc` 5.0.2 commands an LXD user runs without thinking, against one real
+//! droverd: the ones drover supports answer as LXD does, the ones it does not support fail
+//! with a clear error and change nothing. Instance names start with `evd`.
+
+use drover_e2e::{Member, require_lxc};
+
+/// The `lxc config show` YAML of `name` (its devices, config and profiles).
+async fn config_of(m: &Member, name: &str) -> String {
+    let out = m.lxc(&["config", "show", name]).await;
+    out.success();
+    out.stdout.clone()
+}
+
+/// What does this test do?
+/// - `lxc warning list` is empty, `lxc warning show` of an unknown one is a 404
+/// - `lxc network list` lists the host's interfaces, unmanaged; `lxc network show lo` is a
+///   loopback; `lxc network create` is refused
+/// - `lxc project list|show` know `default` (with the instance in its `used_by`);
+///   `lxc project create` and `lxc project delete default` are refused
+/// - `lxc snapshot` and `lxc export` are refused in plain words, the instance unchanged
+/// - a second root disk (`lxc config device add evd1 r2 disk path=/ pool=default`, or in
+///   a create request beside the profile's) is refused as LXD refuses it (`More than one
+///   root device found`), nothing changed or created
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everyday_lxc_commands_answer_or_refuse_cleanly() {
+    require_lxc();
+    let m = Member::start().await;
+    m.import_busybox().await;
+    m.lxc(&["launch", "busybox", "evd1"]).await.success();
+
+    tracing::info!("--- lxc warning list");
+    let out = m.lxc(&["warning", "list", "-f", "csv"]).await;
+    assert_eq!(out.success().stdout, "", "no warnings");
+    let out = m
+        .lxc(&["warning", "show", "0b4e2f0e-0000-4000-8000-000000000000"])
+        .await;
+    assert!(
+        out.failure().contains("Warning not found"),
+        "{}",
+        out.stderr
+    );
+
+    tracing::info!("--- lxc network list/show/create");
+    let out = m.lxc(&["network", "list", "-f", "csv"]).await;
+    out.success();
+    for line in out.stdout.lines() {
+        assert!(line.contains(",NO,"), "unmanaged: {line}");
+    }
+    let out = m.lxc(&["network", "show", "lo"]).await;
+    let shown = out.success().stdout.clone();
+    for line in ["name: lo", "type: loopback", "managed: false"] {
+        assert!(shown.contains(line), "no {line:?} in:\n{shown}");
+    }
+    let out = m.lxc(&["network", "show", "nosuch0"]).await;
+    assert!(
+        out.failure().contains("Network not found"),
+        "{}",
+        out.stderr
+    );
+    let out = m.lxc(&["network", "create", "evdbr0"]).await;
+    assert!(
+        out.failure()
+            .contains("Managed networks are not supported by drover"),
+        "{}",
+        out.stderr
+    );
+
+    tracing::info!("--- lxc project list/show/create/delete");
+    let out = m.lxc(&["project", "list", "-f", "csv"]).await;
+    assert!(
+        out.success()
+            .stdout
+            .starts_with("default (current),YES,YES,YES,YES,"),
+        "{}",
+        out.stdout
+    );
+    let out = m.lxc(&["project", "show", "default"]).await;
+    assert!(
+        out.success().stdout.contains("- /1.0/instances/evd1"),
+        "{}",
+        out.stdout
+    );
+    let out = m.lxc(&["project", "create", "evdp"]).await;
+    assert!(
+        out.failure()
+            .contains("Projects other than 'default' are not supported by drover"),
+        "{}",
+        out.stderr
+    );
+    let out = m.lxc(&["project", "delete", "default"]).await;
+    assert!(
+        out.failure()
+            .contains("The 'default' project cannot be deleted"),
+        "{}",
+        out.stderr
+    );
+    let out = m.lxc(&["list", "--project", "evdp"]).await;
+    assert!(
+        out.failure().contains("Project not found"),
+        "{}",
+        out.stderr
+    );
+    let out = m.lxc(&["list", "--project", "default", "-f", "csv"]).await;
+    assert!(
+        out.success().stdout.starts_with("evd1,RUNNING,"),
+        "{}",
+        out.stdout
+    );
+
+    tracing::info!("--- lxc snapshot, lxc export: refused, nothing changes");
+    let before = config_of(&m, "evd1").await;
+    let out = m.lxc(&["snapshot", "evd1", "snap0"]).await;
+    assert!(
+        out.failure()
+            .contains("Instance snapshots are not supported by drover"),
+        "{}",
+        out.stderr
+    );
+    let backup = tempfile::tempdir().expect("a temp dir");
+    let file = backup.path().join("evd1.tar.gz");
+    let out = m
+        .lxc(&["export", "evd1", file.to_str().expect("utf-8")])
+        .await;
+    assert!(
+        out.failure()
+            .contains("Instance backups are not supported by drover"),
+        "{}",
+        out.stderr
+    );
+    assert!(!file.exists(), "no backup file written");
+    let out = m.lxc(&["info", "evd1"]).await;
+    assert!(
+        !out.success().stdout.contains("Snapshots:"),
+        "{}",
+        out.stdout
+    );
+
+    tracing::info!("--- a second root disk is refused");
+    let out = m
+        .lxc(&[
+            "config",
+            "device",
+            "add",
+            "evd1",
+            "r2",
+            "disk",
+            "path=/",
+            "pool=default",
+        ])
+        .await;
+    assert!(
+        out.failure().contains("More than one root device found"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(config_of(&m, "evd1").await, before, "nothing changed");
+    let body = serde_json::json!({
+        "name": "evd2",
+        "source": {"type": "image", "alias": "busybox"},
+        "devices": {"r2": {"type": "disk", "path": "/", "pool": "default"}},
+    });
+    let r = m
+        .raw("POST", "/1.0/instances", Some(&body.to_string()))
+        .await;
+    assert_eq!(r.status, 400, "{}", r.text);
+    assert!(
+        r.text.contains("More than one root device found"),
+        "{}",
+        r.text
+    );
+    let out = m.lxc(&["list", "-f", "csv"]).await;
+    assert!(!out.success().stdout.contains("evd2"), "{}", out.stdout);
+
+    m.lxc(&["delete", "--force", "evd1"]).await.success();
+}
