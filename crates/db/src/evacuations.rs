@@ -132,10 +132,13 @@ pub fn in_progress(conn: &Connection, except: &str) -> Result<Option<(String, Ev
     Ok(None)
 }
 
-/// Whether `member`'s plan has rows not finished yet.
+/// Whether `member`'s job is not finished yet: its plan has rows not done, or an operation
+/// still owns it (every step is recorded but the member's final state is not yet, as when
+/// the coordinator died right before writing it).
 pub fn has_unfinished(conn: &Connection, member: &str) -> Result<bool> {
     let n: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM evacuations WHERE member = ?1 AND step NOT IN ('done', 'failed')",
+        "SELECT COUNT(*) FROM evacuations
+         WHERE member = ?1 AND (step NOT IN ('done', 'failed') OR operation != '')",
         params![member],
         |r| r.get(0),
     )?;

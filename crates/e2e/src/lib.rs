@@ -18,6 +18,7 @@
 //! message saying what to install or build; nothing is skipped silently.
 
 mod cluster;
+mod evacuation;
 mod events;
 mod https;
 mod image;
@@ -29,6 +30,7 @@ mod raw;
 mod wait;
 
 pub use cluster::{CLUSTER_SETTLE, enable, form_cluster, form_cluster_with, join_token};
+pub use evacuation::{member_status, plan_of, post_member_state};
 pub use events::expect_lifecycle;
 pub use https::{HttpsClient, free_address};
 pub use image::busybox_image;

@@ -38,6 +38,7 @@ pub struct Member {
     bin: PathBuf,
     child: Option<Child>,
     runtime: String,
+    env: Vec<(String, String)>,
 }
 
 /// What an exec printed and returned.
@@ -80,6 +81,7 @@ impl Member {
             bin,
             child: None,
             runtime: String::new(),
+            env: Vec::new(),
         };
         m.spawn().await;
         m
@@ -154,6 +156,7 @@ impl Member {
             .arg(self.state_dir())
             .args(["--log", "info"])
             .env("NO_COLOR", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup the log fd"))
             .stderr(log)
@@ -231,6 +234,31 @@ impl Member {
             signal(&child, Signal::SIGKILL);
             let _ = child.wait();
             tracing::info!(pid = child.id(), "droverd killed with SIGKILL");
+        }
+    }
+
+    /// Sets `key=value` in the environment of every later (re)start of the daemon (a
+    /// test-only crash point, say).
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
+    }
+
+    /// Waits (up to `timeout`) for the daemon to exit by itself (a crash point killed it)
+    /// and reaps it; `None` when it still runs then (it is left running).
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let t0 = Instant::now();
+        loop {
+            let status = self.child.as_mut()?.try_wait().ok().flatten();
+            if let Some(status) = status {
+                self.child = None;
+                tracing::info!(%status, "droverd exited by itself");
+                return Some(status);
+            }
+            if t0.elapsed() > timeout {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

@@ -72,9 +72,23 @@ impl Registry {
         resources: BTreeMap<String, Vec<String>>,
         metadata: Option<serde_json::Value>,
     ) -> OpHandle {
+        let id = uuid::Uuid::new_v4().to_string();
+        self.create_with_id(id, class, description, resources, metadata)
+    }
+
+    /// [`Registry::create`] under a given `id`: work that a restarted daemon carries on
+    /// (an evacuation resumed from its journal) keeps the id clients already wait on.
+    pub fn create_with_id(
+        &self,
+        id: String,
+        class: OperationClass,
+        description: &str,
+        resources: BTreeMap<String, Vec<String>>,
+        metadata: Option<serde_json::Value>,
+    ) -> OpHandle {
         let now = now_rfc3339();
         let op = Operation {
-            id: uuid::Uuid::new_v4().to_string(),
+            id,
             class,
             description: description.to_string(),
             created_at: now.clone(),

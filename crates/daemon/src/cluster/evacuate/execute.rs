@@ -171,6 +171,7 @@ pub async fn run(
         });
     }
     while tasks.join_next().await.is_some() {}
+    super::crash::steps_done(d, kind);
     finish(d, member, kind, progress).await;
 }
 
@@ -307,7 +308,9 @@ async fn migrate(
     if location(d, project, name).await? == entry.target {
         return Ok(());
     }
-    // A stopped instance starts on its target when it has boot.autostart=true.
+    // A stopped instance starts on its target when it has boot.autostart=true, or when it
+    // ran when the plan was made: a crash of this member in the middle of its move leaves
+    // it stopped here (the undo cannot start it on a member being evacuated).
     let rec = crate::instances::load(d, project, name).await?;
     let profiles = crate::instances::load_profiles(d, project, &rec.profiles).await?;
     let config = crate::instances::expand_config(&rec.config, &profiles);
@@ -316,7 +319,7 @@ async fn migrate(
         target: entry.target.clone(),
         live: false,
         id: Some(id),
-        start: autostart,
+        start: autostart || entry.was_running,
         progress: Some(Arc::new(on_progress)),
     };
     move_instance(d, project, name, opts).await.map(|_| ())

@@ -17,6 +17,7 @@
 //!
 //! A member that restarts in the middle finds its journal ([`resume`]) and carries on.
 
+pub mod crash;
 pub mod execute;
 pub(crate) mod snapshot;
 
@@ -240,6 +241,7 @@ async fn prepare(
     })
     .await?;
     tracing::info!(member = %name, kind = kind.as_str(), op = %operation, "evacuation journaled");
+    crash::journaled(d, kind);
     match kind {
         EvacuationKind::Evacuate => hand_over(d).await,
         EvacuationKind::Restore => d.replicator().set_electable(true),
@@ -341,11 +343,12 @@ pub async fn resume(d: &Daemon) -> ApiResult<()> {
     }
     let name = d.member();
     let n = name.clone();
-    let (member, unfinished) = d
+    let (member, unfinished, rows) = d
         .read(move |c| {
             Ok((
                 db::members::get(c, &n)?,
                 db::evacuations::has_unfinished(c, &n)?,
+                db::evacuations::list_for_member(c, &n)?,
             ))
         })
         .await?;
@@ -356,18 +359,30 @@ pub async fn resume(d: &Daemon) -> ApiResult<()> {
     ) {
         d.replicator().set_electable(false);
     }
+    // An empty plan has no rows to say it is unfinished: the member's state does.
+    let unfinished = unfinished || rows.is_empty();
     let kind = match state {
         Some(MemberState::Evacuating) if unfinished => EvacuationKind::Evacuate,
         Some(MemberState::Restoring) if unfinished => EvacuationKind::Restore,
         _ => return Ok(()),
     };
     let limits = limits(d, &MemberStatePost::default()).await?;
-    let op = d.ops.create(
-        OperationClass::Task,
-        description(kind),
-        Default::default(),
-        None,
-    );
+    // The journal names the operation clients wait on: carry on under the same id.
+    let op = match rows.iter().find(|r| !r.operation.is_empty()) {
+        Some(r) if d.ops.get(&r.operation).is_none() => d.ops.create_with_id(
+            r.operation.clone(),
+            OperationClass::Task,
+            description(kind),
+            Default::default(),
+            None,
+        ),
+        _ => d.ops.create(
+            OperationClass::Task,
+            description(kind),
+            Default::default(),
+            None,
+        ),
+    };
     tracing::info!(member = %name, kind = kind.as_str(), op = %op.id(), "resuming from the journal");
     let d = d.clone();
     tokio::spawn(async move { execute::run(&d, &name, kind, op, limits).await });
