@@ -11,6 +11,11 @@ use serde::{Deserialize, Serialize};
 pub const PROGRESS_KEY: &str = "evacuation_progress";
 /// Metadata key of drover's structured plan (a list of [`PlanEntry`]).
 pub const PLAN_KEY: &str = "evacuation_plan";
+/// Metadata key of drover's per-instance timeline: a list of
+/// `{"project", "instance", "stages": [{"stage", "at_us"}]}`, the wall-clock time
+/// (microseconds since the Unix epoch) at which each instance's step began (`begin`),
+/// reached each stage of its stop, move or start, and ended (`end`).
+pub const TIMELINE_KEY: &str = "evacuation_timeline";
 
 /// `POST /1.0/cluster/members/{name}/state`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,38 +16,31 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use api::MemberState;
-use api::evacuation::{PLAN_KEY, PROGRESS_KEY, PlanAction, PlanEntry, PlanStep};
+use api::evacuation::{PLAN_KEY, PROGRESS_KEY, PlanAction, PlanEntry, PlanStep, TIMELINE_KEY};
 use db::evacuations::EvacuationKind;
 use tokio::sync::Semaphore;
 
 use super::Limits;
 use crate::error::{ApiError, ApiResult};
+use crate::instances::migrate::StageTime;
 use crate::state::{Daemon, lock};
 
 /// How long a move back, run by another member, may take.
 const MOVE_BACK_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// The operation's metadata: LXD's last progress line and the plan table.
+/// The operation's metadata: LXD's last progress line, the plan table and the timeline.
 #[derive(Debug)]
 struct Progress {
     op: ops::OpHandle,
     line: Mutex<String>,
     entries: Mutex<Vec<PlanEntry>>,
+    /// Per instance (project, name), in the order first stamped: when it reached what.
+    timeline: Mutex<Vec<(String, String, Vec<StageTime>)>>,
 }
 
 impl Progress {
     fn publish(&self) {
-        let line = lock(&self.line).clone();
-        let entries = lock(&self.entries).clone();
-        let mut meta = serde_json::Map::new();
-        if !line.is_empty() {
-            meta.insert(PROGRESS_KEY.into(), line.into());
-        }
-        meta.insert(
-            PLAN_KEY.into(),
-            serde_json::to_value(entries).unwrap_or_default(),
-        );
-        self.op.set_metadata(serde_json::Value::Object(meta));
+        self.op.set_metadata(self.metadata());
     }
 
     fn say(&self, line: String) {
@@ -65,6 +58,22 @@ impl Progress {
         self.publish();
     }
 
+    /// Adds `stages` to the instance's timeline (published with the next update).
+    fn stamp(&self, project: &str, instance: &str, stages: impl IntoIterator<Item = StageTime>) {
+        let mut timeline = lock(&self.timeline);
+        let pos = match timeline
+            .iter()
+            .position(|(p, i, _)| p == project && i == instance)
+        {
+            Some(pos) => pos,
+            None => {
+                timeline.push((project.to_string(), instance.to_string(), Vec::new()));
+                timeline.len() - 1
+            }
+        };
+        timeline[pos].2.extend(stages);
+    }
+
     fn metadata(&self) -> serde_json::Value {
         let mut meta = serde_json::Map::new();
         let line = lock(&self.line).clone();
@@ -75,6 +84,13 @@ impl Progress {
             PLAN_KEY.into(),
             serde_json::to_value(lock(&self.entries).clone()).unwrap_or_default(),
         );
+        let timeline: Vec<serde_json::Value> = lock(&self.timeline)
+            .iter()
+            .map(|(project, instance, stages)| {
+                serde_json::json!({"project": project, "instance": instance, "stages": stages})
+            })
+            .collect();
+        meta.insert(TIMELINE_KEY.into(), timeline.into());
         serde_json::Value::Object(meta)
     }
 }
@@ -103,6 +119,7 @@ pub async fn run(
         op,
         line: Mutex::new(String::new()),
         entries: Mutex::new(rows.iter().map(|r| r.entry.clone()).collect()),
+        timeline: Mutex::new(Vec::new()),
     });
     progress.publish();
     tracing::info!(member = %member, kind = kind.as_str(), instances = rows.len(), "evacuation executing");
@@ -139,7 +156,9 @@ pub async fn run(
                 None => None,
             };
             let (project, instance) = (entry.project.clone(), entry.instance.clone());
+            progress.stamp(&project, &instance, [StageTime::now("begin")]);
             let outcome = step(&d, &member, &entry, &operation, &progress).await;
+            progress.stamp(&project, &instance, [StageTime::now("end")]);
             let (step, error) = match outcome {
                 Ok(()) => (PlanStep::Done, String::new()),
                 Err(e) => {
@@ -188,13 +207,17 @@ async fn step(
     match action {
         PlanAction::None => Ok(()),
         PlanAction::Stop | PlanAction::ForceStop => {
+            progress.stamp(project, name, [StageTime::now("stopping")]);
             progress.say(format!("Stopping {name:?} in project {project:?}"));
             crate::instances::stop_for_evacuation(d, project, name, action == PlanAction::ForceStop)
                 .await
         }
         PlanAction::Start => {
+            progress.stamp(project, name, [StageTime::now("starting")]);
             progress.say(format!("Starting {name:?} in project {project:?}"));
-            crate::instances::start_for_restore(d, project, name).await
+            crate::instances::start_for_restore(d, project, name).await?;
+            progress.stamp(project, name, [StageTime::now("running")]);
+            Ok(())
         }
         PlanAction::Migrate | PlanAction::LiveMigrate => {
             progress.say(format!(
@@ -216,7 +239,7 @@ async fn step(
                 "Migrating {name:?} in project {project:?} from {:?}",
                 entry.source
             ));
-            move_back(d, member, entry).await?;
+            move_back(d, member, entry, progress).await?;
             clear_origin(d, project, name).await
         }
     }
@@ -322,7 +345,9 @@ async fn migrate(
         start: autostart || entry.was_running,
         progress: Some(Arc::new(on_progress)),
     };
-    move_instance(d, project, name, opts).await.map(|_| ())
+    let report = move_instance(d, project, name, opts).await?;
+    progress.stamp(project, name, report.stages);
+    Ok(())
 }
 
 /// How many moves of one instance one evacuation tries before giving up on it.
@@ -389,7 +414,12 @@ fn move_id(operation: &str, project: &str, name: &str, attempt: u32) -> String {
 }
 
 /// Asks the member that holds an evacuated instance to move it back here.
-async fn move_back(d: &Daemon, member: &str, entry: &PlanEntry) -> ApiResult<()> {
+async fn move_back(
+    d: &Daemon,
+    member: &str,
+    entry: &PlanEntry,
+    progress: &Progress,
+) -> ApiResult<()> {
     let (project, name) = (entry.project.as_str(), entry.instance.as_str());
     let now = location(d, project, name).await?;
     if now == member {
@@ -404,7 +434,17 @@ async fn move_back(d: &Daemon, member: &str, entry: &PlanEntry) -> ApiResult<()>
         .into_operation()?;
     let done = peer.wait_operation(&op.id, MOVE_BACK_TIMEOUT).await?;
     match done.status {
-        api::OperationStatus::Success => Ok(()),
+        api::OperationStatus::Success => {
+            // The move's report says when it reached each stage on the other member.
+            let stages = done
+                .metadata
+                .as_ref()
+                .and_then(|m| m.get("stages"))
+                .and_then(|s| serde_json::from_value::<Vec<StageTime>>(s.clone()).ok())
+                .unwrap_or_default();
+            progress.stamp(project, name, stages);
+            Ok(())
+        }
         api::OperationStatus::Failure | api::OperationStatus::Cancelled => {
             Err(ApiError::internal(done.err))
         }

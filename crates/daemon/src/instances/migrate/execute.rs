@@ -79,6 +79,7 @@ pub(super) async fn run(d: &Daemon, mut plan: Plan, opts: &MoveOptions) -> ApiRe
                 running,
                 downtime_ms: downtime,
                 total_ms: millis(started.elapsed()),
+                stages: rep.timeline(),
             };
             tracing::info!(move_id = %plan.id, ?report, "move done");
             Ok(report)
@@ -105,6 +106,7 @@ pub(super) async fn run(d: &Daemon, mut plan: Plan, opts: &MoveOptions) -> ApiRe
                             running,
                             downtime_ms: None,
                             total_ms: millis(started.elapsed()),
+                            stages: rep.timeline(),
                         }),
                         Err(e) => Err(e),
                     }
@@ -394,6 +396,7 @@ pub(super) async fn outcome_of(d: &Daemon, rec: MoveRecord) -> ApiResult<MoveRep
                 running,
                 downtime_ms: None,
                 total_ms: 0,
+                stages: Vec::new(),
             })
         }
         MoveStep::Failed => Err(ApiError::internal(format!(

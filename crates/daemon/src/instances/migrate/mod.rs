@@ -38,7 +38,7 @@ use std::time::Duration;
 use api::instances::InstancePost;
 use api::{InstanceStatus, OperationClass};
 
-pub use progress::MoveProgress;
+pub use progress::{MoveProgress, StageTime};
 
 use super::{runtime_id, url};
 use crate::error::{ApiError, ApiResult};
@@ -97,6 +97,8 @@ pub struct MoveReport {
     pub downtime_ms: Option<u64>,
     /// The whole move (ms).
     pub total_ms: u64,
+    /// When the move entered each stage (empty for a move that ended before this run).
+    pub stages: Vec<StageTime>,
 }
 
 /// `?target=` of `POST /1.0/instances/{name}`.

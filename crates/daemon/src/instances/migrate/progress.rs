@@ -1,6 +1,6 @@
 //! A move's progress, as the operation's metadata shows it.
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// The stage a move is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -25,6 +25,20 @@ pub enum MoveStage {
 }
 
 impl MoveStage {
+    /// The stage's name as serialized (`"precopy"`, `"stopping"`, ...).
+    fn name(self) -> &'static str {
+        match self {
+            Self::Precopy => "precopy",
+            Self::Stopping => "stopping",
+            Self::Sync => "sync",
+            Self::Verify => "verify",
+            Self::Switch => "switch",
+            Self::Starting => "starting",
+            Self::Cleanup => "cleanup",
+            Self::Rollback => "rollback",
+        }
+    }
+
     /// What `lxc` shows after its own `Transferring instance: `.
     fn words(self) -> &'static str {
         match self {
@@ -36,6 +50,29 @@ impl MoveStage {
             Self::Starting => "starting on the target",
             Self::Cleanup => "removing the source copy",
             Self::Rollback => "rolling back",
+        }
+    }
+}
+
+/// When a move reached a point of its way: a stage entered (its kebab-case name), or
+/// `running` (the instance runs on the target) and `done`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StageTime {
+    /// `"stopping"`, `"sync"`, `"running"`, ...
+    pub stage: String,
+    /// Wall-clock time, microseconds since the Unix epoch.
+    pub at_us: u64,
+}
+
+impl StageTime {
+    /// `stage` reached now.
+    pub fn now(stage: &str) -> Self {
+        let at_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        Self {
+            stage: stage.to_string(),
+            at_us,
         }
     }
 }
@@ -101,6 +138,7 @@ pub(super) struct Reporter {
     last: Option<Instant>,
     started: Instant,
     running_at: Option<Instant>,
+    stages: Vec<StageTime>,
 }
 
 impl Reporter {
@@ -118,6 +156,7 @@ impl Reporter {
             last: None,
             started: Instant::now(),
             running_at: None,
+            stages: Vec::new(),
         }
     }
 
@@ -130,6 +169,7 @@ impl Reporter {
             bytes = self.progress.bytes_sent,
             "move stage"
         );
+        self.stages.push(StageTime::now(stage.name()));
         self.progress.stage = stage;
         self.progress.speed = 0;
         self.pass_started = Instant::now();
@@ -156,6 +196,14 @@ impl Reporter {
     /// Records that the instance runs on the target from now on.
     pub(super) fn running_on_target(&mut self) {
         self.running_at = Some(Instant::now());
+        self.stages.push(StageTime::now("running"));
+    }
+
+    /// When each stage was entered so far, then `done` (now).
+    pub(super) fn timeline(&self) -> Vec<StageTime> {
+        let mut all = self.stages.clone();
+        all.push(StageTime::now("done"));
+        all
     }
 
     /// When the instance started on the target, if it did.
@@ -199,5 +247,21 @@ mod tests {
         assert_eq!(m["fs_progress"], "c1: final sync 20.00MB (10.00MB/s)");
         assert_eq!(m["move_stage"], "sync");
         assert_eq!(m["move_bytes_sent"], 20_000_000);
+    }
+
+    #[test]
+    fn stage_names_are_the_serialized_ones() {
+        for stage in [
+            MoveStage::Precopy,
+            MoveStage::Stopping,
+            MoveStage::Sync,
+            MoveStage::Verify,
+            MoveStage::Switch,
+            MoveStage::Starting,
+            MoveStage::Cleanup,
+            MoveStage::Rollback,
+        ] {
+            assert_eq!(serde_json::json!(stage), stage.name());
+        }
     }
 }
