@@ -21,6 +21,11 @@ pub const API_EXTENSIONS: &[&str] = &[
     "entity_description",
     "container_full",
     "container_backup",
+    // `GET /1.0/resources` and `/1.0/storage-pools/{name}/resources` (`lxc info
+    // --resources`, `lxc storage info`): CPU, memory, the machine, pool usage.
+    "resources",
+    // The sockets/cores/threads shape of `cpu` in `/1.0/resources`.
+    "resources_v2",
     "operation_description",
     "event_lifecycle",
     "instances",

@@ -20,6 +20,7 @@ pub mod networks;
 pub mod operations;
 pub mod profiles;
 pub mod projects;
+pub mod resources;
 pub mod server;
 pub mod storage;
 

@@ -24,6 +24,7 @@ mod networks;
 mod pools;
 mod profiles;
 mod projects;
+mod resources;
 mod routes;
 mod server;
 mod server_config;

@@ -5,7 +5,7 @@ usage: pylxd_smoke.py SOCKET IMAGE_TARBALL
 
 Imports the busybox image (alias `busybox`), lists instances and images, creates `py1`
 from the alias, starts it, reads its state, executes commands (output, exit code, stdin),
-stops and deletes it. Prints one `ok:` line per step; on any mismatch prints `FAIL:` with
+reads snapshots, networks, projects and resources, stops and deletes it. Prints one `ok:` line per step; on any mismatch prints `FAIL:` with
 what was expected and exits 1.
 """
 
@@ -65,6 +65,19 @@ def main():
     check("execute exit 5: stderr", res.stderr, "err\n")
     res = inst.execute(["cat"], stdin_payload="from stdin\n")
     check("execute cat with stdin: stdout", res.stdout, "from stdin\n")
+
+    # What a script reads around its instances: snapshots (none), networks (the host's,
+    # unmanaged), projects (default), resources, storage pool resources.
+    check("snapshots", inst.snapshots.all(), [])
+    nets = client.networks.all()
+    check("networks: lo listed", "lo" in [n.name for n in nets], True)
+    check("networks: all unmanaged", {n.managed for n in nets}, {False})
+    check("projects", [p.name for p in client.projects.all()], ["default"])
+    res = client.resources
+    check("resources: cpu total > 0", res["cpu"]["total"] > 0, True)
+    check("resources: memory total > 0", res["memory"]["total"] > 0, True)
+    pool = client.storage_pools.get("default")
+    check("pool resources: space total > 0", pool.resources.get().space["total"] > 0, True)
 
     # Stop and delete.
     inst.stop(wait=True)

@@ -17,6 +17,8 @@ async fn config_of(m: &Member, name: &str) -> String {
 ///   loopback; `lxc network create` is refused
 /// - `lxc project list|show` know `default` (with the instance in its `used_by`);
 ///   `lxc project create` and `lxc project delete default` are refused
+/// - `lxc info --resources` shows CPU and memory, `lxc storage info default` the pool's
+///   space and the instance using it
 /// - `lxc snapshot` and `lxc export` are refused in plain words, the instance unchanged
 /// - a second root disk (`lxc config device add evd1 r2 disk path=/ pool=default`, or in
 ///   a create request beside the profile's) is refused as LXD refuses it (`More than one
@@ -106,6 +108,18 @@ async fn everyday_lxc_commands_answer_or_refuse_cleanly() {
         "{}",
         out.stdout
     );
+
+    tracing::info!("--- lxc info --resources, lxc storage info");
+    let out = m.lxc(&["info", "--resources"]).await;
+    let shown = out.success().stdout.clone();
+    for line in ["CPU (", "Cores:", "Memory:", "Total: "] {
+        assert!(shown.contains(line), "no {line:?} in:\n{shown}");
+    }
+    let out = m.lxc(&["storage", "info", "default"]).await;
+    let shown = out.success().stdout.clone();
+    for line in ["driver: dir", "space used: ", "total space: ", "- evd1"] {
+        assert!(shown.contains(line), "no {line:?} in:\n{shown}");
+    }
 
     tracing::info!("--- lxc snapshot, lxc export: refused, nothing changes");
     let before = config_of(&m, "evd1").await;

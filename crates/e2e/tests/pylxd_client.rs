@@ -10,7 +10,9 @@ use drover_e2e::{Member, require_pylxd, workspace_root};
 /// 2. lists instances (none), creates `py1` from the alias (`wait=True`), lists it;
 /// 3. starts it and reads its state (Running, a host pid);
 /// 4. executes commands over the exec websockets: output, exit code 5 and stderr, stdin;
-/// 5. stops and deletes it.
+/// 5. reads its snapshots (none), the networks (the host's, unmanaged), the projects
+///    (`default`), the member's resources and the default pool's;
+/// 6. stops and deletes it.
 ///
 /// The script prints one `ok:` line per step and exits non-zero at the first mismatch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -202,9 +202,11 @@ async fn route(d: &Daemon, req: Request) -> ApiResult<Route> {
     if let Some(id) = operation_of(&path) {
         return route_operation(d, id.to_string(), req).await;
     }
-    if path == "/1.0" {
+    if path == "/1.0" || member_specific(&path) {
         // `lxc info --target m2`, `lxc config set core.https_address ... --target m2`: the
-        // server and its member-specific config are the target's.
+        // server and its member-specific config are the target's; so are its resources
+        // (`lxc info --resources --target m2`, `lxc storage info p --target m2`) and its
+        // network interfaces.
         // Only for a trusted caller: the member link is trusted everywhere.
         let trusted = req
             .extensions()
@@ -229,6 +231,15 @@ async fn route(d: &Daemon, req: Request) -> ApiResult<Route> {
     }
     let peer = Peer::connect(d, &rec.member).await?;
     Ok(Route::Answered(proxy(d, &peer, req).await?))
+}
+
+/// Whether `path` is about the member that answers (its resources, its interfaces), so
+/// that `?target=` sends it to that member.
+fn member_specific(path: &str) -> bool {
+    path == "/1.0/resources"
+        || path == "/1.0/networks"
+        || path.starts_with("/1.0/networks/")
+        || (path.starts_with("/1.0/storage-pools/") && path.ends_with("/resources"))
 }
 
 /// A request a member forwarded here for an instance: served here, unless this member's

@@ -12,6 +12,7 @@ mod networks;
 mod operations;
 mod profiles;
 mod projects;
+mod resources;
 mod server;
 mod storage_pools;
 mod warnings;
@@ -140,6 +141,7 @@ pub fn router(d: Daemon) -> Router {
         .merge(cluster_member_state::routes())
         .merge(networks::routes())
         .merge(projects::routes())
+        .merge(resources::routes())
         .merge(warnings::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
