@@ -403,6 +403,22 @@ pub enum Command {
         /// Global config (`user.*`; a `shared-fs` pool's `source`).
         config: ConfigMap,
     },
+    /// Record a new decision for one instance of a member's evacuation, made after its move
+    /// failed: where it goes now (a restore brings it back from there), or that it stays.
+    ReplanEvacuationEntry {
+        /// The member evacuated.
+        member: String,
+        /// Project.
+        project: String,
+        /// Instance.
+        instance: String,
+        /// The new action.
+        action: api::evacuation::PlanAction,
+        /// The new target (`""` when it stays).
+        target: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 fn json<T: Serialize>(v: &T) -> Result<String> {
@@ -909,6 +925,14 @@ pub fn apply(tx: &Transaction<'_>, cmd: &Command) -> Result<()> {
             )?;
             expect_one(n, || format!("storage pool {name:?}"))?;
         }
+        Command::ReplanEvacuationEntry {
+            member,
+            project,
+            instance,
+            action,
+            target,
+            reason,
+        } => crate::evacuations::replan(tx, member, project, instance, *action, target, reason)?,
     }
     Ok(())
 }

@@ -301,6 +301,44 @@ pub(crate) fn set_step(
     Ok(())
 }
 
+/// Applies [`crate::Command::ReplanEvacuationEntry`]: the row's new action, target and
+/// reason; an instance that now stays loses the origin its first plan gave it.
+pub(crate) fn replan(
+    conn: &Connection,
+    member: &str,
+    project: &str,
+    instance: &str,
+    action: PlanAction,
+    target: &str,
+    reason: &str,
+) -> Result<()> {
+    let n = conn.execute(
+        "UPDATE evacuations SET action = ?4, target = ?5, reason = ?6
+         WHERE member = ?1 AND project = ?2 AND instance = ?3",
+        params![member, project, instance, action.as_str(), target, reason],
+    )?;
+    if n == 0 {
+        return Err(Error::NotFound(format!(
+            "evacuation step of instance {instance:?}"
+        )));
+    }
+    if !action.moves()
+        && let Some(mut rec) = crate::instances::get(conn, project, instance)?
+        && rec
+            .config
+            .get("volatile.evacuate.origin")
+            .map(String::as_str)
+            == Some(member)
+    {
+        rec.config.remove("volatile.evacuate.origin");
+        conn.execute(
+            "UPDATE instances SET config = ?3 WHERE project = ?1 AND name = ?2",
+            params![project, instance, serde_json::to_string(&rec.config)?],
+        )?;
+    }
+    Ok(())
+}
+
 /// Applies [`crate::Command::FinishEvacuation`].
 pub(crate) fn finish_job(
     conn: &Connection,

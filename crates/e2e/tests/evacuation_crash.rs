@@ -32,6 +32,8 @@ const N: usize = 30;
 const JOB: Duration = Duration::from_secs(600);
 /// How long a daemon may take to reach one of its crash points.
 const CRASH_WAIT: Duration = Duration::from_secs(300);
+/// How long a member may keep what it holds of a finished move before cleaning it up.
+const LEFTOVER_WAIT: Duration = Duration::from_secs(60);
 /// droverd's test-only crash points (crates/daemon/src/cluster/evacuate/crash.rs).
 const CRASH_ENV: &str = "DROVER_TEST_CRASH_AT";
 
@@ -197,32 +199,52 @@ impl World {
                 f.display()
             );
         }
+        // What a member holds of a move whose target died is cleaned up once that target
+        // answers again (retried every few seconds): give it that long.
+        let t0 = Instant::now();
+        while let Some(left) = self.leftovers(&held) {
+            assert!(t0.elapsed() < LEFTOVER_WAIT, "{left}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// What a member keeps of an instance it does not hold (a volume, a runtime state, a
+    /// run dir), or lacks of one it holds; `None` when every member has exactly its own.
+    fn leftovers(&self, held: &BTreeMap<usize, BTreeSet<String>>) -> Option<String> {
         for (k, m) in self.ms.iter().enumerate() {
             let i = k + 1;
             let mine = held.get(&i).cloned().unwrap_or_default();
             let volumes: BTreeSet<String> = mine.iter().map(|n| format!("default_{n}")).collect();
-            assert_eq!(
-                entries(&pool_dir(self.disks.path(), i)),
-                volumes,
-                "volumes on m{i}"
-            );
+            let on_disk = entries(&pool_dir(self.disks.path(), i));
+            if on_disk != volumes {
+                return Some(format!(
+                    "volumes on m{i}: {on_disk:?}, it holds {volumes:?}"
+                ));
+            }
             let runs: BTreeSet<String> = mine
                 .iter()
                 .filter(|n| self.running.contains(*n))
                 .map(|n| format!("default_{n}"))
                 .collect();
-            let runtime: BTreeSet<String> = entries(&m.state_dir().join("runtime"))
+            let root = m.state_dir().join("runtime");
+            let runtime: BTreeSet<String> = entries(&root)
                 .into_iter()
-                .filter(|e| m.state_dir().join("runtime").join(e).is_dir())
+                .filter(|e| root.join(e).is_dir())
                 .collect();
-            assert_eq!(runtime, runs, "runtime state on m{i}");
+            if runtime != runs {
+                return Some(format!(
+                    "runtime state on m{i}: {runtime:?}, it runs {runs:?}"
+                ));
+            }
             let run_dirs = entries(&m.state_dir().join("containers"));
-            assert!(
-                run_dirs.is_subset(&volumes),
-                "run dirs on m{i} of instances it does not hold: {:?}",
-                run_dirs.difference(&volumes).collect::<Vec<_>>()
-            );
+            if !run_dirs.is_subset(&volumes) {
+                return Some(format!(
+                    "run dirs on m{i} of instances it does not hold: {:?}",
+                    run_dirs.difference(&volumes).collect::<Vec<_>>()
+                ));
+            }
         }
+        None
     }
 
     /// Waits until the journal of operation `id`, read through member `via`, has at least

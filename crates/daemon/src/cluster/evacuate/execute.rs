@@ -11,7 +11,7 @@
 //! - The member becomes `evacuated` only when every row is done and nothing runs on it;
 //!   otherwise it stays `evacuating` and the operation fails with a per-instance report.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -224,15 +224,7 @@ async fn step(
                 "Migrating {name:?} in project {project:?} to {:?}",
                 entry.target
             ));
-            match migrate(d, entry, operation, progress).await {
-                // The move was refused or undone (its target went away, say): the instance
-                // is whole here; plan it again without that target.
-                Err(e) if location(d, project, name).await.is_ok_and(|l| l == member) => {
-                    tracing::warn!(instance = %name, target = %entry.target, error = %e.message, "move failed: planning again");
-                    replan(d, member, entry, operation, progress, e).await
-                }
-                other => other,
-            }
+            move_away(d, member, entry, operation, progress).await
         }
         PlanAction::MoveBack => {
             progress.say(format!(
@@ -245,18 +237,125 @@ async fn step(
     }
 }
 
-/// Plans `entry`'s instance again without the target its move failed to reach (`failed`
-/// says why) and carries out the new decision: another target, or a stop in place.
-async fn replan(
+/// Pause before a move is tried again on a target that answers.
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// How long a member that does not answer `GET /1.0` within it counts as unreachable.
+const REACH_DEADLINE: Duration = Duration::from_secs(3);
+
+/// Moves an instance of this member to its planned target. When a move fails and the
+/// instance is still whole here, it is tried again (up to [`MOVE_ATTEMPTS`] moves): a
+/// target that does not answer is left out and the instance planned again without it (no
+/// target left: it is stopped in place); a failure elsewhere (a Raft leader change, say)
+/// is retried after a pause. When the move switched ownership but the target did not
+/// confirm it (it died right then), the instance has left this member: the step is done,
+/// and the move's recovery finishes it in the background once the target is back.
+async fn move_away(
     d: &Daemon,
     member: &str,
     entry: &PlanEntry,
     operation: &str,
     progress: &Arc<Progress>,
-    failed: ApiError,
 ) -> ApiResult<()> {
+    let (project, name) = (entry.project.as_str(), entry.instance.as_str());
+    let mut current = entry.clone();
+    let mut unreachable = BTreeSet::new();
+    let mut attempt = 1;
+    loop {
+        let failed = match migrate(d, &current, operation, progress).await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let now = settled_location(d, project, name).await?;
+        if now != member {
+            return left_unconfirmed(d, project, name, &now, &failed).await;
+        }
+        if attempt >= MOVE_ATTEMPTS {
+            return Err(failed);
+        }
+        attempt += 1;
+        if reachable(d, &current.target).await {
+            tokio::time::sleep(RETRY_PAUSE).await;
+        } else {
+            unreachable.insert(current.target.clone());
+        }
+        tracing::warn!(instance = %name, target = %current.target, error = %failed.message, "move failed: planning again");
+        match replan(d, member, entry, &unreachable, progress, failed).await? {
+            Some(again) => {
+                progress.say(format!(
+                    "Migrating {name:?} in project {project:?} to {:?}",
+                    again.target
+                ));
+                current = again;
+            }
+            None => {
+                progress.say(format!("Stopping {name:?} in project {project:?}"));
+                return crate::instances::stop_for_evacuation(d, project, name, false).await;
+            }
+        }
+    }
+}
+
+/// Whether `member` answers `GET /1.0` within [`REACH_DEADLINE`].
+async fn reachable(d: &Daemon, member: &str) -> bool {
+    match super::super::peer::Peer::connect(d, member).await {
+        Ok(peer) => peer
+            .request_within(reqwest::Method::GET, "/1.0", None, REACH_DEADLINE)
+            .await
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// How many times [`settled_location`] asks while the cluster has no leader.
+const LOCATION_TRIES: u32 = 30;
+
+/// [`location`], asked again while the cluster elects a leader (a move that failed
+/// because the leader died is followed by a moment without one).
+async fn settled_location(d: &Daemon, project: &str, name: &str) -> ApiResult<String> {
+    let mut tries = 1;
+    loop {
+        match location(d, project, name).await {
+            Err(e) if tries < LOCATION_TRIES && e.status != axum::http::StatusCode::NOT_FOUND => {
+                tracing::info!(instance = %name, error = %e.message, "where the instance is: asking again");
+                tries += 1;
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The move of `name` switched its ownership to `now` but did not end (`failed` says
+/// why): the instance has left this member. Its move is finished in the background (start
+/// on `now` if it ran, delete the copy here) once `now` answers.
+async fn left_unconfirmed(
+    d: &Daemon,
+    project: &str,
+    name: &str,
+    now: &str,
+    failed: &ApiError,
+) -> ApiResult<()> {
+    let (p, n) = (project.to_string(), name.to_string());
+    if let Some(m) = d.read(move |c| db::moves::unfinished_of(c, &p, &n)).await? {
+        tracing::warn!(instance = %name, member = %now, move_id = %m.id, error = %failed.message, "moved but not confirmed: finishing it in the background");
+        crate::instances::migrate::recover::spawn_one(d, m.id);
+    }
+    Ok(())
+}
+
+/// Plans `entry`'s instance again without the members in `unreachable` after a move
+/// failed (`failed` says why): the new entry when it moves, `None` when it is to stop in
+/// place.
+async fn replan(
+    d: &Daemon,
+    member: &str,
+    entry: &PlanEntry,
+    unreachable: &BTreeSet<String>,
+    progress: &Arc<Progress>,
+    failed: ApiError,
+) -> ApiResult<Option<PlanEntry>> {
     let mut online = super::online_members(d).await?;
-    online.remove(&entry.target);
+    online.retain(|m| !unreachable.contains(m));
     let mut snap = super::snapshot::take(d, online).await?;
     snap.instances
         .retain(|i| i.member != member || (i.project == entry.project && i.name == entry.instance));
@@ -267,31 +366,29 @@ async fn replan(
     let mut again = decision.entry();
     // An instance the first move undid runs again on this member: stop it if it stays.
     again.was_running = entry.was_running;
+    again.reason = format!(
+        "{} (after {:?} failed: {})",
+        again.reason, entry.target, failed.message
+    );
+    // Journaled before it is carried out: a resumed job, and the restore, go by it.
+    d.write(db::Command::ReplanEvacuationEntry {
+        member: member.to_string(),
+        project: entry.project.clone(),
+        instance: entry.instance.clone(),
+        action: again.action.unwrap_or(PlanAction::None),
+        target: again.target.clone(),
+        reason: again.reason.clone(),
+    })
+    .await?;
     progress.update(&entry.project, &entry.instance, |e| {
         e.action = again.action;
         e.target = again.target.clone();
-        e.reason = format!(
-            "{} (after {:?} failed: {})",
-            again.reason, entry.target, failed.message
-        );
+        e.reason = again.reason.clone();
     });
-    match again.action {
-        Some(PlanAction::Migrate | PlanAction::LiveMigrate) => {
-            let (project, name) = (&entry.project, &entry.instance);
-            progress.say(format!(
-                "Migrating {name:?} in project {project:?} to {:?}",
-                again.target
-            ));
-            migrate(d, &again, operation, progress).await
-        }
-        _ => {
-            progress.say(format!(
-                "Stopping {:?} in project {:?}",
-                entry.instance, entry.project
-            ));
-            crate::instances::stop_for_evacuation(d, &entry.project, &entry.instance, false).await
-        }
-    }
+    Ok(match again.action {
+        Some(PlanAction::Migrate | PlanAction::LiveMigrate) => Some(again),
+        _ => None,
+    })
 }
 
 /// Where instance `name` of `project` is now, by what the cluster has committed.

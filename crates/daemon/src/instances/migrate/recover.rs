@@ -48,6 +48,37 @@ pub fn spawn(d: &Daemon) {
     });
 }
 
+/// Resolves, in the background, move `id` of which this member is the source: one whose
+/// target did not confirm the switch (it died right then). Retried while the target is
+/// unreachable; what is left after [`ROUNDS`] waits for the next start.
+pub fn spawn_one(d: &Daemon, id: String) {
+    let d = d.clone();
+    tokio::spawn(async move {
+        for _ in 0..ROUNDS {
+            let key = id.clone();
+            let outcome = match d.read(move |c| db::moves::get(c, &key)).await {
+                Ok(Some(m)) if !m.step.is_final() && m.source == d.member() => {
+                    as_source(&d, &m).await
+                }
+                Ok(_) => return,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(true) => {
+                    tracing::info!(move_id = %id, "unfinished move resolved");
+                    return;
+                }
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::info!(move_id = %id, error = %e.message, "unfinished move not resolved yet");
+                }
+            }
+            tokio::time::sleep(RETRY).await;
+        }
+        tracing::warn!(move_id = %id, "unfinished move left for the next start");
+    });
+}
+
 /// One round: returns how many moves are still unresolved.
 async fn resolve_all(d: &Daemon) -> ApiResult<usize> {
     let me = d.member();
