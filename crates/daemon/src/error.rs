@@ -97,8 +97,16 @@ impl From<raft::ProposeError> for ApiError {
 }
 
 impl From<drivers::DriverError> for ApiError {
+    /// A state race (the instance stopped, or started, between the handler's check and the
+    /// driver call, as during a move) is the client's 400 in LXD's words; the rest is a 500.
     fn from(e: drivers::DriverError) -> Self {
-        Self::internal(e.to_string())
+        match e {
+            drivers::DriverError::NotRunning => Self::bad_request("Instance is not running"),
+            drivers::DriverError::AlreadyRunning => {
+                Self::bad_request("The instance is already running")
+            }
+            e => Self::internal(e.to_string()),
+        }
     }
 }
 
@@ -117,3 +125,26 @@ impl IntoResponse for ApiError {
 
 /// Result of a service call.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What does this test do?
+    /// - the driver's state races become LXD's 400s, other driver failures stay 500s
+    #[test]
+    fn driver_state_races_are_client_errors() {
+        let e = ApiError::from(drivers::DriverError::NotRunning);
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (StatusCode::BAD_REQUEST, "Instance is not running")
+        );
+        let e = ApiError::from(drivers::DriverError::AlreadyRunning);
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (StatusCode::BAD_REQUEST, "The instance is already running")
+        );
+        let e = ApiError::from(drivers::DriverError::Invalid("bad signal".into()));
+        assert_eq!(e.status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}

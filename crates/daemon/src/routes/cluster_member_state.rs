@@ -10,7 +10,7 @@ use axum::{Extension, Router};
 use super::{accepted, parse_body};
 use crate::cluster::evacuate;
 use crate::cluster::forward::Forwarded;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::state::Daemon;
 
 async fn post_state(
@@ -24,7 +24,15 @@ async fn post_state(
     Ok(accepted(op))
 }
 
+/// `GET` of the state: LXD 5.0.2 has none and answers 501 `not implemented`.
+async fn get_state() -> ApiError {
+    ApiError::not_implemented("not implemented")
+}
+
 /// The routes.
 pub fn routes() -> Router<Daemon> {
-    Router::new().route("/1.0/cluster/members/{name}/state", post(post_state))
+    Router::new().route(
+        "/1.0/cluster/members/{name}/state",
+        post(post_state).get(get_state),
+    )
 }
