@@ -358,6 +358,28 @@ async fn coordinator_killed_at_each_point_of_evacuation_and_restore() {
         member_status(&w.ms[1], "m1").await == "Evacuating"
     })
     .await;
+    tracing::info!("--- m1 down: the other members answer for its operation from the journal");
+    for via in [1, 2] {
+        let r = w.ms[via]
+            .raw("GET", &format!("/1.0/operations/{id}"), None)
+            .await;
+        assert_eq!(r.status, 200, "m{}: {}", via + 1, r.text);
+        assert_eq!(r.metadata()["status"], "Running", "{}", r.text);
+        assert_eq!(r.metadata()["location"], "m1", "{}", r.text);
+        assert_eq!(plan_of(r.metadata()).len(), N, "{}", r.text);
+    }
+    let r = w.ms[2]
+        .raw("GET", "/1.0/operations?recursion=1", None)
+        .await;
+    let running = r.metadata()["running"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        running.iter().any(|o| o["id"] == id.as_str()),
+        "the evacuation is listed: {}",
+        r.text
+    );
     w.ms[0].start_again().await;
 
     tracing::info!("--- resumed; kill -9 in the middle of the moves");

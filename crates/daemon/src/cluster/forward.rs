@@ -313,15 +313,36 @@ async fn route_operation(d: &Daemon, id: String, req: Request) -> ApiResult<Rout
         return Ok(Route::Here(req));
     }
     let target = query_param(&req, "target");
+    let wait = req.uri().path().ends_with("/wait");
+    let read = req.method() == axum::http::Method::GET;
     let Some(peer) = super::operations::locate(d, &id, target.as_deref()).await? else {
+        if read && let Some(op) = journaled_operation(d, &id, wait).await? {
+            return Ok(Route::Answered(op));
+        }
         return Ok(Route::Here(req));
     };
-    if req.uri().path().ends_with("/wait") {
+    if wait {
         let timeout = query_param(&req, "timeout").and_then(|t| t.parse::<i64>().ok());
-        return Ok(Route::Answered(wait_remote(&peer, &id, timeout).await?));
+        return match wait_remote(&peer, &id, timeout).await {
+            Err(e) if e.status == axum::http::StatusCode::SERVICE_UNAVAILABLE => {
+                journaled_operation(d, &id, true)
+                    .await?
+                    .map(Route::Answered)
+                    .ok_or(e)
+            }
+            other => other.map(Route::Answered),
+        };
     }
     if !req.uri().path().ends_with("/websocket") {
-        return Ok(Route::Answered(proxy(d, &peer, req).await?));
+        return match proxy(d, &peer, req).await {
+            Err(e) if read && e.status == axum::http::StatusCode::SERVICE_UNAVAILABLE => {
+                journaled_operation(d, &id, false)
+                    .await?
+                    .map(Route::Answered)
+                    .ok_or(e)
+            }
+            other => other.map(Route::Answered),
+        };
     }
     let path = req
         .uri()
@@ -334,6 +355,23 @@ async fn route_operation(d: &Daemon, id: String, req: Request) -> ApiResult<Rout
     Ok(Route::Answered(
         super::websocket::proxy(d, &peer, &path, upgrade).await?,
     ))
+}
+
+/// How long a wait on an evacuation whose coordinator is down lasts before it answers
+/// from the journal (so that a client waiting in a loop does not spin).
+const JOURNAL_WAIT: Duration = Duration::from_secs(2);
+
+/// The answer for operation `id` when it is an evacuation or restore whose coordinator
+/// cannot answer: its record from the replicated journal (after [`JOURNAL_WAIT`] for a
+/// `wait`), `None` when it is not one.
+async fn journaled_operation(d: &Daemon, id: &str, wait: bool) -> ApiResult<Option<Response>> {
+    let Some(op) = super::evacuate::record::operation(d, id).await? else {
+        return Ok(None);
+    };
+    if wait {
+        tokio::time::sleep(JOURNAL_WAIT).await;
+    }
+    Ok(Some(crate::routes::sync(op)))
 }
 
 /// `/1.0/operations/{id}/wait?timeout=` of an operation `peer` runs: waits on it in

@@ -35,6 +35,25 @@ async fn list(
         for (status, items) in crate::cluster::operations::others(&d, recursion).await? {
             grouped.entry(status).or_default().extend(items);
         }
+        // An evacuation whose coordinator is down is still listed, from the journal.
+        for op in crate::cluster::evacuate::record::operations(&d).await? {
+            let url = format!("/1.0/operations/{}", op.id);
+            let listed = grouped
+                .values()
+                .flatten()
+                .any(|v| v.as_str() == Some(url.as_str()) || v["id"] == op.id.as_str());
+            if !listed {
+                let item = if recursion > 0 {
+                    serde_json::to_value(&op).unwrap_or_default()
+                } else {
+                    serde_json::Value::String(url)
+                };
+                grouped
+                    .entry(op.status.list_key().to_string())
+                    .or_default()
+                    .push(item);
+            }
+        }
     }
     Ok(sync(grouped))
 }

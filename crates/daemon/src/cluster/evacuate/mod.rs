@@ -19,6 +19,7 @@
 
 pub mod crash;
 pub mod execute;
+pub mod record;
 pub(crate) mod snapshot;
 
 use std::collections::BTreeSet;
