@@ -13,6 +13,15 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::UnixStream;
 
+/// `GET` path that waits up to `timeout` seconds for operation `op` (its URL as returned,
+/// which LXD gives with a `?project=` query: the query goes after `/wait`).
+pub fn wait_path(op: &str, timeout: u32) -> String {
+    match op.split_once('?') {
+        Some((path, query)) => format!("{path}/wait?timeout={timeout}&{query}"),
+        None => format!("{op}/wait?timeout={timeout}"),
+    }
+}
+
 /// Deadline of one request (operation waits pass their own, shorter, server-side timeout).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -115,7 +124,7 @@ impl Api {
         let op = response["operation"]
             .as_str()
             .ok_or_else(|| anyhow!("not an async response: {response}"))?;
-        let done = self.get(&format!("{op}/wait?timeout=90")).await?;
+        let done = self.get(&wait_path(op, 90)).await?;
         match done["status"].as_str() {
             Some("Success") => Ok(()),
             other => bail!(

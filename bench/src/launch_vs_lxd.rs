@@ -287,7 +287,7 @@ impl Lxc {
     }
 }
 
-fn which(bin: &str) -> Result<PathBuf> {
+pub(crate) fn which(bin: &str) -> Result<PathBuf> {
     std::env::var_os("PATH")
         .iter()
         .flat_map(std::env::split_paths)
@@ -297,7 +297,7 @@ fn which(bin: &str) -> Result<PathBuf> {
 }
 
 /// Runs setup.sh (log in `tmp/setup.log`); any failure names the step and the log's end.
-async fn setup_lxd(tools: &Path, tmp: &Path) -> Result<()> {
+pub(crate) async fn setup_lxd(tools: &Path, tmp: &Path) -> Result<()> {
     let script = tools.join("setup.sh");
     if !script.is_file() {
         bail!(
@@ -337,7 +337,7 @@ async fn setup_lxd(tools: &Path, tmp: &Path) -> Result<()> {
 }
 
 /// `teardown.sh --wipe`, best effort (reported, never fatal).
-async fn teardown_lxd(tools: &Path) {
+pub(crate) async fn teardown_lxd(tools: &Path) {
     let script = tools.join("teardown.sh");
     eprintln!(
         "tearing down the LXD reference: {} --wipe",

@@ -11,6 +11,9 @@
 //! - `vm-migration`: live migration of a VM between two QEMUs, through driver-qemu against
 //!   raw QMP.
 //! - `plan`: the evacuation planner alone on 10,000 instances over 100 members.
+//! - `evacuate`: evacuating and restoring a member of a three-member cluster (10 and 30
+//!   containers, dir and shared-fs pools) against real LXD 5.0.2, with per-instance
+//!   timelines.
 //! - `cluster-writes`: 1,000 small writes and `GET /1.0/instances?recursion=1` over 1,000
 //!   instances, on one member and on a three-member cluster.
 //!
@@ -19,6 +22,7 @@
 mod api;
 mod cluster_writes;
 mod droverd;
+mod evacuate;
 mod launch_vs_lxd;
 mod moves;
 mod plan;
@@ -57,6 +61,8 @@ enum Cmd {
     VmMigration(vm_migration::VmMigrationArgs),
     /// Small writes and instance listings, on one member and on a three-member cluster.
     ClusterWrites(cluster_writes::ClusterWritesArgs),
+    /// Evacuating and restoring a member: drover against real LXD 5.0.2.
+    Evacuate(evacuate::EvacuateArgs),
 }
 
 fn main() -> ExitCode {
@@ -106,6 +112,7 @@ fn main() -> ExitCode {
             Cmd::Move(a) => moves::run(a).await,
             Cmd::ClusterWrites(a) => cluster_writes::run(a).await,
             Cmd::VmMigration(a) => vm_migration::run(a).await,
+            Cmd::Evacuate(a) => evacuate::run(a).await,
             Cmd::Plan(_) | Cmd::Transfer(_) => Ok(()),
         }
     });

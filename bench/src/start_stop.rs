@@ -323,7 +323,7 @@ async fn drover_stoppable(api: &Api, names: &[String], verify: bool) -> Result<(
 /// ran is ignored (PID 1 of a pid namespace ignores signals it does not handle), and the
 /// stop then lasts its whole timeout. Any manager has this race; the benchmark waits it
 /// out, untimed, on both sides, so that a stop phase measures stopping, not that race.
-async fn stoppable(pid: i32) -> Result<()> {
+pub(crate) async fn stoppable(pid: i32) -> Result<()> {
     let bit = 1u64 << (libc::SIGPWR - 1);
     let t0 = Instant::now();
     loop {

@@ -102,9 +102,18 @@ pub(super) async fn check(
             m.target
         )));
     }
-    let target_member = target_member.ok_or_else(|| {
+    let mut target_member = target_member.ok_or_else(|| {
         ApiError::not_found(format!("Target cluster member {target:?} not found"))
     })?;
+    if target_member.state != MemberState::Created {
+        // This member's copy may predate the target's restore (a move back asked right
+        // after the restore began): refuse only on what the cluster has committed.
+        d.replicator().ensure_linearizable().await?;
+        let t = target.clone();
+        if let Some(m) = d.read(move |c| db::members::get(c, &t)).await? {
+            target_member = m;
+        }
+    }
     if target == source {
         return Err(ApiError::bad_request(format!(
             "Instance {name:?} is already on cluster member {target:?}"
