@@ -22,7 +22,7 @@ pub mod transfer;
 mod yaml;
 
 pub use image::{ImageError, ImageStore, ImportOptions, ImportedImage};
-pub use pool::{DirPool, PoolError, PoolUsage};
+pub use pool::{DirPool, PoolError, PoolUsage, RetiredVolume};
 pub use template::{
     TemplateContext, TemplateError, TemplateSpec, TemplateTrigger, apply_templates,
 };

@@ -45,7 +45,8 @@ fn image(dir: &Path) -> std::path::PathBuf {
 /// - writes through one instance (a hard-linked file, a deletion, a replaced directory, a
 ///   chmod) change neither the base nor the other instance
 /// - the own changes are whiteouts, opaque dirs and copied-up files in `upper/`
-/// - deleting the last volume on a base removes the base
+/// - the base outlives its last volume and goes when pruned; a retired (deleted, files not
+///   yet removed) volume no longer exists and does not hold its base
 #[test]
 fn layered_volume_looks_like_a_copy_and_never_writes_the_base() {
     let dir = tempfile::tempdir().unwrap();
@@ -102,11 +103,24 @@ fn layered_volume_looks_like_a_copy_and_never_writes_the_base() {
     pool.rename_volume("c2", "c3").unwrap();
     assert_same(&img.join("rootfs"), &pool.mount_rootfs("c3").unwrap());
 
-    tracing::info!("--- the base goes with its last volume");
+    tracing::info!("--- the base outlives its last volume, until pruned");
     pool.delete_volume("c1").unwrap();
+    assert!(!pool.prune_base("fp1").unwrap(), "c3 still uses it");
     assert!(pool.has_base("fp1"));
-    pool.delete_volume("c3").unwrap();
+    let retired = pool.retire_volume("c3").unwrap().unwrap();
+    assert!(!pool.volume_exists("c3"));
+    assert!(pool.has_base("fp1"));
+    assert_eq!(
+        pool.prune_bases(|fp| fp == "fp1").unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        pool.prune_bases(|_| false).unwrap(),
+        vec!["fp1".to_string()]
+    );
     assert!(!pool.has_base("fp1"));
+    retired.remove().unwrap();
+    assert!(pool.retire_volume("c3").unwrap().is_none());
 }
 
 /// What does this test do?
@@ -196,5 +210,6 @@ fn creation_is_faster_than_a_copy() {
         pool.delete_volume(&format!("l{i}")).unwrap();
         pool.delete_volume(&format!("c{i}")).unwrap();
     }
+    assert!(pool.prune_base("fp1").unwrap());
     assert!(!pool.has_base("fp1"));
 }

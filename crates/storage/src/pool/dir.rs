@@ -62,6 +62,7 @@ impl DirPool {
         }
         let containers = pool.source.join("containers");
         let rd = fs::read_dir(&containers).map_err(PoolError::io("read", &containers))?;
+        // Leftovers include volumes retired but not removed yet (DirPool::retire_volume).
         for entry in rd {
             let entry = entry.map_err(PoolError::io("read", &containers))?;
             let file_name = entry.file_name();
@@ -174,29 +175,42 @@ impl DirPool {
     }
 
     /// Removes volume `name` and everything in it. Removing an absent volume succeeds.
+    ///
+    /// The image base the volume was layered on stays in the pool (the next volume of that
+    /// image, or an instance moving back, needs no copy of it): [`DirPool::prune_base`]
+    /// removes it once the image goes.
     pub fn delete_volume(&self, name: &str) -> Result<(), PoolError> {
+        match self.retire_volume(name)? {
+            Some(retired) => retired.remove(),
+            None => Ok(()),
+        }
+    }
+
+    /// Takes volume `name` out of the pool at once (unmounts its merged view, renames its
+    /// directory to a temporary name) and returns what is still to be removed, which the
+    /// caller may do later, off its critical path ([`RetiredVolume::remove`]). `None` if
+    /// the volume does not exist.
+    ///
+    /// # Correctness
+    ///
+    /// From the rename on, the volume does not exist: [`DirPool::volume_exists`] is false
+    /// and a volume of the same name may be created or received. If the files are never
+    /// removed (the process dies first), [`DirPool::new`] removes them at the next start.
+    pub fn retire_volume(&self, name: &str) -> Result<Option<RetiredVolume>, PoolError> {
         check_name(name)?;
         let path = self.volume_path(name);
         if fs::symlink_metadata(&path).is_err() {
-            return Ok(());
+            return Ok(None);
         }
         self.unmount_rootfs(name)?;
-        let base = self.volume_base(name).ok().flatten();
-        // Rename first so the volume disappears at once even if removal is slow or fails.
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
         let doomed = self
             .source
             .join("containers")
             .join(format!("{TMP_PREFIX}del-{name}-{}-{n}", std::process::id()));
         fs::rename(&path, &doomed).map_err(PoolError::io("rename", &path))?;
-        remove_tree(&doomed).map_err(PoolError::io("remove", &doomed))?;
         tracing::info!(volume = name, "volume deleted");
-        if let Some(fp) = base
-            && let Err(e) = self.prune_base(&fp)
-        {
-            tracing::warn!(image = %fp, error = %e, "cannot remove unused image base");
-        }
-        Ok(())
+        Ok(Some(RetiredVolume { path: doomed }))
     }
 
     /// `<source>/containers/.stage-<name>`: where volume `name` is received; whether or not
@@ -301,6 +315,18 @@ impl DirPool {
     /// `du -x`): for a volume layered on an image, its own changes only. Best effort:
     /// entries that vanish or cannot be read are skipped.
     pub fn volume_size(&self, name: &str) -> Result<u64, PoolError> {
+        self.volume_size_up_to(name, u64::MAX)
+    }
+
+    /// Whether volume `name` uses more than `limit` bytes (as [`DirPool::volume_size`]
+    /// counts them); stops walking as soon as it does.
+    pub fn volume_size_exceeds(&self, name: &str, limit: u64) -> Result<bool, PoolError> {
+        Ok(self.volume_size_up_to(name, limit)? > limit)
+    }
+
+    /// [`DirPool::volume_size`], but once the count passes `limit` the walk stops and
+    /// the count so far is returned.
+    fn volume_size_up_to(&self, name: &str, limit: u64) -> Result<u64, PoolError> {
         check_name(name)?;
         let path = self.volume_path(name);
         if !path.is_dir() {
@@ -313,6 +339,9 @@ impl DirPool {
         let mut total = 0u64;
         let mut stack = vec![path];
         while let Some(p) = stack.pop() {
+            if total > limit {
+                break;
+            }
             let Ok(m) = fs::symlink_metadata(&p) else {
                 continue;
             };
@@ -328,6 +357,20 @@ impl DirPool {
             }
         }
         Ok(total)
+    }
+}
+
+/// The files of a volume that [`DirPool::retire_volume`] took out of its pool.
+#[derive(Debug)]
+#[must_use = "the files stay until removed (or until the next DirPool::new)"]
+pub struct RetiredVolume {
+    path: PathBuf,
+}
+
+impl RetiredVolume {
+    /// Removes the files (blocking: a big volume takes a while to free).
+    pub fn remove(self) -> Result<(), PoolError> {
+        remove_tree(&self.path).map_err(PoolError::io("remove", &self.path))
     }
 }
 

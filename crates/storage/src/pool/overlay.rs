@@ -26,7 +26,8 @@
 //! # Layout
 //!
 //! ```text
-//! <source>/images/<fingerprint>/rootfs    the base: one copy per image per pool, read-only
+//! <source>/images/<fingerprint>/rootfs    the base: one copy per image per pool, read-only,
+//!                                         kept until the image leaves the member
 //! <source>/containers/<name>/image        the base's fingerprint (overlay volumes only)
 //! <source>/containers/<name>/upper/       the instance's own changes
 //! <source>/containers/<name>/work/        overlayfs' work directory
@@ -83,8 +84,8 @@ impl DirPool {
     }
 
     /// Makes sure the pool has its base copy of the image unpacked at `unpacked_image_dir`
-    /// (which holds `rootfs/`): copied once (`cp -a --reflink=auto`), kept while volumes use
-    /// it. Returns the base directory.
+    /// (which holds `rootfs/`): copied once (`cp -a --reflink=auto`), kept until
+    /// [`DirPool::prune_base`] removes it. Returns the base directory.
     ///
     /// # Correctness
     ///
@@ -279,8 +280,14 @@ impl DirPool {
         Ok(())
     }
 
-    /// Removes the base of `fingerprint` if no volume of this pool is layered on it.
-    /// Returns whether it was removed.
+    /// Removes the base of `fingerprint` if no volume of this pool is layered on it (a volume
+    /// being received counts; one deleted and still being removed does not). Returns
+    /// whether it was removed.
+    ///
+    /// Bases outlive their last volume: a base is a cache of its image in the pool, as
+    /// LXD's image volumes are, so that the next instance of the image, or one that moves
+    /// back after an evacuation, never waits for a copy. Call this when the image leaves the
+    /// member ([`DirPool::prune_bases`] for all images at once).
     pub fn prune_base(&self, fingerprint: &str) -> Result<bool, PoolError> {
         check_name(fingerprint)?;
         let _guard = BASES.lock().unwrap_or_else(|p| p.into_inner());
@@ -291,6 +298,11 @@ impl DirPool {
         let containers = self.source().join("containers");
         let rd = fs::read_dir(&containers).map_err(PoolError::io("read", &containers))?;
         for entry in rd.flatten() {
+            // Under the lock a temporary volume directory holding a base file is one
+            // deleted or discarded (creations of layered volumes hold the lock).
+            if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                continue;
+            }
             let f = entry.path().join(BASE_FILE);
             if fs::read_to_string(&f).is_ok_and(|s| s.trim() == fingerprint) {
                 return Ok(false);
@@ -305,6 +317,28 @@ impl DirPool {
         remove_tree(&doomed).map_err(PoolError::io("remove", &doomed))?;
         tracing::info!(image = fingerprint, "unused image base removed from pool");
         Ok(true)
+    }
+
+    /// Removes every unused base (see [`DirPool::prune_base`]) whose image `keep` does not
+    /// want kept; returns the fingerprints removed.
+    pub fn prune_bases(&self, keep: impl Fn(&str) -> bool) -> Result<Vec<String>, PoolError> {
+        let images = self.source().join("images");
+        let rd = match fs::read_dir(&images) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(PoolError::io("read", &images)(e)),
+        };
+        let mut removed = Vec::new();
+        for entry in rd.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if check_name(&name).is_err() || keep(&name) {
+                continue;
+            }
+            if self.prune_base(&name)? {
+                removed.push(name);
+            }
+        }
+        Ok(removed)
     }
 }
 

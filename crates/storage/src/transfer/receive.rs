@@ -16,6 +16,9 @@ use super::format::{EntryHead, FrameReader, Kind, MODE_FULL, TAG_DELETE, TAG_END
 
 /// File data is read, hashed and written in pieces of this size (see `send::BUF`).
 const BUF: usize = 256 << 10;
+/// After each this many bytes of a file, its writeback to disk starts (see
+/// [`start_writeback`]).
+const WRITEBACK_WINDOW: u64 = 8 << 20;
 
 /// What a receive did, as verified against the sender's end record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -217,7 +220,7 @@ impl Receiver<'_> {
                     .open(&path)
                     .map_err(TransferError::io("create", &path))?;
                 let mut hash = blake3::Hasher::new();
-                let mut left = size;
+                let (mut left, mut written, mut flushed) = (size, 0u64, 0u64);
                 while left > 0 {
                     let n = left.min(self.buf.len() as u64) as usize;
                     r.data(&mut self.buf[..n])?;
@@ -225,6 +228,11 @@ impl Receiver<'_> {
                     file.write_all(&self.buf[..n])
                         .map_err(TransferError::io("write", &path))?;
                     left -= n as u64;
+                    written += n as u64;
+                    if written - flushed >= WRITEBACK_WINDOW {
+                        start_writeback(&file, flushed, written - flushed);
+                        flushed = written;
+                    }
                 }
                 let want = r.digest()?;
                 if hash.finalize().as_bytes()[..] != want[..] {
@@ -289,6 +297,25 @@ impl Receiver<'_> {
         self.summary.entries += 1;
         Ok(())
     }
+}
+
+/// Starts writing `len` bytes of `file` from `offset` back to disk without waiting for it,
+/// so that big files reach the disk while the stream goes on and the sync that commits a
+/// received volume finds little left to write (with GiBs of RAM the kernel would otherwise
+/// start only at that sync: ≈ 65 ms per 200 MiB here, inside the move). Advice only:
+/// `POSIX_FADV_DONTNEED` starts writeback of the range's dirty pages (Linux), which stay
+/// cached (only clean pages are dropped, and these were just written); failure changes
+/// nothing.
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
+    let _ = nix::fcntl::posix_fadvise(
+        file,
+        offset,
+        len,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+    );
 }
 
 /// Sets `xattrs` on `path` (not following symlinks); when `prune`, first removes the ones
