@@ -63,6 +63,9 @@ pub const API_EXTENSIONS: &[&str] = &[
     "clustering_config",
     // `/1.0/cluster/groups`, `groups` of a member, `--target @group`.
     "clustering_groups",
+    // `POST /1.0/instances` with `source.type: "copy"` in a cluster: the copy is made on
+    // the source's member (`lxc copy c1 c2` copies there instead of migrating).
+    "cluster_internal_copy",
     // `GET /1.0/warnings`: always empty (`lxc warning list`).
     "warnings",
 ];

@@ -159,7 +159,7 @@ pub struct InstanceStatePut {
 /// Where a new instance's root filesystem comes from.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct InstanceSource {
-    /// `"image"` or `"none"`.
+    /// `"image"`, `"none"` or `"copy"` (of an instance on the same member).
     #[serde(rename = "type", default, deserialize_with = "crate::de::null_default")]
     pub kind: String,
     /// Image alias.
@@ -180,6 +180,15 @@ pub struct InstanceSource {
     /// `"lxd"` or `"simplestreams"` (ignored when `server` is empty).
     #[serde(default, deserialize_with = "crate::de::null_default")]
     pub protocol: String,
+    /// `type: "copy"`: the instance copied (`"c1"`).
+    #[serde(default, deserialize_with = "crate::de::null_default")]
+    pub source: String,
+    /// `type: "copy"`: the source's project (empty: the request's).
+    #[serde(default, deserialize_with = "crate::de::null_default")]
+    pub project: String,
+    /// `type: "copy"`: update an existing copy (`lxc copy --refresh`; refused by drover).
+    #[serde(default, deserialize_with = "crate::de::null_default")]
+    pub refresh: bool,
 }
 
 /// `POST /1.0/instances`.

@@ -196,6 +196,21 @@ fn volume_name(rec: &InstanceRecord) -> String {
     runtime_id(&rec.project, &rec.name)
 }
 
+/// What an image's templates see of instance `rec` (`expanded`: its expanded config).
+pub fn template_context(rec: &InstanceRecord, expanded: &ConfigMap) -> TemplateContext {
+    TemplateContext {
+        instance: storage::template::InstanceMeta {
+            name: rec.name.clone(),
+            architecture: rec.architecture.clone(),
+            privileged: crate::instances::validate::is_true(expanded.get("security.privileged")),
+            ephemeral: rec.ephemeral,
+        },
+        config: expanded.clone(),
+        devices: rec.devices.clone(),
+        file_owner: None,
+    }
+}
+
 /// Creates the volume of a new instance: the image's base in the pool plus an empty set of
 /// own changes (no copy of the image; then its `create` templates), or an empty rootfs.
 /// Leaves nothing behind on failure.
@@ -221,17 +236,7 @@ pub async fn create(
     let unpacked = d.images.unpacked_dir(&image.fingerprint);
     let templates: std::collections::BTreeMap<String, storage::TemplateSpec> =
         serde_json::from_value(image.templates.clone()).unwrap_or_default();
-    let ctx = TemplateContext {
-        instance: storage::template::InstanceMeta {
-            name: rec.name.clone(),
-            architecture: rec.architecture.clone(),
-            privileged: crate::instances::validate::is_true(expanded.get("security.privileged")),
-            ephemeral: rec.ephemeral,
-        },
-        config: expanded.clone(),
-        devices: rec.devices.clone(),
-        file_owner: None,
-    };
+    let ctx = template_context(rec, expanded);
     let fingerprint = image.fingerprint.clone();
     blocking(move || {
         if shared {

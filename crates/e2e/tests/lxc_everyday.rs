@@ -192,3 +192,74 @@ async fn everyday_lxc_commands_answer_or_refuse_cleanly() {
 
     m.lxc(&["delete", "--force", "evd1"]).await.success();
 }
+
+/// The `lxc list -f csv` row of `name` as `m` sees it.
+async fn row(m: &Member, name: &str) -> String {
+    let out = m.lxc(&["list", "-f", "csv"]).await;
+    out.success();
+    out.stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{name},")))
+        .unwrap_or_else(|| panic!("{name} not listed:\n{}", out.stdout))
+        .to_string()
+}
+
+/// What does this test do?
+/// - two members (127.0.8.11–12); `lxc launch busybox evc1 --target m2`, a file written
+///   in it
+/// - `lxc copy evc1 evc2` through m1: the copy is made on m2 (where its source is),
+///   stopped, with the file, and its image's `copy` templates rendered (`/etc/hostname`
+///   reads `evc2`); `-c` overrides a key; the source is unchanged and still running
+/// - refused with nothing created: a copy onto another member (`--target m1`), of a
+///   missing instance, onto an existing name
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lxc_copy_copies_on_the_source_member() {
+    require_lxc();
+    let members = drover_e2e::form_cluster(&["127.0.8.11", "127.0.8.12"]).await;
+    let (m1, m2) = (&members[0], &members[1]);
+    m1.import_busybox().await;
+    m1.lxc(&["launch", "busybox", "evc1", "--target", "m2"])
+        .await
+        .success();
+    m1.lxc(&["exec", "evc1", "--", "sh", "-c", "echo kept > /root/mark"])
+        .await
+        .success();
+
+    tracing::info!("--- lxc copy evc1 evc2 through m1");
+    m1.lxc(&["copy", "evc1", "evc2", "-c", "user.note=copied"])
+        .await
+        .success();
+    let r = row(m1, "evc2").await;
+    assert!(r.starts_with("evc2,STOPPED,") && r.ends_with(",m2"), "{r}");
+    let out = m2.lxc(&["config", "get", "evc2", "user.note"]).await;
+    assert_eq!(out.success().stdout, "copied\n");
+    m1.lxc(&["start", "evc2"]).await.success();
+    let out = m1
+        .lxc(&["exec", "evc2", "--", "cat", "/etc/hostname", "/root/mark"])
+        .await;
+    assert_eq!(out.success().stdout, "evc2\nkept\n");
+    let out = m2
+        .lxc(&["exec", "evc1", "--", "cat", "/etc/hostname"])
+        .await;
+    assert_eq!(out.success().stdout, "evc1\n", "the source keeps its name");
+    assert!(row(m2, "evc1").await.starts_with("evc1,RUNNING,"));
+
+    tracing::info!("--- refusals create nothing");
+    let out = m1.lxc(&["copy", "evc1", "evc3", "--target", "m1"]).await;
+    assert!(
+        out.failure()
+            .contains("Copying an instance to another cluster member is not supported"),
+        "{}",
+        out.stderr
+    );
+    let out = m1.lxc(&["copy", "evcnone", "evc3"]).await;
+    assert!(out.failure().contains("not found"), "{}", out.stderr);
+    let out = m2.lxc(&["copy", "evc1", "evc2"]).await;
+    assert!(out.failure().contains("already exists"), "{}", out.stderr);
+    let out = m1.lxc(&["list", "-f", "csv"]).await;
+    assert!(!out.success().stdout.contains("evc3"), "{}", out.stdout);
+
+    m1.lxc(&["delete", "--force", "evc1", "evc2"])
+        .await
+        .success();
+}

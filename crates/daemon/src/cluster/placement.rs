@@ -41,6 +41,13 @@ pub async fn choose(
         };
     }
     let Some(target) = target else {
+        // A copy is made where its source is (drover copies volumes within a member).
+        if req.source.kind == "copy" && !req.source.source.is_empty() {
+            let (p, n) = (project.to_string(), req.source.source.clone());
+            if let Some(src) = d.read(move |c| db::instances::get(c, &p, &n)).await? {
+                return Ok(src.member);
+            }
+        }
         return schedule(d, project, req, None).await;
     };
     if let Some(group) = target.strip_prefix('@') {

@@ -37,7 +37,9 @@ async fn resolve_image(d: &Daemon, req: &InstancesPost) -> ApiResult<Option<Imag
         "none" => return Ok(None),
         "" if src.alias.is_empty() && src.fingerprint.is_empty() => return Ok(None),
         "image" | "" => {}
-        "copy" | "migration" => {
+        // The volume comes from the source instance ([`super::copy`]).
+        "copy" => return Ok(None),
+        "migration" => {
             return Err(ApiError::not_implemented(format!(
                 "Instance source type {:?} is not supported yet",
                 src.kind
@@ -141,6 +143,7 @@ pub async fn create(
         req.name = generated_name();
     }
     validate::name(&req.name)?;
+    let copy_from = super::copy::prepare(d, project, &mut req).await?;
     match req.kind.as_str() {
         "" | "container" => req.kind = "container".into(),
         "virtual-machine" => {}
@@ -174,6 +177,9 @@ pub async fn create(
             "Failed to find a root disk device: add one (a profile or the instance's devices)",
         )
     })?;
+    if let Some(src) = &copy_from {
+        super::copy::check_pool(d, project, src, &pool).await?;
+    }
     let pool_name = pool.clone();
     if d.read(move |c| db::pools::get(c, &pool_name))
         .await?
@@ -243,7 +249,16 @@ pub async fn create(
     let start = req.start;
     tokio::spawn(async move {
         let _reservation = reservation;
-        match build(&d, &rec, image.as_ref(), &pool, &expanded).await {
+        match build(
+            &d,
+            &rec,
+            image.as_ref(),
+            copy_from.as_ref(),
+            &pool,
+            &expanded,
+        )
+        .await
+        {
             Ok(()) => {}
             Err(e) => return op.fail(e.message),
         }
@@ -265,19 +280,23 @@ pub async fn create(
     Ok(record)
 }
 
-/// Makes the volume, renders templates, then records the instance. Undoes the volume if a
-/// later step fails.
+/// Makes the volume (from the image, or as a copy of `copy_from`'s), renders templates,
+/// then records the instance. Undoes the volume if a later step fails.
 async fn build(
     d: &Daemon,
     rec: &InstanceRecord,
     image: Option<&ImageRecord>,
+    copy_from: Option<&InstanceRecord>,
     pool: &str,
     expanded: &ConfigMap,
 ) -> ApiResult<()> {
     if let Some(img) = image {
         crate::image_share::ensure_local(d, &img.fingerprint).await?;
     }
-    crate::volumes::create(d, rec, image, pool, expanded).await?;
+    match copy_from {
+        Some(src) => super::copy::copy_volume(d, pool, src, rec, expanded).await?,
+        None => crate::volumes::create(d, rec, image, pool, expanded).await?,
+    }
     if let Err(e) = d.write(db::Command::CreateInstance(rec.clone())).await {
         if let Err(undo) = crate::volumes::delete(d, pool, rec).await {
             tracing::warn!(instance = %rec.name, error = %undo.message, "volume of failed create not removed");

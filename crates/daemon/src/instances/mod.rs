@@ -1,5 +1,6 @@
 //! The instances service: everything handlers ask about instances goes through here.
 
+mod copy;
 mod create;
 pub mod files;
 mod lifecycle;
