@@ -6,6 +6,6 @@ mod error;
 mod overlay;
 mod usage;
 
-pub use dir::DirPool;
+pub use dir::{DirPool, RetiredVolume};
 pub use error::PoolError;
 pub use usage::PoolUsage;
