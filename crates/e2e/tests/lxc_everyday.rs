@@ -263,3 +263,41 @@ async fn lxc_copy_copies_on_the_source_member() {
         .await
         .success();
 }
+
+/// What does this test do?
+/// - two members (127.0.8.13–14); `lxc cluster role remove m2 database` is refused in
+///   LXD's words and m2 keeps the role; `lxc cluster rename m2 m9` is refused and m2 keeps
+///   its name; a partial `lxc cluster edit m2` (no roles) still applies
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lxc_cluster_role_and_rename_refusals_change_nothing() {
+    require_lxc();
+    let members = drover_e2e::form_cluster(&["127.0.8.13", "127.0.8.14"]).await;
+    let m1 = &members[0];
+    let out = m1
+        .lxc(&["cluster", "role", "remove", "m2", "database"])
+        .await;
+    assert!(
+        out.failure()
+            .contains("The 'database' role cannot be dropped at this time"),
+        "{}",
+        out.stderr
+    );
+    let out = m1.lxc(&["cluster", "rename", "m2", "m9"]).await;
+    assert!(
+        out.failure()
+            .contains("Renaming a cluster member is not supported by drover"),
+        "{}",
+        out.stderr
+    );
+    m1.lxc_stdin(
+        &["cluster", "edit", "m2"],
+        b"description: kept\ngroups:\n- default\n",
+    )
+    .await
+    .success();
+    let out = m1.lxc(&["cluster", "show", "m2"]).await;
+    let shown = out.success().stdout.clone();
+    for line in ["server_name: m2", "- database", "description: kept"] {
+        assert!(shown.contains(line), "no {line:?} in:\n{shown}");
+    }
+}

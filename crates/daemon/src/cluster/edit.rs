@@ -5,8 +5,8 @@
 //! Member config keys: `scheduler.instance` (`all`, the default: placed automatically;
 //! `manual`: only when targeted by name; `group`: only when targeted through one of its
 //! groups) and `user.*`. Roles: the database roles (`database-leader`, `database`,
-//! `database-standby`) follow the Raft group, so they are accepted as sent and change
-//! nothing; any other role is refused.
+//! `database-standby`) follow the Raft group, so they change nothing; a request naming
+//! roles may not drop or add `database` (LXD's refusal); any other role is refused.
 
 use api::cluster::{ClusterMember, ClusterMemberPut};
 use sha2::Digest;
@@ -16,6 +16,9 @@ use crate::state::Daemon;
 
 /// The member config key choosing how instances land on a member.
 pub const SCHEDULER_INSTANCE: &str = "scheduler.instance";
+
+/// The role of a Raft voter.
+const DATABASE: &str = "database";
 
 /// Roles that follow the Raft group.
 const DATABASE_ROLES: &[&str] = &["database-leader", "database", "database-standby"];
@@ -82,8 +85,23 @@ pub async fn update(
         "groups": current.groups,
         "roles": current.roles,
     });
+    let had_database = current["roles"]
+        .as_array()
+        .is_some_and(|r| r.iter().any(|r| r == DATABASE));
     let mut req: ClusterMemberPut = request(current, body, patch, &["config"])?;
     check_config(&req.config)?;
+    // The database role follows the Raft group: a request that names roles (`lxc cluster
+    // role add|remove`) may not drop or add it, as LXD refuses; one that names none (a
+    // partial `lxc cluster edit`) leaves the roles as they are.
+    if body.get("roles").is_some_and(serde_json::Value::is_array) {
+        let has_database = req.roles.iter().any(|r| r == DATABASE);
+        if had_database != has_database {
+            let verb = if had_database { "dropped" } else { "added" };
+            return Err(ApiError::bad_request(format!(
+                "The '{DATABASE}' role cannot be {verb} at this time"
+            )));
+        }
+    }
     // As LXD stores member config: a key set to "" is removed.
     req.config.retain(|_, v| !v.is_empty());
     if let Some(role) = req

@@ -111,6 +111,15 @@ async fn post_member(State(d): State<Daemon>, body: Bytes) -> ApiResult<Response
     ))
 }
 
+/// `POST /1.0/cluster/members/{name}` (`lxc cluster rename`): refused, nothing renamed (a
+/// member's name is its Raft identity and every instance's location).
+async fn rename_member(State(d): State<Daemon>, Path(name): Path<String>) -> ApiResult<Response> {
+    cluster::members::get(&d, &name, true).await?;
+    Err(crate::error::ApiError::not_implemented(
+        "Renaming a cluster member is not supported by drover",
+    ))
+}
+
 /// The routes.
 pub fn routes() -> Router<Daemon> {
     Router::new()
@@ -121,6 +130,7 @@ pub fn routes() -> Router<Daemon> {
             get(get_member)
                 .put(update_member)
                 .patch(update_member)
+                .post(rename_member)
                 .delete(delete_member),
         )
 }
