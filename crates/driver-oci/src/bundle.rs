@@ -446,6 +446,70 @@ pub fn write_bundle(run_dir: &Path, spec: &Spec) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// The identity of a file as `stat` gives it: a different file, or the same one changed,
+/// differs in at least one field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime: m.mtime(),
+            mtime_nsec: m.mtime_nsec(),
+        })
+    }
+}
+
+/// A `config.json` that [`write_bundle_cached`] wrote or read back: the spec it holds and
+/// the file's identity at that time.
+#[derive(Debug, Clone)]
+pub struct WrittenBundle {
+    spec: Spec,
+    stamp: FileStamp,
+}
+
+/// [`write_bundle`], remembering what the file holds: when `last` (an earlier result for
+/// the same `run_dir`) holds `spec` and the file is still the one it describes (same
+/// device, inode, size and modification time), the file is neither read nor written. That
+/// costs one `stat` instead of reading and parsing the spec back on every start of an
+/// instance. Returns the description of the file now.
+///
+/// # Errors
+///
+/// As [`write_bundle`].
+pub fn write_bundle_cached(
+    run_dir: &Path,
+    spec: Spec,
+    last: Option<WrittenBundle>,
+) -> Result<WrittenBundle> {
+    let path = run_dir.join(CONFIG_FILE);
+    if let Some(last) = last
+        && last.spec == spec
+        && FileStamp::of(&path) == Some(last.stamp)
+    {
+        return Ok(last);
+    }
+    write_bundle(run_dir, &spec)?;
+    let stamp = FileStamp::of(&path).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{} is gone after it was written", path.display()),
+        )
+    })?;
+    Ok(WrittenBundle { spec, stamp })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -578,6 +642,36 @@ mod tests {
         let changed = build_spec(&instance(&[("limits.memory", "64MiB")]), "/drover/x").unwrap();
         write_bundle(&run, &changed).unwrap();
         assert_ne!(std::fs::metadata(&path).unwrap().ino(), inode);
+        assert_eq!(Spec::load(&path).unwrap(), changed);
+    }
+
+    /// What the cache answers: nothing read or written while the spec and the file stay; a
+    /// write when the spec changed, or when the file was removed or replaced behind its back.
+    #[test]
+    fn the_cached_write_trusts_only_an_unchanged_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("run");
+        let path = run.join(CONFIG_FILE);
+        let spec = || build_spec(&instance(&[]), "/drover/x").unwrap();
+        let written = write_bundle_cached(&run, spec(), None).unwrap();
+        let stamp = written.stamp;
+        let same = write_bundle_cached(&run, spec(), Some(written)).unwrap();
+        assert_eq!(same.stamp, stamp);
+        assert_eq!(FileStamp::of(&path), Some(stamp));
+
+        let changed = build_spec(&instance(&[("limits.memory", "64MiB")]), "/drover/x").unwrap();
+        let now = write_bundle_cached(&run, changed.clone(), Some(same)).unwrap();
+        assert_ne!(now.stamp, stamp);
+        assert_eq!(Spec::load(&path).unwrap(), changed);
+
+        // Removed (the instance's run directory deleted): written again.
+        std::fs::remove_dir_all(&run).unwrap();
+        let again = write_bundle_cached(&run, changed.clone(), Some(now)).unwrap();
+        assert_eq!(Spec::load(&path).unwrap(), changed);
+
+        // Replaced by another file: not trusted, the spec is written back.
+        std::fs::write(&path, b"{}").unwrap();
+        write_bundle_cached(&run, changed.clone(), Some(again)).unwrap();
         assert_eq!(Spec::load(&path).unwrap(), changed);
     }
 }

@@ -12,7 +12,7 @@ use drivers::{
 };
 use tokio::sync::RwLock;
 
-use crate::bundle::{DEFAULT_PATH, build_spec, write_bundle};
+use crate::bundle::{DEFAULT_PATH, WrittenBundle, build_spec, write_bundle_cached};
 use crate::cgroup::CgroupLayout;
 use crate::exec::OciExec;
 use crate::pid_watch::PidWatch;
@@ -26,6 +26,10 @@ pub const PID_FILE: &str = "pid";
 
 /// Default cgroup parent of instances (`/drover/<id>`).
 pub const DEFAULT_CGROUP_PARENT: &str = "drover";
+
+/// At most this many bundles are remembered ([`OciDriver`]'s `bundles`); past it the memory
+/// starts over (a start then reads its bundle back once more).
+const MAX_BUNDLES: usize = 4096;
 
 /// How long a killed instance may take to die before the driver falls back to
 /// `delete --force`.
@@ -55,6 +59,10 @@ pub struct OciDriver {
     /// per stop or exec. An entry is used only while its process (pid + start time) lives;
     /// a miss asks the runtime, so a fresh driver works the same, only slower.
     pids: Arc<Mutex<HashMap<String, PidWatch>>>,
+    /// The bundle each instance last started with: a start with the same spec then checks
+    /// its `config.json` with one `stat` instead of reading it back. A cache too: a miss
+    /// reads the file, as a fresh driver does.
+    bundles: Arc<Mutex<HashMap<String, WrittenBundle>>>,
 }
 
 impl OciDriver {
@@ -78,6 +86,7 @@ impl OciDriver {
             cgroups: CgroupLayout::new(DEFAULT_CGROUP_PARENT),
             cgroup_parent_lock: Arc::new(RwLock::new(())),
             pids: Arc::new(Mutex::new(HashMap::new())),
+            bundles: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -194,13 +203,27 @@ impl OciDriver {
         });
     }
 
+    /// Sends `signal` to PID 1 of `id` (watched by `w`) as `<runtime> kill` would, but
+    /// through a pidfd: a syscall instead of a runtime process (a few ms on the stop's
+    /// critical path), and no other process can receive it if PID 1 is gone and its pid
+    /// reused. Falls back to `<runtime> kill` for what a pidfd cannot carry (real-time
+    /// signals such as systemd's `SIGRTMIN+3`). Succeeds when PID 1 has already exited.
+    async fn signal(&self, id: &str, w: &PidWatch, signal: i32) -> Result<()> {
+        match w.signal(signal) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::debug!(instance = id, signal, error = %e, "signalling through the runtime");
+                match self.runtime.kill(id, signal).await {
+                    Err(e) if w.alive() => Err(e),
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
     /// Kills `id` (PID 1 watched by `w`) with SIGKILL and deletes it.
     async fn kill_and_delete(&self, id: &str, w: &PidWatch) -> Result<()> {
-        if let Err(e) = self.runtime.kill(id, libc::SIGKILL).await
-            && w.alive()
-        {
-            return Err(e);
-        }
+        self.signal(id, w, libc::SIGKILL).await?;
         if !w.wait_exit(KILL_GRACE).await {
             tracing::warn!(instance = id, pid = w.pid(), "pid 1 survived SIGKILL");
             return self.runtime.delete(id, true).await;
@@ -263,9 +286,23 @@ impl InstanceDriver for OciDriver {
         // file work, in one blocking hand-off.
         let (oci_spec, cgroups_path) = (spec.clone(), self.cgroups.cgroups_path(&spec.id));
         let (root, stale_pid) = (self.runtime.root().to_path_buf(), pid_file.clone());
+        let bundles = self.bundles.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
             let oci = build_spec(&oci_spec, &cgroups_path)?;
-            write_bundle(&oci_spec.run_dir, &oci)?;
+            let lock = || {
+                bundles
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+            };
+            // Taken out while the file is checked or written, so that no other start waits.
+            let last = lock().remove(&oci_spec.id);
+            let now = write_bundle_cached(&oci_spec.run_dir, oci, last)?;
+            let mut known = lock();
+            if known.len() >= MAX_BUNDLES {
+                known.clear();
+            }
+            known.insert(oci_spec.id.clone(), now);
+            drop(known);
             std::fs::create_dir_all(root)?;
             let _ = std::fs::remove_file(stale_pid);
             Ok(())
@@ -318,11 +355,7 @@ impl InstanceDriver for OciDriver {
             StopOutcome::Killed
         } else {
             wait_signal_caught(w.pid(), signal, HANDLER_GRACE).await;
-            if let Err(e) = self.runtime.kill(id, signal).await
-                && w.alive()
-            {
-                return Err(e);
-            }
+            self.signal(id, &w, signal).await?;
             if w.wait_exit(timeout).await {
                 self.delete_stopped(id).await?;
                 StopOutcome::Clean

@@ -43,6 +43,43 @@ impl PidWatch {
         matches!(stat(self.pid), Some((state, st)) if st == self.start_time && !is_dead(state))
     }
 
+    /// Sends `signal` to the process through a pidfd, so that it reaches this process and no
+    /// other that reused its pid. `Ok(true)`: sent; `Ok(false)`: the process is gone (exited
+    /// or a zombie) and nothing was sent.
+    ///
+    /// # Errors
+    ///
+    /// When no pidfd can carry it: a signal outside the named set (real-time signals), a
+    /// kernel without pidfds. Nothing was sent then; the caller may use another way.
+    pub fn signal(&self, signal: i32) -> std::io::Result<bool> {
+        use rustix::io::Errno;
+        use rustix::process::{PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
+        let sig = Signal::from_named_raw(signal).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                format!("signal {signal} cannot be sent through a pidfd"),
+            )
+        })?;
+        let Some(pid) = rustix::process::Pid::from_raw(self.pid) else {
+            return Ok(false);
+        };
+        let fd = match pidfd_open(pid, PidfdFlags::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::SRCH) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        // The pid may have been reused before the open: the fd is the watched process's only
+        // if that process still lives now.
+        if !self.alive() {
+            return Ok(false);
+        }
+        match pidfd_send_signal(&fd, sig) {
+            Ok(()) => Ok(true),
+            Err(Errno::SRCH) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Waits until the process exits or `timeout` passes; returns whether it exited.
     ///
     /// Woken by the kernel through a pidfd the moment the process exits (a clean stop of a
@@ -109,7 +146,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn sees_a_child_exit() {
+    async fn sees_a_child_exit_and_signals_it_by_pidfd() {
         let me = PidWatch::new(i32::try_from(std::process::id()).unwrap()).unwrap();
         assert!(me.alive());
         let mut child = tokio::process::Command::new("sleep")
@@ -118,10 +155,12 @@ mod tests {
             .unwrap();
         let w = PidWatch::new(i32::try_from(child.id().unwrap()).unwrap()).unwrap();
         assert!(!w.wait_exit(Duration::from_millis(20)).await);
-        child.start_kill().unwrap();
+        assert!(w.signal(libc::SIGKILL).unwrap());
         // Before the wait below reaps it, the child is a zombie: already counted as exited.
         assert!(w.wait_exit(Duration::from_secs(10)).await);
         child.wait().await.unwrap();
         assert!(!w.alive());
+        // Gone: nothing is sent, to it or to a process that took its pid.
+        assert!(!w.signal(libc::SIGKILL).unwrap());
     }
 }
