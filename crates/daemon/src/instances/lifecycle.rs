@@ -46,7 +46,8 @@ pub fn runtime_status(d: &Daemon, id: &str) -> InstanceStatus {
     }
 }
 
-fn record_running(d: &Daemon, rec: &InstanceRecord, pid: u32) {
+/// Records that `rec` runs with PID 1 `pid` and watches it for its exit.
+pub(crate) fn record_running(d: &Daemon, rec: &InstanceRecord, pid: u32) {
     if let Some(start_time) = proc_start_time(pid) {
         let running = Running { pid, start_time };
         lock(&d.running).insert(runtime_id(&rec.project, &rec.name), running);
@@ -98,7 +99,7 @@ pub async fn check_member_accepts(d: &Daemon) -> ApiResult<()> {
 
 /// Starts `rec` and records it (the caller holds its lock).
 pub(super) async fn start_instance(d: &Daemon, rec: &InstanceRecord) -> ApiResult<()> {
-    start_instance_quiet(d, rec, false).await
+    start_instance_quiet(d, rec, None, false).await
 }
 
 /// Starts `rec`; with `quiet`, publishes no lifecycle event (a restart publishes its own).
@@ -106,9 +107,19 @@ pub(super) async fn start_instance(d: &Daemon, rec: &InstanceRecord) -> ApiResul
 /// The record (`volatile.last_state.power`, `last_used_at`) is written while the runtime
 /// starts PID 1, not after: a replicated write costs an fsync, which would otherwise add to
 /// every start. If the start fails, the previous record is put back.
-async fn start_instance_quiet(d: &Daemon, rec: &InstanceRecord, quiet: bool) -> ApiResult<()> {
-    let (started, recorded) =
-        tokio::join!(start_runtime(d, rec), set_power(d, rec, "RUNNING", true));
+///
+/// `inputs` is what [`start_inputs`] returns when the caller already got it (under the same
+/// hold of the instance lock); without it the start gets it first.
+async fn start_instance_quiet(
+    d: &Daemon,
+    rec: &InstanceRecord,
+    inputs: Option<StartInputs>,
+    quiet: bool,
+) -> ApiResult<()> {
+    let (started, recorded) = tokio::join!(
+        start_runtime(d, rec, inputs),
+        set_power(d, rec, "RUNNING", true)
+    );
     if let Err(e) = started {
         if recorded.is_ok() {
             restore_power(d, rec).await;
@@ -137,54 +148,92 @@ async fn restore_power(d: &Daemon, rec: &InstanceRecord) {
     }
 }
 
-/// What starting `rec` needs, checked in the order LXD checks it, in one blocking hand-off
-/// and one hold of the DB: this member takes instances, the profiles exist, the expanded
-/// config, and the root filesystem on the root disk's pool. Creates `run_dir` too.
-async fn start_inputs(
-    d: &Daemon,
+/// What starting an instance needs: its expanded config and its root filesystem (mounted),
+/// or why it cannot start.
+type StartInputs = ApiResult<(ConfigMap, PathBuf)>;
+
+/// What the DB says about starting `rec`: the member (if known), the profiles (or the first
+/// missing one) and the root disk's pool name with its record.
+struct StartRecords {
+    member: Option<db::members::MemberRecord>,
+    profiles: Result<Vec<ProfileRecord>, String>,
+    pool: Option<(String, Option<db::pools::PoolRecord>)>,
+}
+
+/// Reads [`StartRecords`] of `rec` on this member (`member`).
+fn read_start_records(
+    c: &db::Connection,
+    member: &str,
     rec: &InstanceRecord,
-    run_dir: PathBuf,
-) -> ApiResult<(ConfigMap, PathBuf)> {
-    let (member, store, d2, rec) = (d.member(), d.store.clone(), d.clone(), rec.clone());
+) -> db::Result<StartRecords> {
+    let member = db::members::get(c, member)?;
+    let profiles = read_profiles(c, &rec.project, &rec.profiles)?;
+    let pool = match &profiles {
+        Ok(p) => match root_pool(&expand_devices(&rec.devices, p)) {
+            Some(name) => {
+                let found = db::pools::get(c, &name)?;
+                Some((name, found))
+            }
+            None => None,
+        },
+        Err(_) => None,
+    };
+    Ok(StartRecords {
+        member,
+        profiles,
+        pool,
+    })
+}
+
+/// Checks `found` in the order LXD checks it — this member takes instances, the profiles
+/// exist, the root disk's pool works — then mounts the root filesystem and creates the run
+/// directory. Blocking.
+fn check_start_inputs(d: &Daemon, rec: &InstanceRecord, found: StartRecords) -> StartInputs {
+    let StartRecords {
+        member,
+        profiles,
+        pool,
+    } = found;
+    if member.is_some_and(|m| !member_takes(m.state, &m.name, &rec.config)) {
+        return Err(ApiError::forbidden("Cluster member is evacuated"));
+    }
+    let profiles = profiles.map_err(missing_profile)?;
+    let (name, pool) =
+        pool.ok_or_else(|| ApiError::bad_request("Instance has no root disk device"))?;
+    let source = crate::volumes::pool_source_checked(d, &name, pool)?;
+    let rootfs = crate::volumes::rootfs_at(source, rec)?;
+    let run_dir = d.paths.run.join(runtime_id(&rec.project, &rec.name));
+    std::fs::create_dir_all(&run_dir)
+        .map_err(|e| ApiError::internal(format!("create {}: {e}", run_dir.display())))?;
+    Ok((expand_config(&rec.config, &profiles), rootfs))
+}
+
+/// What starting `rec` needs ([`check_start_inputs`]), in one blocking hand-off and one
+/// hold of the DB.
+async fn start_inputs(d: &Daemon, rec: &InstanceRecord) -> StartInputs {
+    let (member, d2, rec) = (d.member(), d.clone(), rec.clone());
     tokio::task::spawn_blocking(move || {
-        let (member, profiles, pool) = store.read(|c| {
-            let member = db::members::get(c, &member)?;
-            let profiles = read_profiles(c, &rec.project, &rec.profiles)?;
-            let pool = match &profiles {
-                Ok(p) => match root_pool(&expand_devices(&rec.devices, p)) {
-                    Some(name) => {
-                        let found = db::pools::get(c, &name)?;
-                        Some((name, found))
-                    }
-                    None => None,
-                },
-                Err(_) => None,
-            };
-            Ok((member, profiles, pool))
-        })?;
-        if member.is_some_and(|m| !member_takes(m.state, &m.name, &rec.config)) {
-            return Err(ApiError::forbidden("Cluster member is evacuated"));
-        }
-        let profiles = profiles.map_err(missing_profile)?;
-        let (name, pool) =
-            pool.ok_or_else(|| ApiError::bad_request("Instance has no root disk device"))?;
-        let source = crate::volumes::pool_source_checked(&d2, &name, pool)?;
-        let rootfs = crate::volumes::rootfs_at(source, &rec)?;
-        std::fs::create_dir_all(&run_dir)
-            .map_err(|e| ApiError::internal(format!("create {}: {e}", run_dir.display())))?;
-        Ok((expand_config(&rec.config, &profiles), rootfs))
+        let found = d2.store.read(|c| read_start_records(c, &member, &rec))?;
+        check_start_inputs(&d2, &rec, found)
     })
     .await?
 }
 
-/// Starts PID 1 of `rec`; records nothing.
-async fn start_runtime(d: &Daemon, rec: &InstanceRecord) -> ApiResult<()> {
+/// Starts PID 1 of `rec`; records nothing. `inputs` as in [`start_instance_quiet`].
+async fn start_runtime(
+    d: &Daemon,
+    rec: &InstanceRecord,
+    inputs: Option<StartInputs>,
+) -> ApiResult<()> {
     let id = runtime_id(&rec.project, &rec.name);
     if runtime_status(d, &id) == InstanceStatus::Running {
         return Err(ApiError::bad_request("The instance is already running"));
     }
     let run_dir = d.paths.run.join(&id);
-    let (config, rootfs) = start_inputs(d, rec, run_dir.clone()).await?;
+    let (config, rootfs) = match inputs {
+        Some(inputs) => inputs?,
+        None => start_inputs(d, rec).await?,
+    };
     let mut env = vec![
         "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
         "container=lxc".to_string(),
@@ -380,24 +429,47 @@ pub async fn change_state(
     let id = runtime_id(project, name);
     let lock = d.instance_lock(&id);
     let held = lock.clone().try_lock_owned().ok();
-    let (p, n, member) = (project.to_string(), name.to_string(), d.member());
+    let parsed = Action::parse(&req.action);
+    // Under the lock, a start of a stopped instance gets what it needs in this same hand-off
+    // (the operation then goes straight to the runtime): one hold of the DB, then the root
+    // filesystem and the run directory.
+    let prepare = held.is_some()
+        && parsed.as_ref().is_ok_and(|a| *a == Action::Start)
+        && !req.stateful
+        && runtime_status(d, &id) != InstanceStatus::Running;
+    let (p, n, member, d2) = (project.to_string(), name.to_string(), d.member(), d.clone());
     // The profiles too, for a stop (its signal and timeout): one hand-off.
-    let (found, member) = d
-        .read(move |c| {
+    let (found, member) = tokio::task::spawn_blocking(move || -> ApiResult<_> {
+        let (found, member) = d2.store.read(|c| {
             let found = match db::instances::get(c, &p, &n)? {
                 Some(rec) => {
+                    let start = if prepare {
+                        Some(read_start_records(c, &member, &rec)?)
+                    } else {
+                        None
+                    };
                     let profiles = read_profiles(c, &p, &rec.profiles)?.unwrap_or_default();
-                    Some(Checked { rec, profiles })
+                    Some((rec, profiles, start))
                 }
                 None => None,
             };
             Ok((found, db::members::get(c, &member)?))
-        })
-        .await?;
+        })?;
+        let found = found.map(|(rec, profiles, start)| {
+            let inputs = start.map(|s| check_start_inputs(&d2, &rec, s));
+            Checked {
+                rec,
+                profiles,
+                inputs,
+            }
+        });
+        Ok((found, member))
+    })
+    .await??;
     let Some(found) = found else {
         return Err(ApiError::not_found("Instance not found"));
     };
-    let action = Action::parse(&req.action)?;
+    let action = parsed?;
     if req.stateful {
         return Err(ApiError::bad_request(
             "Stateful stop and start are not supported",
@@ -430,10 +502,12 @@ pub async fn change_state(
     Ok(record)
 }
 
-/// An instance record and its profiles (none when one is missing), read together.
+/// An instance record and its profiles (none when one is missing), read together; for a
+/// start, what it needs too.
 struct Checked {
     rec: InstanceRecord,
     profiles: Vec<ProfileRecord>,
+    inputs: Option<StartInputs>,
 }
 
 /// The body of a state operation; the caller holds the instance lock. `checked` is what
@@ -446,17 +520,21 @@ async fn run_action(
     wait: StopWait,
     checked: Option<Checked>,
 ) -> ApiResult<()> {
-    let (rec, profiles) = match checked {
-        Some(Checked { rec, profiles }) => (rec, Some(profiles)),
+    let (rec, profiles, inputs) = match checked {
+        Some(Checked {
+            rec,
+            profiles,
+            inputs,
+        }) => (rec, Some(profiles), inputs),
         None => {
             let rec = super::load(d, project, name).await?;
             let id = runtime_id(project, name);
             action.check(runtime_status(d, &id) == InstanceStatus::Running)?;
-            (rec, None)
+            (rec, None, None)
         }
     };
     match action {
-        Action::Start => start_instance(d, &rec).await,
+        Action::Start => start_instance_quiet(d, &rec, inputs, false).await,
         Action::Stop => {
             stop_instance_with(d, &rec, profiles, wait, false).await?;
             if rec.ephemeral {
@@ -468,7 +546,7 @@ async fn run_action(
             stop_instance_with(d, &rec, profiles, wait, true).await?;
             // Reload: the stop changed volatile keys.
             let rec = super::load(d, project, name).await?;
-            start_instance_quiet(d, &rec, true).await?;
+            start_instance_quiet(d, &rec, None, true).await?;
             d.bus
                 .lifecycle("instance-restarted", url(name), project, None);
             Ok(())
