@@ -4,33 +4,9 @@
 mod tree;
 
 use std::fs;
-use std::path::Path;
 
 use drover_storage::pool::{DirPool, PoolError};
-use tree::{assert_same, build_tree};
-
-/// Unmounts every volume of the pool when dropped, also when a test panics.
-struct Unmount(DirPool);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        let Ok(rd) = fs::read_dir(self.0.source().join("containers")) else {
-            return;
-        };
-        for e in rd.flatten() {
-            let _ = self.0.unmount_rootfs(&e.file_name().to_string_lossy());
-        }
-    }
-}
-
-/// An unpacked image directory (`<dir>/img/rootfs`) with one of everything an image has.
-fn image(dir: &Path) -> std::path::PathBuf {
-    let img = dir.join("img");
-    build_tree(&img.join("rootfs"), 0);
-    fs::remove_file(img.join("rootfs/etc/whiteout")).unwrap();
-    xattr::remove(img.join("rootfs/opaque"), "trusted.overlay.opaque").unwrap();
-    img
-}
+use tree::{Unmount, assert_same, image};
 
 /// What does this test do?
 /// - a layered volume with own changes (a new file, a deletion) is copied: the copy looks
@@ -43,7 +19,7 @@ fn a_copied_volume_looks_like_its_source_and_lives_its_own_life() {
     let dir = tempfile::tempdir().unwrap();
     let img = image(dir.path());
     let pool = DirPool::new(dir.path().join("pool")).unwrap();
-    let _unmount = Unmount(pool.clone());
+    let _unmount = Unmount(vec![pool.clone()]);
 
     tracing::info!("--- a layered volume with own changes, copied");
     let root1 = pool.create_volume_on_image("c1", "fp1", &img).unwrap();

@@ -5,40 +5,11 @@ mod tree;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::time::Instant;
 
 use drover_storage::pool::{DirPool, PoolError};
 use drover_storage::transfer::{receive, send_full};
-use tree::{assert_same, build_tree, snapshot, write_random};
-
-/// Unmounts every volume of its pools when dropped, also when a test panics, so no mount
-/// outlives the test's temp dir.
-struct Unmount(Vec<DirPool>);
-
-impl Drop for Unmount {
-    fn drop(&mut self) {
-        for pool in &self.0 {
-            let Ok(rd) = fs::read_dir(pool.source().join("containers")) else {
-                continue;
-            };
-            for e in rd.flatten() {
-                let _ = pool.unmount_rootfs(&e.file_name().to_string_lossy());
-            }
-        }
-    }
-}
-
-/// An unpacked image directory (`<dir>/rootfs`) with one of everything.
-fn image(dir: &Path) -> std::path::PathBuf {
-    let img = dir.join("img");
-    build_tree(&img.join("rootfs"), 0);
-    // A lower layer's char 0:0 is a whiteout and trusted.overlay.* its own metadata, which
-    // overlayfs hides; images have neither.
-    fs::remove_file(img.join("rootfs/etc/whiteout")).unwrap();
-    xattr::remove(img.join("rootfs/opaque"), "trusted.overlay.opaque").unwrap();
-    img
-}
+use tree::{Unmount, assert_same, image, snapshot, write_random};
 
 /// What does this test do?
 /// - layers two volumes on one image: each rootfs looks exactly like the image

@@ -5,7 +5,7 @@ use api::exec::InstanceExecPost;
 use api::instances::{InstancePost, InstancePut};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, MatchedPath, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -220,28 +220,19 @@ async fn empty_list(
     Ok(sync(Vec::<String>::new()))
 }
 
-/// `POST /1.0/instances/{name}/snapshots` (`lxc snapshot`): refused, nothing is created.
-async fn snapshot(
+/// `POST /1.0/instances/{name}/snapshots` (`lxc snapshot`) and `.../backups` (`lxc
+/// export`): refused, nothing is created.
+async fn not_supported(
     State(d): State<Daemon>,
     Path(name): Path<String>,
     Query(q): Query<CommonQuery>,
+    path: MatchedPath,
 ) -> ApiResult<Response> {
     instances::load(&d, q.project(), &name).await?;
-    Err(ApiError::not_implemented(
-        "Instance snapshots are not supported by drover",
-    ))
-}
-
-/// `POST /1.0/instances/{name}/backups` (`lxc export`): refused, nothing is created.
-async fn backup(
-    State(d): State<Daemon>,
-    Path(name): Path<String>,
-    Query(q): Query<CommonQuery>,
-) -> ApiResult<Response> {
-    instances::load(&d, q.project(), &name).await?;
-    Err(ApiError::not_implemented(
-        "Instance backups are not supported by drover",
-    ))
+    let what = path.as_str().rsplit('/').next().unwrap_or("snapshots");
+    Err(ApiError::not_implemented(format!(
+        "Instance {what} are not supported by drover"
+    )))
 }
 
 /// `/1.0/instances/{name}/snapshots/{snapshot}`: there are none.
@@ -293,7 +284,7 @@ pub fn routes() -> Router<Daemon> {
         )
         .route(
             "/1.0/instances/{name}/snapshots",
-            get(empty_list).post(snapshot),
+            get(empty_list).post(not_supported),
         )
         .route(
             "/1.0/instances/{name}/snapshots/{snapshot}",
@@ -307,6 +298,6 @@ pub fn routes() -> Router<Daemon> {
         .route("/1.0/instances/{name}/logs/{file}", get(log_file))
         .route(
             "/1.0/instances/{name}/backups",
-            get(empty_list).post(backup),
+            get(empty_list).post(not_supported),
         )
 }

@@ -7,6 +7,7 @@ use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 
+use drover_storage::pool::DirPool;
 use nix::sys::stat::{Mode, SFlag, mknod};
 use sha2::{Digest, Sha256};
 
@@ -201,4 +202,32 @@ pub fn build_tree(root: &Path, big: u64) {
     set_mtime(&root.join("bin/vi"), 1_100_000_000, 5);
     set_mtime(&root.join("etc/deep"), 1_200_000_000, 0);
     set_mtime(root, 1_300_000_000, 0);
+}
+
+/// Unmounts every volume of its pools when dropped, also when a test panics, so no mount
+/// outlives the test's temp dir.
+pub struct Unmount(pub Vec<DirPool>);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        for pool in &self.0 {
+            let Ok(rd) = fs::read_dir(pool.source().join("containers")) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let _ = pool.unmount_rootfs(&e.file_name().to_string_lossy());
+            }
+        }
+    }
+}
+
+/// An unpacked image directory (`<dir>/img/rootfs`) with one of everything an image has.
+pub fn image(dir: &Path) -> std::path::PathBuf {
+    let img = dir.join("img");
+    build_tree(&img.join("rootfs"), 0);
+    // A lower layer's char 0:0 is a whiteout and trusted.overlay.* its own metadata, which
+    // overlayfs hides; images have neither.
+    fs::remove_file(img.join("rootfs/etc/whiteout")).unwrap();
+    xattr::remove(img.join("rootfs/opaque"), "trusted.overlay.opaque").unwrap();
+    img
 }
