@@ -19,6 +19,7 @@ async fn config_of(m: &Member, name: &str) -> String {
 ///   `lxc project create` and `lxc project delete default` are refused
 /// - `lxc info --resources` shows CPU and memory, `lxc storage info default` the pool's
 ///   space and the instance using it
+/// - `lxc image edit` and `lxc image alias rename` are refused, image and alias unchanged
 /// - `lxc snapshot` and `lxc export` are refused in plain words, the instance unchanged
 /// - a second root disk (`lxc config device add evd1 r2 disk path=/ pool=default`, or in
 ///   a create request beside the profile's) is refused as LXD refuses it (`More than one
@@ -150,6 +151,36 @@ async fn everyday_lxc_commands_answer_or_refuse_cleanly() {
     let out = m.lxc(&["info", "evd1"]).await;
     assert!(
         !out.success().stdout.contains("Snapshots:"),
+        "{}",
+        out.stdout
+    );
+
+    tracing::info!("--- lxc image edit, lxc image alias rename: refused, nothing changes");
+    let out = m
+        .lxc_stdin(&["image", "edit", "busybox"], b"public: true\n")
+        .await;
+    assert!(
+        out.failure()
+            .contains("Editing an image's properties is not supported by drover"),
+        "{}",
+        out.stderr
+    );
+    let out = m.lxc(&["image", "alias", "rename", "busybox", "bb"]).await;
+    assert!(
+        out.failure()
+            .contains("Changing an image alias is not supported by drover"),
+        "{}",
+        out.stderr
+    );
+    let out = m.lxc(&["image", "alias", "list", "-f", "csv"]).await;
+    assert!(
+        out.success().stdout.starts_with("busybox,"),
+        "{}",
+        out.stdout
+    );
+    let out = m.lxc(&["image", "show", "busybox"]).await;
+    assert!(
+        out.success().stdout.contains("public: false"),
         "{}",
         out.stdout
     );

@@ -199,6 +199,25 @@ async fn delete_alias(State(d): State<Daemon>, Path(name): Path<String>) -> ApiR
     Ok(empty())
 }
 
+/// `PUT`/`PATCH /1.0/images/{fp}` (`lxc image edit`): refused, the image unchanged (404
+/// first for an unknown image).
+async fn edit(State(d): State<Daemon>, Path(fp): Path<String>) -> ApiResult<Response> {
+    images::get(&d, &fp).await?;
+    Err(ApiError::not_implemented(
+        "Editing an image's properties is not supported by drover",
+    ))
+}
+
+/// `PUT`/`PATCH`/`POST /1.0/images/aliases/{name}` (`lxc image alias rename`, editing an
+/// alias): refused, the alias unchanged (404 first for an unknown alias). Delete it and
+/// create it again instead.
+async fn edit_alias(State(d): State<Daemon>, Path(name): Path<String>) -> ApiResult<Response> {
+    images::alias(&d, &name).await?;
+    Err(ApiError::not_implemented(
+        "Changing an image alias is not supported by drover: delete it and create it again",
+    ))
+}
+
 pub fn routes() -> Router<Daemon> {
     Router::new()
         // Image uploads are the one client request whose body may be large.
@@ -209,9 +228,16 @@ pub fn routes() -> Router<Daemon> {
         .route("/1.0/images/aliases", get(aliases).post(create_alias))
         .route(
             "/1.0/images/aliases/{name}",
-            get(get_alias).delete(delete_alias),
+            get(get_alias)
+                .put(edit_alias)
+                .patch(edit_alias)
+                .post(edit_alias)
+                .delete(delete_alias),
         )
-        .route("/1.0/images/{fp}", get(get_one).delete(delete))
+        .route(
+            "/1.0/images/{fp}",
+            get(get_one).put(edit).patch(edit).delete(delete),
+        )
 }
 
 #[cfg(test)]
