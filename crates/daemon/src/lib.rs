@@ -164,24 +164,29 @@ async fn start_raft(
 }
 
 /// Containers, and virtual machines too when QEMU is installed: VM runtime files go under
-/// `<state>/vms`; the accelerator is probed with the first VM's own kernel.
+/// `<state>/vms`; the accelerator is probed with the first VM's own kernel. Also returns
+/// the VM driver itself (live migration needs more of it than the instance driver trait).
 async fn with_vms(
     state_dir: &std::path::Path,
     containers: Arc<dyn drivers::InstanceDriver>,
-) -> Arc<dyn drivers::InstanceDriver> {
+) -> (
+    Arc<dyn drivers::InstanceDriver>,
+    Option<driver_qemu::QemuDriver>,
+) {
     let Some(qemu) = driver_qemu::find_qemu() else {
         tracing::info!("qemu-system-x86_64 not found: virtual machines are unavailable");
-        return containers;
+        return (containers, None);
     };
     let probe = std::time::Duration::from_secs(6);
     match driver_qemu::QemuDriver::new_probing(qemu, state_dir.join("vms"), probe).await {
         Ok(vms) => {
             tracing::info!(qemu = %drivers::InstanceDriver::describe(&vms), "virtual machines ready");
-            Arc::new(driver_qemu::ByType::new(containers, vms))
+            let both = Arc::new(driver_qemu::ByType::new(containers, vms.clone()));
+            (both, Some(vms))
         }
         Err(e) => {
             tracing::warn!(error = %e, "QEMU unusable: virtual machines are unavailable");
-            containers
+            (containers, None)
         }
     }
 }
@@ -260,7 +265,7 @@ pub async fn run(cfg: Config, bus: ops::EventBus) -> anyhow::Result<()> {
     .with_cgroup_parent(cgroup_parent(&paths.state_dir));
     let runtime_name = driver.runtime_name().to_string();
     tracing::info!(runtime = %drivers::InstanceDriver::describe(&driver), "container runtime ready");
-    let driver = with_vms(&paths.state_dir, Arc::new(driver)).await;
+    let (driver, vms) = with_vms(&paths.state_dir, Arc::new(driver)).await;
     let images = storage::ImageStore::new(paths.images.clone()).context("open the image store")?;
     let _ = std::fs::remove_dir_all(paths.state_dir.join("uploads"));
 
@@ -272,6 +277,7 @@ pub async fn run(cfg: Config, bus: ops::EventBus) -> anyhow::Result<()> {
         ops: ops::Registry::new(bus.clone()),
         bus,
         driver,
+        vms,
         runtime_name,
         images,
         running: Default::default(),

@@ -72,6 +72,8 @@ pub struct Inner {
     pub bus: ops::EventBus,
     /// The container runtime.
     pub driver: Arc<dyn InstanceDriver>,
+    /// The VM driver (also behind `driver`), when QEMU is usable: live migration.
+    pub vms: Option<driver_qemu::QemuDriver>,
     /// `"crun"` or `"runc"`.
     pub runtime_name: String,
     /// Image files.

@@ -80,6 +80,16 @@ impl Agent {
     /// client at a time) and waits until the agent answers a ping, at most `timeout`.
     pub async fn connect(path: &Path, timeout: Duration) -> Result<Agent, AgentError> {
         let deadline = tokio::time::Instant::now() + timeout;
+        let agent = Agent::open(path, timeout).await?;
+        agent.wait_ready(deadline).await?;
+        Ok(agent)
+    }
+
+    /// Connects to the agent socket at `path` within `timeout`, without waiting for the
+    /// agent: for a guest that is paused (the target of a live migration, connected before
+    /// it resumes so that the port's host side never looks closed to the guest).
+    pub async fn open(path: &Path, timeout: Duration) -> Result<Agent, AgentError> {
+        let deadline = tokio::time::Instant::now() + timeout;
         let stream = tokio::time::timeout_at(deadline, UnixStream::connect(path))
             .await
             .map_err(|_| AgentError::Timeout(timeout))??;
@@ -111,7 +121,6 @@ impl Agent {
             closed,
             tasks: [writer.abort_handle(), reader.abort_handle()],
         };
-        agent.wait_ready(deadline).await?;
         Ok(agent)
     }
 

@@ -56,7 +56,7 @@ pub(crate) struct VmHandle {
     pub(crate) paths: VmPaths,
     pub(crate) config: VmConfig,
     pub(crate) qmp: Arc<Qmp>,
-    agent: tokio::sync::Mutex<Option<Arc<Agent>>>,
+    pub(crate) agent: tokio::sync::Mutex<Option<Arc<Agent>>>,
 }
 
 impl VmHandle {

@@ -171,6 +171,21 @@ impl QemuDriver {
         }
     }
 
+    /// Connects the host side of VM `id`'s agent port now, without waiting for the guest
+    /// (see [`crate::agent::Agent::open`]): a migration target calls it before it resumes
+    /// the guest, which then never sees the port closed, as on the source whose daemon was
+    /// connected. Later execs use this connection.
+    pub async fn attach_agent(&self, id: &str) -> Result<()> {
+        let h = self.get(id).await?.ok_or(DriverError::NotRunning)?;
+        let mut slot = h.agent.lock().await;
+        if slot.as_ref().is_some_and(|a| !a.is_closed()) {
+            return Ok(());
+        }
+        let agent = crate::agent::Agent::open(&h.paths.agent(), Duration::from_secs(5)).await?;
+        *slot = Some(std::sync::Arc::new(agent));
+        Ok(())
+    }
+
     /// Resumes VM `id` when it is paused (a source after a failed or undone migration, a
     /// target once it owns the VM); returns whether it was paused. A VM that runs already is
     /// left alone.

@@ -27,6 +27,7 @@ mod member;
 mod placement;
 mod prereq;
 mod raw;
+mod vm;
 mod wait;
 
 pub use cluster::{CLUSTER_SETTLE, enable, form_cluster, form_cluster_with, join_token};
@@ -39,6 +40,7 @@ pub use member::{ExecOutput, Member, busybox_request};
 pub use placement::{create_on, instance_list, local_pool, location, wait_op};
 pub use prereq::{droverd_bin, require_lxc, require_pylxd, workspace_root};
 pub use raw::RawResponse;
+pub use vm::{KillVms, busybox_vm_image, import_busybox_vm, qemu_installed, vm_request};
 pub use wait::{wait_until, within};
 
 /// Installs the test log subscriber once per process (`RUST_LOG` overrides `info`).

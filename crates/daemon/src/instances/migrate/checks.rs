@@ -85,11 +85,6 @@ pub(super) async fn check(
         })
         .await?;
     let rec = rec.ok_or_else(|| ApiError::not_found("Instance not found"))?;
-    if rec.kind != "container" {
-        return Err(ApiError::bad_request(
-            "Only containers can be moved between members so far",
-        ));
-    }
     if rec.member != source {
         return Err(ApiError::bad_request(format!(
             "Instance {name:?} is on cluster member {:?}: move it from there",
@@ -136,8 +131,13 @@ pub(super) async fn check(
         MemberState::Created => {}
     }
     let was_running = is_running(d, project, name);
-    if was_running && opts.live {
+    if was_running && opts.live && rec.kind != "virtual-machine" {
         return Err(no_live_migration());
+    }
+    if was_running && opts.live && d.vms.is_none() {
+        return Err(ApiError::bad_request(
+            "Live migration needs QEMU on this member: it is unavailable",
+        ));
     }
     let profiles = profiles
         .unwrap_or_else(|| Ok(Vec::new()))

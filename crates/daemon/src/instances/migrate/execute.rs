@@ -268,6 +268,8 @@ pub(super) async fn finish(d: &Daemon, plan: &Plan, rep: &mut Reporter) -> ApiRe
 pub(super) async fn cleanup_source(d: &Daemon, plan: &Plan, rep: &mut Reporter) -> ApiResult<()> {
     rep.stage(MoveStage::Cleanup);
     let id = plan.volume();
+    // The source QEMU of a live move, paused since the VM runs on the target.
+    super::live_target::discard_vm(d, &id).await;
     if let Err(e) = d.driver.state(&id).await {
         tracing::warn!(instance = %plan.rec.name, error = %e, "runtime leftovers not cleaned");
     }
@@ -309,19 +311,19 @@ pub(super) async fn undo(d: &Daemon, plan: &Plan, switch_proposed: bool, cause: 
             Fence::Unknown(why) => return Undo::Unknown(why),
         }
     }
-    if plan.copy_data {
-        match Peer::connect(d, &plan.target).await {
-            Ok(peer) => {
-                if let Err(e) = internal::discard(&peer, plan).await {
-                    // The target removes staging of aborted moves when it next starts.
-                    tracing::warn!(move_id = %plan.id, error = %e.message, "target staging not discarded");
-                }
-            }
-            Err(e) => {
-                tracing::warn!(move_id = %plan.id, error = %e.message, "target unreachable for discard");
+    // Also on shared storage: a live move leaves a paused QEMU on the target.
+    match Peer::connect(d, &plan.target).await {
+        Ok(peer) => {
+            if let Err(e) = internal::discard(&peer, plan).await {
+                // The target removes staging of aborted moves when it next starts.
+                tracing::warn!(move_id = %plan.id, error = %e.message, "target staging not discarded");
             }
         }
+        Err(e) => {
+            tracing::warn!(move_id = %plan.id, error = %e.message, "target unreachable for discard");
+        }
     }
+    super::live::resume_source(d, plan).await;
     if plan.was_running && !is_running(d, &plan.rec.project, &plan.rec.name) {
         match crate::instances::load(d, &plan.rec.project, &plan.rec.name).await {
             Ok(rec) => {

@@ -94,7 +94,8 @@ impl MoveQuery {
         q
     }
 
-    fn volume(&self) -> String {
+    /// The volume (and runtime) name of the instance.
+    pub(super) fn volume(&self) -> String {
         runtime_id(&self.project, &self.instance)
     }
 }
@@ -138,6 +139,14 @@ pub fn routes(d: Daemon) -> Router {
         .route("/internal/moves/{id}/commit", post(commit_route))
         .route("/internal/moves/{id}/discard", post(discard_route))
         .route("/internal/moves/{id}/finish", post(finish_route))
+        .route(
+            "/internal/moves/{id}/live/prepare",
+            post(super::live_target::prepare_route),
+        )
+        .route(
+            "/internal/moves/{id}/live/stream",
+            put(super::live_target::stream_route),
+        )
         .layer(axum::middleware::from_fn_with_state(
             d.clone(),
             members_only,
@@ -168,7 +177,7 @@ async fn members_only(State(d): State<Daemon>, request: Request, next: Next) -> 
 }
 
 /// A move id is a UUID: never a path.
-fn check_id(id: &str) -> ApiResult<()> {
+pub(super) fn check_id(id: &str) -> ApiResult<()> {
     uuid::Uuid::parse_str(id)
         .map(drop)
         .map_err(|_| ApiError::bad_request(format!("Invalid move id {id:?}")))
@@ -184,7 +193,7 @@ async fn blocking<T: Send + 'static>(
 
 /// Refuses a move onto this member unless it takes the instance (a restore brings its
 /// instances home while the member is restoring).
-async fn check_takes(d: &Daemon, project: &str, name: &str) -> ApiResult<()> {
+pub(super) async fn check_takes(d: &Daemon, project: &str, name: &str) -> ApiResult<()> {
     let (member, p, n) = (d.member(), project.to_string(), name.to_string());
     let (state, rec) = d
         .read(move |c| {
@@ -343,7 +352,11 @@ async fn discard_route(
 /// it put in place — only after a linearizable read shows the move did not switch, so the
 /// only copy of an instance that now belongs here is never removed.
 pub(super) async fn discard_local(d: &Daemon, id: &str, q: &MoveQuery) -> ApiResult<()> {
-    if !q.copy {
+    let live_vm = d
+        .vms
+        .as_ref()
+        .is_some_and(|v| v.paths(&q.volume()).dir.exists());
+    if !q.copy && !live_vm {
         return Ok(());
     }
     d.replicator().ensure_linearizable().await?;
@@ -359,12 +372,21 @@ pub(super) async fn discard_local(d: &Daemon, id: &str, q: &MoveQuery) -> ApiRes
         .read(move |c| db::instances::get(c, &p, &n))
         .await?
         .map(|r| r.member);
+    let drop_volume = owner.as_deref() != Some(me.as_str());
+    if drop_volume {
+        // The paused QEMU of a live move that was undone.
+        super::live_target::discard_vm(d, &q.volume()).await;
+    }
+    if !q.copy {
+        return Ok(());
+    }
     let pool = crate::volumes::pool(d, &q.pool).await?;
     let volume = q.volume();
-    let drop_volume = owner.as_deref() != Some(me.as_str());
     blocking(move || {
         pool.discard(&volume).map_err(pool_error)?;
         if drop_volume {
+            // A live move's target mounted it for its QEMU.
+            let _ = pool.unmount_rootfs(&volume);
             pool.delete_volume(&volume).map_err(pool_error)?;
         }
         Ok(())
@@ -413,6 +435,8 @@ pub(super) async fn finish_local(d: &Daemon, q: &MoveQuery) -> ApiResult<bool> {
     let id = runtime_id(&q.project, &q.instance);
     let lock = d.instance_lock(&id);
     let _guard = lock.lock().await;
+    // A live move left its QEMU here, paused: it runs from now on.
+    super::live_target::adopt(d, q).await?;
     let running = runtime_status(d, &id) == api::InstanceStatus::Running;
     if !q.start || running {
         return Ok(running);
@@ -429,7 +453,8 @@ pub(super) fn check_path(plan: &Plan) -> String {
     format!("/internal/moves/check?{}", MoveQuery::of(plan).encode())
 }
 
-fn path(plan: &Plan, what: &str) -> String {
+/// The path and query of the target's route `what` for `plan`.
+pub(super) fn path(plan: &Plan, what: &str) -> String {
     format!(
         "/internal/moves/{}/{what}?{}",
         plan.id,

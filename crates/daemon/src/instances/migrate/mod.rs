@@ -29,6 +29,8 @@
 mod checks;
 mod execute;
 pub mod internal;
+mod live;
+mod live_target;
 pub mod progress;
 pub mod recover;
 
@@ -175,7 +177,11 @@ pub async fn start_move(
     };
     let d = d.clone();
     tokio::spawn(async move {
-        let outcome = execute::run(&d, plan, &opts).await;
+        let outcome = if live::is_live(&plan, &opts) {
+            live::run(&d, plan, &opts).await
+        } else {
+            execute::run(&d, plan, &opts).await
+        };
         // The progress callback holds the other reference to the operation.
         drop(opts);
         let Ok(op) = Arc::try_unwrap(op) else {
@@ -213,7 +219,11 @@ pub async fn move_instance(
         }
     }
     let plan = checks::check(d, project, name, &opts).await?;
-    execute::run(d, plan, &opts).await
+    if live::is_live(&plan, &opts) {
+        live::run(d, plan, &opts).await
+    } else {
+        execute::run(d, plan, &opts).await
+    }
 }
 
 /// Whether instance `name` of `project` runs on this member.

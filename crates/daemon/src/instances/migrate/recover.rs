@@ -34,6 +34,9 @@ const ROUNDS: u32 = 100;
 pub fn spawn(d: &Daemon) {
     let d = d.clone();
     tokio::spawn(async move {
+        if let Err(e) = super::live_target::sweep_failed(&d).await {
+            tracing::warn!(error = %e.message, "leftovers of failed moves not swept");
+        }
         for round in 0..ROUNDS {
             match resolve_all(&d).await {
                 Ok(0) => return,

@@ -1,0 +1,282 @@
+//! The target's side of a live move of a running VM: member-only routes under
+//! `/internal/moves/{id}/live/`, and what the target does with the QEMU it started for a
+//! move when the move finishes or is undone.
+//!
+//! | route | what the target does |
+//! |---|---|
+//! | `POST /internal/moves/{id}/live/prepare` | starts a paused QEMU for the source's machine (body: its `VmConfig`) on its own copy of the volume, waiting for the stream on a local unix socket |
+//! | `PUT  /internal/moves/{id}/live/stream` | pipes the request body (QEMU's migration stream, sent by the source's daemon) into that socket; answers once QEMU has loaded all of it |
+//!
+//! The QEMU ends never see the network: each talks to a unix socket of its own daemon, and
+//! the daemons carry the stream over their mTLS member link. The target QEMU stays paused
+//! (`-S`, images activated only at `cont`) until the ownership switch has committed:
+//! [`adopt`] then resumes it. Until then [`discard_vm`] may end it at any time.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use driver_qemu::VmConfig;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
+
+use super::internal::{MoveQuery, check_id, check_takes};
+use crate::error::{ApiError, ApiResult};
+use crate::instances::runtime_id;
+use crate::routes::sync;
+use crate::state::{Daemon, lock};
+
+/// How long the target QEMU may take to load the end of the stream once it has all arrived.
+const ARRIVAL: Duration = Duration::from_secs(60);
+/// How long the target waits for its QEMU's incoming socket to appear.
+const SOCKET_WAIT: Duration = Duration::from_secs(10);
+
+/// The body of `POST /internal/moves/{id}/live/prepare`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PrepareLive {
+    /// The machine the VM runs with on the source; the target runs the same one with its
+    /// own paths to the volume's files.
+    pub config: VmConfig,
+}
+
+/// What the target answers once the whole stream has arrived.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Arrived {
+    /// QEMU's run state (`paused`: waiting for the switch).
+    pub status: String,
+    /// Bytes of migration stream received.
+    pub bytes: u64,
+}
+
+fn vms(d: &Daemon) -> ApiResult<&driver_qemu::QemuDriver> {
+    d.vms.as_ref().ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "Cluster member {:?} cannot run virtual machines (QEMU is unavailable)",
+            d.member()
+        ))
+    })
+}
+
+/// `POST /internal/moves/{id}/live/prepare`.
+pub(super) async fn prepare_route(
+    State(d): State<Daemon>,
+    Path(id): Path<String>,
+    Query(q): Query<MoveQuery>,
+    axum::Json(body): axum::Json<PrepareLive>,
+) -> ApiResult<Response> {
+    check_id(&id)?;
+    check_takes(&d, &q.project, &q.instance).await?;
+    let vms = vms(&d)?;
+    let (p, n, me) = (q.project.clone(), q.instance.clone(), d.member());
+    let owner = d
+        .read(move |c| db::instances::get(c, &p, &n))
+        .await?
+        .map(|r| r.member);
+    if owner.as_deref() == Some(me.as_str()) {
+        return Err(ApiError::conflict(format!(
+            "Instance {:?} already belongs to {me:?}",
+            q.instance
+        )));
+    }
+    let runtime = q.volume();
+    // A QEMU left by an earlier attempt of a VM this member does not own is stale.
+    discard_vm(&d, &runtime).await;
+    let pool = crate::volumes::pool(&d, &q.pool).await?;
+    let volume = runtime.clone();
+    let rootfs = tokio::task::spawn_blocking(move || pool.mount_rootfs(&volume))
+        .await?
+        .map_err(|e| ApiError::internal(format!("Failed to mount the instance's rootfs: {e}")))?;
+    let config = VmConfig {
+        kernel: rootfs.join(driver_qemu::vm::KERNEL_FILE),
+        initrd: rootfs.join(driver_qemu::vm::INITRD_FILE),
+        disk: rootfs.join(driver_qemu::vm::DISK_FILE),
+        ..body.config
+    };
+    for (what, path) in [
+        ("root disk", &config.disk),
+        ("kernel", &config.kernel),
+        ("initrd", &config.initrd),
+    ] {
+        if !path.is_file() {
+            return Err(ApiError::internal(format!(
+                "The VM's {what} is missing on {me:?}: {}",
+                path.display()
+            )));
+        }
+    }
+    vms.prepare_incoming_paused(&runtime, &config)
+        .await
+        .map_err(|e| ApiError::internal(format!("Failed to start the target QEMU: {e}")))?;
+    let listen = async {
+        let qmp = vms.qmp(&runtime).await?;
+        // Images are taken (locked, written) only at `cont`, after the switch: until then
+        // the source may resume on a shared disk.
+        qmp.migrate_set_capabilities(&[("late-block-activate", true)])
+            .await?;
+        let uri = format!("unix:{}", vms.paths(&runtime).migrate_in().display());
+        vms.accept_migration(&runtime, &uri).await
+    };
+    if let Err(e) = listen.await {
+        discard_vm(&d, &runtime).await;
+        return Err(ApiError::internal(format!(
+            "The target QEMU does not accept the migration: {e}"
+        )));
+    }
+    tracing::info!(move_id = %id, instance = %q.instance, "target QEMU waiting for the migration");
+    Ok(sync(serde_json::json!({})))
+}
+
+/// `PUT /internal/moves/{id}/live/stream`: the migration stream, into the waiting QEMU.
+pub(super) async fn stream_route(
+    State(d): State<Daemon>,
+    Path(id): Path<String>,
+    Query(q): Query<MoveQuery>,
+    body: Body,
+) -> ApiResult<Response> {
+    check_id(&id)?;
+    let vms = vms(&d)?;
+    let runtime = q.volume();
+    let socket = vms.paths(&runtime).migrate_in();
+    let deadline = tokio::time::Instant::now() + SOCKET_WAIT;
+    let mut conn = loop {
+        match tokio::net::UnixStream::connect(&socket).await {
+            Ok(c) => break c,
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(ApiError::internal(format!(
+                    "The target QEMU of move {id} does not listen: {e}"
+                )));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    let mut bytes = 0u64;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::internal(format!("The migration stream broke on the way: {e}"))
+        })?;
+        bytes += chunk.len() as u64;
+        conn.write_all(&chunk).await.map_err(|e| {
+            ApiError::internal(format!("The target QEMU stopped reading the stream: {e}"))
+        })?;
+    }
+    let _ = conn.shutdown().await;
+    let status = vms
+        .wait_arrived(&runtime, ARRIVAL)
+        .await
+        .map_err(|e| ApiError::internal(format!("The migration did not arrive whole: {e}")))?;
+    tracing::info!(move_id = %id, instance = %q.instance, bytes, %status, "migration arrived");
+    Ok(sync(Arrived { status, bytes }))
+}
+
+/// Once this member owns the VM: resumes the QEMU a live move left paused here and records
+/// it as the instance's runtime. Does nothing when no QEMU of it runs here.
+pub(super) async fn adopt(d: &Daemon, q: &MoveQuery) -> ApiResult<()> {
+    let Some(vms) = d.vms.as_ref() else {
+        return Ok(());
+    };
+    let runtime = q.volume();
+    let Ok(config) = vms.vm_config(&runtime).await else {
+        return Ok(());
+    };
+    if let Err(e) = vms.attach_agent(&runtime).await {
+        tracing::warn!(instance = %q.instance, error = %e, "agent port not attached before resuming");
+    }
+    vms.resume(&runtime)
+        .await
+        .map_err(|e| ApiError::internal(format!("Failed to resume the VM on the target: {e}")))?;
+    if crate::instances::runtime_status(d, &runtime) != api::InstanceStatus::Running {
+        let rec = crate::instances::load(d, &q.project, &q.instance).await?;
+        if let drivers::RuntimeStatus::Running { pid } = d.driver.state(&runtime).await? {
+            crate::instances::lifecycle::record_running(d, &rec, pid);
+        }
+    }
+    tracing::info!(instance = %q.instance, memory_mib = config.memory_mib, "VM runs on its new member");
+    Ok(())
+}
+
+/// Ends a QEMU of `runtime` on this member that is not this member's to run (the target of
+/// an undone move, or the source once the VM runs elsewhere), and removes its runtime files.
+pub(super) async fn discard_vm(d: &Daemon, runtime: &str) {
+    let Some(vms) = d.vms.as_ref() else {
+        return;
+    };
+    // Its exit is no stop of the instance: the exit watcher must not record one.
+    lock(&d.running).remove(runtime);
+    if let Err(e) = vms.discard(runtime).await {
+        tracing::warn!(runtime, error = %e, "QEMU not ended");
+        return;
+    }
+    let dir = vms.paths(runtime).dir;
+    if let Err(e) = tokio::fs::remove_dir_all(&dir).await
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(runtime, error = %e, "VM runtime files not removed");
+    }
+}
+
+/// At start-up: what this member holds of live moves to it that failed while it was away
+/// (the source undid them without reaching it): their QEMU, runtime files and volume, for
+/// instances it does not own and that are not moving now.
+pub(super) async fn sweep_failed(d: &Daemon) -> ApiResult<()> {
+    let me = d.member();
+    d.replicator().ensure_linearizable().await?;
+    let moves = d.read(db::moves::list).await?;
+    let mut seen = std::collections::BTreeSet::new();
+    for m in moves {
+        if m.target != me || m.step != db::moves::MoveStep::Failed {
+            continue;
+        }
+        if !seen.insert((m.project.clone(), m.instance.clone())) {
+            continue;
+        }
+        let (p, n) = (m.project.clone(), m.instance.clone());
+        let (owner, moving) = d
+            .read(move |c| {
+                Ok((
+                    db::instances::get(c, &p, &n)?.map(|r| r.member),
+                    db::moves::unfinished_of(c, &p, &n)?.is_some(),
+                ))
+            })
+            .await?;
+        if owner.as_deref() == Some(me.as_str()) || moving {
+            continue;
+        }
+        let runtime = runtime_id(&m.project, &m.instance);
+        let has_vm = d
+            .vms
+            .as_ref()
+            .is_some_and(|v| v.paths(&runtime).dir.exists());
+        if has_vm {
+            discard_vm(d, &runtime).await;
+        }
+        if !m.copy_data {
+            continue;
+        }
+        let Ok(pool) = crate::volumes::pool(d, &m.pool).await else {
+            continue;
+        };
+        let volume = runtime.clone();
+        let removed = tokio::task::spawn_blocking(move || {
+            if !pool.volume_exists(&volume) {
+                return Ok(false);
+            }
+            let _ = pool.unmount_rootfs(&volume);
+            pool.discard(&volume)?;
+            pool.delete_volume(&volume).map(|()| true)
+        })
+        .await?;
+        match removed {
+            Ok(true) => {
+                tracing::info!(move_id = %m.id, instance = %m.instance, "removed what a failed move left here")
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(move_id = %m.id, error = %e, "leftover of a failed move not removed")
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,376 @@
+//! Live migration of running virtual machines between members
+//! (`POST /1.0/instances/{name}?target=m2` with `live: true`, `lxc move v1 --target m2`),
+//! with three real members and real QEMU (TCG here, 256 MiB guests).
+//!
+//! What does this test do?
+//! - a VM on a `shared-fs` pool runs a counter that prints to its serial console and
+//!   writes to its disk; it moves live m1 → m2 (asked through m3): the counter goes on
+//!   where it was (same boot id, the ticks on m2's console continue the ones before, no
+//!   reset), the move reports its downtime, it runs on m2 and nothing of it is left on m1;
+//!   then `lxc move` (the 5.0.2 client) takes it on to m3 the same way
+//! - a VM on a member-local `dir` pool moves live m1 → m2: its disk moves while it runs
+//!   (a file written before and the counter file written during the move read back), the
+//!   source's volume is gone
+//! - killing the target daemon (SIGKILL) while the VM migrates to it fails the move with
+//!   the cause and leaves the VM running on the source (same boot id, counting); once the
+//!   target is back nothing of the VM is left there (no QEMU, no runtime files, no
+//!   volume), and a new live move succeeds
+//!
+//! Skipped, saying so, only when qemu-system-x86_64 is not installed. Members listen on
+//! 127.0.3.1–127.0.3.6 (free ports).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use drover_e2e::{
+    KillVms, Member, import_busybox_vm, local_pool, location, qemu_installed, vm_request, wait_op,
+    wait_until,
+};
+use serde_json::{Value, json};
+
+/// How long a create (a VM boot under TCG on a loaded machine) may take.
+const CREATE: Duration = Duration::from_secs(300);
+/// How long a live move may take.
+const MOVE: Duration = Duration::from_secs(240);
+/// How long the guest may take to show progress.
+const GUEST: Duration = Duration::from_secs(120);
+
+/// A counter in the guest: every 0.2 s a `tick N BOOT-ID` line on the serial console, N in
+/// `/root/count` on the root disk (synced).
+const COUNTER: &str = "setsid sh -c 'b=$(cat /proc/sys/kernel/random/boot_id); i=0; while :; do i=$((i+1)); \
+     echo \"tick $i $b\" >/dev/ttyS0; echo $i >/root/count; sync; sleep 0.2; done' </dev/null >/dev/null 2>&1 &";
+
+/// Three members with a member-local `dir` pool `local` and a `shared-fs` pool `shared`,
+/// and the busybox-vm image on m1.
+async fn cluster(ips: [&str; 3], root: &Path) -> (Vec<Member>, KillVms) {
+    let ms = drover_e2e::form_cluster(&ips).await;
+    let kill = KillVms::of(&ms);
+    local_pool(&ms, root, "local").await;
+    let shared = root.join("shared");
+    std::fs::create_dir_all(&shared).expect("shared dir");
+    let body = json!({"name": "shared", "driver": "shared-fs",
+        "config": {"source": shared.display().to_string()}});
+    let r = ms[0]
+        .raw("POST", "/1.0/storage-pools", Some(&body.to_string()))
+        .await;
+    assert!(r.status < 300, "create pool shared: {}", r.text);
+    import_busybox_vm(&ms[0]).await;
+    (ms, kill)
+}
+
+/// Launches VM `name` (256 MiB) on member `target` with its root disk on `pool`, and starts
+/// the counter in it.
+async fn launch_on(m: &Member, target: &str, name: &str, pool: &str) {
+    let body = serde_json::to_string(&vm_request(name, "256MiB", pool)).expect("json");
+    let r = m
+        .raw(
+            "POST",
+            &format!("/1.0/instances?target={target}"),
+            Some(&body),
+        )
+        .await;
+    assert_eq!(r.status, 202, "create {name}: {}", r.text);
+    wait_op(m, r.metadata(), CREATE)
+        .await
+        .unwrap_or_else(|(e, _)| panic!("create {name}: {e}"));
+    sh(m, name, "echo written-before-the-move > /root/before; sync").await;
+    sh(m, name, COUNTER).await;
+    wait_until("the counter counts", GUEST, || async {
+        ticks(m, name).await.len() >= 3
+    })
+    .await;
+}
+
+/// Runs `sh -c script` in `name` through `m`; its stdout.
+async fn sh(m: &Member, name: &str, script: &str) -> String {
+    let out = match m.exec(name, &["sh", "-c", script]).await {
+        Ok(out) => out,
+        Err(e) => {
+            let console = m
+                .raw("GET", &format!("/1.0/instances/{name}/console"), None)
+                .await
+                .text;
+            let tail: Vec<&str> = console.lines().rev().take(15).collect();
+            panic!("exec in {name}: {e}; its console ends with {tail:?}");
+        }
+    };
+    assert_eq!(out.code, 0, "{script}: {}", out.stderr);
+    out.stdout
+}
+
+/// The last tick of `name`'s counter and the boot id it prints (from its console log).
+async fn last_tick(m: &Member, name: &str) -> (u64, String) {
+    ticks(m, name)
+        .await
+        .last()
+        .cloned()
+        .expect("the counter printed ticks")
+}
+
+/// Runs `sh -c script` in `name` through `m`, trying again when an exec does not finish
+/// within 25 s (once the VM was moved, the first execs were seen to stall now and then);
+/// its stdout.
+async fn sh_retry(m: &Member, name: &str, script: &str) -> String {
+    for attempt in 1..=5 {
+        match tokio::time::timeout(Duration::from_secs(25), m.exec(name, &["sh", "-c", script]))
+            .await
+        {
+            Ok(Ok(out)) if out.code == 0 => return out.stdout,
+            Ok(Ok(out)) => panic!("{script}: exit {}: {}", out.code, out.stderr),
+            Ok(Err(e)) => eprintln!("exec {attempt} in {name} failed: {e}"),
+            Err(_) => eprintln!("exec {attempt} in {name} did not finish within 25 s"),
+        }
+    }
+    panic!("no exec in {name} finished: {script}");
+}
+
+/// `POST /1.0/instances/{name}?target=` through `m` with the body `lxc move` sends for a
+/// running instance (`live: true`).
+async fn post_live_move(m: &Member, name: &str, target: &str) -> drover_e2e::RawResponse {
+    let body = json!({
+        "name": name, "migration": true, "live": true, "instance_only": false,
+        "container_only": false, "target": null, "pool": "", "project": "",
+        "allow_inconsistent": false,
+    });
+    m.raw(
+        "POST",
+        &format!("/1.0/instances/{name}?target={target}"),
+        Some(&body.to_string()),
+    )
+    .await
+}
+
+/// Whether a QEMU of runtime `id` of member `m` runs (its command line names its QMP
+/// socket under `m`'s state dir).
+fn qemu_runs(m: &Member, id: &str) -> bool {
+    let needle = m.state_dir().join("vms").join(id).join("qmp.sock");
+    let needle = needle.display().to_string();
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries.flatten().any(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+                    .unwrap_or(false)
+            })
+        })
+        .unwrap_or(false)
+}
+
+/// Whether anything named `volume` is in the `local` pool of member `i` (1-based) under
+/// `root` (two levels deep: the pool's own layout).
+fn local_volume_exists(root: &Path, i: usize, volume: &str) -> bool {
+    let pool = root.join(format!("m{i}")).join("local");
+    let Ok(top) = std::fs::read_dir(&pool) else {
+        return false;
+    };
+    top.flatten().any(|e| {
+        e.file_name() == volume
+            || std::fs::read_dir(e.path())
+                .map(|inner| inner.flatten().any(|f| f.file_name() == volume))
+                .unwrap_or(false)
+    })
+}
+
+/// The `tick N BOOT-ID` lines the console log of `name` shows (through `m`).
+async fn ticks(m: &Member, name: &str) -> Vec<(u64, String)> {
+    let r = m
+        .raw("GET", &format!("/1.0/instances/{name}/console"), None)
+        .await;
+    assert_eq!(r.status, 200, "console log: {}", r.text);
+    r.text
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.trim().strip_prefix("tick ")?.split_whitespace();
+            Some((w.next()?.parse().ok()?, w.next()?.to_string()))
+        })
+        .collect()
+}
+
+/// Checks that `name`, which had counted up to `before` in the boot `boot` before its move,
+/// now runs on `target` without having restarted: its console there carries on from
+/// where the source's stopped, consecutively, in the same boot, and an exec answers.
+async fn goes_on_counting(m: &Member, name: &str, target: &str, before: u64, boot: &str) {
+    assert_eq!(location(m, name).await, target);
+    let r = m.raw("GET", &format!("/1.0/instances/{name}"), None).await;
+    assert_eq!(r.metadata()["status"], "Running", "{}", r.text);
+    wait_until("the counter goes on on the target", GUEST, || async {
+        ticks(m, name).await.len() >= 5
+    })
+    .await;
+    let seen = ticks(m, name).await;
+    let (first, _) = seen[0];
+    assert!(
+        first > before,
+        "the target's console starts at tick {first}, the source had counted {before}"
+    );
+    for w in seen.windows(2) {
+        assert_eq!(w[1].0, w[0].0 + 1, "ticks not consecutive: {seen:?}");
+    }
+    assert!(
+        seen.iter().all(|(_, b)| b == boot),
+        "the guest rebooted: {seen:?}"
+    );
+    let up = sh_retry(m, name, "cat /proc/sys/kernel/random/boot_id").await;
+    assert_eq!(up.trim(), boot);
+}
+
+/// Moves `name` live to `target` through `m`, waits and checks the report.
+async fn move_live(m: &Member, name: &str, target: &str) -> Value {
+    let t = Instant::now();
+    let r = post_live_move(m, name, target).await;
+    assert_eq!(r.status, 202, "live move of {name}: {}", r.text);
+    assert_eq!(r.metadata()["description"], "Migrating instance");
+    let done = wait_op(m, r.metadata(), MOVE)
+        .await
+        .unwrap_or_else(|(e, _)| panic!("live move of {name} to {target}: {e}"));
+    let report = done["metadata"].clone();
+    eprintln!(
+        "live move of {name} to {target} in {:?}: {report}",
+        t.elapsed()
+    );
+    assert_eq!(report["running"], true, "{report}");
+    assert!(report["downtime_ms"].as_u64().is_some(), "{report}");
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_vms_move_live_between_members() {
+    drover_e2e::init_tracing();
+    if !qemu_installed() {
+        eprintln!(
+            "SKIPPED running_vms_move_live_between_members: qemu-system-x86_64 is not installed"
+        );
+        return;
+    }
+    drover_e2e::require_lxc();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (ms, _kill) = cluster(["127.0.3.1", "127.0.3.2", "127.0.3.3"], tmp.path()).await;
+
+    tracing::info!("--- shared-fs: lv1 on m1 counts");
+    launch_on(&ms[0], "m1", "lv1", "shared").await;
+
+    tracing::info!("--- shared-fs: live move m1 -> m2 (asked through m3)");
+    let (before, boot) = last_tick(&ms[0], "lv1").await;
+    let report = move_live(&ms[2], "lv1", "m2").await;
+    assert_eq!(report["copied_data"], false, "{report}");
+    goes_on_counting(&ms[0], "lv1", "m2", before, &boot).await;
+    assert!(
+        !qemu_runs(&ms[0], "default_lv1"),
+        "a QEMU of lv1 is left on m1"
+    );
+    assert!(!ms[0].state_dir().join("vms/default_lv1").exists());
+    assert!(qemu_runs(&ms[1], "default_lv1"));
+
+    tracing::info!("--- shared-fs: lxc move lv1 --target m3 (lxc 5.0.2, running: live)");
+    let (before, _) = last_tick(&ms[0], "lv1").await;
+    let out = ms[0].lxc(&["move", "lv1", "--target", "m3"]).await;
+    out.success();
+    goes_on_counting(&ms[0], "lv1", "m3", before, &boot).await;
+    assert!(
+        !qemu_runs(&ms[1], "default_lv1"),
+        "a QEMU of lv1 is left on m2"
+    );
+    let out = ms[1].lxc(&["list", "-f", "csv", "-c", "nsL"]).await;
+    assert!(
+        out.stdout.lines().any(|l| l == "lv1,RUNNING,m3"),
+        "{}",
+        out.stdout
+    );
+
+    tracing::info!("--- dir: lv2 on m1 counts, its disk moves while it runs");
+    launch_on(&ms[0], "m1", "lv2", "local").await;
+    assert!(local_volume_exists(tmp.path(), 1, "default_lv2"));
+    let (before, boot) = last_tick(&ms[0], "lv2").await;
+    let report = move_live(&ms[0], "lv2", "m2").await;
+    assert_eq!(report["copied_data"], true, "{report}");
+    goes_on_counting(&ms[0], "lv2", "m2", before, &boot).await;
+    assert_eq!(
+        sh_retry(&ms[0], "lv2", "cat /root/before").await.trim(),
+        "written-before-the-move"
+    );
+    // The disk's counter file was written during the move, and is written on m2 now.
+    let on_disk: u64 = sh_retry(&ms[0], "lv2", "sync; cat /root/count")
+        .await
+        .trim()
+        .parse()
+        .expect("counter on disk");
+    assert!(
+        on_disk > before,
+        "disk counter {on_disk}, before the move {before}"
+    );
+    assert!(
+        !qemu_runs(&ms[0], "default_lv2"),
+        "a QEMU of lv2 is left on m1"
+    );
+    assert!(
+        !local_volume_exists(tmp.path(), 1, "default_lv2"),
+        "m1 kept lv2's volume"
+    );
+    assert!(local_volume_exists(tmp.path(), 2, "default_lv2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_killed_mid_migration_leaves_the_vm_on_the_source() {
+    drover_e2e::init_tracing();
+    if !qemu_installed() {
+        eprintln!(
+            "SKIPPED a_target_killed_mid_migration_leaves_the_vm_on_the_source: qemu-system-x86_64 is not installed"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (mut ms, _kill) = cluster(["127.0.3.4", "127.0.3.5", "127.0.3.6"], tmp.path()).await;
+    launch_on(&ms[0], "m1", "lvk", "local").await;
+    // Some data in the guest's memory, so that the migration takes a while.
+    sh(
+        &ms[0],
+        "lvk",
+        "dd if=/dev/urandom of=/run/fill bs=1M count=48 2>/dev/null; true",
+    )
+    .await;
+    let (_, boot) = last_tick(&ms[0], "lvk").await;
+
+    tracing::info!("--- live move m1 -> m2; kill m2's daemon once its QEMU waits for the VM");
+    let r = post_live_move(&ms[0], "lvk", "m2").await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let op = r.metadata().clone();
+    let target_pid = ms[1].state_dir().join("vms/default_lvk/qemu.pid");
+    wait_until("the target QEMU starts", MOVE, || async {
+        target_pid.exists()
+    })
+    .await;
+    ms[1].kill();
+    let (err, _) = wait_op(&ms[0], &op, MOVE)
+        .await
+        .expect_err("the move must fail");
+    eprintln!("move failed as it should: {err}");
+    assert!(err.contains("m2"), "the cause names the target: {err}");
+
+    tracing::info!("--- the VM runs on m1 as before");
+    assert_eq!(location(&ms[0], "lvk").await, "m1");
+    let (before, same) = last_tick(&ms[0], "lvk").await;
+    assert_eq!(same, boot, "the guest rebooted");
+    wait_until("the counter goes on", GUEST, || async {
+        last_tick(&ms[0], "lvk").await.0 >= before + 3
+    })
+    .await;
+    assert!(ticks(&ms[0], "lvk").await.iter().all(|(_, b)| *b == boot));
+    assert!(qemu_runs(&ms[0], "default_lvk"));
+    let up = sh_retry(&ms[0], "lvk", "cat /proc/sys/kernel/random/boot_id").await;
+    assert_eq!(up.trim(), boot);
+
+    tracing::info!("--- m2 back: nothing of lvk is left there");
+    ms[1].start_again().await;
+    let m2 = &ms[1];
+    wait_until("m2 drops what it held of lvk", MOVE, || async {
+        !qemu_runs(m2, "default_lvk")
+            && !m2.state_dir().join("vms/default_lvk").exists()
+            && !local_volume_exists(tmp.path(), 2, "default_lvk")
+    })
+    .await;
+
+    tracing::info!("--- a new live move succeeds");
+    let (before, _) = last_tick(&ms[0], "lvk").await;
+    move_live(&ms[0], "lvk", "m2").await;
+    goes_on_counting(&ms[0], "lvk", "m2", before, &boot).await;
+}
