@@ -19,7 +19,8 @@ async fn config_of(m: &Member, name: &str) -> String {
 ///   `lxc project create` and `lxc project delete default` are refused
 /// - `lxc info --resources` shows CPU and memory, `lxc storage info default` the pool's
 ///   space and the instance using it
-/// - `lxc image edit` and `lxc image alias rename` are refused, image and alias unchanged
+/// - `lxc image edit` and `lxc image alias rename` are refused, image and alias unchanged;
+///   so is `lxc publish`, no image made
 /// - `lxc snapshot` and `lxc export` are refused in plain words, the instance unchanged
 /// - a second root disk (`lxc config device add evd1 r2 disk path=/ pool=default`, or in
 ///   a create request beside the profile's) is refused as LXD refuses it (`More than one
@@ -184,6 +185,18 @@ async fn everyday_lxc_commands_answer_or_refuse_cleanly() {
         "{}",
         out.stdout
     );
+
+    m.lxc(&["stop", "evd1"]).await.success();
+    let out = m.lxc(&["publish", "evd1", "--alias", "evdimg"]).await;
+    assert!(
+        out.failure()
+            .contains("Publishing an instance as an image is not supported by drover"),
+        "{}",
+        out.stderr
+    );
+    let out = m.lxc(&["image", "list", "-f", "csv"]).await;
+    assert_eq!(out.success().stdout.lines().count(), 1, "{}", out.stdout);
+    m.lxc(&["start", "evd1"]).await.success();
 
     tracing::info!("--- a second root disk is refused");
     let out = m

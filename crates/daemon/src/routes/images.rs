@@ -158,8 +158,20 @@ async fn create(State(d): State<Daemon>, req: Request) -> ApiResult<Response> {
             }
         }
     } else if content_type.starts_with("application/json") {
+        let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+            .await
+            .unwrap_or_default();
+        let source: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
         return Err(ApiError::not_implemented(
-            "Image sources other than an upload are not supported: drover has no remote image servers",
+            match source["source"]["type"].as_str() {
+                // `lxc publish c1`.
+                Some("instance" | "container" | "virtual-machine" | "snapshot") => {
+                    "Publishing an instance as an image is not supported by drover"
+                }
+                _ => {
+                    "Image sources other than an upload are not supported: drover has no remote image servers"
+                }
+            },
         ));
     } else {
         let path = upload_path(&d);
