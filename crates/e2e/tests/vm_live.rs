@@ -16,15 +16,19 @@
 //!   target is back nothing of the VM is left there (no QEMU, no runtime files, no
 //!   volume), and a new live move succeeds
 //!
+//! - evacuating a member with two running VMs (`shared-fs` and `dir`) and two running
+//!   containers live-migrates the VMs (they never stop: their counters go on in the same
+//!   boot) and cold-migrates the containers; restore brings all four home the same way
+//!
 //! Skipped, saying so, only when qemu-system-x86_64 is not installed. Members listen on
-//! 127.0.3.1–127.0.3.6 (free ports).
+//! 127.0.3.1–127.0.3.9 (free ports).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use drover_e2e::{
-    KillVms, Member, import_busybox_vm, local_pool, location, qemu_installed, vm_request, wait_op,
-    wait_until,
+    KillVms, Member, create_on, import_busybox_vm, local_pool, location, plan_of,
+    post_member_state, qemu_installed, vm_request, wait_op, wait_until,
 };
 use serde_json::{Value, json};
 
@@ -373,4 +377,70 @@ async fn a_target_killed_mid_migration_leaves_the_vm_on_the_source() {
     let (before, _) = last_tick(&ms[0], "lvk").await;
     move_live(&ms[0], "lvk", "m2").await;
     goes_on_counting(&ms[0], "lvk", "m2", before, &boot).await;
+}
+
+/// Evacuates (or restores) `member` through `m` with `lxc`'s body and waits; the operation.
+async fn evacuation(m: &Member, member: &str, action: &str) -> Value {
+    let op = post_member_state(m, member, &json!({"action": action, "mode": ""})).await;
+    wait_op(m, &op, MOVE * 2)
+        .await
+        .unwrap_or_else(|(e, _)| panic!("{action} {member}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evacuation_moves_running_vms_live_and_restore_brings_them_home() {
+    drover_e2e::init_tracing();
+    if !qemu_installed() {
+        eprintln!(
+            "SKIPPED evacuation_moves_running_vms_live_and_restore_brings_them_home: qemu-system-x86_64 is not installed"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (ms, _kill) = cluster(["127.0.3.7", "127.0.3.8", "127.0.3.9"], tmp.path()).await;
+    ms[0].import_busybox().await;
+
+    tracing::info!("--- on m2: two running VMs with counters, two running containers");
+    launch_on(&ms[0], "m2", "ev1", "shared").await;
+    launch_on(&ms[0], "m2", "ev2", "local").await;
+    create_on(&ms[0], "m2", "ec1", "local", &[], true).await;
+    create_on(&ms[0], "m2", "ec2", "shared", &[], true).await;
+    let mut before = Vec::new();
+    for vm in ["ev1", "ev2"] {
+        before.push((vm, last_tick(&ms[0], vm).await));
+    }
+
+    tracing::info!("--- evacuate m2: the VMs live, the containers cold");
+    let done = evacuation(&ms[0], "m2", "evacuate").await;
+    let plan = plan_of(&done);
+    eprintln!("evacuation plan: {plan:#?}");
+    for vm in ["ev1", "ev2"] {
+        assert_eq!(plan[vm]["action"], "live-migrate", "{:?}", plan[vm]);
+    }
+    for c in ["ec1", "ec2"] {
+        assert_eq!(plan[c]["action"], "migrate", "{:?}", plan[c]);
+    }
+    for (vm, (tick, boot)) in &before {
+        let at = location(&ms[0], vm).await;
+        assert_ne!(at, "m2", "{vm} stayed on m2");
+        goes_on_counting(&ms[0], vm, &at, *tick, boot).await;
+    }
+    for c in ["ec1", "ec2"] {
+        assert_ne!(location(&ms[0], c).await, "m2");
+        assert_eq!(ms[0].status(c).await, api::InstanceStatus::Running);
+    }
+
+    tracing::info!("--- restore m2: everything comes home, the VMs live");
+    let mut before = Vec::new();
+    for vm in ["ev1", "ev2"] {
+        before.push((vm, last_tick(&ms[0], vm).await));
+    }
+    evacuation(&ms[0], "m2", "restore").await;
+    for (vm, (tick, boot)) in &before {
+        goes_on_counting(&ms[0], vm, "m2", *tick, boot).await;
+    }
+    for c in ["ec1", "ec2"] {
+        assert_eq!(location(&ms[0], c).await, "m2");
+        assert_eq!(ms[0].status(c).await, api::InstanceStatus::Running);
+    }
 }

@@ -440,7 +440,7 @@ async fn migrate(
     let autostart = config.get("boot.autostart").map(String::as_str) == Some("true");
     let opts = MoveOptions {
         target: entry.target.clone(),
-        live: false,
+        live: entry.action == Some(PlanAction::LiveMigrate),
         id: Some(id),
         start: autostart || entry.was_running,
         progress: Some(Arc::new(on_progress)),
@@ -526,7 +526,9 @@ async fn move_back(
         return Ok(());
     }
     let peer = super::super::peer::Peer::connect(d, &now).await?;
-    let body = serde_json::json!({"name": name, "migration": true, "live": false});
+    // A running VM comes home live (a container cannot: it moves stopped).
+    let live = crate::instances::load(d, project, name).await?.kind == "virtual-machine";
+    let body = serde_json::json!({"name": name, "migration": true, "live": live});
     let path = format!("/1.0/instances/{name}?project={project}&target={member}");
     let op = peer
         .request(reqwest::Method::POST, &path, Some(&body))

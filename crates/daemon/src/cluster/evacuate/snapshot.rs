@@ -111,9 +111,10 @@ pub async fn take(d: &Daemon, online: BTreeSet<String>) -> ApiResult<Snapshot> {
                 tied_to_member: ties(&devices, &shared),
                 root_pool_shared: root.as_ref().is_some_and(|p| shared.contains(p)),
                 root_pool: root,
-                // Containers cannot move while running on this kernel (no CRIU); VMs will
-                // say so through their driver.
-                can_live_migrate: false,
+                // Containers cannot move while running on this kernel (no CRIU); a VM can
+                // when this member runs QEMU (the target refuses a live move it cannot
+                // take, and the evacuation then plans the VM again).
+                can_live_migrate: kind == InstanceKind::VirtualMachine && d.vms.is_some(),
                 kind,
                 running,
                 config,
