@@ -63,6 +63,11 @@ pub const API_EXTENSIONS: &[&str] = &[
     "clustering_config",
     // `/1.0/cluster/groups`, `groups` of a member, `--target @group`.
     "clustering_groups",
+    // `GET /1.0/storage-pools/{name}/volumes/{type}/{volume}/state` (`lxc storage volume
+    // info`): the space the volume uses.
+    "storage_volume_state",
+    // `GET .../volumes/{type}/{volume}/snapshots`: always empty (`lxc storage volume info`).
+    "storage_api_volume_snapshots",
     // `POST /1.0/instances` with `source.type: "copy"` in a cluster: the copy is made on
     // the source's member (`lxc copy c1 c2` copies there instead of migrating).
     "cluster_internal_copy",

@@ -18,7 +18,7 @@ async fn config_of(m: &Member, name: &str) -> String {
 /// - `lxc project list|show` know `default` (with the instance in its `used_by`);
 ///   `lxc project create` and `lxc project delete default` are refused
 /// - `lxc info --resources` shows CPU and memory, `lxc storage info default` the pool's
-///   space and the instance using it
+///   space and the instance using it, `lxc storage volume info` the instance's volume
 /// - `lxc image edit` and `lxc image alias rename` are refused, image and alias unchanged;
 ///   so is `lxc publish`, no image made
 /// - `lxc snapshot` and `lxc export` are refused in plain words, the instance unchanged
@@ -125,6 +125,14 @@ async fn everyday_lxc_commands_answer_or_refuse_cleanly() {
     let out = m.lxc(&["storage", "info", "default"]).await;
     let shown = out.success().stdout.clone();
     for line in ["driver: dir", "space used: ", "total space: ", "- evd1"] {
+        assert!(shown.contains(line), "no {line:?} in:\n{shown}");
+    }
+
+    let out = m
+        .lxc(&["storage", "volume", "info", "default", "container/evd1"])
+        .await;
+    let shown = out.success().stdout.clone();
+    for line in ["Name: evd1", "Type: container", "Usage: "] {
         assert!(shown.contains(line), "no {line:?} in:\n{shown}");
     }
 

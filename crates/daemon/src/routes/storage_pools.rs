@@ -71,6 +71,16 @@ async fn volume_state(
     Ok(sync(pools::volume_state(&d, &pool, &kind, &name).await?))
 }
 
+/// A volume's snapshots (`lxc storage volume info`): drover takes none, so the list is
+/// empty (404 for an unknown volume).
+async fn volume_snapshots(
+    State(d): State<Daemon>,
+    Path((pool, kind, name)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    pools::volume(&d, &pool, &kind, &name).await?;
+    Ok(sync(Vec::<String>::new()))
+}
+
 async fn put(
     State(d): State<Daemon>,
     Path(name): Path<String>,
@@ -111,5 +121,9 @@ pub fn routes() -> Router<Daemon> {
         .route(
             "/1.0/storage-pools/{name}/volumes/{kind}/{volume}/state",
             get(volume_state),
+        )
+        .route(
+            "/1.0/storage-pools/{name}/volumes/{kind}/{volume}/snapshots",
+            get(volume_snapshots),
         )
 }
