@@ -35,7 +35,7 @@ use tokio::process::Command;
 
 use crate::api::Api;
 use crate::droverd::{self, Droverd};
-use crate::launch_vs_lxd::{setup_lxd, teardown_lxd, which};
+use crate::launch_vs_lxd::{LxdArgs, lxd_version};
 use crate::report::{self, Metadata, Summary};
 
 /// Arguments of `evacuate`.
@@ -63,15 +63,9 @@ pub struct EvacuateArgs {
     /// droverd binary to use instead of building the workspace's release build.
     #[arg(long)]
     pub droverd: Option<PathBuf>,
-    /// The lxd-reference tool directory (setup.sh, teardown.sh).
-    #[arg(long)]
-    pub lxd_reference: Option<PathBuf>,
-    /// Use an LXD reference that is already up (and leave it up).
-    #[arg(long)]
-    pub no_setup: bool,
-    /// Do not run `teardown.sh --wipe` at the end.
-    #[arg(long)]
-    pub keep_lxd: bool,
+    /// Where LXD comes from.
+    #[command(flatten)]
+    pub lxd: LxdArgs,
     /// Result file (default: bench/results/evacuate.json).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -278,16 +272,9 @@ pub async fn run(args: EvacuateArgs) -> Result<()> {
     let tmp = tempfile::Builder::new()
         .prefix("drover-bench-evacuate-")
         .tempdir()?;
-    let tools = args
-        .lxd_reference
-        .clone()
-        .unwrap_or_else(|| droverd::workspace_dir().join("../shared/tools/lxd-reference"));
     let with_lxd = !args.no_lxd;
     if with_lxd {
-        which("lxc").context("the lxc CLI is needed (Debian package lxd-client or lxd)")?;
-        if !args.no_setup {
-            setup_lxd(&tools, tmp.path()).await?;
-        }
+        args.lxd.up(tmp.path()).await?;
     }
     let outcome = async {
         let image = tmp.path().join("busybox.tar.gz");
@@ -313,13 +300,7 @@ pub async fn run(args: EvacuateArgs) -> Result<()> {
                     lxd.api.get("/1.0").await.map_err(|e| {
                         anyhow!("the LXD reference at {LXD_M1} does not answer: {e:#}")
                     })?;
-                let v = server["environment"]["server_version"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                if !v.starts_with("5.0") {
-                    bail!("the LXD reference is version {v:?}, not 5.0.x");
-                }
+                let v = lxd_version(&server)?;
                 Some(v)
             } else {
                 None
@@ -342,8 +323,8 @@ pub async fn run(args: EvacuateArgs) -> Result<()> {
         res
     }
     .await;
-    if with_lxd && !args.no_setup && !args.keep_lxd {
-        teardown_lxd(&tools).await;
+    if with_lxd {
+        args.lxd.down().await;
     }
     if args.keep_tmp {
         eprintln!("kept {}", tmp.keep().display());

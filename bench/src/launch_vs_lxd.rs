@@ -30,6 +30,15 @@ pub struct LaunchArgs {
     /// droverd binary to use instead of building the workspace's release build.
     #[arg(long)]
     pub droverd: Option<PathBuf>,
+    /// Where LXD comes from.
+    #[command(flatten)]
+    pub lxd: LxdArgs,
+}
+
+/// How a bench gets the LXD 5.0.2 reference cluster (shared by the benches that compare
+/// with it).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LxdArgs {
     /// The lxd-reference tool directory (setup.sh, teardown.sh).
     #[arg(long)]
     pub lxd_reference: Option<PathBuf>,
@@ -40,6 +49,43 @@ pub struct LaunchArgs {
     /// Do not run `teardown.sh --wipe` at the end.
     #[arg(long)]
     pub keep_lxd: bool,
+}
+
+impl LxdArgs {
+    fn tools(&self) -> PathBuf {
+        self.lxd_reference
+            .clone()
+            .unwrap_or_else(|| droverd::workspace_dir().join("../shared/tools/lxd-reference"))
+    }
+
+    /// Checks that `lxc` is there and brings the reference up (unless `--no-setup`); its
+    /// log goes to `tmp`.
+    pub async fn up(&self, tmp: &Path) -> Result<()> {
+        which("lxc").context("the lxc CLI is needed (Debian package lxd-client or lxd)")?;
+        if !self.no_setup {
+            setup_lxd(&self.tools(), tmp).await?;
+        }
+        Ok(())
+    }
+
+    /// Tears the reference down, unless it was already up or is to be kept.
+    pub async fn down(&self) {
+        if !self.no_setup && !self.keep_lxd {
+            teardown_lxd(&self.tools()).await;
+        }
+    }
+}
+
+/// The version of the LXD whose `GET /1.0` is `server`; refused unless it is 5.0.x.
+pub fn lxd_version(server: &Value) -> Result<String> {
+    let version = server["environment"]["server_version"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if !version.starts_with("5.0") {
+        bail!("the LXD reference is version {version:?}, not 5.0.x");
+    }
+    Ok(version)
 }
 
 /// State directory of the LXD member the launches go to.
@@ -84,11 +130,6 @@ pub async fn run(args: LaunchArgs) -> Result<()> {
         bail!("--n must be at least 1");
     }
     let mut meta = Metadata::collect();
-    which("lxc").context("the lxc CLI is needed (Debian package lxd-client or lxd)")?;
-    let tools = args
-        .lxd_reference
-        .clone()
-        .unwrap_or_else(|| droverd::workspace_dir().join("../shared/tools/lxd-reference"));
     let bin = droverd::binary(args.droverd.clone()).await?;
     let tmp = tempfile::Builder::new()
         .prefix("drover-bench-launch-")
@@ -96,22 +137,14 @@ pub async fn run(args: LaunchArgs) -> Result<()> {
     let lxc_conf = tmp.path().join("lxc-conf");
     std::fs::create_dir_all(&lxc_conf)?;
 
-    if !args.no_setup {
-        setup_lxd(&tools, tmp.path()).await?;
-    }
+    args.lxd.up(tmp.path()).await?;
     let outcome = async {
         let lxd = Lxc::new(Path::new(LXD_DIR), &lxc_conf);
         let lxd_server = lxd
             .query("/1.0")
             .await
             .map_err(|e| anyhow!("the LXD reference at {LXD_DIR} does not answer: {e:#}"))?;
-        let version = lxd_server["environment"]["server_version"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        if !version.starts_with("5.0") {
-            bail!("the LXD reference is version {version:?}, not 5.0.x");
-        }
+        lxd_version(&lxd_server)?;
         let image = tmp.path().join("busybox.tar.gz");
         droverd::build_busybox_image(&image).await?;
         let daemon = Droverd::start(&bin, &tmp.path().join("drover")).await?;
@@ -122,12 +155,10 @@ pub async fn run(args: LaunchArgs) -> Result<()> {
             .to_string();
         daemon.shutdown().await?;
         let (d, l) = res?;
-        Ok((d, l, lxd_server, drover_runtime))
+        Ok::<_, anyhow::Error>((d, l, lxd_server, drover_runtime))
     }
     .await;
-    if !args.no_setup && !args.keep_lxd {
-        teardown_lxd(&tools).await;
-    }
+    args.lxd.down().await;
     let (d, l, lxd_server, drover_runtime) = outcome?;
     meta.finish();
     let result = LaunchResult {
@@ -287,7 +318,7 @@ impl Lxc {
     }
 }
 
-pub(crate) fn which(bin: &str) -> Result<PathBuf> {
+fn which(bin: &str) -> Result<PathBuf> {
     std::env::var_os("PATH")
         .iter()
         .flat_map(std::env::split_paths)
@@ -297,7 +328,7 @@ pub(crate) fn which(bin: &str) -> Result<PathBuf> {
 }
 
 /// Runs setup.sh (log in `tmp/setup.log`); any failure names the step and the log's end.
-pub(crate) async fn setup_lxd(tools: &Path, tmp: &Path) -> Result<()> {
+async fn setup_lxd(tools: &Path, tmp: &Path) -> Result<()> {
     let script = tools.join("setup.sh");
     if !script.is_file() {
         bail!(
@@ -337,7 +368,7 @@ pub(crate) async fn setup_lxd(tools: &Path, tmp: &Path) -> Result<()> {
 }
 
 /// `teardown.sh --wipe`, best effort (reported, never fatal).
-pub(crate) async fn teardown_lxd(tools: &Path) {
+async fn teardown_lxd(tools: &Path) {
     let script = tools.join("teardown.sh");
     eprintln!(
         "tearing down the LXD reference: {} --wipe",
