@@ -419,6 +419,18 @@ pub enum Command {
         /// Why.
         reason: String,
     },
+    /// Add to a member's evacuation plan the instances that landed on it after the plan
+    /// was made (a create or move-in already under way then): their rows, and on each
+    /// instance its `volatile.last_state.power` and, when it moves and has none, its
+    /// `volatile.evacuate.origin`. Instances already in the plan are left as they are.
+    AddEvacuationEntries {
+        /// The member evacuated.
+        member: String,
+        /// The operation running the evacuation.
+        operation: String,
+        /// The new entries.
+        entries: Vec<api::evacuation::PlanEntry>,
+    },
 }
 
 fn json<T: Serialize>(v: &T) -> Result<String> {
@@ -933,6 +945,11 @@ pub fn apply(tx: &Transaction<'_>, cmd: &Command) -> Result<()> {
             target,
             reason,
         } => crate::evacuations::replan(tx, member, project, instance, *action, target, reason)?,
+        Command::AddEvacuationEntries {
+            member,
+            operation,
+            entries,
+        } => crate::evacuations::add(tx, member, operation, entries)?,
     }
     Ok(())
 }

@@ -207,27 +207,7 @@ pub(crate) fn begin(
         crate::members::get(conn, member)?.is_some_and(|m| m.state == MemberState::Evacuating);
     conn.execute("DELETE FROM evacuations WHERE member = ?1", params![member])?;
     for e in entries {
-        let action = e.action.map_or("none", PlanAction::as_str);
-        conn.execute(
-            &format!(
-                "INSERT INTO evacuations ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
-            ),
-            params![
-                member,
-                kind.as_str(),
-                operation,
-                e.project,
-                e.instance,
-                action,
-                e.source,
-                e.target,
-                e.reason,
-                e.step.as_str(),
-                e.was_running,
-                i64::try_from(e.bytes).unwrap_or(i64::MAX),
-                e.error
-            ],
-        )?;
+        insert(conn, member, kind, operation, e)?;
         if kind == EvacuationKind::Evacuate {
             record_instance(conn, member, e, again)?;
         }
@@ -240,6 +220,59 @@ pub(crate) fn begin(
         "UPDATE members SET state = ?2 WHERE name = ?1",
         params![member, state.as_i64()],
     )?;
+    Ok(())
+}
+
+/// Inserts the row of entry `e`; `false` (nothing changed) when the instance has one.
+fn insert(
+    conn: &Connection,
+    member: &str,
+    kind: EvacuationKind,
+    operation: &str,
+    e: &PlanEntry,
+) -> Result<bool> {
+    let action = e.action.map_or("none", PlanAction::as_str);
+    let n = conn.execute(
+        &format!(
+            "INSERT OR IGNORE INTO evacuations ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        ),
+        params![
+            member,
+            kind.as_str(),
+            operation,
+            e.project,
+            e.instance,
+            action,
+            e.source,
+            e.target,
+            e.reason,
+            e.step.as_str(),
+            e.was_running,
+            i64::try_from(e.bytes).unwrap_or(i64::MAX),
+            e.error
+        ],
+    )?;
+    Ok(n > 0)
+}
+
+/// Applies [`crate::Command::AddEvacuationEntries`].
+pub(crate) fn add(
+    conn: &Connection,
+    member: &str,
+    operation: &str,
+    entries: &[PlanEntry],
+) -> Result<()> {
+    let state = crate::members::get(conn, member)?.map(|m| m.state);
+    if state != Some(MemberState::Evacuating) {
+        return Err(Error::Refused(format!(
+            "Cluster member {member:?} is not evacuating"
+        )));
+    }
+    for e in entries {
+        if insert(conn, member, EvacuationKind::Evacuate, operation, e)? {
+            record_instance(conn, member, e, false)?;
+        }
+    }
     Ok(())
 }
 

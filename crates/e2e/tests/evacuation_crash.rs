@@ -485,3 +485,108 @@ async fn target_killed_mid_evacuation_of_30() {
         "target crash test done"
     );
 }
+
+/// What does this test do?
+/// - a three-member cluster; m1 holds two running containers
+/// - eight creates of running containers on m1 are sent, and while they are under way m1
+///   is evacuated: each create either succeeds or is refused with LXD's message (at its
+///   start, which leaves the instance created and stopped)
+/// - the evacuation succeeds: m1 `Evacuated` with nothing left on it, every instance that
+///   exists exists once, elsewhere, running when its create succeeded (the ones whose
+///   create was under way when the plan was made were added to it)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_under_way_when_the_evacuation_begins_are_evacuated_too() {
+    let disks = tempfile::tempdir().expect("disks");
+    let ms = form_cluster(&["127.0.4.30", "127.0.4.31", "127.0.4.32"]).await;
+    ms[0].import_busybox().await;
+    local_pool(&ms, disks.path(), "local").await;
+    for n in ["old1", "old2"] {
+        create_on(&ms[0], "m1", n, "local", &[], true).await;
+    }
+
+    tracing::info!("--- eight creates on m1, and its evacuation while they run");
+    let creates = (1..=8).map(|i| {
+        let m = &ms[1];
+        async move {
+            let name = format!("new{i}");
+            let mut req = drover_e2e::busybox_request(&name, &[], true);
+            req.devices.insert(
+                "root".into(),
+                [("type", "disk"), ("path", "/"), ("pool", "local")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            );
+            let body = serde_json::to_string(&req).expect("json");
+            let r = m.raw("POST", "/1.0/instances?target=m1", Some(&body)).await;
+            if r.status != 202 {
+                return (name, Err(r.text));
+            }
+            let done = wait_op(m, r.metadata(), JOB).await;
+            (name, done.map(|_| ()).map_err(|(e, _)| e))
+        }
+    });
+    let evacuation = async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let op = post_member_state(&ms[2], "m1", &json!({"action": "evacuate"})).await;
+        wait_op(&ms[2], &op, JOB).await
+    };
+    let (created, done) = tokio::join!(futures::future::join_all(creates), evacuation);
+    let done = done.unwrap_or_else(|(e, v)| panic!("the evacuation failed: {e}: {v}"));
+    // A create refused at its start (the member was evacuating by then) leaves its
+    // instance created and stopped, as LXD does; one refused before that leaves nothing.
+    let mut started = BTreeSet::from(["old1".to_string(), "old2".to_string()]);
+    let mut refused = BTreeSet::new();
+    for (name, outcome) in &created {
+        match outcome {
+            Ok(()) => {
+                started.insert(name.clone());
+            }
+            Err(e) => {
+                assert!(
+                    e.contains("Cluster member is evacuated"),
+                    "{name}: refused for another reason: {e}"
+                );
+                refused.insert(name.clone());
+            }
+        }
+    }
+    tracing::info!(
+        ?started,
+        ?refused,
+        plan = plan_of(&done).len(),
+        "--- evacuated"
+    );
+    assert_eq!(member_status(&ms[0], "m1").await, "Evacuated");
+    let listed = instance_list(&ms[0]).await;
+    let mut names: Vec<String> = listed
+        .iter()
+        .map(|v| v["name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    names.sort();
+    let mut unique = names.clone();
+    unique.dedup();
+    assert_eq!(names, unique, "each instance once");
+    for n in &started {
+        assert!(names.contains(n), "{n} exists: {names:?}");
+    }
+    for v in &listed {
+        let name = v["name"].as_str().unwrap_or_default();
+        assert!(
+            started.contains(name) || refused.contains(name),
+            "{name} was never asked for"
+        );
+        assert_ne!(v["location"], "m1", "{v}");
+        let want = if started.contains(name) {
+            "Running"
+        } else {
+            "Stopped"
+        };
+        assert_eq!(v["status"], want, "{v}");
+    }
+    assert!(
+        entries(&pool_dir(disks.path(), 1)).is_empty(),
+        "volumes left on m1: {:?}",
+        entries(&pool_dir(disks.path(), 1))
+    );
+}

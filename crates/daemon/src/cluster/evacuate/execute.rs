@@ -339,9 +339,9 @@ async fn left_unconfirmed(
     failed: &ApiError,
 ) -> ApiResult<()> {
     let (p, n) = (project.to_string(), name.to_string());
+    // The move service finishes it in the background (recover::spawn_one).
     if let Some(m) = d.read(move |c| db::moves::unfinished_of(c, &p, &n)).await? {
-        tracing::warn!(instance = %name, member = %now, move_id = %m.id, error = %failed.message, "moved but not confirmed: finishing it in the background");
-        crate::instances::migrate::recover::spawn_one(d, m.id);
+        tracing::warn!(instance = %name, member = %now, move_id = %m.id, error = %failed.message, "moved but not confirmed: finished in the background");
     }
     Ok(())
 }
@@ -461,27 +461,7 @@ const UNFINISHED_MOVE_WAIT: Duration = Duration::from_secs(120);
 /// waited for first; a finished one is asked again (the move service returns its outcome);
 /// one that was undone is retried under the next id.
 async fn pick_move_id(d: &Daemon, operation: &str, project: &str, name: &str) -> ApiResult<String> {
-    let (p, n) = (project.to_string(), name.to_string());
-    let deadline = tokio::time::Instant::now() + UNFINISHED_MOVE_WAIT;
-    loop {
-        let (p2, n2) = (p.clone(), n.clone());
-        let busy = d
-            .read(move |c| db::moves::unfinished_of(c, &p2, &n2))
-            .await?;
-        match busy {
-            Some(m) if tokio::time::Instant::now() < deadline => {
-                tracing::info!(instance = %name, move_id = %m.id, "waiting for an unfinished move");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Some(m) => {
-                return Err(ApiError::conflict(format!(
-                    "Instance {name:?} is still moving to cluster member {:?}",
-                    m.target
-                )));
-            }
-            None => break,
-        }
-    }
+    wait_unfinished_move(d, project, name).await?;
     for attempt in 0..MOVE_ATTEMPTS {
         let id = move_id(operation, project, name, attempt);
         let id2 = id.clone();
@@ -497,6 +477,30 @@ async fn pick_move_id(d: &Daemon, operation: &str, project: &str, name: &str) ->
     Err(ApiError::internal(format!(
         "moving {name:?} failed {MOVE_ATTEMPTS} times"
     )))
+}
+
+/// Waits (up to [`UNFINISHED_MOVE_WAIT`]) until instance `name` of `project` has no
+/// unfinished move: one a member that restarted (or whose peer did) is still undoing or
+/// finishing.
+async fn wait_unfinished_move(d: &Daemon, project: &str, name: &str) -> ApiResult<()> {
+    let deadline = tokio::time::Instant::now() + UNFINISHED_MOVE_WAIT;
+    loop {
+        let (p, n) = (project.to_string(), name.to_string());
+        let busy = d.read(move |c| db::moves::unfinished_of(c, &p, &n)).await?;
+        match busy {
+            Some(m) if tokio::time::Instant::now() < deadline => {
+                tracing::info!(instance = %name, move_id = %m.id, "waiting for an unfinished move");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Some(m) => {
+                return Err(ApiError::conflict(format!(
+                    "Instance {name:?} is still moving to cluster member {:?}",
+                    m.target
+                )));
+            }
+            None => return Ok(()),
+        }
+    }
 }
 
 /// The id of attempt `attempt` to move an instance in an evacuation: a UUID derived from
@@ -521,6 +525,8 @@ async fn move_back(
     progress: &Progress,
 ) -> ApiResult<()> {
     let (project, name) = (entry.project.as_str(), entry.instance.as_str());
+    // A move back cut by a crash of this member is undone or finished first.
+    wait_unfinished_move(d, project, name).await?;
     let now = location(d, project, name).await?;
     if now == member {
         return Ok(());

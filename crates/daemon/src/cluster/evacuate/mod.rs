@@ -12,7 +12,9 @@
 //! 3. [`db::Command::BeginEvacuation`]: the plan journaled, the member's new state and the
 //!    instances' `volatile.*` in one replicated write (which re-checks the refusals, so
 //!    two members cannot both start);
-//! 4. [`execute`]: every instance's step, in parallel within limits, each recorded when
+//! 4. (evacuate) creates and moves in that were under way when the member became
+//!    `evacuating` are waited for, and their instances added to the journal;
+//! 5. [`execute`]: every instance's step, in parallel within limits, each recorded when
 //!    done; the member's final state; the lifecycle event.
 //!
 //! A member that restarts in the middle finds its journal ([`resume`]) and carries on.
@@ -20,6 +22,7 @@
 pub mod crash;
 pub mod execute;
 pub mod record;
+mod settle;
 pub(crate) mod snapshot;
 
 use std::collections::BTreeSet;
@@ -173,6 +176,11 @@ pub async fn change_state(
                 op.succeed(Some(serde_json::json!({ PLAN_KEY: entries })));
             }
             Ok(Prepared::Begun) => {
+                if let Request::Evacuate(mode) = request
+                    && let Err(e) = settle::settle(&d, &name, mode, op.id()).await
+                {
+                    tracing::warn!(error = %e.message, "instances that landed while planning not added");
+                }
                 execute::run(&d, &name, request.kind(), op, limits).await;
             }
             Err(e) => op.fail(e.message),
@@ -386,6 +394,13 @@ pub async fn resume(d: &Daemon) -> ApiResult<()> {
     };
     tracing::info!(member = %name, kind = kind.as_str(), op = %op.id(), "resuming from the journal");
     let d = d.clone();
-    tokio::spawn(async move { execute::run(&d, &name, kind, op, limits).await });
+    tokio::spawn(async move {
+        if kind == EvacuationKind::Evacuate
+            && let Err(e) = settle::settle(&d, &name, EvacuateMode::Auto, op.id()).await
+        {
+            tracing::warn!(error = %e.message, "instances that landed while planning not added");
+        }
+        execute::run(&d, &name, kind, op, limits).await;
+    });
     Ok(())
 }

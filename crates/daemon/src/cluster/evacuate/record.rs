@@ -53,6 +53,18 @@ async fn journaled(d: &Daemon) -> ApiResult<BTreeMap<String, Vec<EvacuationRow>>
 ///
 /// On a DB failure.
 pub async fn operation(d: &Daemon, id: &str) -> ApiResult<Option<Operation>> {
+    if let Some(op) = journaled(d)
+        .await?
+        .get(id)
+        .and_then(|rows| record(id, rows))
+    {
+        return Ok(Some(op));
+    }
+    // This member may not have applied the journal yet: catch up with the leader (when
+    // there is one) and look again.
+    if d.replicator().ensure_linearizable().await.is_err() {
+        return Ok(None);
+    }
     Ok(journaled(d)
         .await?
         .get(id)

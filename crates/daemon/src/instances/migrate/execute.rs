@@ -53,7 +53,13 @@ pub(super) async fn run(d: &Daemon, mut plan: Plan, opts: &MoveOptions) -> ApiRe
         created_at: ops::now_rfc3339(),
         updated_at: ops::now_rfc3339(),
     };
-    d.write(db::Command::CreateMove(record)).await?;
+    if let Err(e) = d.write(db::Command::CreateMove(record)).await {
+        // The write may still commit (the leader died with it): then the move is in the
+        // journal and nothing here would resolve it. Resolve it in the background once
+        // the cluster knows.
+        super::recover::spawn_one(d, plan.id.clone());
+        return Err(e);
+    }
     tracing::info!(
         move_id = %plan.id, instance = %plan.rec.name, target = %plan.target,
         copy = plan.copy_data, running = plan.was_running, "move started"
@@ -86,6 +92,9 @@ pub(super) async fn run(d: &Daemon, mut plan: Plan, opts: &MoveOptions) -> ApiRe
         }
         Err(Failure::AfterSwitch(e)) => {
             tracing::warn!(move_id = %plan.id, error = %e.message, "move switched but not finished");
+            // The target owns it now; it is started there and the copy here goes once
+            // the target answers again.
+            super::recover::spawn_one(d, plan.id.clone());
             Err(e)
         }
         Err(Failure::BeforeSwitch(e)) => {

@@ -402,7 +402,11 @@ async fn finish_route(
     Query(q): Query<MoveQuery>,
 ) -> ApiResult<Response> {
     check_id(&id)?;
-    let running = finish_local(&d, &q).await?;
+    // In a task of its own: a source that dies mid-request must not cancel a start half
+    // done (the container would run without this daemon knowing it).
+    let running = tokio::spawn(async move { finish_local(&d, &q).await })
+        .await
+        .map_err(|e| ApiError::internal(format!("finishing the move: {e}")))??;
     Ok(sync(Finished { running }))
 }
 

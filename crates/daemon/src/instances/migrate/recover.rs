@@ -51,19 +51,25 @@ pub fn spawn(d: &Daemon) {
     });
 }
 
-/// Resolves, in the background, move `id` of which this member is the source: one whose
-/// target did not confirm the switch (it died right then). Retried while the target is
-/// unreachable; what is left after [`ROUNDS`] waits for the next start.
+/// Resolves, in the background, move `id` of which this member is the source and which
+/// it could not see to its end: the target did not confirm the switch (it died right
+/// then), or the move's first journal write failed with an unknown outcome. Retried while
+/// the target or the leader is unreachable; what is left after [`ROUNDS`] waits for the
+/// next start.
 pub fn spawn_one(d: &Daemon, id: String) {
     let d = d.clone();
     tokio::spawn(async move {
         for _ in 0..ROUNDS {
+            // Whether the move exists at all is known once this member has caught up.
+            let known = d.replicator().ensure_linearizable().await;
             let key = id.clone();
             let outcome = match d.read(move |c| db::moves::get(c, &key)).await {
                 Ok(Some(m)) if !m.step.is_final() && m.source == d.member() => {
                     as_source(&d, &m).await
                 }
-                Ok(_) => return,
+                Ok(Some(_)) => return,
+                Ok(None) if known.is_ok() => return,
+                Ok(None) => Err(crate::error::ApiError::internal("no leader to ask yet")),
                 Err(e) => Err(e),
             };
             match outcome {
