@@ -208,7 +208,8 @@ pub async fn get(d: &Daemon, fp: &str) -> ApiResult<Image> {
         .ok_or_else(|| ApiError::not_found("Image not found"))
 }
 
-/// Deletes an image. Instance volumes are full copies, so they do not need it.
+/// Deletes an image, and its bases in this member's pools where no volume is layered on it
+/// (a base still in use stays with its volumes).
 pub async fn delete(d: &Daemon, fp: &str) -> ApiResult<api::Operation> {
     let img = get(d, fp).await?;
     let op = d.ops.create(
@@ -239,6 +240,7 @@ pub async fn delete(d: &Daemon, fp: &str) -> ApiResult<api::Operation> {
                 tracing::warn!(image = %img.fingerprint, error = %e, "image files not removed")
             }
         }
+        crate::volumes::prune_image_base(&d, &img.fingerprint).await;
         d.bus.lifecycle(
             "image-deleted",
             format!("/1.0/images/{}", img.fingerprint),

@@ -15,7 +15,7 @@
 //!   `lxc move` of a running container without `--stateless` is refused and it keeps
 //!   running; a stopped one with `boot.autostart` starts on its target
 //!
-//! Members listen on 127.0.0.70–79 (free ports).
+//! Members listen on 127.0.6.70–79 (free ports).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -199,6 +199,23 @@ exec unshare -m --propagation private sh -c '
         self.entries(m).iter().any(|e| e.contains(name))
     }
 
+    /// Whether `m`'s own disk holds a volume or staging of instance `name` (not counting a
+    /// deleted volume whose files are still being freed, `.tmp-*`).
+    fn holds_volume(&self, m: &Member, name: &str) -> bool {
+        self.entries(m)
+            .iter()
+            .any(|e| e.contains(name) && !e.starts_with(".tmp-"))
+    }
+
+    /// Asserts that `m` has no volume of `name` left after a move, and frees its files.
+    async fn freed(&self, m: &Member, name: &str) {
+        assert!(!self.holds_volume(m, name), "source copy left behind");
+        wait_until(&format!("files of {name} freed"), MOVE, || async {
+            !self.holds(m, name)
+        })
+        .await;
+    }
+
     /// Gives `m` a small disk of `mib` MiB (ext4) from its next start on.
     fn small_disk(&self, m: &Member, mib: u32) {
         let img = m
@@ -232,7 +249,7 @@ async fn cluster(ips: [&str; 3]) -> (LocalDisks, Vec<Member>) {
 /// Refusals answer at once and change nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn refusals_change_nothing() {
-    let (_disks, mut ms) = cluster(["127.0.0.70", "127.0.0.71", "127.0.0.72"]).await;
+    let (_disks, mut ms) = cluster(["127.0.6.70", "127.0.6.71", "127.0.6.72"]).await;
     create_on(&ms[0], "m1", "r1", "local", &[], true).await;
 
     tracing::info!("--- a live move of a running container is refused, naming --stateless");
@@ -335,7 +352,7 @@ async fn moves_keep_every_file(ips: [&str; 3], shared: Option<&Path>) {
         assert_eq!(sent, 0, "nothing travels on shared storage: {done}");
     } else {
         assert!(sent > 200 << 20, "{done}");
-        assert!(!disks.holds(&ms[0], "run1"), "source copy left behind");
+        disks.freed(&ms[0], "run1").await;
     }
 
     tracing::info!("--- move the stopped container to m3: it stays stopped");
@@ -343,7 +360,7 @@ async fn moves_keep_every_file(ips: [&str; 3], shared: Option<&Path>) {
     assert_eq!(location(&ms[1], "stop1").await, "m3");
     assert_eq!(status(&ms[2], "stop1").await, "Stopped");
     if shared.is_none() {
-        assert!(!disks.holds(&ms[0], "stop1"), "source copy left behind");
+        disks.freed(&ms[0], "stop1").await;
     }
     ms[2]
         .change_state("stop1", "start", false)
@@ -356,7 +373,7 @@ async fn moves_keep_every_file(ips: [&str; 3], shared: Option<&Path>) {
     assert_eq!(status(&ms[0], "run1").await, "Running");
     assert_eq!(checksums(&ms[0], "run1").await, run_sums);
     if shared.is_none() {
-        assert!(!disks.holds(&ms[1], "run1"), "source copy left behind");
+        disks.freed(&ms[1], "run1").await;
     }
     for (m, n) in [(&ms[0], "run1"), (&ms[2], "stop1")] {
         m.change_state(n, "stop", true).await.expect("stop");
@@ -365,7 +382,7 @@ async fn moves_keep_every_file(ips: [&str; 3], shared: Option<&Path>) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dir_moves_keep_every_file() {
-    moves_keep_every_file(["127.0.0.73", "127.0.0.74", "127.0.0.75"], None).await;
+    moves_keep_every_file(["127.0.6.73", "127.0.6.74", "127.0.6.75"], None).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -375,7 +392,7 @@ async fn shared_fs_moves_keep_every_file() {
         .tempdir()
         .expect("a shared directory");
     moves_keep_every_file(
-        ["127.0.0.75", "127.0.0.76", "127.0.0.77"],
+        ["127.0.6.75", "127.0.6.76", "127.0.6.77"],
         Some(shared.path()),
     )
     .await;
@@ -405,7 +422,7 @@ async fn move_in_flight(via: &Member, source: &Member, name: &str, target: &str)
 /// the restarted target holds nothing of it.
 #[tokio::test(flavor = "multi_thread")]
 async fn killing_the_target_mid_transfer_loses_nothing() {
-    let (disks, mut ms) = cluster(["127.0.0.76", "127.0.0.77", "127.0.0.78"]).await;
+    let (disks, mut ms) = cluster(["127.0.6.76", "127.0.6.77", "127.0.6.78"]).await;
     create_on(&ms[0], "m1", "k1", "local", &[], true).await;
     write_data(&ms[0], "k1", 400).await;
     let sums = checksums(&ms[0], "k1").await;
@@ -438,7 +455,7 @@ async fn killing_the_target_mid_transfer_loses_nothing() {
 /// the instance (which kept running) is whole on the source, the target holds nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn killing_the_source_mid_transfer_undoes_the_move() {
-    let (disks, mut ms) = cluster(["127.0.0.77", "127.0.0.78", "127.0.0.79"]).await;
+    let (disks, mut ms) = cluster(["127.0.6.77", "127.0.6.78", "127.0.6.79"]).await;
     create_on(&ms[0], "m1", "s1", "local", &[], true).await;
     write_data(&ms[0], "s1", 400).await;
     let sums = checksums(&ms[0], "s1").await;
@@ -468,7 +485,7 @@ async fn killing_the_source_mid_transfer_undoes_the_move() {
 /// is whole and running on the source, the target holds nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_target_disk_loses_nothing() {
-    let (disks, mut ms) = cluster(["127.0.0.79", "127.0.0.70", "127.0.0.71"]).await;
+    let (disks, mut ms) = cluster(["127.0.6.79", "127.0.6.70", "127.0.6.71"]).await;
     disks.small_disk(&ms[1], 64);
     ms[1].stop_daemon().await;
     ms[1].start_again().await;
@@ -496,7 +513,7 @@ async fn a_full_target_disk_loses_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn lxc_move_target() {
     require_lxc();
-    let (_disks, ms) = cluster(["127.0.0.72", "127.0.0.73", "127.0.0.74"]).await;
+    let (_disks, ms) = cluster(["127.0.6.72", "127.0.6.73", "127.0.6.74"]).await;
     create_on(&ms[0], "m1", "l1", "local", &[], true).await;
     create_on(&ms[0], "m1", "l2", "local", &[], false).await;
 

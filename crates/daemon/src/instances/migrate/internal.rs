@@ -4,9 +4,9 @@
 //! | route | what the target does |
 //! |---|---|
 //! | `GET  /internal/moves/check` | answers whether it can take the instance; changes nothing |
-//! | `POST /internal/moves/{id}/prepare` | makes an empty staging directory on its pool |
+//! | `POST /internal/moves/{id}/prepare` | makes an empty staging directory on its pool, starts getting the image base |
 //! | `PUT  /internal/moves/{id}/data` | receives a transfer stream (full or delta) into staging |
-//! | `POST /internal/moves/{id}/commit` | checks what it holds against the sender's counts, syncs, puts the volume in place |
+//! | `POST /internal/moves/{id}/commit` | checks what it holds against the sender's counts, has the image base, syncs, puts the volume in place |
 //! | `POST /internal/moves/{id}/discard` | removes staging, and the volume it put in place unless the move switched |
 //! | `POST /internal/moves/{id}/finish` | waits until its DB shows it owns the instance, starts it if asked |
 //!
@@ -237,20 +237,14 @@ async fn prepare_route(
     check_id(&id)?;
     let pool = crate::volumes::pool(&d, &q.pool).await?;
     if q.copy && !q.image.is_empty() {
-        // A volume layered on its image needs that image's base in the pool: fetch the
-        // image from a member that has it (once), make the base (once per pool).
-        crate::image_share::ensure_local(&d, &q.image).await?;
-        let (pool, image, unpacked) = (
-            pool.clone(),
-            q.image.clone(),
-            d.images.unpacked_dir(&q.image),
-        );
-        blocking(move || {
-            pool.ensure_base(&image, &unpacked)
-                .map(drop)
-                .map_err(pool_error)
-        })
-        .await?;
+        // Only the commit needs the base: fetch and copy it while the data flows. The
+        // commit makes sure of it again (and fails the move if it cannot be had).
+        let (d, q, id) = (d.clone(), q.clone(), id.clone());
+        tokio::spawn(async move {
+            if let Err(e) = ensure_base(&d, &q).await {
+                tracing::warn!(move_id = %id, image = %q.image, error = %e.message, "image base not ready yet");
+            }
+        });
     }
     let volume = q.volume();
     blocking(move || {
@@ -263,10 +257,45 @@ async fn prepare_route(
     Ok(sync(serde_json::json!({})))
 }
 
+/// A volume layered on its image needs that image's base in the pool: fetches the image
+/// from a member that has it (once per member), makes the base (once per pool). Both are
+/// idempotent and serialised, so concurrent calls wait for one copy.
+async fn ensure_base(d: &Daemon, q: &MoveQuery) -> ApiResult<()> {
+    if !q.copy || q.image.is_empty() {
+        return Ok(());
+    }
+    let pool = crate::volumes::pool(d, &q.pool).await?;
+    if pool.has_base(&q.image) {
+        return Ok(());
+    }
+    crate::image_share::ensure_local(d, &q.image).await?;
+    let (image, unpacked) = (q.image.clone(), d.images.unpacked_dir(&q.image));
+    blocking(move || {
+        pool.ensure_base(&image, &unpacked)
+            .map(drop)
+            .map_err(pool_error)
+    })
+    .await
+}
+
+/// `?flush=` of a data pass.
+#[derive(Debug, Default, Deserialize)]
+struct PassQuery {
+    /// Sync the received data to disk before answering (a pre-copy pass); otherwise the
+    /// commit does.
+    #[serde(default = "yes")]
+    flush: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
 async fn data_route(
     State(d): State<Daemon>,
     Path(id): Path<String>,
     Query(q): Query<MoveQuery>,
+    Query(pass): Query<PassQuery>,
     body: Body,
 ) -> ApiResult<Response> {
     check_id(&id)?;
@@ -277,18 +306,27 @@ async fn data_route(
             "No staging for move {id}: it was discarded"
         )));
     }
+    let t0 = Instant::now();
     let summary = storage::transfer::receive_stream(dir.clone(), body.into_data_stream())
         .await
         .map_err(|e| ApiError::internal(format!("Failed to receive the volume: {}", chain(&e))))?;
-    // Flush now: after the pre-copy this happens while the instance still runs, so the
-    // sync of the commit (inside the downtime) only has the last pass's data to write.
-    blocking(move || {
-        let f = std::fs::File::open(&dir)
-            .map_err(|e| ApiError::internal(format!("open {}: {e}", dir.display())))?;
-        rustix::fs::syncfs(&f)
-            .map_err(|e| ApiError::internal(format!("sync {}: {e}", dir.display())))
-    })
-    .await?;
+    let received_ms = t0.elapsed().as_millis();
+    // Flush a pre-copy now, while the instance still runs, so the sync of the commit
+    // (inside the downtime) only has the last pass's data to write. The last pass leaves
+    // it to the commit: one sync less in the downtime.
+    if pass.flush {
+        blocking(move || {
+            let f = std::fs::File::open(&dir)
+                .map_err(|e| ApiError::internal(format!("open {}: {e}", dir.display())))?;
+            rustix::fs::syncfs(&f)
+                .map_err(|e| ApiError::internal(format!("sync {}: {e}", dir.display())))
+        })
+        .await?;
+    }
+    tracing::debug!(
+        move_id = %id, bytes = summary.bytes, entries = summary.entries, received_ms,
+        synced_ms = t0.elapsed().as_millis() - received_ms, "pass received"
+    );
     Ok(sync(Received {
         entries: summary.entries,
         bytes: summary.bytes,
@@ -314,6 +352,7 @@ async fn commit_route(
     Query(q): Query<MoveQuery>,
 ) -> ApiResult<Response> {
     check_id(&id)?;
+    ensure_base(&d, &q).await?;
     let pool = crate::volumes::pool(&d, &q.pool).await?;
     let volume = q.volume();
     blocking(move || match pool.commit(&volume) {
@@ -509,14 +548,37 @@ pub(super) async fn finish(peer: &Peer, plan: &Plan) -> ApiResult<bool> {
 }
 
 /// Streams the volume (`base`: `None` for everything, else what changed since the send
-/// that returned it) to the target's staging; on success `base` holds the new manifest.
-/// Checks that the target received exactly what was sent.
+/// that returned it) to the target's staging, which syncs it to disk before answering (a
+/// pre-copy pass); on success `base` holds the new manifest. Checks that the target
+/// received exactly what was sent.
 pub(super) async fn send_volume(
     peer: &Peer,
     plan: &Plan,
     src: PathBuf,
     base: &mut Option<storage::transfer::Manifest>,
     rep: &mut Reporter,
+) -> ApiResult<Received> {
+    send_pass(peer, plan, src, base, rep, true).await
+}
+
+/// [`send_volume`] for the last pass before a commit, which syncs it: the target does not.
+pub(super) async fn send_last_pass(
+    peer: &Peer,
+    plan: &Plan,
+    src: PathBuf,
+    base: &mut Option<storage::transfer::Manifest>,
+    rep: &mut Reporter,
+) -> ApiResult<Received> {
+    send_pass(peer, plan, src, base, rep, false).await
+}
+
+async fn send_pass(
+    peer: &Peer,
+    plan: &Plan,
+    src: PathBuf,
+    base: &mut Option<storage::transfer::Manifest>,
+    rep: &mut Reporter,
+    flush: bool,
 ) -> ApiResult<Received> {
     let (stream, sender) = storage::transfer::send_stream(src, base.take());
     let counter = Arc::new(AtomicU64::new(0));
@@ -528,7 +590,7 @@ pub(super) async fn send_volume(
     });
     let request = peer
         .client()
-        .put(peer.url(&path(plan, "data")))
+        .put(peer.url(&format!("{}&flush={flush}", path(plan, "data"))))
         .header(crate::cluster::peer::FORWARDED_HEADER, "1")
         .body(reqwest::Body::wrap_stream(stream))
         .send();
