@@ -50,6 +50,10 @@ pub struct MoveArgs {
     /// Result file (default: bench/results/move.json).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Copy each member's droverd log here (`m1.log`, `m2.log`) before the temporary
+    /// directory goes; set `DROVER_LOG=debug` for the per-stage timings.
+    #[arg(long)]
+    pub logs: Option<PathBuf>,
 }
 
 /// One pool × size cell.
@@ -71,8 +75,13 @@ struct Cell {
     stop_start: Summary,
     /// Floor: `tar | tar` of the volume on one disk (dir pools).
     tar_copy: Option<Summary>,
+    /// Floor: `cp -a` of the whole merged rootfs (image and own changes) on one disk (dir
+    /// pools): what a move that copies the full rootfs would at least cost.
+    cp_a: Option<Summary>,
     /// median(total) / median(tar_copy): move time per local copy time.
     ratio_total_to_tar: Option<f64>,
+    /// median(total) / median(cp_a).
+    ratio_total_to_cp_a: Option<f64>,
     /// median(downtime) / median(stop_start).
     ratio_downtime_to_stop_start: f64,
 }
@@ -145,8 +154,13 @@ pub async fn run(args: MoveArgs) -> Result<()> {
         Ok::<_, anyhow::Error>((cells, skipped))
     }
     .await;
-    for d in daemons {
+    for (i, d) in daemons.into_iter().enumerate() {
+        let log = d.dir().join("droverd.log");
         let _ = d.shutdown().await;
+        if let Some(dir) = &args.logs {
+            std::fs::create_dir_all(dir)?;
+            std::fs::copy(&log, dir.join(format!("m{}.log", i + 1)))?;
+        }
     }
     let (cells, skipped) = outcome?;
     meta.finish();
@@ -160,6 +174,10 @@ pub async fn run(args: MoveArgs) -> Result<()> {
                 report::fmt_summary(&c.total),
                 report::fmt_summary(&c.stop_start),
                 c.tar_copy
+                    .as_ref()
+                    .map(report::fmt_summary)
+                    .unwrap_or_else(|| "-".into()),
+                c.cp_a
                     .as_ref()
                     .map(report::fmt_summary)
                     .unwrap_or_else(|| "-".into()),
@@ -177,6 +195,7 @@ pub async fn run(args: MoveArgs) -> Result<()> {
                 "total ms",
                 "stop+start ms",
                 "tar|tar ms",
+                "cp -a ms",
                 "bytes sent"
             ],
             rows
@@ -381,10 +400,11 @@ async fn measure(
         api.wait(&api.change_state(&name, "start").await?).await?;
         stop_start.push(t.elapsed().as_secs_f64() * 1000.0);
     }
-    let mut tar = Vec::new();
+    let (mut tar, mut cp) = (Vec::new(), Vec::new());
     if driver == "dir" {
         for _ in 0..runs {
             tar.push(tar_copy(&volume(&ds[0], pool_path, &name)?)?);
+            cp.push(cp_a(&rootfs(&ds[0], pool_path, &name)?)?);
         }
     }
 
@@ -423,6 +443,7 @@ async fn measure(
         .await?;
     bytes.sort_unstable();
     let tar_copy = (!tar.is_empty()).then(|| Summary::of(&tar));
+    let cp_a = (!cp.is_empty()).then(|| Summary::of(&cp));
     let ratio = |a: f64, b: f64| ((a / b) * 1000.0).round() / 1000.0;
     let (d, t, s) = (
         Summary::of(&downtime),
@@ -435,6 +456,7 @@ async fn measure(
         size_mib: size,
         runs,
         ratio_total_to_tar: tar_copy.as_ref().map(|c| ratio(t.median_ms, c.median_ms)),
+        ratio_total_to_cp_a: cp_a.as_ref().map(|c| ratio(t.median_ms, c.median_ms)),
         ratio_downtime_to_stop_start: ratio(d.median_ms, s.median_ms),
         downtime: d,
         total: t,
@@ -442,7 +464,37 @@ async fn measure(
         bytes_sent: bytes[bytes.len() / 2],
         stop_start: s,
         tar_copy,
+        cp_a,
     })
+}
+
+/// `cp -a` of the merged rootfs `src` into a new directory on the same disk, then `sync -f`;
+/// ms.
+fn cp_a(src: &Path) -> Result<f64> {
+    let dst = src
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .ok_or_else(|| anyhow!("no parent of {}", src.display()))?
+        .join(".bench-cp");
+    let _ = std::fs::remove_dir_all(&dst);
+    let t = Instant::now();
+    let ok = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "cp -a '{}' '{}' && sync -f '{}'",
+            src.display(),
+            dst.display(),
+            dst.display()
+        ))
+        .status()?
+        .success();
+    let ms = t.elapsed().as_secs_f64() * 1000.0;
+    std::fs::remove_dir_all(&dst)?;
+    if !ok {
+        bail!("cp -a of {} failed", src.display());
+    }
+    Ok(ms)
 }
 
 /// `tar -C src --one-file-system -cf - . | tar -C <new dir on the same disk> -xf -`, then

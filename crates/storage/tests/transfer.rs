@@ -294,6 +294,8 @@ fn unsafe_paths_are_refused() {
 ///   receiver task, as the daemon does over HTTP bodies
 /// - into a pool's staging directory, which is then committed as a volume; a broken body
 ///   fails the receive and the staging is discarded
+/// - a body in 1000-byte pieces (smaller than a TLS record) rebuilds the same tree; cut
+///   half-way, it fails
 #[tokio::test]
 async fn async_stream_into_pool_staging() {
     let dir = tempfile::tempdir().unwrap();
@@ -346,5 +348,31 @@ async fn async_stream_into_pool_staging() {
     assert!(!pool.is_staged("c2") && !pool.volume_exists("c2"));
     let e = pool.commit("c2").unwrap_err();
     assert!(matches!(e, drover_storage::PoolError::NotFound(_)), "{e}");
+
+    tracing::info!("--- a body in pieces smaller than a TLS record: whole, then cut");
+    let (body, sender) = send_stream(src.clone(), None);
+    let whole: Vec<u8> = futures::StreamExt::collect::<Vec<_>>(body)
+        .await
+        .into_iter()
+        .flat_map(|b| b.unwrap().to_vec())
+        .collect();
+    let sent = sender.await.unwrap().unwrap();
+    let pieces = |n: usize| {
+        let v: Vec<std::io::Result<bytes::Bytes>> = whole[..n]
+            .chunks(1000)
+            .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+            .collect();
+        futures::stream::iter(v)
+    };
+    let staging = pool.stage("c3").unwrap();
+    let got = receive_stream(staging, pieces(whole.len())).await.unwrap();
+    assert_eq!((got.entries, got.bytes), (sent.entries, sent.bytes));
+    assert_same(&src, &pool.commit("c3").unwrap());
+    let staging = pool.stage("c4").unwrap();
+    let cut = futures::StreamExt::chain(
+        pieces(whole.len() / 2),
+        futures::stream::iter([Err(std::io::Error::other("peer reset"))]),
+    );
+    assert!(receive_stream(staging, cut).await.is_err());
     let _ = Manifest::default();
 }
