@@ -230,17 +230,8 @@ impl Cluster {
 
 /// Runs the benchmark, prints the tables, writes the JSON.
 pub async fn run(args: EvacuateArgs) -> Result<()> {
-    let sizes: Vec<usize> = args
-        .sizes
-        .split(',')
-        .map(|s| s.trim().parse().context("--sizes"))
-        .collect::<Result<_>>()?;
-    let pools: Vec<String> = args
-        .pools
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
+    let sizes: Vec<usize> = report::parse_list(&args.sizes, "--sizes")?;
+    let pools: Vec<String> = report::parse_list(&args.pools, "--pools")?;
     let sweep: Vec<(u32, u32)> = args
         .sweep
         .split(',')
@@ -253,11 +244,7 @@ pub async fn run(args: EvacuateArgs) -> Result<()> {
             Ok((a.parse()?, b.parse()?))
         })
         .collect::<Result<_>>()?;
-    let ips: Vec<Ipv4Addr> = args
-        .addresses
-        .split(',')
-        .map(|a| a.trim().parse().context("--addresses"))
-        .collect::<Result<_>>()?;
+    let ips: Vec<Ipv4Addr> = report::parse_list(&args.addresses, "--addresses")?;
     if ips.len() != 3 || args.runs == 0 || sizes.is_empty() || sizes.contains(&0) {
         bail!("--addresses needs three addresses, --runs and --sizes at least 1");
     }

@@ -144,6 +144,23 @@ fn read_trim(path: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Parses the comma-separated values of option `flag` (`"10,30"`), blanks around them
+/// allowed.
+pub fn parse_list<T>(text: &str, flag: &str) -> Result<Vec<T>>
+where
+    T: std::str::FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    text.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| {
+            s.trim()
+                .parse::<T>()
+                .with_context(|| format!("{flag}: {s:?}"))
+        })
+        .collect()
+}
+
 /// Writes `value` as pretty JSON to `path` (creating its directory).
 pub fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -191,5 +208,14 @@ mod tests {
         let r = Ratio::new("drover/raw", &[11.0, 24.0, 30.0], &[10.0, 20.0, 20.0]);
         assert_eq!(r.of_medians, 1.2);
         assert_eq!(r.paired_median, 1.2);
+    }
+
+    #[test]
+    fn lists_parse() {
+        assert_eq!(
+            parse_list::<u32>(" 10, 30", "--sizes").ok(),
+            Some(vec![10, 30])
+        );
+        assert!(parse_list::<u32>("10,x", "--sizes").is_err());
     }
 }
