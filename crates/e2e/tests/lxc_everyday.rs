@@ -4,6 +4,24 @@
 
 use drover_e2e::{Member, require_lxc};
 
+/// Runs `lxc args` on `m`, which must fail with `want` in its error.
+async fn refused(m: &Member, args: &[&str], want: &str) {
+    let out = m.lxc(args).await;
+    assert!(out.failure().contains(want), "lxc {args:?}: {}", out.stderr);
+}
+
+/// Runs `lxc args` on `m`, which must succeed and print each of `want`.
+async fn shows(m: &Member, args: &[&str], want: &[&str]) {
+    let out = m.lxc(args).await;
+    let shown = &out.success().stdout;
+    for line in want {
+        assert!(
+            shown.contains(line),
+            "no {line:?} in lxc {args:?}:\n{shown}"
+        );
+    }
+}
+
 /// The `lxc config show` YAML of `name` (its devices, config and profiles).
 async fn config_of(m: &Member, name: &str) -> String {
     let out = m.lxc(&["config", "show", name]).await;
@@ -35,14 +53,12 @@ async fn everyday_lxc_commands_answer_or_refuse_cleanly() {
     tracing::info!("--- lxc warning list");
     let out = m.lxc(&["warning", "list", "-f", "csv"]).await;
     assert_eq!(out.success().stdout, "", "no warnings");
-    let out = m
-        .lxc(&["warning", "show", "0b4e2f0e-0000-4000-8000-000000000000"])
-        .await;
-    assert!(
-        out.failure().contains("Warning not found"),
-        "{}",
-        out.stderr
-    );
+    refused(
+        &m,
+        &["warning", "show", "0b4e2f0e-0000-4000-8000-000000000000"],
+        "Warning not found",
+    )
+    .await;
 
     tracing::info!("--- lxc network list/show/create");
     let out = m.lxc(&["network", "list", "-f", "csv"]).await;
@@ -50,24 +66,19 @@ async fn everyday_lxc_commands_answer_or_refuse_cleanly() {
     for line in out.stdout.lines() {
         assert!(line.contains(",NO,"), "unmanaged: {line}");
     }
-    let out = m.lxc(&["network", "show", "lo"]).await;
-    let shown = out.success().stdout.clone();
-    for line in ["name: lo", "type: loopback", "managed: false"] {
-        assert!(shown.contains(line), "no {line:?} in:\n{shown}");
-    }
-    let out = m.lxc(&["network", "show", "nosuch0"]).await;
-    assert!(
-        out.failure().contains("Network not found"),
-        "{}",
-        out.stderr
-    );
-    let out = m.lxc(&["network", "create", "evdbr0"]).await;
-    assert!(
-        out.failure()
-            .contains("Managed networks are not supported by drover"),
-        "{}",
-        out.stderr
-    );
+    shows(
+        &m,
+        &["network", "show", "lo"],
+        &["name: lo", "type: loopback", "managed: false"],
+    )
+    .await;
+    refused(&m, &["network", "show", "nosuch0"], "Network not found").await;
+    refused(
+        &m,
+        &["network", "create", "evdbr0"],
+        "Managed networks are not supported by drover",
+    )
+    .await;
 
     tracing::info!("--- lxc project list/show/create/delete");
     let out = m.lxc(&["project", "list", "-f", "csv"]).await;
@@ -84,26 +95,19 @@ async fn everyday_lxc_commands_answer_or_refuse_cleanly() {
         "{}",
         out.stdout
     );
-    let out = m.lxc(&["project", "create", "evdp"]).await;
-    assert!(
-        out.failure()
-            .contains("Projects other than 'default' are not supported by drover"),
-        "{}",
-        out.stderr
-    );
-    let out = m.lxc(&["project", "delete", "default"]).await;
-    assert!(
-        out.failure()
-            .contains("The 'default' project cannot be deleted"),
-        "{}",
-        out.stderr
-    );
-    let out = m.lxc(&["list", "--project", "evdp"]).await;
-    assert!(
-        out.failure().contains("Project not found"),
-        "{}",
-        out.stderr
-    );
+    refused(
+        &m,
+        &["project", "create", "evdp"],
+        "Projects other than 'default' are not supported by drover",
+    )
+    .await;
+    refused(
+        &m,
+        &["project", "delete", "default"],
+        "The 'default' project cannot be deleted",
+    )
+    .await;
+    refused(&m, &["list", "--project", "evdp"], "Project not found").await;
     let out = m.lxc(&["list", "--project", "default", "-f", "csv"]).await;
     assert!(
         out.success().stdout.starts_with("evd1,RUNNING,"),
@@ -117,45 +121,42 @@ async fn everyday_lxc_commands_answer_or_refuse_cleanly() {
     assert_eq!(r.body["error"], "not implemented", "{}", r.text);
 
     tracing::info!("--- lxc info --resources, lxc storage info");
-    let out = m.lxc(&["info", "--resources"]).await;
-    let shown = out.success().stdout.clone();
-    for line in ["CPU (", "Cores:", "Memory:", "Total: "] {
-        assert!(shown.contains(line), "no {line:?} in:\n{shown}");
-    }
-    let out = m.lxc(&["storage", "info", "default"]).await;
-    let shown = out.success().stdout.clone();
-    for line in ["driver: dir", "space used: ", "total space: ", "- evd1"] {
-        assert!(shown.contains(line), "no {line:?} in:\n{shown}");
-    }
+    shows(
+        &m,
+        &["info", "--resources"],
+        &["CPU (", "Cores:", "Memory:", "Total: "],
+    )
+    .await;
+    shows(
+        &m,
+        &["storage", "info", "default"],
+        &["driver: dir", "space used: ", "total space: ", "- evd1"],
+    )
+    .await;
 
-    let out = m
-        .lxc(&["storage", "volume", "info", "default", "container/evd1"])
-        .await;
-    let shown = out.success().stdout.clone();
-    for line in ["Name: evd1", "Type: container", "Usage: "] {
-        assert!(shown.contains(line), "no {line:?} in:\n{shown}");
-    }
+    shows(
+        &m,
+        &["storage", "volume", "info", "default", "container/evd1"],
+        &["Name: evd1", "Type: container", "Usage: "],
+    )
+    .await;
 
     tracing::info!("--- lxc snapshot, lxc export: refused, nothing changes");
     let before = config_of(&m, "evd1").await;
-    let out = m.lxc(&["snapshot", "evd1", "snap0"]).await;
-    assert!(
-        out.failure()
-            .contains("Instance snapshots are not supported by drover"),
-        "{}",
-        out.stderr
-    );
+    refused(
+        &m,
+        &["snapshot", "evd1", "snap0"],
+        "Instance snapshots are not supported by drover",
+    )
+    .await;
     let backup = tempfile::tempdir().expect("a temp dir");
     let file = backup.path().join("evd1.tar.gz");
-    let out = m
-        .lxc(&["export", "evd1", file.to_str().expect("utf-8")])
-        .await;
-    assert!(
-        out.failure()
-            .contains("Instance backups are not supported by drover"),
-        "{}",
-        out.stderr
-    );
+    refused(
+        &m,
+        &["export", "evd1", file.to_str().expect("utf-8")],
+        "Instance backups are not supported by drover",
+    )
+    .await;
     assert!(!file.exists(), "no backup file written");
     let out = m.lxc(&["info", "evd1"]).await;
     assert!(
@@ -174,13 +175,12 @@ async fn everyday_lxc_commands_answer_or_refuse_cleanly() {
         "{}",
         out.stderr
     );
-    let out = m.lxc(&["image", "alias", "rename", "busybox", "bb"]).await;
-    assert!(
-        out.failure()
-            .contains("Changing an image alias is not supported by drover"),
-        "{}",
-        out.stderr
-    );
+    refused(
+        &m,
+        &["image", "alias", "rename", "busybox", "bb"],
+        "Changing an image alias is not supported by drover",
+    )
+    .await;
     let out = m.lxc(&["image", "alias", "list", "-f", "csv"]).await;
     assert!(
         out.success().stdout.starts_with("busybox,"),
@@ -195,20 +195,20 @@ async fn everyday_lxc_commands_answer_or_refuse_cleanly() {
     );
 
     m.lxc(&["stop", "evd1"]).await.success();
-    let out = m.lxc(&["publish", "evd1", "--alias", "evdimg"]).await;
-    assert!(
-        out.failure()
-            .contains("Publishing an instance as an image is not supported by drover"),
-        "{}",
-        out.stderr
-    );
+    refused(
+        &m,
+        &["publish", "evd1", "--alias", "evdimg"],
+        "Publishing an instance as an image is not supported by drover",
+    )
+    .await;
     let out = m.lxc(&["image", "list", "-f", "csv"]).await;
     assert_eq!(out.success().stdout.lines().count(), 1, "{}", out.stdout);
     m.lxc(&["start", "evd1"]).await.success();
 
     tracing::info!("--- a second root disk is refused");
-    let out = m
-        .lxc(&[
+    refused(
+        &m,
+        &[
             "config",
             "device",
             "add",
@@ -217,13 +217,10 @@ async fn everyday_lxc_commands_answer_or_refuse_cleanly() {
             "disk",
             "path=/",
             "pool=default",
-        ])
-        .await;
-    assert!(
-        out.failure().contains("More than one root device found"),
-        "{}",
-        out.stderr
-    );
+        ],
+        "More than one root device found",
+    )
+    .await;
     assert_eq!(config_of(&m, "evd1").await, before, "nothing changed");
     let body = serde_json::json!({
         "name": "evd2",
@@ -297,17 +294,14 @@ async fn lxc_copy_copies_on_the_source_member() {
     assert!(row(m2, "evc1").await.starts_with("evc1,RUNNING,"));
 
     tracing::info!("--- refusals create nothing");
-    let out = m1.lxc(&["copy", "evc1", "evc3", "--target", "m1"]).await;
-    assert!(
-        out.failure()
-            .contains("Copying an instance to another cluster member is not supported"),
-        "{}",
-        out.stderr
-    );
-    let out = m1.lxc(&["copy", "evcnone", "evc3"]).await;
-    assert!(out.failure().contains("not found"), "{}", out.stderr);
-    let out = m2.lxc(&["copy", "evc1", "evc2"]).await;
-    assert!(out.failure().contains("already exists"), "{}", out.stderr);
+    refused(
+        m1,
+        &["copy", "evc1", "evc3", "--target", "m1"],
+        "Copying an instance to another cluster member is not supported",
+    )
+    .await;
+    refused(m1, &["copy", "evcnone", "evc3"], "not found").await;
+    refused(m2, &["copy", "evc1", "evc2"], "already exists").await;
     let out = m1.lxc(&["list", "-f", "csv"]).await;
     assert!(!out.success().stdout.contains("evc3"), "{}", out.stdout);
 
@@ -325,31 +319,28 @@ async fn lxc_cluster_role_and_rename_refusals_change_nothing() {
     require_lxc();
     let members = drover_e2e::form_cluster(&["127.0.8.13", "127.0.8.14"]).await;
     let m1 = &members[0];
-    let out = m1
-        .lxc(&["cluster", "role", "remove", "m2", "database"])
-        .await;
-    assert!(
-        out.failure()
-            .contains("The 'database' role cannot be dropped at this time"),
-        "{}",
-        out.stderr
-    );
-    let out = m1.lxc(&["cluster", "rename", "m2", "m9"]).await;
-    assert!(
-        out.failure()
-            .contains("Renaming a cluster member is not supported by drover"),
-        "{}",
-        out.stderr
-    );
+    refused(
+        m1,
+        &["cluster", "role", "remove", "m2", "database"],
+        "The 'database' role cannot be dropped at this time",
+    )
+    .await;
+    refused(
+        m1,
+        &["cluster", "rename", "m2", "m9"],
+        "Renaming a cluster member is not supported by drover",
+    )
+    .await;
     m1.lxc_stdin(
         &["cluster", "edit", "m2"],
         b"description: kept\ngroups:\n- default\n",
     )
     .await
     .success();
-    let out = m1.lxc(&["cluster", "show", "m2"]).await;
-    let shown = out.success().stdout.clone();
-    for line in ["server_name: m2", "- database", "description: kept"] {
-        assert!(shown.contains(line), "no {line:?} in:\n{shown}");
-    }
+    shows(
+        m1,
+        &["cluster", "show", "m2"],
+        &["server_name: m2", "- database", "description: kept"],
+    )
+    .await;
 }
