@@ -30,7 +30,7 @@ use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2};
 use nix::sys::stat::{Mode, fstat, mkdirat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchownat, unlinkat};
 
-use super::{expand_devices, missing_profile, read_profiles, root_pool};
+use super::{missing_profile, read_profiles, read_root_pool};
 use crate::error::{ApiError, ApiResult};
 use crate::state::Daemon;
 
@@ -113,16 +113,7 @@ async fn rootfs(d: &Daemon, rec: &InstanceRecord) -> ApiResult<PathBuf> {
     tokio::task::spawn_blocking(move || {
         let (profiles, pool) = store.read(|c| {
             let profiles = read_profiles(c, &rec.project, &rec.profiles)?;
-            let pool = match &profiles {
-                Ok(p) => match root_pool(&expand_devices(&rec.devices, p)) {
-                    Some(name) => {
-                        let found = db::pools::get(c, &name)?;
-                        Some((name, found))
-                    }
-                    None => None,
-                },
-                Err(_) => None,
-            };
+            let pool = read_root_pool(c, &rec, &profiles)?;
             Ok((profiles, pool))
         })?;
         profiles.map_err(missing_profile)?;

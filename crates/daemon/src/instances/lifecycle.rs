@@ -11,8 +11,7 @@ use drivers::{InstanceSpec, RuntimeStatus, StopOutcome};
 
 use super::validate::is_true;
 use super::{
-    expand_config, expand_devices, load_profiles, missing_profile, read_profiles, root_pool,
-    runtime_id, url,
+    expand_config, load_profiles, missing_profile, read_profiles, read_root_pool, runtime_id, url,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::state::{Daemon, Running, lock};
@@ -168,16 +167,7 @@ fn read_start_records(
 ) -> db::Result<StartRecords> {
     let member = db::members::get(c, member)?;
     let profiles = read_profiles(c, &rec.project, &rec.profiles)?;
-    let pool = match &profiles {
-        Ok(p) => match root_pool(&expand_devices(&rec.devices, p)) {
-            Some(name) => {
-                let found = db::pools::get(c, &name)?;
-                Some((name, found))
-            }
-            None => None,
-        },
-        Err(_) => None,
-    };
+    let pool = read_root_pool(c, rec, &profiles)?;
     Ok(StartRecords {
         member,
         profiles,

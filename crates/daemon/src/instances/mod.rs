@@ -68,6 +68,26 @@ pub async fn load_profiles(
         .map_err(missing_profile)
 }
 
+/// The pool of `rec`'s root disk with its record (`None` inside when no such pool exists),
+/// given its profiles as [`read_profiles`] found them; `None` when a profile is missing or
+/// there is no root disk.
+pub fn read_root_pool(
+    c: &db::Connection,
+    rec: &db::instances::InstanceRecord,
+    profiles: &Result<Vec<ProfileRecord>, String>,
+) -> db::Result<Option<(String, Option<db::pools::PoolRecord>)>> {
+    let Ok(profiles) = profiles else {
+        return Ok(None);
+    };
+    match root_pool(&expand_devices(&rec.devices, profiles)) {
+        Some(name) => {
+            let found = db::pools::get(c, &name)?;
+            Ok(Some((name, found)))
+        }
+        None => Ok(None),
+    }
+}
+
 /// The profiles named, in order, or the name of the first missing one: the DB half of
 /// [`load_profiles`], for callers that read more in the same go.
 pub fn read_profiles(
