@@ -1,5 +1,6 @@
 //! `/1.0/instances/{name}/console` for virtual machines: `GET` returns what the serial
-//! console printed (`lxc console --show-log`), `POST` attaches to it with LXD's websocket
+//! console printed (`lxc console --show-log`; for a container, what its PID 1 printed),
+//! `POST` attaches to it with LXD's websocket
 //! protocol (`lxc console`): operation metadata `fds` with secrets for `0` (data, both
 //! directions, binary messages) and `control`; the data websocket is bridged to the VM's
 //! serial console socket until either side closes.
@@ -26,15 +27,20 @@ async fn vm_record(d: &Daemon, project: &str, name: &str) -> ApiResult<String> {
     let rec = instances::load(d, project, name).await?;
     if rec.kind != "virtual-machine" {
         return Err(ApiError::bad_request(
-            "The console is available for virtual machines only",
+            "Attaching to a container's console is not supported by drover: use lxc exec (lxc console --show-log shows what it printed)",
         ));
     }
     Ok(runtime_id(project, name))
 }
 
-/// Everything the VM's serial console printed (kept across stops).
+/// Everything the VM's serial console printed (kept across stops); for a container, what
+/// its PID 1 printed (its `lxc.log`), as `lxc console --show-log` shows a container's.
 pub async fn log(d: &Daemon, project: &str, name: &str) -> ApiResult<String> {
-    let id = vm_record(d, project, name).await?;
+    let rec = instances::load(d, project, name).await?;
+    if rec.kind != "virtual-machine" {
+        return instances::log_file(d, &rec, "lxc.log").await;
+    }
+    let id = runtime_id(project, name);
     match tokio::fs::read(vm_dir(d, &id).join("console.log")).await {
         Ok(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),

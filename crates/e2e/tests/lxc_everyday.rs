@@ -35,6 +35,7 @@ async fn config_of(m: &Member, name: &str) -> String {
 ///   loopback; `lxc network create` is refused
 /// - `lxc project list|show` know `default` (with the instance in its `used_by`);
 ///   `lxc project create` and `lxc project delete default` are refused
+/// - `lxc console --show-log` of a container shows what its PID 1 printed
 /// - `lxc info --resources` shows CPU and memory, `lxc storage info default` the pool's
 ///   space and the instance using it, `lxc storage volume info` the instance's volume
 /// - `lxc image edit` and `lxc image alias rename` are refused, image and alias unchanged;
@@ -119,6 +120,19 @@ async fn everyday_lxc_commands_answer_or_refuse_cleanly() {
     let r = m.raw("GET", "/1.0/cluster/members/none/state", None).await;
     assert_eq!(r.status, 501, "{}", r.text);
     assert_eq!(r.body["error"], "not implemented", "{}", r.text);
+
+    tracing::info!("--- lxc console --show-log of a container: what its PID 1 printed");
+    m.lxc(&[
+        "exec",
+        "evd1",
+        "--",
+        "sh",
+        "-c",
+        "echo evd-marker > /proc/1/fd/1",
+    ])
+    .await
+    .success();
+    shows(&m, &["console", "evd1", "--show-log"], &["evd-marker"]).await;
 
     tracing::info!("--- lxc info --resources, lxc storage info");
     shows(
