@@ -238,3 +238,123 @@ fn evacuation_journal_and_refusals() {
         "{restored:?}"
     );
 }
+
+/// What does this test do?
+/// - an evacuation whose every step is recorded is still unfinished (and holds the
+///   cluster-wide lock) until its operation lets go of it (the member's final state)
+/// - a late instance is added to the plan with its origin and power state; one already in
+///   it is left alone; adding is refused once the member is no longer evacuating
+/// - a re-planned instance keeps its new target; one that now stays loses its origin
+#[test]
+fn late_instances_replans_and_what_counts_as_unfinished() {
+    let store = Store::in_memory().unwrap();
+    for m in ["m1", "m2", "m3"] {
+        member(&store, m);
+    }
+    instance(&store, "a", None);
+    instance(&store, "b", None);
+    instance(&store, "late", None);
+    store
+        .execute(&begin(
+            "m1",
+            EvacuationKind::Evacuate,
+            vec![
+                entry("a", PlanAction::Migrate, "m2", true),
+                entry("b", PlanAction::Migrate, "m2", true),
+            ],
+        ))
+        .unwrap();
+    let unfinished = |store: &Store| {
+        store
+            .read(|c| db::evacuations::has_unfinished(c, "m1"))
+            .unwrap()
+    };
+
+    // --- a late instance joins the plan; "a" is not planned twice
+    store
+        .execute(&Command::AddEvacuationEntries {
+            member: "m1".into(),
+            operation: "op1".into(),
+            entries: vec![
+                entry("late", PlanAction::Migrate, "m3", true),
+                entry("a", PlanAction::Stop, "", false),
+            ],
+        })
+        .unwrap();
+    let rows = store
+        .read(|c| db::evacuations::list_for_member(c, "m1"))
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0].entry.action, Some(PlanAction::Migrate), "a kept");
+    assert_eq!(
+        config(&store, "late", "volatile.evacuate.origin").as_deref(),
+        Some("m1")
+    );
+    assert_eq!(
+        config(&store, "late", "volatile.last_state.power").as_deref(),
+        Some("RUNNING")
+    );
+
+    // --- "b" re-planned: first to m3, then to stay
+    let replan = |action, target: &str| Command::ReplanEvacuationEntry {
+        member: "m1".into(),
+        project: "default".into(),
+        instance: "b".into(),
+        action,
+        target: target.into(),
+        reason: "m2 died".into(),
+    };
+    store.execute(&replan(PlanAction::Migrate, "m3")).unwrap();
+    let rows = store
+        .read(|c| db::evacuations::list_for_member(c, "m1"))
+        .unwrap();
+    assert_eq!(
+        (rows[1].entry.target.as_str(), rows[1].entry.reason.as_str()),
+        ("m3", "m2 died")
+    );
+    assert_eq!(
+        config(&store, "b", "volatile.evacuate.origin").as_deref(),
+        Some("m1")
+    );
+    store.execute(&replan(PlanAction::Stop, "")).unwrap();
+    assert_eq!(config(&store, "b", "volatile.evacuate.origin"), None);
+
+    // --- every step recorded: unfinished until the operation lets go
+    for name in ["a", "b", "late"] {
+        store
+            .execute(&Command::SetEvacuationStep {
+                member: "m1".into(),
+                project: "default".into(),
+                instance: name.into(),
+                step: PlanStep::Done,
+                bytes: 0,
+                error: String::new(),
+            })
+            .unwrap();
+    }
+    assert!(unfinished(&store), "the operation still owns the journal");
+    let err = store
+        .execute(&begin(
+            "m2",
+            EvacuationKind::Evacuate,
+            vec![entry("x", PlanAction::Stop, "", false)],
+        ))
+        .unwrap_err();
+    assert!(matches!(err, Error::Refused(_)), "{err:?}");
+    store
+        .execute(&Command::FinishEvacuation {
+            member: "m1".into(),
+            kind: EvacuationKind::Evacuate,
+            state: MemberState::Evacuated,
+        })
+        .unwrap();
+    assert!(!unfinished(&store));
+    let err = store
+        .execute(&Command::AddEvacuationEntries {
+            member: "m1".into(),
+            operation: "op1".into(),
+            entries: vec![],
+        })
+        .unwrap_err();
+    assert!(matches!(err, Error::Refused(_)), "{err:?}");
+}

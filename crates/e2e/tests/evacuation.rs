@@ -7,31 +7,17 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use drover_e2e::{
-    Member, busybox_request, create_on, form_cluster, instance_list, local_pool, require_lxc,
-    wait_op, wait_until, within,
+    Member, busybox_request, create_on, form_cluster, instance_list, local_pool, member_status,
+    plan_of, post_member_state, require_lxc, wait_op, wait_until, within,
 };
 use serde_json::{Value, json};
 
 /// How long an evacuation or restore of a handful of containers may take.
 const JOB: Duration = Duration::from_secs(300);
 
-/// `POST /1.0/cluster/members/{member}/state` through `m` with `body`: the operation
-/// (the request must be accepted).
-async fn post_state(m: &Member, member: &str, body: Value) -> Value {
-    let r = m
-        .raw(
-            "POST",
-            &format!("/1.0/cluster/members/{member}/state"),
-            Some(&body.to_string()),
-        )
-        .await;
-    assert_eq!(r.status, 202, "{body}: {}", r.text);
-    r.metadata().clone()
-}
-
 /// Evacuates or restores and waits for the outcome.
 async fn member_state(m: &Member, member: &str, body: Value) -> Result<Value, (String, Value)> {
-    let op = post_state(m, member, body).await;
+    let op = post_member_state(m, member, &body).await;
     wait_op(m, &op, JOB).await
 }
 
@@ -53,17 +39,6 @@ async fn instances(m: &Member) -> BTreeMap<String, (String, String, Value)> {
         .collect()
 }
 
-/// The member's `status` as `m` lists it.
-async fn member_status(m: &Member, member: &str) -> String {
-    let r = m
-        .raw("GET", &format!("/1.0/cluster/members/{member}"), None)
-        .await;
-    r.metadata()["status"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
 /// Reads `events` until the lifecycle event `action` of member `member` arrives.
 async fn member_event(events: &mut client::EventStream, action: &str, member: &str) {
     use futures::StreamExt;
@@ -78,17 +53,6 @@ async fn member_event(events: &mut client::EventStream, action: &str, member: &s
         panic!("the event stream ended before {action}");
     })
     .await;
-}
-
-/// The plan table of an operation's metadata: instance → entry.
-fn plan_of(op: &Value) -> BTreeMap<String, Value> {
-    op["metadata"]["evacuation_plan"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|e| (e["instance"].as_str().unwrap_or_default().to_string(), e))
-        .collect()
 }
 
 fn where_is(all: &BTreeMap<String, (String, String, Value)>, name: &str) -> (String, String) {
@@ -239,7 +203,7 @@ async fn evacuate_and_restore_matrix() {
 
     tracing::info!("--- evacuate m1 the way lxc 5.0.2 asks (through m2)");
     let mut events = m2.client().events(&["lifecycle"]).await.expect("events");
-    let op = post_state(m2, "m1", json!({"action": "evacuate", "mode": ""})).await;
+    let op = post_member_state(m2, "m1", &json!({"action": "evacuate", "mode": ""})).await;
     assert_eq!(op["description"], "Evacuating cluster member");
     assert_eq!(op["location"], "m1");
     let done = wait_op(m2, &op, JOB).await.expect("evacuation succeeds");
@@ -366,7 +330,7 @@ async fn evacuate_and_restore_matrix() {
         .await
         .expect("second evacuation");
     assert_eq!(member_status(m2, "m1").await, "Evacuated");
-    let op = post_state(m2, "m1", json!({"action": "restore", "mode": ""})).await;
+    let op = post_member_state(m2, "m1", &json!({"action": "restore", "mode": ""})).await;
     assert_eq!(op["description"], "Restoring cluster member");
     let done = wait_op(m2, &op, JOB).await.expect("restore succeeds");
     member_event(&mut events, "cluster-member-restored", "m1").await;
@@ -439,7 +403,7 @@ async fn concurrent_jobs_and_quorum() {
     create_on(m1, "m2", "slow2", "default", &slow, true).await;
 
     tracing::info!("--- evacuate m1; meanwhile a second evacuation and a restore fail");
-    let op = post_state(m1, "m1", json!({"action": "evacuate", "mode": ""})).await;
+    let op = post_member_state(m1, "m1", &json!({"action": "evacuate", "mode": ""})).await;
     wait_until("m1 evacuating", Duration::from_secs(10), || async {
         member_status(m2, "m1").await == "Evacuating"
     })
@@ -597,10 +561,10 @@ async fn coordinator_killed_mid_evacuation_resumes() {
     }
 
     tracing::info!("--- evacuate m1 one at a time; kill its daemon after the first instance");
-    let op = post_state(
+    let op = post_member_state(
         &ms[1],
         "m1",
-        json!({"action": "evacuate", "mode": "", "parallel": 1}),
+        &json!({"action": "evacuate", "mode": "", "parallel": 1}),
     )
     .await;
     let id = op["id"].as_str().unwrap_or_default().to_string();
@@ -769,10 +733,10 @@ async fn a_target_killed_mid_evacuation_is_planned_around() {
     let sums = with_data(&ms[0], &names).await;
 
     tracing::info!("--- evacuate m1 one at a time; kill m2 after the first instance");
-    let op = post_state(
+    let op = post_member_state(
         &ms[2],
         "m1",
-        json!({"action": "evacuate", "mode": "", "parallel": 1}),
+        &json!({"action": "evacuate", "mode": "", "parallel": 1}),
     )
     .await;
     let id = op["id"].as_str().unwrap_or_default().to_string();

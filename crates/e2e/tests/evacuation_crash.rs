@@ -13,7 +13,7 @@
 //! daemon with SIGKILL there; the moments in the middle of the moves are reached by
 //! watching the journal through the operation and sending SIGKILL from outside.
 //!
-//! Members listen on 127.0.4.10–12 and 127.0.4.20–22 (free ports).
+//! Members listen on 127.0.4.10–12, 127.0.4.20–22 and 127.0.4.30–32 (free ports).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
