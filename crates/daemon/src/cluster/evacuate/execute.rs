@@ -663,3 +663,59 @@ async fn still_running_here(d: &Daemon) -> Vec<String> {
         .map(|r| r.name)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timeline_is_published_per_instance_in_order() {
+        let reg = ops::Registry::new(ops::EventBus::new("none"));
+        let op = reg.create(
+            api::OperationClass::Task,
+            "Evacuating cluster member",
+            Default::default(),
+            None,
+        );
+        let id = op.id().to_string();
+        let entry = |name: &str| PlanEntry {
+            project: "default".into(),
+            instance: name.into(),
+            action: Some(PlanAction::Migrate),
+            source: "m2".into(),
+            target: "m1".into(),
+            reason: String::new(),
+            step: PlanStep::Planned,
+            was_running: true,
+            bytes: 0,
+            error: String::new(),
+        };
+        let progress = Progress {
+            op,
+            line: Mutex::new(String::new()),
+            entries: Mutex::new(vec![entry("c1"), entry("c2")]),
+            timeline: Mutex::new(Vec::new()),
+        };
+        let at = |stage: &str, at_us: u64| StageTime {
+            stage: stage.into(),
+            at_us,
+        };
+        progress.stamp("default", "c2", [at("begin", 1)]);
+        progress.stamp("default", "c1", [at("begin", 2)]);
+        progress.stamp("default", "c2", [at("stopping", 3), at("running", 4)]);
+        progress.say("Stopping \"c2\" in project \"default\"".into());
+
+        let meta = reg.get(&id).and_then(|o| o.metadata).unwrap_or_default();
+        let timeline = &meta[TIMELINE_KEY];
+        assert_eq!(timeline[0]["instance"], "c2");
+        let stages: Vec<&str> = timeline[0]["stages"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|s| s["stage"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(stages, ["begin", "stopping", "running"]);
+        assert_eq!(timeline[0]["stages"][2]["at_us"], 4);
+        assert_eq!(timeline[1]["instance"], "c1");
+        assert_eq!(meta[PLAN_KEY].as_array().map(Vec::len), Some(2));
+        assert_eq!(meta[PROGRESS_KEY], "Stopping \"c2\" in project \"default\"");
+    }
+}
