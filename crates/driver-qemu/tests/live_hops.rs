@@ -109,7 +109,9 @@ async fn the_disk_moves_with_the_vm() {
     let b = common::driver(&qemu, &roots[1]).await;
     let spec = common::spec("disk", &vol_a, "256MiB");
     let id = spec.id.clone();
-    drivers::InstanceDriver::start(&a, &spec).await.expect("start");
+    drivers::InstanceDriver::start(&a, &spec)
+        .await
+        .expect("start");
     let agent = a.agent(&id, Duration::from_secs(60)).await.expect("agent");
     let out = agent
         .run(
@@ -129,7 +131,9 @@ async fn the_disk_moves_with_the_vm() {
         initrd: vol_b.join("boot/initrd.img"),
         ..cfg
     };
-    b.prepare_incoming_paused(&id, &cfg_b).await.expect("target");
+    b.prepare_incoming_paused(&id, &cfg_b)
+        .await
+        .expect("target");
     if std::env::var_os("NO_LATE").is_none() {
         let qmp = b.qmp(&id).await.expect("qmp");
         qmp.migrate_set_capabilities(&[("late-block-activate", true)])
@@ -143,7 +147,10 @@ async fn the_disk_moves_with_the_vm() {
         block: true,
         ..MigrationParams::default()
     };
-    let stats = a.migrate_out(&id, &uri, &params, |_| {}).await.expect("migrate");
+    let stats = a
+        .migrate_out(&id, &uri, &params, |_| {})
+        .await
+        .expect("migrate");
     eprintln!("with the disk: {stats:?}");
     let status = b
         .wait_arrived(&id, Duration::from_secs(30))
@@ -158,6 +165,9 @@ async fn the_disk_moves_with_the_vm() {
     assert_eq!(st, "running");
     exec(&b, &id).await;
     let c = common::counts(&b.console_log(&id));
-    eprintln!("counts on the target: {:?}", c.iter().take(3).collect::<Vec<_>>());
+    eprintln!(
+        "counts on the target: {:?}",
+        c.iter().take(3).collect::<Vec<_>>()
+    );
     assert!(c.len() >= 5, "{c:?}");
 }
