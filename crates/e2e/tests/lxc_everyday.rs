@@ -327,7 +327,8 @@ async fn lxc_copy_copies_on_the_source_member() {
 /// What does this test do?
 /// - two members (127.0.8.13–14); `lxc cluster role remove m2 database` is refused in
 ///   LXD's words and m2 keeps the role; `lxc cluster rename m2 m9` is refused and m2 keeps
-///   its name; a partial `lxc cluster edit m2` (no roles) still applies
+///   its name; `lxc cluster add` of a name that is not a host name makes no token; a
+///   partial `lxc cluster edit m2` (no roles) still applies
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lxc_cluster_role_and_rename_refusals_change_nothing() {
     require_lxc();
@@ -345,6 +346,16 @@ async fn lxc_cluster_role_and_rename_refusals_change_nothing() {
         "Renaming a cluster member is not supported by drover",
     )
     .await;
+    for bad in ["bad name", "m_2", "m2-"] {
+        refused(
+            m1,
+            &["cluster", "add", bad],
+            &format!("Invalid cluster member name {bad:?}"),
+        )
+        .await;
+    }
+    let out = m1.lxc(&["cluster", "list-tokens", "-f", "csv"]).await;
+    assert_eq!(out.success().stdout, "", "no token made");
     m1.lxc_stdin(
         &["cluster", "edit", "m2"],
         b"description: kept\ngroups:\n- default\n",

@@ -28,6 +28,7 @@ pub async fn enable(d: &Daemon, name: &str) -> ApiResult<()> {
             "ServerName is required when enabling clustering",
         ));
     }
+    super::tokens::check_member_name(name)?;
     let config = d.read(db::config::all).await?;
     let address = config
         .get(HTTPS_ADDRESS)

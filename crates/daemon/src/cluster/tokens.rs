@@ -13,6 +13,24 @@ pub(crate) fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
+/// Refuses a member name that is not a host name (letters, digits and dashes, at most 63,
+/// no dash first or last), as LXD refuses one: it names the member in URLs, certificates
+/// and every instance's location.
+pub fn check_member_name(name: &str) -> ApiResult<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "Invalid cluster member name {name:?}: use letters, digits and dashes (at most 63), not starting or ending with a dash"
+        )))
+    }
+}
+
 /// Issues a join token for a member to be called `name`, as LXD 5.0.2 does: a running
 /// `token` operation whose metadata is exactly `serverName`, `secret`, `fingerprint` (of
 /// the cluster certificate), `addresses` (of the members) and `expiresAt`. An earlier
@@ -28,6 +46,7 @@ pub async fn create(d: &Daemon, name: &str) -> ApiResult<api::Operation> {
     if name.is_empty() {
         return Err(ApiError::bad_request("Cluster member name is required"));
     }
+    check_member_name(name)?;
     let members = d.read(db::members::list).await?;
     if members.iter().any(|m| m.name == name) {
         return Err(ApiError::bad_request(format!(
