@@ -44,7 +44,7 @@ pub const PARALLEL_PER_TARGET: &str = "cluster.evacuate.parallel_per_target";
 pub const DEFAULT_PARALLEL: u64 = 4;
 /// Default of [`PARALLEL_PER_TARGET`].
 pub const DEFAULT_PARALLEL_PER_TARGET: u64 = 2;
-
+/// Default of [`PARALLEL_PER_TARGET`] (see [`DEFAULT_PARALLEL`]).
 /// What a request asks for, parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Request {
