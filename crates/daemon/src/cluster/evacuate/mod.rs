@@ -40,11 +40,13 @@ pub const PARALLEL: &str = "cluster.evacuate.parallel";
 /// Cluster config key: instances moved at once onto (evacuate) or from (restore) any one
 /// other member (default [`DEFAULT_PARALLEL_PER_TARGET`]).
 pub const PARALLEL_PER_TARGET: &str = "cluster.evacuate.parallel_per_target";
-/// Default of [`PARALLEL`].
+/// Default of [`PARALLEL`]. Chosen with `drover-bench evacuate --sweep` (bench/README.md):
+/// on two cores 8/4 shortens a 30-instance evacuation by 15–35 % but adds 60–100 ms of
+/// downtime to every running instance; 16/8 is no faster.
 pub const DEFAULT_PARALLEL: u64 = 4;
-/// Default of [`PARALLEL_PER_TARGET`].
-pub const DEFAULT_PARALLEL_PER_TARGET: u64 = 2;
 /// Default of [`PARALLEL_PER_TARGET`] (see [`DEFAULT_PARALLEL`]).
+pub const DEFAULT_PARALLEL_PER_TARGET: u64 = 2;
+
 /// What a request asks for, parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Request {
