@@ -18,7 +18,7 @@
 //!    stream (QEMU 7.2's block migration: a bulk pass while the guest runs, then the blocks
 //!    it dirtied, converging together with RAM), so the target's disk is exact when the
 //!    stream ends; on `shared-fs` only memory and device state move. The target answers
-//!    once its QEMU has loaded everything (journal: `synced`).
+//!    once its QEMU has loaded everything.
 //! 4. Both QEMUs are paused now. The ownership switch commits ([`db::Command::SwitchMoveOwner`]),
 //!    then the target resumes its QEMU, the source QEMU is ended and (on `dir`) the source
 //!    copy of the volume deleted (`target-started`, `done`).
@@ -230,10 +230,9 @@ async fn forward(
     let (qemu_downtime, arrived) = migrate(vms, &peer, plan, rep).await.map_err(before)?;
     ctx.completed = Some((qemu_downtime, Instant::now()));
     tracing::info!(move_id = %plan.id, status = %arrived.status, bytes = arrived.bytes, "VM arrived on the target");
-    journal(d, &plan.id, MoveStep::Synced, "")
-        .await
-        .map_err(before)?;
-
+    // Both QEMUs are paused from here until the target resumes: no journal write before
+    // the switch (recovery treats every step before it alike), the switch itself records
+    // that the VM arrived.
     rep.stage(MoveStage::Switch);
     ctx.switch_proposed = true;
     d.write(db::Command::SwitchMoveOwner {
