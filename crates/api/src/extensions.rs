@@ -73,4 +73,7 @@ pub const API_EXTENSIONS: &[&str] = &[
     "cluster_internal_copy",
     // `GET /1.0/warnings`: always empty (`lxc warning list`).
     "warnings",
+    // `GET /1.0/instances?all-projects=true` (`lxc list --all-projects`): every instance,
+    // each with its `project` (drover has the `default` project only).
+    "instance_all_projects",
 ];

@@ -17,11 +17,40 @@ use crate::error::{ApiError, ApiResult};
 use crate::instances;
 use crate::state::Daemon;
 
+/// `?all-projects=true` of `GET /1.0/instances` (`instance_all_projects`, `lxc list
+/// --all-projects`).
+#[derive(Debug, Default, serde::Deserialize)]
+struct AllProjects {
+    #[serde(default, rename = "all-projects")]
+    all_projects: Option<String>,
+}
+
+impl AllProjects {
+    /// LXD reads the flag as a boolean string (`true`, `1`, `yes`, `on`).
+    fn wanted(&self) -> bool {
+        matches!(
+            self.all_projects
+                .as_deref()
+                .map(str::to_ascii_lowercase)
+                .as_deref(),
+            Some("true" | "1" | "yes" | "on")
+        )
+    }
+}
+
 async fn list(
     State(d): State<Daemon>,
     Query(q): Query<CommonQuery>,
+    Query(all): Query<AllProjects>,
     forwarded: Option<Extension<Forwarded>>,
 ) -> ApiResult<Response> {
+    // drover has the `default` project only, so every instance is in "all projects"; as
+    // LXD does, naming a project as well is refused.
+    if all.wanted() && q.project.as_deref().is_some_and(|p| !p.is_empty()) {
+        return Err(ApiError::bad_request(
+            "Cannot specify a project when requesting all projects",
+        ));
+    }
     let project = q.project().to_string();
     Daemon::check_project(&project)?;
     let filter = crate::filter::Filter::parse(q.filter.as_deref().unwrap_or(""))?;
