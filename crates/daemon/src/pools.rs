@@ -535,3 +535,131 @@ pub async fn update(
     );
     Ok(())
 }
+
+/// The member-specific pool keys a joining member supplies (`GET /1.0/cluster`'s
+/// `member_config`): the `source` of each created `dir` pool, with an empty value. A
+/// `shared-fs` pool's `source` is the same on every member, so it is not asked for.
+pub fn member_config_keys(pools: &[PoolRecord]) -> Vec<api::cluster::MemberConfigKey> {
+    pools
+        .iter()
+        .filter(|p| p.driver == "dir" && p.state == PoolState::Created)
+        .flat_map(|p| {
+            MEMBER_KEYS.iter().map(|k| api::cluster::MemberConfigKey {
+                entity: "storage-pool".into(),
+                name: p.name.clone(),
+                key: (*k).into(),
+                value: String::new(),
+                description: format!("{k:?} property for storage pool {:?}", p.name),
+            })
+        })
+        .collect()
+}
+
+/// Checks a joiner's `member_config` against the cluster's pools, before anything changes.
+///
+/// An empty answer takes the defaults (each `dir` pool under the joiner's state
+/// directory, as `lxd init --preseed` without `member_config` does). Otherwise every key
+/// of [`member_config_keys`] must be answered once (an empty value still means the
+/// default); an unknown entity, pool or key, or a relative `source`, is refused.
+///
+/// # Errors
+///
+/// The first problem found, as an LXD-style message.
+pub fn check_member_config(
+    pools: &[PoolRecord],
+    given: &[api::cluster::MemberConfigKey],
+) -> Result<(), String> {
+    let wanted = member_config_keys(pools);
+    let mut seen = std::collections::BTreeSet::new();
+    for c in given {
+        if c.entity != "storage-pool" {
+            return Err(format!("Unknown member config entity {:?}", c.entity));
+        }
+        if !wanted.iter().any(|w| w.name == c.name && w.key == c.key) {
+            return Err(match pools.iter().find(|p| p.name == c.name) {
+                None => format!("Storage pool {:?} not found in the cluster", c.name),
+                Some(_) => format!(
+                    "Config key {:?} of storage pool {:?} is not member specific",
+                    c.key, c.name
+                ),
+            });
+        }
+        if !seen.insert((c.name.as_str(), c.key.as_str())) {
+            return Err(format!(
+                "Member config {:?} of storage pool {:?} given twice",
+                c.key, c.name
+            ));
+        }
+        if c.key == "source" && !c.value.is_empty() && !PathBuf::from(&c.value).is_absolute() {
+            return Err(format!(
+                "Storage pool {:?}: source {:?} must be an absolute path",
+                c.name, c.value
+            ));
+        }
+    }
+    if given.is_empty() {
+        return Ok(());
+    }
+    if let Some(w) = wanted
+        .iter()
+        .find(|w| !seen.contains(&(w.name.as_str(), w.key.as_str())))
+    {
+        return Err(format!(
+            "Missing member config: {:?} for storage pool {:?}",
+            w.key, w.name
+        ));
+    }
+    Ok(())
+}
+
+/// On a member that just joined: records its part of each created `dir` pool, with the
+/// `source` it was given (or its default directory), and makes the directories.
+///
+/// # Errors
+///
+/// A directory that cannot be made (the member stays joined; the pool's part is recorded
+/// `Errored`), or a failed write.
+pub async fn apply_member_config(
+    d: &Daemon,
+    given: &[api::cluster::MemberConfigKey],
+) -> ApiResult<()> {
+    let pools = d.read(db::pools::list).await?;
+    let me = d.member();
+    let mut failed = Vec::new();
+    for p in pools
+        .iter()
+        .filter(|p| p.driver == "dir" && p.state == PoolState::Created)
+    {
+        let source = given
+            .iter()
+            .find(|c| c.name == p.name && c.key == "source")
+            .map(|c| c.value.clone())
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| d.paths.pools.join(&p.name));
+        let made = make_dir(&p.driver, source.clone()).await;
+        let state = if made.is_ok() {
+            PoolState::Created
+        } else {
+            PoolState::Errored
+        };
+        d.write(db::Command::SetPoolMember {
+            name: p.name.clone(),
+            member: me.clone(),
+            config: [("source".to_string(), source.display().to_string())].into(),
+            state,
+        })
+        .await?;
+        if let Err(e) = made {
+            failed.push(format!("{}: {}", p.name, e.message));
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::internal(format!(
+            "Joined, but storage pools could not be set up: {}",
+            failed.join("; ")
+        )))
+    }
+}

@@ -52,6 +52,9 @@ pub struct JoinRequest {
     /// How many API extensions the joiner has.
     #[serde(default)]
     pub api_extensions: usize,
+    /// The joiner's answers to `GET /1.0/cluster`'s `member_config`.
+    #[serde(default)]
+    pub member_config: Vec<api::cluster::MemberConfigKey>,
 }
 
 /// The answer of [`JOIN_PATH`].
@@ -122,6 +125,8 @@ pub async fn accept(d: &Daemon, fingerprint: &str, req: JoinRequest) -> ApiResul
             db::SCHEMA_VERSION
         )));
     }
+    let pools = d.read(db::pools::list).await?;
+    crate::pools::check_member_config(&pools, &req.member_config).map_err(ApiError::bad_request)?;
     let secret = req.secret.clone();
     let token = d
         .read(move |c| db::cluster_tokens::get(c, &secret))
@@ -287,6 +292,15 @@ pub async fn join(d: &Daemon, req: ClusterPut) -> ApiResult<()> {
             instances.len()
         )));
     }
+    for c in &req.member_config {
+        let path = std::path::Path::new(&c.value);
+        if c.key == "source" && path.exists() && !path.is_dir() {
+            return Err(ApiError::bad_request(format!(
+                "Storage pool {:?}: source {:?} exists and is not a directory",
+                c.name, c.value
+            )));
+        }
+    }
     let target = crate::https::parse_address(&req.server_address)?;
     if target.ip().is_unspecified() {
         return Err(ApiError::bad_request(format!(
@@ -309,6 +323,7 @@ pub async fn join(d: &Daemon, req: ClusterPut) -> ApiResult<()> {
         architecture: std::env::consts::ARCH.into(),
         schema: db::SCHEMA_VERSION,
         api_extensions: api::extensions::API_EXTENSIONS.len(),
+        member_config: req.member_config.clone(),
     };
     let mut candidates: Vec<String> = Vec::new();
     if !req.cluster_address.is_empty() {
@@ -358,6 +373,7 @@ pub async fn join(d: &Daemon, req: ClusterPut) -> ApiResult<()> {
         .await
         .map_err(|e| ApiError::internal(format!("joined, but {e}")))?;
     tracing::info!(member = %name, node = id, "joined the cluster");
+    let pools_ready = crate::pools::apply_member_config(d, &req.member_config).await;
     // From now on this member's DB says who the members are: one removed later must not
     // stay admitted by the leader's list of the time.
     d.cluster
@@ -373,7 +389,7 @@ pub async fn join(d: &Daemon, req: ClusterPut) -> ApiResult<()> {
         "default",
         None,
     );
-    Ok(())
+    pools_ready
 }
 
 /// Asks each address in turn (following a member's pointer to the leader) to admit this

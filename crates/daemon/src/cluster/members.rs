@@ -16,14 +16,20 @@ use crate::state::Daemon;
 /// Header marking a members request forwarded by a member: answer from this member's view.
 pub const FORWARDED: &str = "x-drover-forwarded";
 
-/// `GET /1.0/cluster`.
-pub fn cluster(d: &Daemon) -> Cluster {
+/// `GET /1.0/cluster`: with, when clustered, the member-specific pool keys a joiner
+/// supplies ([`crate::pools::member_config_keys`]).
+pub async fn cluster(d: &Daemon) -> ApiResult<Cluster> {
     let enabled = d.cluster.is_clustered();
-    Cluster {
+    let member_config = if enabled {
+        crate::pools::member_config_keys(&d.read(db::pools::list).await?)
+    } else {
+        Vec::new()
+    };
+    Ok(Cluster {
         server_name: if enabled { d.member() } else { String::new() },
         enabled,
-        member_config: Vec::new(),
-    }
+        member_config,
+    })
 }
 
 /// Every member, in id order: from the leader's view when this member is a follower and

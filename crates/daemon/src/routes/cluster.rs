@@ -14,8 +14,8 @@ use crate::cluster;
 use crate::error::ApiResult;
 use crate::state::Daemon;
 
-async fn get_cluster(State(d): State<Daemon>) -> Response {
-    sync(cluster::members::cluster(&d))
+async fn get_cluster(State(d): State<Daemon>) -> ApiResult<Response> {
+    Ok(sync(cluster::members::cluster(&d).await?))
 }
 
 /// Enable (no cluster address, no token) or join. LXD answers with an operation; drover

@@ -1,0 +1,145 @@
+//! Joining with `member_config` and leaving for good, as LXD 5.0.2's clients see them,
+//! against real droverd members formed with `lxc cluster enable` / `lxc cluster add`.
+//!
+//! What does this test do?
+//! - `GET /1.0/cluster` lists the `source` of each `dir` pool as a member-specific key
+//! - a join whose `member_config` names an unknown pool, a relative source or leaves a
+//!   listed key out is refused with nothing changed (the joiner still standalone)
+//! - a join with every key answered records the joiner's own `source` of each pool and
+//!   makes its directory
+//!
+//! Members listen on 127.0.5.x (free ports).
+
+use drover_e2e::{Member, Output, free_address, require_lxc};
+use serde_json::{Value, json};
+
+/// The join token `lxc cluster add` printed.
+fn token_of(out: &Output) -> String {
+    out.success();
+    out.stdout
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty() && !l.contains(' '))
+        .unwrap_or_else(|| panic!("no token in:\n{}", out.stdout))
+        .to_string()
+}
+
+/// `PUT /1.0/cluster` on `joiner`, the body `lxd init` sends plus `member_config`; the
+/// HTTP status and the body.
+async fn put_join(
+    joiner: &Member,
+    name: &str,
+    address: &str,
+    via: &str,
+    token: &str,
+    member_config: Value,
+) -> (u16, Value) {
+    let der = tls::fetch_certificate(via.parse().expect("cluster address"))
+        .await
+        .expect("fetch the cluster certificate");
+    let body = json!({
+        "server_name": name,
+        "enabled": true,
+        "member_config": member_config,
+        "cluster_address": via,
+        "cluster_certificate": tls::certificate_pem(&der),
+        "server_address": address,
+        "cluster_password": token,
+    });
+    let r = joiner
+        .raw("PUT", "/1.0/cluster", Some(&body.to_string()))
+        .await;
+    (r.status, r.body)
+}
+
+fn source_key(pool: &str, value: &str) -> Value {
+    json!({
+        "entity": "storage-pool",
+        "name": pool,
+        "key": "source",
+        "value": value,
+        "description": format!("\"source\" property for storage pool \"{pool}\""),
+    })
+}
+
+async fn cluster_of(m: &Member) -> Value {
+    let r = m.raw("GET", "/1.0/cluster", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    r.body["metadata"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiner_answers_member_config() {
+    require_lxc();
+    let m1 = Member::start().await;
+    let m2 = Member::start().await;
+    let a1 = free_address("127.0.5.1").to_string();
+    let a2 = free_address("127.0.5.2").to_string();
+    m1.lxc(&["config", "set", "core.https_address", &a1])
+        .await
+        .success();
+    assert_eq!(cluster_of(&m1).await["member_config"], json!([]));
+    m1.lxc(&["cluster", "enable", "m1"]).await.success();
+    m1.lxc(&["storage", "create", "data", "dir"])
+        .await
+        .success();
+    let got = cluster_of(&m1).await;
+    assert_eq!(got["enabled"], true);
+    assert_eq!(
+        got["member_config"],
+        json!([source_key("data", ""), source_key("default", "")]),
+        "{got}"
+    );
+
+    let token = token_of(&m1.lxc(&["cluster", "add", "m2"]).await);
+    let own = m2.state_dir().join("data-of-m2");
+    let own = own.display().to_string();
+    for (bad, why) in [
+        (
+            json!([source_key("default", ""), source_key("nope", "")]),
+            "not found",
+        ),
+        (
+            json!([
+                source_key("default", ""),
+                source_key("data", "relative/dir")
+            ]),
+            "absolute",
+        ),
+        (json!([source_key("default", "")]), "Missing member config"),
+    ] {
+        let (status, body) = put_join(&m2, "m2", &a2, &a1, &token, bad.clone()).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains(why), "{bad}: {error}");
+        assert_eq!(cluster_of(&m2).await["enabled"], false, "{bad}");
+    }
+    let out = m1.lxc(&["cluster", "list", "-f", "csv"]).await;
+    assert_eq!(out.success().stdout.lines().count(), 1, "{}", out.stdout);
+    assert!(!std::path::Path::new(&own).exists());
+
+    let (status, body) = put_join(
+        &m2,
+        "m2",
+        &a2,
+        &a1,
+        &token,
+        json!([source_key("default", ""), source_key("data", &own)]),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(cluster_of(&m2).await["enabled"], true);
+    assert!(std::path::Path::new(&own).is_dir(), "{own} was not made");
+    let out = m1
+        .lxc(&["storage", "get", "data", "source", "--target", "m2"])
+        .await;
+    assert_eq!(out.success().stdout.trim(), own);
+    let out = m1
+        .lxc(&["storage", "get", "default", "source", "--target", "m2"])
+        .await;
+    let default = m2.state_dir().join("storage-pools").join("default");
+    assert_eq!(
+        std::path::PathBuf::from(out.success().stdout.trim()),
+        std::fs::canonicalize(default).expect("m2's default pool directory")
+    );
+}
