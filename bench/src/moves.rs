@@ -471,58 +471,54 @@ async fn measure(
 /// `cp -a` of the merged rootfs `src` into a new directory on the same disk, then `sync -f`;
 /// ms.
 fn cp_a(src: &Path) -> Result<f64> {
-    let dst = src
-        .parent()
-        .and_then(Path::parent)
-        .and_then(Path::parent)
-        .ok_or_else(|| anyhow!("no parent of {}", src.display()))?
-        .join(".bench-cp");
-    let _ = std::fs::remove_dir_all(&dst);
-    let t = Instant::now();
-    let ok = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "cp -a '{}' '{}' && sync -f '{}'",
-            src.display(),
-            dst.display(),
-            dst.display()
-        ))
-        .status()?
-        .success();
-    let ms = t.elapsed().as_secs_f64() * 1000.0;
-    std::fs::remove_dir_all(&dst)?;
-    if !ok {
-        bail!("cp -a of {} failed", src.display());
-    }
-    Ok(ms)
+    let containers = src.parent().and_then(Path::parent);
+    timed_copy(containers, src, ".bench-cp", false, |dst| {
+        format!("cp -a '{}' '{}'", src.display(), dst.display())
+    })
 }
 
 /// `tar -C src --one-file-system -cf - . | tar -C <new dir on the same disk> -xf -`, then
 /// `sync`; ms. The merged view mounted in the volume is another filesystem: only the
 /// volume's own files are copied, as a move sends them.
 fn tar_copy(src: &Path) -> Result<f64> {
-    let dst = src
-        .parent()
+    timed_copy(src.parent(), src, ".bench-tar", true, |dst| {
+        format!(
+            "tar -C '{}' --one-file-system -cf - . | tar -C '{}' -xf -",
+            src.display(),
+            dst.display()
+        )
+    })
+}
+
+/// Times the shell command `copy(dst)` followed by `sync -f` of `dst`, a new directory
+/// `name` next to `beside` (the pool's `containers/`; made first when `mkdir`), removed
+/// before and after; ms.
+fn timed_copy(
+    beside: Option<&Path>,
+    src: &Path,
+    name: &str,
+    mkdir: bool,
+    copy: impl Fn(&Path) -> String,
+) -> Result<f64> {
+    let dst = beside
         .and_then(Path::parent)
         .ok_or_else(|| anyhow!("no parent of {}", src.display()))?
-        .join(".bench-tar");
+        .join(name);
     let _ = std::fs::remove_dir_all(&dst);
-    std::fs::create_dir_all(&dst)?;
+    if mkdir {
+        std::fs::create_dir_all(&dst)?;
+    }
+    let script = format!("{} && sync -f '{}'", copy(&dst), dst.display());
     let t = Instant::now();
     let ok = std::process::Command::new("sh")
         .arg("-c")
-        .arg(format!(
-            "tar -C '{}' --one-file-system -cf - . | tar -C '{}' -xf - && sync -f '{}'",
-            src.display(),
-            dst.display(),
-            dst.display()
-        ))
+        .arg(&script)
         .status()?
         .success();
     let ms = t.elapsed().as_secs_f64() * 1000.0;
     std::fs::remove_dir_all(&dst)?;
     if !ok {
-        bail!("tar | tar of {} failed", src.display());
+        bail!("{script} failed");
     }
     Ok(ms)
 }

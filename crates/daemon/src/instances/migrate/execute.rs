@@ -218,7 +218,7 @@ async fn forward(
             }
         };
         let sync = async {
-            let sent = internal::send_last_pass(&peer, plan, src, &mut base, rep).await?;
+            let sent = internal::send_pass(&peer, plan, src, &mut base, rep, false).await?;
             rep.stage(MoveStage::Verify);
             internal::commit(&peer, plan, &sent).await
         };

@@ -561,18 +561,9 @@ pub(super) async fn send_volume(
     send_pass(peer, plan, src, base, rep, true).await
 }
 
-/// [`send_volume`] for the last pass before a commit, which syncs it: the target does not.
-pub(super) async fn send_last_pass(
-    peer: &Peer,
-    plan: &Plan,
-    src: PathBuf,
-    base: &mut Option<storage::transfer::Manifest>,
-    rep: &mut Reporter,
-) -> ApiResult<Received> {
-    send_pass(peer, plan, src, base, rep, false).await
-}
-
-async fn send_pass(
+/// [`send_volume`], syncing on the target only when `flush`: the last pass before a
+/// commit leaves it to the commit's sync.
+pub(super) async fn send_pass(
     peer: &Peer,
     plan: &Plan,
     src: PathBuf,
