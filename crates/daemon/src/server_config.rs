@@ -14,7 +14,11 @@
 //!   instances an evacuation or restore handles at once on the member concerned (default
 //!   4) and onto / from any one other member (default 2).
 //!
-//! Any other key is refused with 400, as LXD refuses unknown keys.
+//! The other server keys of LXD 5.0.2 ([`STORED_ONLY`]) are accepted with LXD's checks of
+//! their type, stored and shown in `GET /1.0`, so clients and scripts that set them work;
+//! drover does not act on them. `core.trust_password` is refused (drover trusts clients
+//! through certificate tokens only). Any other key is refused with 400, as LXD refuses
+//! unknown keys.
 
 use api::ConfigMap;
 use api::server::ServerPut;
@@ -34,6 +38,127 @@ pub fn etag(config: &ConfigMap) -> String {
     hex::encode(sha2::Sha256::digest(json.as_bytes()))
 }
 
+/// What a stored-only key's value must be (LXD's checks of the same key).
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// Any string.
+    Text,
+    /// `true`/`false` and LXD's other boolean spellings.
+    Bool,
+    /// A 64-bit integer.
+    Int,
+    /// An integer in `min..=max`.
+    Range(i64, i64),
+    /// A compressor for images and backups (`bzip2`, `gzip`, `lzma`, `xz`, `zstd`, `none`).
+    Compression,
+    /// An address to listen on (`<ip>:<port>`, `<ip>`, `:<port>`).
+    Address,
+    /// An architecture name LXD knows.
+    Architecture,
+    /// `<pool>/<volume>`.
+    PoolVolume,
+    /// `random` or `mac` (`instances.nic.host_name`).
+    NicHostName,
+}
+
+/// The server keys of LXD 5.0.2 that drover accepts, stores and shows without acting on
+/// them, with the check LXD applies to each.
+const STORED_ONLY: &[(&str, Kind)] = &[
+    ("backups.compression_algorithm", Kind::Compression),
+    ("candid.api.key", Kind::Text),
+    ("candid.api.url", Kind::Text),
+    ("candid.domains", Kind::Text),
+    ("candid.expiry", Kind::Int),
+    ("cluster.images_minimal_replica", Kind::Range(-1, i64::MAX)),
+    ("cluster.max_standby", Kind::Range(0, 5)),
+    ("core.bgp_address", Kind::Address),
+    ("core.bgp_asn", Kind::Range(0, 4_294_967_294)),
+    ("core.bgp_routerid", Kind::Text),
+    ("core.debug_address", Kind::Address),
+    ("core.dns_address", Kind::Address),
+    ("core.https_allowed_credentials", Kind::Bool),
+    ("core.https_allowed_headers", Kind::Text),
+    ("core.https_allowed_methods", Kind::Text),
+    ("core.https_allowed_origin", Kind::Text),
+    ("core.https_trusted_proxy", Kind::Text),
+    ("core.metrics_address", Kind::Address),
+    ("core.proxy_http", Kind::Text),
+    ("core.proxy_https", Kind::Text),
+    ("core.proxy_ignore_hosts", Kind::Text),
+    ("core.shutdown_timeout", Kind::Int),
+    ("core.trust_ca_certificates", Kind::Bool),
+    ("images.auto_update_cached", Kind::Bool),
+    ("images.auto_update_interval", Kind::Int),
+    ("images.compression_algorithm", Kind::Compression),
+    ("images.default_architecture", Kind::Architecture),
+    ("images.remote_cache_expiry", Kind::Int),
+    ("instances.nic.host_name", Kind::NicHostName),
+    ("maas.api.key", Kind::Text),
+    ("maas.api.url", Kind::Text),
+    ("maas.machine", Kind::Text),
+    ("network.ovn.integration_bridge", Kind::Text),
+    ("network.ovn.northbound_connection", Kind::Text),
+    ("rbac.agent.private_key", Kind::Text),
+    ("rbac.agent.public_key", Kind::Text),
+    ("rbac.agent.url", Kind::Text),
+    ("rbac.agent.username", Kind::Text),
+    ("rbac.api.expiry", Kind::Int),
+    ("rbac.api.key", Kind::Text),
+    ("rbac.api.url", Kind::Text),
+    ("storage.backups_volume", Kind::PoolVolume),
+    ("storage.images_volume", Kind::PoolVolume),
+];
+
+/// Checks `value` as LXD checks a key of kind `kind`; the reason when it does not fit.
+fn check_kind(kind: Kind, value: &str) -> Result<(), String> {
+    let int = || {
+        value
+            .parse::<i64>()
+            .map_err(|_| format!("Invalid value for an integer {value:?}"))
+    };
+    match kind {
+        Kind::Text => Ok(()),
+        Kind::Bool => match value.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" | "false" | "0" | "no" | "off" => Ok(()),
+            _ => Err(format!("Invalid value for a boolean {value:?}")),
+        },
+        Kind::Int => int().map(|_| ()),
+        Kind::Range(min, max) => match int()? {
+            n if (min..=max).contains(&n) => Ok(()),
+            _ => Err(format!(
+                "Value isn't within valid range. Must be between {min} and {max}"
+            )),
+        },
+        Kind::Compression => {
+            let tool = value.split_whitespace().next().unwrap_or("");
+            match tool {
+                "bzip2" | "gzip" | "lzma" | "xz" | "zstd" | "none" => Ok(()),
+                _ => Err(format!("Compression algorithm {value:?} isn't supported")),
+            }
+        }
+        Kind::Address => https::parse_address(value)
+            .map(|_| ())
+            .map_err(|_| format!("Invalid address {value:?}")),
+        Kind::Architecture => match value {
+            "i686" | "x86_64" | "armv6l" | "armv7l" | "armv8l" | "aarch64" | "ppc" | "ppc64"
+            | "ppc64le" | "s390x" | "mips" | "mips64" | "riscv32" | "riscv64" => Ok(()),
+            _ => Err(format!("Architecture isn't supported: {value:?}")),
+        },
+        Kind::PoolVolume => match value.split_once('/') {
+            Some((pool, vol)) if !pool.is_empty() && !vol.is_empty() && !vol.contains('/') => {
+                Ok(())
+            }
+            _ => Err("Invalid syntax, expecting \"<pool>/<volume>\"".into()),
+        },
+        Kind::NicHostName => match value {
+            "random" | "mac" => Ok(()),
+            _ => Err(format!(
+                "Invalid value {value:?}, expecting \"random\" or \"mac\""
+            )),
+        },
+    }
+}
+
 fn validate(key: &str, value: &str) -> ApiResult<()> {
     let refuse =
         |why: String| ApiError::bad_request(format!("cannot set '{key}' to '{value}': {why}"));
@@ -49,7 +174,13 @@ fn validate(key: &str, value: &str) -> ApiResult<()> {
             Ok(n) if n >= 1 => Ok(()),
             _ => Err(refuse("expected a positive integer".into())),
         },
-        _ => Err(refuse("unknown key".into())),
+        "core.trust_password" => Err(refuse(
+            "not supported by drover: add clients with `lxc config trust add` tokens".into(),
+        )),
+        _ => match STORED_ONLY.iter().find(|(k, _)| *k == key) {
+            Some((_, kind)) => check_kind(*kind, value).map_err(refuse),
+            None => Err(refuse("unknown key".into())),
+        },
     }
 }
 
@@ -213,5 +344,47 @@ mod tests {
         assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
         assert!(validate(HTTPS_ADDRESS, "127.0.0.11:8443").is_ok());
         assert!(validate(HTTPS_ADDRESS, "not an address").is_err());
+        let e = validate("images.auto_update_intervall", "6").expect_err("unknown");
+        assert!(e.to_string().contains("unknown key"), "{e}");
+    }
+
+    #[test]
+    fn stored_only_keys_are_checked_as_lxd_checks_them() {
+        for (key, good) in [
+            ("images.auto_update_interval", "0"),
+            ("images.remote_cache_expiry", "10"),
+            ("images.compression_algorithm", "xz"),
+            ("images.compression_algorithm", "zstd -19"),
+            ("backups.compression_algorithm", "none"),
+            ("core.https_allowed_origin", "*"),
+            ("core.https_allowed_credentials", "true"),
+            ("cluster.max_standby", "5"),
+            ("cluster.images_minimal_replica", "-1"),
+            ("core.metrics_address", "127.0.8.9:9100"),
+            ("images.default_architecture", "aarch64"),
+            ("storage.images_volume", "default/images"),
+            ("instances.nic.host_name", "mac"),
+        ] {
+            assert!(validate(key, good).is_ok(), "{key}={good}");
+        }
+        for (key, bad) in [
+            ("images.auto_update_interval", "six"),
+            ("images.remote_cache_expiry", "1.5"),
+            ("images.compression_algorithm", "rar"),
+            ("core.https_allowed_credentials", "maybe"),
+            ("cluster.max_standby", "6"),
+            ("cluster.images_minimal_replica", "-2"),
+            ("core.metrics_address", "nowhere"),
+            ("images.default_architecture", "vax"),
+            ("storage.images_volume", "images"),
+            ("instances.nic.host_name", "eth0"),
+            ("core.trust_password", "secret"),
+        ] {
+            let e = validate(key, bad).expect_err(key);
+            assert!(
+                e.to_string().contains(&format!("cannot set '{key}'")),
+                "{e}"
+            );
+        }
     }
 }

@@ -62,3 +62,97 @@ async fn lxc_list_all_projects_lists_every_instance_with_its_project() {
         out.stderr
     );
 }
+
+/// What does this test do?
+/// - server keys of LXD 5.0.2 that drover only stores (`images.auto_update_interval`,
+///   `images.remote_cache_expiry`, `images.compression_algorithm`,
+///   `core.https_allowed_origin`) are set with `lxc config set`, read back with `lxc config
+///   get` and shown by `lxc config show`; `lxc config unset` removes one
+/// - a value of the wrong type, and an unknown key, are refused as LXD refuses them and
+///   nothing is stored
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lxc_config_set_takes_lxd_server_keys_and_checks_them() {
+    require_lxc();
+    let m = Member::start().await;
+    let keys = [
+        ("images.auto_update_interval", "6"),
+        ("images.remote_cache_expiry", "3"),
+        ("images.compression_algorithm", "xz"),
+        ("core.https_allowed_origin", "*"),
+    ];
+    for (key, value) in keys {
+        m.lxc(&["config", "set", key, value]).await.success();
+        let out = m.lxc(&["config", "get", key]).await;
+        assert_eq!(out.success().stdout.trim(), value, "lxc config get {key}");
+    }
+    let out = m.lxc(&["config", "show"]).await;
+    let shown = &out.success().stdout;
+    for (key, value) in keys {
+        let line = format!("{key}: {value}");
+        let quoted = format!("{key}: \"{value}\"");
+        let single = format!("{key}: '{value}'");
+        assert!(
+            shown.contains(&line) || shown.contains(&quoted) || shown.contains(&single),
+            "no {line} in lxc config show:\n{shown}"
+        );
+    }
+    m.lxc(&["config", "unset", "images.remote_cache_expiry"])
+        .await
+        .success();
+    let out = m
+        .lxc(&["config", "get", "images.remote_cache_expiry"])
+        .await;
+    assert_eq!(out.success().stdout.trim(), "");
+
+    for (key, value, want) in [
+        (
+            "images.auto_update_interval",
+            "soon",
+            "cannot set 'images.auto_update_interval' to 'soon': Invalid value for an integer",
+        ),
+        (
+            "core.https_allowed_credentials",
+            "maybe",
+            "Invalid value for a boolean",
+        ),
+        (
+            "images.compression_algorithm",
+            "rar",
+            "cannot set 'images.compression_algorithm' to 'rar'",
+        ),
+        (
+            "images.auto_update_intervall",
+            "6",
+            "cannot set 'images.auto_update_intervall' to '6': unknown key",
+        ),
+    ] {
+        let out = m.lxc(&["config", "set", key, value]).await;
+        assert!(
+            out.failure().contains(want),
+            "{key}={value}: {}",
+            out.stderr
+        );
+    }
+    let out = m
+        .lxc(&["config", "get", "images.auto_update_interval"])
+        .await;
+    assert_eq!(
+        out.success().stdout.trim(),
+        "6",
+        "unchanged after a refusal"
+    );
+    let out = m
+        .lxc(&["config", "get", "images.compression_algorithm"])
+        .await;
+    assert_eq!(
+        out.success().stdout.trim(),
+        "xz",
+        "unchanged after a refusal"
+    );
+    let out = m.lxc(&["config", "show"]).await;
+    assert!(
+        !out.success().stdout.contains("intervall"),
+        "{}",
+        out.stdout
+    );
+}
