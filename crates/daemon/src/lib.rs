@@ -297,6 +297,7 @@ pub async fn run(cfg: Config, bus: ops::EventBus) -> anyhow::Result<()> {
 
     d.https.start_from_config(&d).await;
     cluster::events::spawn_relays(&d);
+    cluster::reset::spawn_watch(&d);
     let reporter = d.clone();
     tokio::spawn(async move { cluster::version::report(&reporter).await });
     instances::migrate::recover::spawn(&d);

@@ -10,6 +10,8 @@
 //!
 //! Members listen on 127.0.5.x (free ports).
 
+use std::time::Duration;
+
 use drover_e2e::{Member, Output, free_address, require_lxc};
 use serde_json::{Value, json};
 
@@ -142,4 +144,88 @@ async fn a_joiner_answers_member_config() {
         std::path::PathBuf::from(out.success().stdout.trim()),
         std::fs::canonicalize(default).expect("m2's default pool directory")
     );
+}
+
+/// `GET /1.0/cluster` of `m` once its daemon answers (it restarts itself when removed).
+async fn cluster_when_up(m: &Member) -> Option<Value> {
+    tokio::net::UnixStream::connect(m.socket()).await.ok()?;
+    Some(cluster_of(m).await)
+}
+
+/// Waits until `m` restarted itself as a standalone server.
+async fn wait_standalone(m: &Member, restarts: usize) {
+    drover_e2e::wait_until("standalone again", Duration::from_secs(60), || async {
+        m.log().matches("restarting as a standalone server").count() >= restarts
+            && cluster_when_up(m)
+                .await
+                .is_some_and(|c| c["enabled"] == false && c["server_name"] == "")
+    })
+    .await;
+}
+
+/// The member names `m` lists.
+async fn names(m: &Member) -> Vec<String> {
+    let out = m.lxc(&["cluster", "list", "-f", "csv"]).await;
+    out.success()
+        .stdout
+        .lines()
+        .filter_map(|l| l.split(',').next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_is_standalone_and_joins_again() {
+    require_lxc();
+    let m1 = Member::start().await;
+    let mut m2 = Member::start().await;
+    let m3 = Member::start().await;
+    let a1 = free_address("127.0.5.11").to_string();
+    let a2 = free_address("127.0.5.12").to_string();
+    let a3 = free_address("127.0.5.13").to_string();
+    m1.lxc(&["config", "set", "core.https_address", &a1])
+        .await
+        .success();
+    m1.lxc(&["cluster", "enable", "m1"]).await.success();
+    for (m, name, a) in [(&m2, "m2", &a2), (&m3, "m3", &a3)] {
+        let token = token_of(&m1.lxc(&["cluster", "add", name]).await);
+        let (status, body) = put_join(m, name, a, &a1, &token, Value::Null).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    assert_eq!(names(&m3).await, ["m1", "m2", "m3"]);
+
+    tracing::info!("--- lxc cluster remove m3: m3 comes back standalone");
+    m1.lxc(&["cluster", "remove", "m3"]).await.success();
+    wait_standalone(&m3, 1).await;
+    assert_eq!(names(&m1).await, ["m1", "m2"]);
+    let out = m3.lxc(&["cluster", "list"]).await;
+    assert!(
+        !out.stdout.contains("m1"),
+        "m3 still lists a cluster: {}",
+        out.stdout
+    );
+    let out = m3.lxc(&["storage", "list", "-f", "csv"]).await;
+    assert!(
+        out.success().stdout.starts_with("default,"),
+        "{}",
+        out.stdout
+    );
+
+    tracing::info!("--- m3 joins again with a new token");
+    let token = token_of(&m1.lxc(&["cluster", "add", "m3"]).await);
+    let a3 = free_address("127.0.5.14").to_string();
+    let (status, body) = put_join(&m3, "m3", &a3, &a1, &token, Value::Null).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(cluster_of(&m3).await["enabled"], true);
+    assert_eq!(names(&m3).await, ["m1", "m2", "m3"]);
+
+    tracing::info!("--- m2 down, lxc cluster remove m2 --force: it resets once back");
+    m2.stop_daemon().await;
+    m1.lxc(&["cluster", "remove", "m2", "--force", "--yes"])
+        .await
+        .success();
+    assert_eq!(names(&m1).await, ["m1", "m3"]);
+    m2.start_again().await;
+    wait_standalone(&m2, 1).await;
+    assert_eq!(names(&m3).await, ["m1", "m3"]);
 }

@@ -22,6 +22,7 @@ pub mod operations;
 pub mod peer;
 pub mod placement;
 pub mod remove;
+pub mod reset;
 pub mod tokens;
 pub mod version;
 pub mod websocket;
@@ -207,6 +208,7 @@ pub fn internal_router(d: &Daemon) -> axum::Router {
         .merge(crate::image_share::routes(d.clone()))
         .merge(crate::certificates::internal_routes(d.clone()))
         .merge(crate::instances::migrate::internal::routes(d.clone()))
+        .merge(reset::routes(d.clone()))
 }
 
 /// A server config value as a number, or its default.

@@ -6,8 +6,8 @@
 //! then removes the member from the Raft group (voter or standby) and deletes its row with
 //! its group memberships. From then on its certificate is no member's: the other members
 //! refuse its Raft and API calls. A voter leaving makes room for a standby, which is
-//! promoted. The removed daemon itself is not told; its state directory should be wiped
-//! before it is used again.
+//! promoted. The removed member is told, and goes back to being a standalone server
+//! ([`super::reset`]); one unreachable then finds out when it is back.
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::Daemon;
@@ -69,6 +69,7 @@ pub async fn remove(d: &Daemon, name: &str, force: bool, forwarded: bool) -> Api
     })
     .await?;
     tracing::info!(member = %name, node = id, force, "member removed from the cluster");
+    super::reset::tell_removed(d, name, &member.address).await;
     promote_a_standby(d).await;
     d.bus.lifecycle(
         "cluster-member-removed",
