@@ -326,7 +326,8 @@ async fn lxc_copy_copies_on_the_source_member() {
 
 /// What does this test do?
 /// - two members (127.0.8.13–14); `lxc cluster role remove m2 database` is refused in
-///   LXD's words and m2 keeps the role; `lxc cluster rename m2 m9` is refused and m2 keeps
+///   LXD's words and m2 keeps the role; `lxc cluster role add m2 database-standby` is
+///   refused (database roles follow the Raft group); `lxc cluster rename m2 m9` is refused and m2 keeps
 ///   its name; `lxc cluster add` of a name that is not a host name makes no token; a
 ///   partial `lxc cluster edit m2` (no roles) still applies
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -338,6 +339,12 @@ async fn lxc_cluster_role_and_rename_refusals_change_nothing() {
         m1,
         &["cluster", "role", "remove", "m2", "database"],
         "The 'database' role cannot be dropped at this time",
+    )
+    .await;
+    refused(
+        m1,
+        &["cluster", "role", "add", "m2", "database-standby"],
+        "Invalid cluster role 'database-standby'",
     )
     .await;
     refused(

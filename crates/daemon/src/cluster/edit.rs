@@ -85,9 +85,15 @@ pub async fn update(
         "groups": current.groups,
         "roles": current.roles,
     });
-    let had_database = current["roles"]
+    let held: Vec<String> = current["roles"]
         .as_array()
-        .is_some_and(|r| r.iter().any(|r| r == DATABASE));
+        .map(|r| {
+            r.iter()
+                .filter_map(|r| r.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    let had_database = held.iter().any(|r| r == DATABASE);
     let mut req: ClusterMemberPut = request(current, body, patch, &["config"])?;
     check_config(&req.config)?;
     // The database role follows the Raft group: a request that names roles (`lxc cluster
@@ -101,6 +107,18 @@ pub async fn update(
                 "The '{DATABASE}' role cannot be {verb} at this time"
             )));
         }
+    }
+    // The other database roles also follow the Raft group: naming one the member does not
+    // hold (`lxc cluster role add m3 database-standby`) is refused, as LXD refuses a role
+    // it cannot store, instead of answering success and changing nothing.
+    if let Some(role) = req
+        .roles
+        .iter()
+        .find(|r| DATABASE_ROLES.contains(&r.as_str()) && !held.contains(r))
+    {
+        return Err(ApiError::bad_request(format!(
+            "Invalid cluster role '{role}'"
+        )));
     }
     // As LXD stores member config: a key set to "" is removed.
     req.config.retain(|_, v| !v.is_empty());
