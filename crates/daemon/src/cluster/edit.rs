@@ -5,8 +5,9 @@
 //! Member config keys: `scheduler.instance` (`all`, the default: placed automatically;
 //! `manual`: only when targeted by name; `group`: only when targeted through one of its
 //! groups) and `user.*`. Roles: the database roles (`database-leader`, `database`,
-//! `database-standby`) follow the Raft group, so they change nothing; a request naming
-//! roles may not drop or add `database` (LXD's refusal); any other role is refused.
+//! `database-standby`) follow the Raft group: a request naming roles may not drop or add
+//! `database` (LXD's refusal) nor name another database role the member does not hold;
+//! any other role is refused.
 
 use api::cluster::{ClusterMember, ClusterMemberPut};
 use sha2::Digest;
