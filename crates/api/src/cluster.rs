@@ -11,7 +11,7 @@ pub struct Cluster {
     pub server_name: String,
     /// Whether this member is clustered.
     pub enabled: bool,
-    /// Member-specific keys a joiner must provide (`[]`: drover has none).
+    /// Member-specific keys a joiner provides (the `source` of each `dir` pool).
     pub member_config: Vec<MemberConfigKey>,
 }
 

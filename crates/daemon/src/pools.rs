@@ -663,3 +663,71 @@ pub async fn apply_member_config(
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use api::cluster::MemberConfigKey;
+
+    use super::*;
+
+    fn pool(name: &str, driver: &str, state: PoolState) -> PoolRecord {
+        PoolRecord {
+            name: name.into(),
+            driver: driver.into(),
+            description: String::new(),
+            config: Default::default(),
+            state,
+            members: Default::default(),
+        }
+    }
+
+    fn answer(name: &str, value: &str) -> MemberConfigKey {
+        MemberConfigKey {
+            entity: "storage-pool".into(),
+            name: name.into(),
+            key: "source".into(),
+            value: value.into(),
+            description: String::new(),
+        }
+    }
+
+    #[test]
+    fn only_created_dir_pools_ask_for_a_source() {
+        let pools = [
+            pool("local", "dir", PoolState::Created),
+            pool("shared", "shared-fs", PoolState::Created),
+            pool("later", "dir", PoolState::Pending),
+        ];
+        let keys = member_config_keys(&pools);
+        assert_eq!(keys.len(), 1);
+        assert_eq!(keys[0].name, "local");
+        assert_eq!(
+            keys[0].description,
+            "\"source\" property for storage pool \"local\""
+        );
+    }
+
+    #[test]
+    fn answers_are_checked_before_anything_changes() {
+        let pools = [
+            pool("a", "dir", PoolState::Created),
+            pool("b", "dir", PoolState::Created),
+            pool("s", "shared-fs", PoolState::Created),
+        ];
+        assert_eq!(check_member_config(&pools, &[]), Ok(()));
+        assert_eq!(
+            check_member_config(&pools, &[answer("a", ""), answer("b", "/srv/b")]),
+            Ok(())
+        );
+        for (given, why) in [
+            (vec![answer("a", "")], "Missing member config"),
+            (vec![answer("a", ""), answer("b", "rel")], "absolute"),
+            (vec![answer("a", ""), answer("a", "")], "twice"),
+            (vec![answer("zz", "")], "not found"),
+            (vec![answer("s", "/x")], "not member specific"),
+        ] {
+            let e = check_member_config(&pools, &given).expect_err(why);
+            assert!(e.contains(why), "{e}");
+        }
+    }
+}
