@@ -133,22 +133,13 @@ async fn lxc_config_set_takes_lxd_server_keys_and_checks_them() {
             out.stderr
         );
     }
-    let out = m
-        .lxc(&["config", "get", "images.auto_update_interval"])
-        .await;
-    assert_eq!(
-        out.success().stdout.trim(),
-        "6",
-        "unchanged after a refusal"
-    );
-    let out = m
-        .lxc(&["config", "get", "images.compression_algorithm"])
-        .await;
-    assert_eq!(
-        out.success().stdout.trim(),
-        "xz",
-        "unchanged after a refusal"
-    );
+    for (key, kept) in [
+        ("images.auto_update_interval", "6"),
+        ("images.compression_algorithm", "xz"),
+    ] {
+        let out = m.lxc(&["config", "get", key]).await;
+        assert_eq!(out.success().stdout.trim(), kept, "{key} after a refusal");
+    }
     let out = m.lxc(&["config", "show"]).await;
     assert!(
         !out.success().stdout.contains("intervall"),
