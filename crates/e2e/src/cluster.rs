@@ -111,15 +111,7 @@ async fn join(issuer: &Member, via: &str, joiner: &Member, name: &str, address: 
         joiner,
         "PUT",
         "/1.0/cluster",
-        json!({
-            "server_name": name,
-            "enabled": true,
-            "member_config": null,
-            "cluster_address": via,
-            "cluster_certificate": pem,
-            "server_address": address,
-            "cluster_password": token,
-        }),
+        join_body(name, address, via, &pem, &token, Value::Null),
     )
     .await;
     assert_eq!(r.status, 202, "{}", r.text);
@@ -136,4 +128,25 @@ pub fn join_token(meta: &Value) -> String {
         "expires_at": meta["expiresAt"],
     });
     base64::engine::general_purpose::STANDARD.encode(token.to_string())
+}
+
+/// The `PUT /1.0/cluster` body `lxd init` 5.0.2 sends to join `name` at `address` through
+/// `via`, with the cluster certificate `pem`, the whole `token` and `member_config`.
+pub fn join_body(
+    name: &str,
+    address: &str,
+    via: &str,
+    pem: &str,
+    token: &str,
+    member_config: Value,
+) -> Value {
+    json!({
+        "server_name": name,
+        "enabled": true,
+        "member_config": member_config,
+        "cluster_address": via,
+        "cluster_certificate": pem,
+        "server_address": address,
+        "cluster_password": token,
+    })
 }

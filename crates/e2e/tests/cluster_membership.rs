@@ -39,15 +39,8 @@ async fn put_join(
     let der = tls::fetch_certificate(via.parse().expect("cluster address"))
         .await
         .expect("fetch the cluster certificate");
-    let body = json!({
-        "server_name": name,
-        "enabled": true,
-        "member_config": member_config,
-        "cluster_address": via,
-        "cluster_certificate": tls::certificate_pem(&der),
-        "server_address": address,
-        "cluster_password": token,
-    });
+    let pem = tls::certificate_pem(&der);
+    let body = drover_e2e::join_body(name, address, via, &pem, token, member_config);
     let r = joiner
         .raw("PUT", "/1.0/cluster", Some(&body.to_string()))
         .await;

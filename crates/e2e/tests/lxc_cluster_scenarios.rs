@@ -112,15 +112,14 @@ async fn join_with_put(joiner: &Member, name: &str, address: &str, via: &str, to
     let der = tls::fetch_certificate(via.parse().expect("cluster address"))
         .await
         .expect("fetch the cluster certificate");
-    let body = serde_json::json!({
-        "server_name": name,
-        "enabled": true,
-        "member_config": null,
-        "cluster_address": via,
-        "cluster_certificate": tls::certificate_pem(&der),
-        "server_address": address,
-        "cluster_password": token,
-    });
+    let body = drover_e2e::join_body(
+        name,
+        address,
+        via,
+        &tls::certificate_pem(&der),
+        token,
+        serde_json::Value::Null,
+    );
     let r = joiner
         .raw("PUT", "/1.0/cluster", Some(&body.to_string()))
         .await;
