@@ -150,3 +150,14 @@ pub fn join_body(
         "cluster_password": token,
     })
 }
+
+/// The join token `lxc cluster add` printed (its last word-free line).
+pub fn printed_token(out: &crate::Output) -> String {
+    out.success();
+    out.stdout
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty() && !l.contains(' '))
+        .unwrap_or_else(|| panic!("no token in:\n{}", out.stdout))
+        .to_string()
+}

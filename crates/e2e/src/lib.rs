@@ -30,7 +30,9 @@ mod raw;
 mod vm;
 mod wait;
 
-pub use cluster::{CLUSTER_SETTLE, enable, form_cluster, form_cluster_with, join_body, join_token};
+pub use cluster::{
+    CLUSTER_SETTLE, enable, form_cluster, form_cluster_with, join_body, join_token, printed_token,
+};
 pub use evacuation::{member_status, plan_of, post_member_state};
 pub use events::expect_lifecycle;
 pub use https::{HttpsClient, free_address};

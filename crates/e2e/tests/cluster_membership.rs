@@ -17,13 +17,7 @@ use serde_json::{Value, json};
 
 /// The join token `lxc cluster add` printed.
 fn token_of(out: &Output) -> String {
-    out.success();
-    out.stdout
-        .lines()
-        .map(str::trim)
-        .rfind(|l| !l.is_empty() && !l.contains(' '))
-        .unwrap_or_else(|| panic!("no token in:\n{}", out.stdout))
-        .to_string()
+    drover_e2e::printed_token(out)
 }
 
 /// `PUT /1.0/cluster` on `joiner`, the body `lxd init` sends plus `member_config`; the

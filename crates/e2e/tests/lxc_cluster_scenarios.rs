@@ -58,13 +58,7 @@ async fn members(m: &Member) -> Vec<(String, String)> {
 
 /// The join token `lxc cluster add` printed.
 fn token_of(out: &Output) -> String {
-    out.success();
-    out.stdout
-        .lines()
-        .map(str::trim)
-        .rfind(|l| !l.is_empty() && !l.contains(' '))
-        .unwrap_or_else(|| panic!("no token in:\n{}", out.stdout))
-        .to_string()
+    drover_e2e::printed_token(out)
 }
 
 /// Whether LXD's daemon binary (for `lxd init --preseed`) is installed.
