@@ -1,7 +1,10 @@
 //! `vm-migration`: live migration of an idle VM between two QEMU processes on this host (TCP
 //! on loopback), through `driver-qemu` and by driving QEMU directly with raw QMP, interleaved
 //! in the same run. The floor is the raw side: same machine, same command line, same
-//! migration parameters, same polling interval.
+//! migration parameters, same polling interval. With `--cluster`, the same guest also moves
+//! live back and forth between the two members of a real drover cluster (release
+//! `droverd`, a `shared-fs` pool, `POST /1.0/instances/{name}?target=` with `live: true`,
+//! the stream piped over the mTLS member link), measured as a client sees it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,6 +41,12 @@ pub struct VmMigrationArgs {
     /// `max-bandwidth`, MiB/s (0: uncapped, 10 GiB/s).
     #[arg(long, default_value_t = 0)]
     max_bandwidth_mib: u64,
+    /// Also live-move the guest through a two-member drover cluster.
+    #[arg(long)]
+    cluster: bool,
+    /// The two members' loopback addresses (with `--cluster`).
+    #[arg(long, default_value = "127.0.3.201,127.0.3.202")]
+    addresses: String,
     /// Where the JSON goes.
     #[arg(long, default_value = "bench/results/vm-migration.json")]
     out: PathBuf,
@@ -92,6 +101,15 @@ struct Output {
     ratio_wall: Ratio,
     ratio_qemu_total: Ratio,
     ratio_downtime: Ratio,
+    /// Live moves through a drover cluster (`--cluster`): `wall_ms` from the `POST` to the
+    /// operation's end, `total_ms` the move's own report, `downtime_ms` the guest's pause
+    /// (QEMU's downtime + the ownership switch + the target's resume), `transferred` bytes
+    /// over the member link.
+    cluster: Option<Side>,
+    /// Cluster move, whole (client's wall) / raw QEMU wall (`migrate` → target running).
+    ratio_cluster_wall: Option<Ratio>,
+    /// Cluster guest pause / raw QEMU downtime.
+    ratio_cluster_downtime: Option<Ratio>,
 }
 
 /// Runs the benchmark.
@@ -180,8 +198,27 @@ pub async fn run(args: VmMigrationArgs) -> Result<()> {
             raw.push(r);
         }
     }
+    let cluster = if args.cluster {
+        Some(through_cluster(&args, tmp.path()).await?)
+    } else {
+        None
+    };
     metadata.finish();
     let col = |v: &[Sample], f: fn(&Sample) -> f64| v.iter().map(f).collect::<Vec<_>>();
+    let ratio_cluster_wall = cluster.as_ref().map(|c| {
+        Ratio::new(
+            "cluster/raw",
+            &col(c, |s| s.wall_ms),
+            &col(&raw, |s| s.wall_ms),
+        )
+    });
+    let ratio_cluster_downtime = cluster.as_ref().map(|c| {
+        Ratio::new(
+            "cluster/raw",
+            &col(c, |s| s.downtime_ms),
+            &col(&raw, |s| s.downtime_ms),
+        )
+    });
     let out = Output {
         benchmark: "vm-migration",
         metadata,
@@ -209,7 +246,36 @@ pub async fn run(args: VmMigrationArgs) -> Result<()> {
         ),
         drover: Side::of(drover),
         raw: Side::of(raw),
+        cluster: cluster.map(Side::of),
+        ratio_cluster_wall,
+        ratio_cluster_downtime,
     };
+    if let (Some(c), Some(w), Some(dt)) = (
+        &out.cluster,
+        &out.ratio_cluster_wall,
+        &out.ratio_cluster_downtime,
+    ) {
+        println!(
+            "{}",
+            table(
+                &["cell", "drover cluster ms", "raw QEMU ms", "cluster/raw"],
+                vec![
+                    vec![
+                        "live move, whole (client) vs raw migrate → running".into(),
+                        fmt_summary(&c.wall),
+                        fmt_summary(&out.raw.wall),
+                        format!("{:.2}", w.of_medians),
+                    ],
+                    vec![
+                        "guest pause vs raw QEMU downtime".into(),
+                        fmt_summary(&c.downtime),
+                        fmt_summary(&out.raw.downtime),
+                        format!("{:.2}", dt.of_medians),
+                    ],
+                ],
+            )
+        );
+    }
     println!(
         "{}",
         table(
@@ -419,4 +485,144 @@ async fn raw_qemu(
         downtime_ms: q["downtime"].as_f64().unwrap_or(0.0),
         transferred: q["ram"]["transferred"].as_u64().unwrap_or(0),
     })
+}
+
+/// Live-moves the guest back and forth between the two members of a drover cluster
+/// (`--warmup` uncounted moves, then `--runs`), on a `shared-fs` pool, through the API as
+/// `lxc move --target` does, and reads each move's report.
+async fn through_cluster(args: &VmMigrationArgs, tmp: &Path) -> Result<Vec<Sample>> {
+    let ips: Vec<std::net::Ipv4Addr> = args
+        .addresses
+        .split(',')
+        .map(|a| a.trim().parse().context("--addresses"))
+        .collect::<Result<_>>()?;
+    if ips.len() != 2 {
+        bail!("--addresses needs two addresses");
+    }
+    let bin = crate::droverd::binary(None).await?;
+    let image = tmp.join("busybox-vm.tar.gz");
+    let st = std::process::Command::new("sh")
+        .arg(workspace_dir().join("images/busybox-vm/build.sh"))
+        .arg("--unified")
+        .arg(&image)
+        .status()?;
+    if !st.success() {
+        bail!("images/busybox-vm/build.sh --unified failed");
+    }
+    let shared = tmp.join("shared");
+    std::fs::create_dir_all(&shared)?;
+    let mut daemons = Vec::new();
+    for i in 0..2 {
+        let dir = tmp.join(format!("cluster-m{}", i + 1));
+        daemons.push(crate::droverd::Droverd::start(&bin, &dir).await?);
+    }
+    let name = "bench-vm";
+    let outcome = async {
+        crate::cluster_writes::form(&daemons, &ips).await?;
+        let api = daemons[0].api();
+        let r = api
+            .send_json(
+                hyper::Method::POST,
+                "/1.0/storage-pools",
+                &json!({"name": "shared", "driver": "shared-fs",
+                    "config": {"source": shared.display().to_string()}}),
+            )
+            .await?;
+        if r["type"] == "error" {
+            bail!("shared-fs pool: {}", r["error"]);
+        }
+        api.import_image(&image, "busybox-vm").await?;
+        let r = api
+            .send_json(
+                hyper::Method::POST,
+                "/1.0/instances?target=m1",
+                &json!({
+                    "name": name,
+                    "type": "virtual-machine",
+                    "source": {"type": "image", "alias": "busybox-vm"},
+                    "config": {"limits.memory": format!("{}MiB", args.memory_mib)},
+                    "devices": {"root": {"type": "disk", "path": "/", "pool": "shared"}},
+                    "start": true,
+                }),
+            )
+            .await?;
+        api.wait(&r).await?;
+        let log = daemons[0]
+            .dir()
+            .join(format!("vms/default_{name}/console.log"));
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("DROVER-VM-READY")
+        {
+            if Instant::now() >= deadline {
+                bail!("the cluster's VM did not boot within 120 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut samples = Vec::new();
+        for i in 0..args.warmup + args.runs {
+            let target = if i % 2 == 0 { "m2" } else { "m1" };
+            let t = Instant::now();
+            let r = api
+                .send_json(
+                    hyper::Method::POST,
+                    &format!("/1.0/instances/{name}?target={target}"),
+                    &json!({"name": name, "migration": true, "live": true}),
+                )
+                .await?;
+            let op = r["operation"]
+                .as_str()
+                .ok_or_else(|| anyhow::anyhow!("the move is not an operation: {r}"))?
+                .to_string();
+            let done = api.get(&crate::api::wait_path(&op, 300)).await?;
+            let wall = t.elapsed();
+            if done["status"] != "Success" {
+                bail!("live move to {target} failed: {}", done["err"]);
+            }
+            let report = &done["metadata"];
+            let sample = Sample {
+                wall_ms: wall.as_secs_f64() * 1000.0,
+                total_ms: report["total_ms"].as_f64().unwrap_or(0.0),
+                downtime_ms: report["downtime_ms"].as_f64().unwrap_or(0.0),
+                transferred: report["bytes_sent"].as_u64().unwrap_or(0),
+            };
+            eprintln!(
+                "cluster move {i} to {target}{}: wall {:.0} ms, move {:.0} ms, guest paused {:.0} ms, {} MiB",
+                if i < args.warmup { " (warm-up)" } else { "" },
+                sample.wall_ms,
+                sample.total_ms,
+                sample.downtime_ms,
+                sample.transferred >> 20
+            );
+            if i >= args.warmup {
+                samples.push(sample);
+            }
+        }
+        let r = api
+            .change_state(name, "stop")
+            .await
+            .map(|r| r["operation"].as_str().map(str::to_owned));
+        if let Ok(Some(op)) = r {
+            let _ = api.get(&crate::api::wait_path(&op, 60)).await;
+        }
+        Ok(samples)
+    }
+    .await;
+    for d in &daemons {
+        // Whatever the outcome, no QEMU of the benchmark outlives it.
+        if let Ok(dirs) = std::fs::read_dir(d.dir().join("vms")) {
+            for e in dirs.flatten() {
+                let paths = VmPaths { dir: e.path() };
+                if let Some(pid) = vm::running_pid(&paths) {
+                    vm::kill(pid);
+                }
+            }
+        }
+    }
+    for d in daemons {
+        let _ = d.shutdown().await;
+    }
+    outcome
 }
