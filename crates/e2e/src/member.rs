@@ -297,6 +297,15 @@ impl Member {
         let path = tokio::task::spawn_blocking(crate::busybox_image)
             .await
             .expect("build the busybox image");
+        self.import_image(path, "busybox").await
+    }
+
+    /// Uploads the unified image tarball `path` and gives it `alias`; its fingerprint.
+    ///
+    /// # Panics
+    ///
+    /// When the upload, its operation or the alias fails.
+    pub async fn import_image(&self, path: PathBuf, alias: &str) -> String {
         let c = self.client();
         let op = c
             .import_image(&client::ImageUpload {
@@ -304,7 +313,7 @@ impl Member {
                 ..Default::default()
             })
             .await
-            .expect("upload the busybox image");
+            .unwrap_or_else(|e| panic!("upload the {alias} image: {e}"));
         let done = self.wait_op(&op).await.expect("image import succeeds");
         let fingerprint = done
             .metadata
@@ -313,12 +322,12 @@ impl Member {
             .expect("the import operation names the fingerprint")
             .to_string();
         c.create_image_alias(&api::images::ImageAliasesPost {
-            name: "busybox".into(),
+            name: alias.into(),
             description: String::new(),
             target: fingerprint.clone(),
         })
         .await
-        .expect("create alias busybox");
+        .unwrap_or_else(|e| panic!("create alias {alias}: {e}"));
         fingerprint
     }
 

@@ -81,29 +81,7 @@ pub async fn import_busybox_vm(m: &Member) -> String {
     let path = tokio::task::spawn_blocking(busybox_vm_image)
         .await
         .expect("build the busybox-vm image");
-    let c = m.client();
-    let op = c
-        .import_image(&client::ImageUpload {
-            metadata: path,
-            ..Default::default()
-        })
-        .await
-        .expect("upload the busybox-vm image");
-    let done = m.wait_op(&op).await.expect("VM image import succeeds");
-    let fingerprint = done
-        .metadata
-        .as_ref()
-        .and_then(|m| m["fingerprint"].as_str())
-        .expect("the import operation names the fingerprint")
-        .to_string();
-    c.create_image_alias(&api::images::ImageAliasesPost {
-        name: "busybox-vm".into(),
-        description: String::new(),
-        target: fingerprint.clone(),
-    })
-    .await
-    .expect("create alias busybox-vm");
-    fingerprint
+    m.import_image(path, "busybox-vm").await
 }
 
 /// The create request of VM `name` from image alias `busybox-vm` with `limits.memory`
