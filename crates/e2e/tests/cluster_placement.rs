@@ -333,3 +333,64 @@ async fn a_member_is_removed_only_when_empty_unless_forced() {
     let gone = m1.raw("GET", "/1.0/cluster/members/m3", None).await;
     assert_eq!(gone.status, 404, "{}", gone.text);
 }
+
+/// What does this test do?
+/// - forms a three-member cluster and finds the Raft leader (role `database-leader`)
+/// - asks a follower to remove the leader itself (`DELETE /1.0/cluster/members/<leader>`)
+/// - the removal succeeds: the two others list two members and take writes
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_itself_can_be_removed() {
+    let members = form_cluster(&["127.0.9.1", "127.0.9.2", "127.0.9.3"]).await;
+    let listed = members[0]
+        .raw("GET", "/1.0/cluster/members?recursion=1", None)
+        .await;
+    let leader = listed
+        .metadata()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .find(|v| {
+            v["roles"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|r| r == "database-leader"))
+        })
+        .and_then(|v| v["server_name"].as_str().map(str::to_string))
+        .expect("a member has the database-leader role");
+    let others: Vec<&Member> = members
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| format!("m{}", i + 1) != leader)
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(others.len(), 2, "leader {leader}");
+
+    tracing::info!(%leader, "--- remove the leader through a follower");
+    let r = others[0]
+        .raw("DELETE", &format!("/1.0/cluster/members/{leader}"), None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    for m in &others {
+        wait_until("two members listed", Duration::from_secs(30), || async {
+            let r = m.raw("GET", "/1.0/cluster/members?recursion=1", None).await;
+            let names: Vec<String> = r
+                .metadata()
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|v| v["server_name"].as_str().unwrap_or_default().to_string())
+                .collect();
+            names.len() == 2 && !names.contains(&leader)
+        })
+        .await;
+    }
+    let r = others[1]
+        .raw(
+            "POST",
+            "/1.0/profiles",
+            Some(&json!({"name": "after-leader-left"}).to_string()),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+}
