@@ -17,12 +17,10 @@ use crate::state::Daemon;
 /// next start-up to resolve.
 const FENCE_DEADLINE: Duration = Duration::from_secs(30);
 
-/// Runs `plan` under the instance lock.
-pub(super) async fn run(d: &Daemon, mut plan: Plan, opts: &MoveOptions) -> ApiResult<MoveReport> {
-    let started = Instant::now();
-    let lock = d.instance_lock(&plan.volume());
-    let _guard = lock.lock().await;
-    // What was checked may have changed while waiting for the lock.
+/// Reads the instance again once its lock is held: what was checked may have changed
+/// while waiting for it. Refuses when the instance left the source meanwhile; records
+/// whether it runs now.
+pub(super) async fn reload(d: &Daemon, plan: &mut Plan) -> ApiResult<()> {
     let current = crate::instances::load(d, &plan.rec.project, &plan.rec.name).await?;
     if current.member != plan.source {
         return Err(ApiError::conflict(format!(
@@ -32,6 +30,15 @@ pub(super) async fn run(d: &Daemon, mut plan: Plan, opts: &MoveOptions) -> ApiRe
     }
     plan.rec = current;
     plan.was_running = is_running(d, &plan.rec.project, &plan.rec.name);
+    Ok(())
+}
+
+/// Runs `plan` under the instance lock.
+pub(super) async fn run(d: &Daemon, mut plan: Plan, opts: &MoveOptions) -> ApiResult<MoveReport> {
+    let started = Instant::now();
+    let lock = d.instance_lock(&plan.volume());
+    let _guard = lock.lock().await;
+    reload(d, &mut plan).await?;
     if plan.was_running && opts.live {
         return Err(ApiError::bad_request(
             "Unable to perform container live migration. CRIU isn't installed: move it stopped with --stateless",

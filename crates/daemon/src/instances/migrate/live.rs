@@ -51,7 +51,7 @@ use super::checks::Plan;
 use super::execute::{Undo, finish, journal, undo};
 use super::live_target::{Arrived, PrepareLive};
 use super::progress::{MoveStage, Reporter};
-use super::{MoveOptions, MoveReport, internal, is_running};
+use super::{MoveOptions, MoveReport, internal};
 use crate::cluster::peer::Peer;
 use crate::error::{ApiError, ApiResult};
 use crate::state::Daemon;
@@ -95,15 +95,7 @@ pub(super) async fn run(d: &Daemon, mut plan: Plan, opts: &MoveOptions) -> ApiRe
     })?;
     let lock = d.instance_lock(&plan.volume());
     let guard = lock.lock().await;
-    let current = crate::instances::load(d, &plan.rec.project, &plan.rec.name).await?;
-    if current.member != plan.source {
-        return Err(ApiError::conflict(format!(
-            "Instance {:?} moved to cluster member {:?} meanwhile",
-            plan.rec.name, current.member
-        )));
-    }
-    plan.rec = current;
-    plan.was_running = is_running(d, &plan.rec.project, &plan.rec.name);
+    super::execute::reload(d, &mut plan).await?;
     if !plan.was_running {
         drop(guard);
         return super::execute::run(d, plan, opts).await;
