@@ -51,6 +51,18 @@ async fn locations(m: &Member) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// The names of the cluster's members, as `m` lists them.
+async fn member_names(m: &Member) -> Vec<String> {
+    let r = m.raw("GET", "/1.0/cluster/members?recursion=1", None).await;
+    r.metadata()
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|v| v["server_name"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 fn count_on(placed: &BTreeMap<String, String>, member: &str) -> usize {
     placed.values().filter(|m| *m == member).count()
 }
@@ -290,16 +302,7 @@ async fn a_member_is_removed_only_when_empty_unless_forced() {
         .success();
     for m in [m1, m2] {
         wait_until("two members listed", Duration::from_secs(30), || async {
-            let r = m.raw("GET", "/1.0/cluster/members?recursion=1", None).await;
-            let names: Vec<String> = r
-                .metadata()
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .map(|v| v["server_name"].as_str().unwrap_or_default().to_string())
-                .collect();
-            names == ["m1", "m2"]
+            member_names(m).await == ["m1", "m2"]
         })
         .await;
     }
@@ -372,15 +375,7 @@ async fn the_leader_itself_can_be_removed() {
     assert_eq!(r.status, 200, "{}", r.text);
     for m in &others {
         wait_until("two members listed", Duration::from_secs(30), || async {
-            let r = m.raw("GET", "/1.0/cluster/members?recursion=1", None).await;
-            let names: Vec<String> = r
-                .metadata()
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .map(|v| v["server_name"].as_str().unwrap_or_default().to_string())
-                .collect();
+            let names = member_names(m).await;
             names.len() == 2 && !names.contains(&leader)
         })
         .await;
