@@ -173,7 +173,13 @@ async fn three_members_form_a_cluster_and_survive_a_killed_member() {
     let cluster = m1.raw("GET", "/1.0/cluster", None).await;
     assert_eq!(
         cluster.metadata(),
-        &json!({"server_name": "m1", "enabled": true, "member_config": []})
+        &json!({"server_name": "m1", "enabled": true, "member_config": [{
+            "entity": "storage-pool",
+            "name": "default",
+            "key": "source",
+            "value": "",
+            "description": "\"source\" property for storage pool \"default\"",
+        }]})
     );
     call(
         &m1,
