@@ -95,7 +95,7 @@ def plot_evacuate(result, out):
     """Timelines of the largest N: one bar per instance, its segments in time since the
     request (stop, transfer, start, ...), for the median run of each side and pool; one row
     per phase. A last row shows the parallelism sweep, if the run had one."""
-    jobs = [j for j in result["jobs"] if j["run"] is not None]
+    jobs = [j for j in result["jobs"] if j["run"] is not None and not j.get("vms")]
     n = max(j["n"] for j in jobs)
     sides = []
     for j in jobs:

@@ -72,6 +72,10 @@ pub struct EvacuateArgs {
     /// Keep the temporary directory (the members' state and `droverd.log`s) and say where.
     #[arg(long)]
     pub keep_tmp: bool,
+    /// Also run every drover cycle with this many running busybox-vm VMs on m2 besides
+    /// the containers (live-migrated by the evacuation), to measure what they add.
+    #[arg(long, default_value_t = 0)]
+    pub vms: usize,
 }
 
 /// State directory of the LXD member the requests go to.
@@ -80,6 +84,8 @@ const LXD_M1: &str = "/var/lib/lxd-ref/m1";
 const LXD_ALIAS: &str = "lxd-ref-busybox";
 /// The member evacuated.
 const MEMBER: &str = "m2";
+/// Memory of each VM of `--vms`.
+const VM_MEMORY: &str = "256MiB";
 /// How long one evacuation or restore may take.
 const JOB_TIMEOUT: Duration = Duration::from_secs(900);
 
@@ -144,6 +150,8 @@ struct Job {
     pool: String,
     n: usize,
     phase: &'static str,
+    /// Running VMs on m2 besides the N containers (`--vms`).
+    vms: usize,
     /// Warm-up runs are `None`.
     run: Option<usize>,
     /// `parallel/per_target` asked in the request (`None`: the defaults).
@@ -159,6 +167,7 @@ struct Cell {
     pool: String,
     n: usize,
     phase: &'static str,
+    vms: usize,
     parallel: Option<String>,
     total: Summary,
     /// Every running instance's downtime over all runs.
@@ -183,12 +192,30 @@ struct Speedup {
     met: Option<bool>,
 }
 
+/// What K running VMs add to the evacuation (or restore) of the same N containers, same
+/// pool, measured in the same runs.
+#[derive(Debug, Serialize)]
+struct VmAdded {
+    pool: String,
+    n: usize,
+    vms: usize,
+    phase: &'static str,
+    containers_only_median_ms: f64,
+    with_vms_median_ms: f64,
+    /// median(with VMs) - median(containers only).
+    added_ms: f64,
+    /// Median of per-run differences (the two cycles of a run run back to back).
+    paired_added_ms: f64,
+}
+
 #[derive(Debug, Serialize)]
 struct Setup {
     sizes: Vec<usize>,
     runs: usize,
     warmup: usize,
     pools: Vec<String>,
+    vms: usize,
+    vm_memory: &'static str,
     running_per_size: &'static str,
     request: &'static str,
     drover_defaults: &'static str,
@@ -206,6 +233,7 @@ struct EvacuateResult {
     setup: Setup,
     cells: Vec<Cell>,
     speedups: Vec<Speedup>,
+    vm_added: Vec<VmAdded>,
     jobs: Vec<Job>,
 }
 
@@ -214,6 +242,8 @@ struct Cluster {
     side: Side,
     /// Member m1's API (every request goes there).
     api: Api,
+    /// Member m2's state directory (drover: where a VM's console log is).
+    m2_dir: Option<PathBuf>,
 }
 
 impl Cluster {
@@ -273,14 +303,32 @@ pub async fn run(args: EvacuateArgs) -> Result<()> {
         let res = async {
             crate::cluster_writes::form(&daemons, &ips).await?;
             daemons[0].api().import_image(&image, "busybox").await?;
+            if args.vms > 0 {
+                let vm_image = tmp.path().join("busybox-vm.tar.gz");
+                let st = Command::new("sh")
+                    .arg(droverd::workspace_dir().join("images/busybox-vm/build.sh"))
+                    .arg("--unified")
+                    .arg(&vm_image)
+                    .status()
+                    .await?;
+                if !st.success() {
+                    bail!("images/busybox-vm/build.sh --unified failed");
+                }
+                daemons[0]
+                    .api()
+                    .import_image(&vm_image, "busybox-vm")
+                    .await?;
+            }
             make_pools(&daemons[0], tmp.path()).await?;
             let drover = Cluster {
                 side: Side::Drover,
                 api: daemons[0].api().clone(),
+                m2_dir: Some(daemons[1].dir().to_path_buf()),
             };
             let lxd = Cluster {
                 side: Side::Lxd,
                 api: Api::new(Path::new(LXD_M1).join("unix.socket")),
+                m2_dir: None,
             };
             let lxd_version = if with_lxd {
                 let server =
@@ -299,6 +347,7 @@ pub async fn run(args: EvacuateArgs) -> Result<()> {
                 &sizes,
                 &sweep,
                 args.runs,
+                args.vms,
             )
             .await?;
             Ok::<_, anyhow::Error>((jobs, lxd_version, daemons[0].runtime()?))
@@ -320,6 +369,7 @@ pub async fn run(args: EvacuateArgs) -> Result<()> {
     meta.finish();
     let cells = cells(&jobs);
     let speedups = speedups(&jobs, &pools, &sizes);
+    let vm_added = vm_added(&jobs);
     let result = EvacuateResult {
         benchmark: "evacuate",
         metadata: meta,
@@ -328,6 +378,8 @@ pub async fn run(args: EvacuateArgs) -> Result<()> {
             runs: args.runs,
             warmup: 1,
             pools,
+            vms: args.vms,
+            vm_memory: VM_MEMORY,
             running_per_size: "every other instance (N/2, rounded up) runs; the rest are stopped",
             request: "POST /1.0/cluster/members/m2/state {\"action\": \"evacuate\"|\"restore\", \"mode\": \"\"} \
                       to m1 (what `lxc cluster evacuate|restore m2 --force` sends), timed to the end \
@@ -341,6 +393,7 @@ pub async fn run(args: EvacuateArgs) -> Result<()> {
         },
         cells,
         speedups,
+        vm_added,
         jobs,
     };
     print_tables(&result);
@@ -387,6 +440,7 @@ async fn measure(
     sizes: &[usize],
     sweep: &[(u32, u32)],
     runs: usize,
+    vms: usize,
 ) -> Result<Vec<Job>> {
     let mut jobs = Vec::new();
     let mut sides: Vec<(&Cluster, &str)> = pools.iter().map(|p| (drover, p.as_str())).collect();
@@ -396,7 +450,10 @@ async fn measure(
     // Warm-up: the first move of an image's instance to a member brings the image there.
     for &(c, pool) in &sides {
         eprintln!("--- warm-up: {} {pool}, N={}", c.side.name(), sizes[0]);
-        cycle(c, pool, sizes[0], None, None).await?;
+        cycle(c, pool, sizes[0], 0, None, None).await?;
+        if vms > 0 && c.side == Side::Drover {
+            cycle(c, pool, sizes[0], vms, None, None).await?;
+        }
     }
     for &n in sizes {
         for run in 0..runs {
@@ -405,14 +462,21 @@ async fn measure(
                 order.reverse();
             }
             for &(c, pool) in &order {
-                let [e, r] = cycle(c, pool, n, Some(run), None).await?;
-                eprintln!(
-                    "N={n} run {run}: {} {pool}: evacuate {:.0} ms, restore {:.0} ms",
-                    c.side.name(),
-                    e.total_ms,
-                    r.total_ms
-                );
-                jobs.extend([e, r]);
+                let mut kinds = vec![0];
+                if vms > 0 && c.side == Side::Drover {
+                    // Alternate which of the pair goes first.
+                    kinds.insert(run % 2, vms);
+                }
+                for k in kinds {
+                    let [e, r] = cycle(c, pool, n, k, Some(run), None).await?;
+                    eprintln!(
+                        "N={n} +{k} VMs run {run}: {} {pool}: evacuate {:.0} ms, restore {:.0} ms",
+                        c.side.name(),
+                        e.total_ms,
+                        r.total_ms
+                    );
+                    jobs.extend([e, r]);
+                }
             }
         }
     }
@@ -420,7 +484,7 @@ async fn measure(
     for pool in pools {
         for run in 0..runs {
             for &p in sweep {
-                let [e, r] = cycle(drover, pool, n, Some(run), Some(p)).await?;
+                let [e, r] = cycle(drover, pool, n, 0, Some(run), Some(p)).await?;
                 eprintln!(
                     "sweep N={n} {pool} parallel {}/{} run {run}: evacuate {:.0} ms, restore {:.0} ms",
                     p.0, p.1, e.total_ms, r.total_ms
@@ -432,11 +496,13 @@ async fn measure(
     Ok(jobs)
 }
 
-/// Creates N instances on m2 (every other one running), evacuates, restores, deletes.
+/// Creates N instances on m2 (every other one running) and `vms` running VMs, evacuates,
+/// restores, deletes.
 async fn cycle(
     c: &Cluster,
     pool: &str,
     n: usize,
+    vms: usize,
     run: Option<usize>,
     parallel: Option<(u32, u32)>,
 ) -> Result<[Job; 2]> {
@@ -447,13 +513,38 @@ async fn cycle(
     };
     let names: Vec<String> = (0..n).map(|i| format!("ev{tag}{n}x{i}")).collect();
     let running: Vec<bool> = (0..n).map(|i| i % 2 == 0).collect();
+    let vm_names: Vec<String> = (0..vms).map(|i| format!("ev{tag}{n}v{i}")).collect();
     let res = async {
         create_all(c, pool, &names, &running).await?;
-        let e = job(c, Phase::Evacuate, pool, &names, &running, run, parallel).await?;
-        let r = job(c, Phase::Restore, pool, &names, &running, run, parallel).await?;
-        Ok([e, r])
+        create_vms(c, pool, &vm_names).await?;
+        let jobs = (
+            job(
+                c,
+                Phase::Evacuate,
+                pool,
+                &names,
+                &running,
+                &vm_names,
+                run,
+                parallel,
+            )
+            .await?,
+            job(
+                c,
+                Phase::Restore,
+                pool,
+                &names,
+                &running,
+                &vm_names,
+                run,
+                parallel,
+            )
+            .await?,
+        );
+        Ok([jobs.0, jobs.1])
     }
     .await;
+    let names: Vec<String> = names.into_iter().chain(vm_names).collect();
     for name in &names {
         let _ = c
             .api
@@ -505,6 +596,45 @@ async fn create_all(c: &Cluster, pool: &str, names: &[String], running: &[bool])
     results.into_iter().collect()
 }
 
+/// Creates and starts running busybox-vm VMs on m2 and waits until each guest is up
+/// (its ready line on the console), untimed.
+async fn create_vms(c: &Cluster, pool: &str, names: &[String]) -> Result<()> {
+    let Some(m2) = &c.m2_dir else {
+        return Ok(());
+    };
+    for name in names {
+        let body = json!({"name": name, "type": "virtual-machine",
+            "source": {"type": "image", "alias": "busybox-vm"},
+            "config": {"limits.memory": VM_MEMORY},
+            "devices": {"root": {"type": "disk", "path": "/", "pool": pool}},
+            "start": true});
+        let r = c
+            .api
+            .send_json(
+                Method::POST,
+                &format!("/1.0/instances?target={MEMBER}"),
+                &body,
+            )
+            .await?;
+        c.api.wait(&r).await?;
+    }
+    for name in names {
+        let log = m2.join(format!("vms/default_{name}/console.log"));
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("DROVER-VM-READY")
+        {
+            if Instant::now() >= deadline {
+                bail!("VM {name} did not boot within 180 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok(())
+}
+
 /// Waits until every running instance's init handles the stop signal (untimed; see
 /// `start_stop::stoppable`): a stop that lands before the init's `trap` line waits out its
 /// whole timeout on either manager.
@@ -526,17 +656,27 @@ async fn stoppable(c: &Cluster, names: &[String], running: &[bool]) -> Result<()
     Ok(())
 }
 
-/// One timed evacuation or restore of m2, checked afterwards.
+/// One timed evacuation or restore of m2 (containers `names`, running VMs `vms`), checked
+/// afterwards.
+#[allow(clippy::too_many_arguments)]
 async fn job(
     c: &Cluster,
     phase: Phase,
     pool: &str,
-    names: &[String],
-    running: &[bool],
+    containers: &[String],
+    container_running: &[bool],
+    vms: &[String],
     run: Option<usize>,
     parallel: Option<(u32, u32)>,
 ) -> Result<Job> {
-    stoppable(c, names, running).await?;
+    stoppable(c, containers, container_running).await?;
+    let names: Vec<String> = containers.iter().chain(vms).cloned().collect();
+    let running: Vec<bool> = container_running
+        .iter()
+        .copied()
+        .chain(vms.iter().map(|_| true))
+        .collect();
+    let (names, running) = (&names[..], &running[..]);
     let mut body = json!({"action": phase.action(), "mode": ""});
     if let Some((p, t)) = parallel {
         body["parallel"] = json!(p);
@@ -563,8 +703,9 @@ async fn job(
     Ok(Job {
         side: c.side.name(),
         pool: pool.to_string(),
-        n: names.len(),
+        n: containers.len(),
         phase: phase.action(),
+        vms: vms.len(),
         run,
         parallel: parallel.map(|(p, t)| format!("{p}/{t}")),
         total_ms: report::round(total_ms),
@@ -870,18 +1011,25 @@ fn later(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 
 /// Measured jobs grouped into cells.
 fn cells(jobs: &[Job]) -> Vec<Cell> {
-    /// side, pool, N, phase, parallelism.
-    type Key<'a> = (&'static str, &'a str, usize, &'static str, Option<&'a str>);
+    /// side, pool, N, phase, VMs, parallelism.
+    type Key<'a> = (
+        &'static str,
+        &'a str,
+        usize,
+        &'static str,
+        usize,
+        Option<&'a str>,
+    );
     let mut groups: BTreeMap<Key<'_>, Vec<&Job>> = BTreeMap::new();
     for j in jobs.iter().filter(|j| j.run.is_some()) {
         groups
-            .entry((j.side, &j.pool, j.n, j.phase, j.parallel.as_deref()))
+            .entry((j.side, &j.pool, j.n, j.phase, j.vms, j.parallel.as_deref()))
             .or_default()
             .push(j);
     }
     groups
         .into_iter()
-        .map(|((side, pool, n, phase, parallel), js)| {
+        .map(|((side, pool, n, phase, vms, parallel), js)| {
             let totals: Vec<f64> = js.iter().map(|j| j.total_ms).collect();
             let down: Vec<f64> = js
                 .iter()
@@ -892,12 +1040,63 @@ fn cells(jobs: &[Job]) -> Vec<Cell> {
                 pool: pool.to_string(),
                 n,
                 phase,
+                vms,
                 parallel: parallel.map(str::to_string),
                 total: Summary::of(&totals),
                 downtime: (!down.is_empty()).then(|| Summary::of(&down)),
             }
         })
         .collect()
+}
+
+/// What the VMs added, per pool, size and phase: drover jobs at the default parallelism
+/// with VMs against those without, over the measured runs.
+fn vm_added(jobs: &[Job]) -> Vec<VmAdded> {
+    let measured = |j: &&Job| j.side == "drover" && j.run.is_some() && j.parallel.is_none();
+    let mut out = Vec::new();
+    for with in jobs.iter().filter(measured).filter(|j| j.vms > 0) {
+        if out.iter().any(|o: &VmAdded| {
+            o.pool == with.pool && o.n == with.n && o.phase == with.phase && o.vms == with.vms
+        }) {
+            continue;
+        }
+        let same = |j: &&Job| j.pool == with.pool && j.n == with.n && j.phase == with.phase;
+        let a: Vec<&Job> = jobs
+            .iter()
+            .filter(measured)
+            .filter(same)
+            .filter(|j| j.vms == 0)
+            .collect();
+        let b: Vec<&Job> = jobs
+            .iter()
+            .filter(measured)
+            .filter(same)
+            .filter(|j| j.vms == with.vms)
+            .collect();
+        let totals = |js: &[&Job]| js.iter().map(|j| j.total_ms).collect::<Vec<_>>();
+        let paired: Vec<f64> = b
+            .iter()
+            .filter_map(|bj| {
+                let aj = a.iter().find(|aj| aj.run == bj.run)?;
+                Some(bj.total_ms - aj.total_ms)
+            })
+            .collect();
+        if a.is_empty() || paired.is_empty() {
+            continue;
+        }
+        let (ma, mb) = (report::median(&totals(&a)), report::median(&totals(&b)));
+        out.push(VmAdded {
+            pool: with.pool.clone(),
+            n: with.n,
+            vms: with.vms,
+            phase: with.phase,
+            containers_only_median_ms: ma,
+            with_vms_median_ms: mb,
+            added_ms: report::round(mb - ma),
+            paired_added_ms: report::round(report::median(&paired)),
+        });
+    }
+    out
 }
 
 /// drover (each pool, default parallelism) against LXD per size and phase.
@@ -958,7 +1157,11 @@ fn print_tables(r: &EvacuateResult) {
         .map(|c| {
             vec![
                 format!("{} {}", c.side, c.pool),
-                c.n.to_string(),
+                if c.vms > 0 {
+                    format!("{} + {} VMs", c.n, c.vms)
+                } else {
+                    c.n.to_string()
+                },
                 c.phase.to_string(),
                 c.parallel.clone().unwrap_or_else(|| "default".into()),
                 report::fmt_summary(&c.total),
@@ -1007,6 +1210,38 @@ fn print_tables(r: &EvacuateResult) {
             rows
         )
     );
+    if !r.vm_added.is_empty() {
+        let rows = r
+            .vm_added
+            .iter()
+            .map(|v| {
+                vec![
+                    v.pool.clone(),
+                    format!("{} + {} VMs", v.n, v.vms),
+                    v.phase.to_string(),
+                    format!("{:.0}", v.containers_only_median_ms),
+                    format!("{:.0}", v.with_vms_median_ms),
+                    format!("{:.0}", v.added_ms),
+                    format!("{:.0}", v.paired_added_ms),
+                ]
+            })
+            .collect();
+        println!(
+            "{}",
+            report::table(
+                &[
+                    "pool",
+                    "N",
+                    "phase",
+                    "containers ms",
+                    "with VMs ms",
+                    "added ms",
+                    "paired added ms"
+                ],
+                rows
+            )
+        );
+    }
 }
 
 #[cfg(test)]
@@ -1088,5 +1323,39 @@ mod tests {
         // Events of a restore's operation are not an evacuation's.
         let t = lxd_times(&events, t0, Phase::Restore, &["t1".into()], &[true]);
         assert_eq!(t[0].stop, None);
+    }
+
+    #[test]
+    fn vms_added_pair_runs_of_the_same_cell() {
+        let job = |vms, run, phase, total_ms| Job {
+            side: "drover",
+            pool: "shared-fs".into(),
+            n: 10,
+            phase,
+            vms,
+            run,
+            parallel: None,
+            total_ms,
+            instances: Vec::new(),
+        };
+        let jobs = vec![
+            // Warm-ups do not count.
+            job(0, None, "evacuate", 5000.0),
+            job(2, None, "evacuate", 9000.0),
+            job(0, Some(0), "evacuate", 400.0),
+            job(2, Some(0), "evacuate", 900.0),
+            job(0, Some(1), "evacuate", 500.0),
+            job(2, Some(1), "evacuate", 700.0),
+            job(0, Some(0), "restore", 300.0),
+            job(2, Some(0), "restore", 350.0),
+        ];
+        let v = vm_added(&jobs);
+        assert_eq!(v.len(), 2);
+        assert_eq!((v[0].phase, v[0].vms), ("evacuate", 2));
+        assert_eq!(v[0].containers_only_median_ms, 450.0);
+        assert_eq!(v[0].with_vms_median_ms, 800.0);
+        assert_eq!(v[0].added_ms, 350.0);
+        assert_eq!(v[0].paired_added_ms, 350.0);
+        assert_eq!((v[1].phase, v[1].added_ms), ("restore", 50.0));
     }
 }
