@@ -517,31 +517,8 @@ async fn cycle(
     let res = async {
         create_all(c, pool, &names, &running).await?;
         create_vms(c, pool, &vm_names).await?;
-        let jobs = (
-            job(
-                c,
-                Phase::Evacuate,
-                pool,
-                &names,
-                &running,
-                &vm_names,
-                run,
-                parallel,
-            )
-            .await?,
-            job(
-                c,
-                Phase::Restore,
-                pool,
-                &names,
-                &running,
-                &vm_names,
-                run,
-                parallel,
-            )
-            .await?,
-        );
-        Ok([jobs.0, jobs.1])
+        let timed = |phase| job(c, phase, pool, &names, &running, &vm_names, run, parallel);
+        Ok([timed(Phase::Evacuate).await?, timed(Phase::Restore).await?])
     }
     .await;
     let names: Vec<String> = names.into_iter().chain(vm_names).collect();
