@@ -17,7 +17,9 @@ use db::evacuations::EvacuationKind;
 
 use crate::state::Daemon;
 
-/// The environment variable naming the crash points of this daemon.
+/// The environment variable naming the crash points of this daemon. Release builds never
+/// read it.
+#[cfg_attr(not(debug_assertions), expect(dead_code))]
 pub const ENV: &str = "DROVER_TEST_CRASH_AT";
 
 /// Right after the plan of a job of `kind` is journaled, before any instance is touched.
