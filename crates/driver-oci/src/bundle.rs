@@ -234,6 +234,18 @@ fn mounts() -> Result<Vec<Mount>> {
     ])
 }
 
+/// `base` followed by a bind mount of each host path in `binds` (LXD's disk devices).
+fn with_binds(mut base: Vec<Mount>, binds: &[drivers::BindMount]) -> Result<Vec<Mount>> {
+    for b in binds {
+        let source = b.source.to_str().ok_or_else(|| {
+            DriverError::Invalid(format!("source {} is not UTF-8", b.source.display()))
+        })?;
+        let mode = if b.readonly { "ro" } else { "rw" };
+        base.push(mount(&b.target, "bind", source, &["rbind", mode])?);
+    }
+    Ok(base)
+}
+
 fn devices() -> Result<(Vec<LinuxDevice>, Vec<LinuxDeviceCgroup>)> {
     let mut nodes = Vec::new();
     let mut rules = vec![
@@ -405,7 +417,7 @@ pub fn build_spec(spec: &InstanceSpec, cgroups_path: &str) -> Result<Spec> {
         )
         .hostname(spec.name.clone())
         .process(process)
-        .mounts(mounts()?)
+        .mounts(with_binds(mounts()?, &spec.mounts)?)
         .linux(linux)
         .build()
         .map_err(oci_err)
@@ -528,6 +540,7 @@ mod tests {
                 .collect::<BTreeMap<_, _>>(),
             init: vec!["/sbin/init".into()],
             env: vec![],
+            mounts: vec![],
         }
     }
 
@@ -600,6 +613,22 @@ mod tests {
         assert_eq!(j["linux"]["resources"]["cpu"]["period"], 100_000);
         let j = json(&[("limits.cpu", "0,1")]);
         assert_eq!(j["linux"]["resources"]["cpu"]["cpus"], "0,1");
+    }
+
+    #[test]
+    fn host_paths_become_bind_mounts() {
+        let mut i = instance(&[]);
+        i.mounts = vec![drivers::BindMount {
+            source: "/srv/data".into(),
+            target: "/mnt/data".into(),
+            readonly: true,
+        }];
+        let j = serde_json::to_value(build_spec(&i, "/drover/default_c1").unwrap()).unwrap();
+        let last = j["mounts"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["destination"], "/mnt/data");
+        assert_eq!(last["source"], "/srv/data");
+        assert_eq!(last["type"], "bind");
+        assert_eq!(last["options"], serde_json::json!(["rbind", "ro"]));
     }
 
     #[test]

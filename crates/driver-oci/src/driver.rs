@@ -448,6 +448,26 @@ impl InstanceDriver for OciDriver {
             OciExec::new(child, self.runtime_name()).with_pid_file(pid_file),
         ))
     }
+
+    async fn attach_mount(&self, id: &str, mount: &drivers::BindMount) -> Result<()> {
+        let Some(w) = self.running(id).await? else {
+            return Err(DriverError::NotRunning);
+        };
+        let (pid, mount) = (w.pid(), mount.clone());
+        tokio::task::spawn_blocking(move || crate::hotplug::attach(pid, &mount))
+            .await
+            .map_err(|e| DriverError::Invalid(format!("the mount task failed: {e}")))?
+    }
+
+    async fn detach_mount(&self, id: &str, target: &str) -> Result<()> {
+        let Some(w) = self.running(id).await? else {
+            return Err(DriverError::NotRunning);
+        };
+        let (pid, target) = (w.pid(), target.to_string());
+        tokio::task::spawn_blocking(move || crate::hotplug::detach(pid, &target))
+            .await
+            .map_err(|e| DriverError::Invalid(format!("the unmount task failed: {e}")))?
+    }
 }
 
 #[cfg(test)]

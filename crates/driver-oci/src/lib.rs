@@ -32,6 +32,7 @@ pub mod bundle;
 pub mod cgroup;
 mod driver;
 mod exec;
+pub mod hotplug;
 pub mod limits;
 mod namespace;
 mod pid_watch;

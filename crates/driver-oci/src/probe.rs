@@ -107,6 +107,7 @@ async fn probe_one(runtime: Runtime, scratch: &Path) -> Result<OciDriver> {
         config: BTreeMap::new(),
         init: vec!["/bin/busybox".into(), "true".into()],
         env: Vec::new(),
+        mounts: Vec::new(),
     };
     // A leftover of a crashed earlier probe with the same pid would block the start.
     driver

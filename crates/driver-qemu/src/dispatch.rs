@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use drivers::{
-    ExecProcess, ExecSpec, ExecStdio, InstanceDriver, InstanceSpec, Result, RuntimeStatus,
-    StopOutcome, Usage,
+    BindMount, ExecProcess, ExecSpec, ExecStdio, InstanceDriver, InstanceSpec, Result,
+    RuntimeStatus, StopOutcome, Usage,
 };
 
 use crate::driver::QemuDriver;
@@ -99,5 +99,13 @@ impl InstanceDriver for ByType {
         stdio: ExecStdio,
     ) -> Result<Box<dyn ExecProcess>> {
         self.for_id(id).await?.exec(id, spec, stdio).await
+    }
+
+    async fn attach_mount(&self, id: &str, mount: &BindMount) -> Result<()> {
+        self.for_id(id).await?.attach_mount(id, mount).await
+    }
+
+    async fn detach_mount(&self, id: &str, target: &str) -> Result<()> {
+        self.for_id(id).await?.detach_mount(id, target).await
     }
 }

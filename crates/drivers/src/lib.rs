@@ -57,6 +57,19 @@ pub struct InstanceSpec {
     pub init: Vec<String>,
     /// Environment of PID 1.
     pub env: Vec<String>,
+    /// Host paths bind-mounted into the instance (LXD's `disk` devices with a `source`).
+    pub mounts: Vec<BindMount>,
+}
+
+/// A host path shown inside an instance (an LXD `disk` device with a host `source`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindMount {
+    /// The host file or directory (absolute).
+    pub source: PathBuf,
+    /// Where it appears inside the instance (absolute; made when missing).
+    pub target: String,
+    /// Mounted read-only.
+    pub readonly: bool,
 }
 
 /// What the runtime says about an instance.
@@ -173,4 +186,22 @@ pub trait InstanceDriver: Send + Sync + std::fmt::Debug {
         spec: &ExecSpec,
         stdio: ExecStdio,
     ) -> Result<Box<dyn ExecProcess>>;
+
+    /// Mounts `mount` into the running instance now (LXD's disk hotplug). A driver that
+    /// cannot answers [`DriverError::Invalid`] and changes nothing.
+    async fn attach_mount(&self, id: &str, mount: &BindMount) -> Result<()> {
+        let _ = (id, mount);
+        Err(DriverError::Invalid(
+            "this runtime cannot add disks to a running instance".into(),
+        ))
+    }
+
+    /// Unmounts what is mounted at `target` inside the running instance now. A driver that
+    /// cannot answers [`DriverError::Invalid`] and changes nothing.
+    async fn detach_mount(&self, id: &str, target: &str) -> Result<()> {
+        let _ = (id, target);
+        Err(DriverError::Invalid(
+            "this runtime cannot remove disks from a running instance".into(),
+        ))
+    }
 }

@@ -172,6 +172,7 @@ pub async fn create(
     validate::config(&expanded)?;
     let devices = expand_devices(&req.devices, &profiles);
     validate::devices(&devices)?;
+    super::disks::check_kind(&req.kind, &devices)?;
     let pool = root_pool(&devices).ok_or_else(|| {
         ApiError::bad_request(
             "Failed to find a root disk device: add one (a profile or the instance's devices)",

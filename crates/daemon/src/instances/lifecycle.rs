@@ -147,9 +147,10 @@ async fn restore_power(d: &Daemon, rec: &InstanceRecord) {
     }
 }
 
-/// What starting an instance needs: its expanded config and its root filesystem (mounted),
+/// What starting an instance needs: its expanded config, its root filesystem (mounted) and its
+/// host-path disks,
 /// or why it cannot start.
-type StartInputs = ApiResult<(ConfigMap, PathBuf)>;
+type StartInputs = ApiResult<(ConfigMap, PathBuf, Vec<drivers::BindMount>)>;
 
 /// What the DB says about starting `rec`: the member (if known), the profiles (or the first
 /// missing one) and the root disk's pool name with its record.
@@ -188,6 +189,8 @@ fn check_start_inputs(d: &Daemon, rec: &InstanceRecord, found: StartRecords) -> 
         return Err(ApiError::forbidden("Cluster member is evacuated"));
     }
     let profiles = profiles.map_err(missing_profile)?;
+    let mounts =
+        super::disks::start_mounts(&rec.kind, &super::expand_devices(&rec.devices, &profiles))?;
     let (name, pool) =
         pool.ok_or_else(|| ApiError::bad_request("Instance has no root disk device"))?;
     let source = crate::volumes::pool_source_checked(d, &name, pool)?;
@@ -195,7 +198,7 @@ fn check_start_inputs(d: &Daemon, rec: &InstanceRecord, found: StartRecords) -> 
     let run_dir = d.paths.run.join(runtime_id(&rec.project, &rec.name));
     std::fs::create_dir_all(&run_dir)
         .map_err(|e| ApiError::internal(format!("create {}: {e}", run_dir.display())))?;
-    Ok((expand_config(&rec.config, &profiles), rootfs))
+    Ok((expand_config(&rec.config, &profiles), rootfs, mounts))
 }
 
 /// What starting `rec` needs ([`check_start_inputs`]), in one blocking hand-off and one
@@ -220,7 +223,7 @@ async fn start_runtime(
         return Err(ApiError::bad_request("The instance is already running"));
     }
     let run_dir = d.paths.run.join(&id);
-    let (config, rootfs) = match inputs {
+    let (config, rootfs, mounts) = match inputs {
         Some(inputs) => inputs?,
         None => start_inputs(d, rec).await?,
     };
@@ -241,6 +244,7 @@ async fn start_runtime(
         config,
         init: vec!["/sbin/init".to_string()],
         env,
+        mounts,
     };
     let pid = d
         .driver

@@ -2,6 +2,7 @@
 
 mod copy;
 mod create;
+pub mod disks;
 pub mod files;
 mod lifecycle;
 pub mod migrate;

@@ -78,6 +78,7 @@ pub async fn update(
     validate::config(&new_expanded)?;
     let new_devices = expand_devices(&devices, &profiles);
     validate::devices(&new_devices)?;
+    super::disks::check_kind(&rec.kind, &new_devices)?;
     let old_profiles = load_profiles(d, project, &rec.profiles)
         .await
         .unwrap_or_default();
@@ -95,13 +96,23 @@ pub async fn update(
             .collect::<Vec<_>>()
     };
     let id = runtime_id(project, name);
-    let live = limits(&old_expanded) != limits(&new_expanded)
-        && runtime_status(d, &id) == InstanceStatus::Running;
+    let running = runtime_status(d, &id) == InstanceStatus::Running;
+    let live = limits(&old_expanded) != limits(&new_expanded) && running;
     if live {
         d.driver
             .update_limits(&id, &new_expanded)
             .await
             .map_err(|e| ApiError::bad_request(format!("Failed to apply new limits: {e}")))?;
+    }
+    // Host-path disks come and go on a running container now, as LXD hotplugs them.
+    let old_devices = expand_devices(&rec.devices, &old_profiles);
+    let disks_live =
+        running && super::disks::changes(&old_devices, &new_devices) != (vec![], vec![]);
+    if disks_live && let Err(e) = super::disks::hotplug(d, &id, &old_devices, &new_devices).await {
+        if live && let Err(undo) = d.driver.update_limits(&id, &old_expanded).await {
+            tracing::error!(instance = %name, error = %undo, "old limits not restored");
+        }
+        return Err(e);
     }
     let written = d
         .write(db::Command::UpdateInstance {
@@ -118,6 +129,11 @@ pub async fn update(
         // The record kept the old limits: so does the instance.
         if live && let Err(undo) = d.driver.update_limits(&id, &old_expanded).await {
             tracing::error!(instance = %name, error = %undo, "old limits not restored");
+        }
+        if disks_live
+            && let Err(undo) = super::disks::hotplug(d, &id, &new_devices, &old_devices).await
+        {
+            tracing::error!(instance = %name, error = %undo.message, "old disks not restored");
         }
         return Err(e);
     }

@@ -114,18 +114,24 @@ pub fn config(config: &ConfigMap) -> ApiResult<()> {
     Ok(())
 }
 
-/// Checks an instance's devices: only `disk` devices (the root disk) are supported so far,
-/// and at most one of them (LXD's `More than one root device found`; pass the expanded
-/// devices too, so that a local root disk beside the profile's one is caught).
+/// Checks an instance's devices: `disk` devices only — at most one root disk (LXD's `More
+/// than one root device found`; pass the expanded devices too, so that a local root disk
+/// beside the profile's one is caught) and host paths ([`host_disk`]) — and `none`.
 pub fn devices(devices: &api::DeviceMap) -> ApiResult<()> {
     let mut root = None;
+    let mut paths = std::collections::BTreeSet::new();
     for (name, dev) in devices {
         match dev.get("type").map(String::as_str) {
             Some("disk") => {
                 if dev.get("path").map(String::as_str) != Some("/") {
-                    return Err(ApiError::bad_request(format!(
-                        "Invalid devices: Device {name:?}: only the root disk (path \"/\") is supported"
-                    )));
+                    host_disk(name, dev)?;
+                    let path = dev.get("path").map_or("", String::as_str);
+                    if !paths.insert(path.trim_end_matches('/')) {
+                        return Err(ApiError::bad_request(format!(
+                            "Invalid devices: More than one disk device uses the same path {path:?}"
+                        )));
+                    }
+                    continue;
                 }
                 if root.replace(name).is_some() {
                     return Err(ApiError::bad_request(
@@ -144,6 +150,43 @@ pub fn devices(devices: &api::DeviceMap) -> ApiResult<()> {
                     "Invalid devices: Device {name:?}: missing device type"
                 )));
             }
+        }
+    }
+    Ok(())
+}
+
+/// Checks a disk device other than the root disk: a host `source` and a `path` inside the
+/// instance, both absolute; custom volumes (`pool`) are not supported.
+fn host_disk(name: &str, dev: &api::ConfigMap) -> ApiResult<()> {
+    let bad = |why: String| {
+        Err(ApiError::bad_request(format!(
+            "Invalid devices: Device {name:?}: {why}"
+        )))
+    };
+    if dev.get("pool").is_some_and(|p| !p.is_empty()) {
+        return bad("custom storage volumes are not supported by drover".into());
+    }
+    let (Some(source), Some(path)) = (
+        dev.get("source").filter(|s| !s.is_empty()),
+        dev.get("path").filter(|p| !p.is_empty()),
+    ) else {
+        return bad("Disk entry is missing the required \"source\" or \"path\" property".into());
+    };
+    if !source.starts_with('/') {
+        return bad(format!(
+            "the source {source:?} must be an absolute host path"
+        ));
+    }
+    if !path.starts_with('/') {
+        return bad(format!("the path {path:?} must be absolute"));
+    }
+    for key in ["readonly", "required"] {
+        if let Some(v) = dev.get(key) {
+            check_bool(key, v).map_err(|_| {
+                ApiError::bad_request(format!(
+                    "Invalid devices: Device {name:?}: {key} must be a boolean, not {v:?}"
+                ))
+            })?;
         }
     }
     Ok(())

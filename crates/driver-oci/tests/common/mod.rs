@@ -133,6 +133,7 @@ impl World {
                 .collect::<BTreeMap<_, _>>(),
             init: vec!["/sbin/init".into()],
             env: vec![],
+            mounts: vec![],
         }
     }
 }

@@ -90,6 +90,7 @@ pub fn spec(name: &str, volume: &Path, memory: &str) -> InstanceSpec {
         config,
         init: vec![],
         env: vec![],
+        mounts: vec![],
     }
 }
 

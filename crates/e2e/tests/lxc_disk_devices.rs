@@ -1,0 +1,232 @@
+//! Disk devices with a host source, the way an operator adds them with LXD's `lxc` 5.0.2
+//! client: mounted at once into a running container and at every start, read-only when
+//! asked, gone when removed, and refused cleanly when wrong. Instance names start with `dsk`.
+
+use drover_e2e::{Member, require_lxc};
+
+/// Runs `lxc args` on `m`, which must fail with `want` in its error.
+async fn refused(m: &Member, args: &[&str], want: &str) {
+    let out = m.lxc(args).await;
+    assert!(out.failure().contains(want), "lxc {args:?}: {}", out.stderr);
+}
+
+/// What `cmd` prints inside `name` (which must succeed).
+async fn inside(m: &Member, name: &str, cmd: &str) -> String {
+    let out = m.lxc(&["exec", name, "--", "sh", "-c", cmd]).await;
+    out.success();
+    out.stdout.clone()
+}
+
+/// What does this test do?
+/// - `lxc config device add dsk1 data disk source=<dir> path=/mnt/data` on a running
+///   container: the host directory shows inside at once, and writes go both ways
+/// - `readonly=true` mounts it read-only (`Read-only file system` inside)
+/// - `lxc config device show` lists both; `lxc config device remove` unmounts at once
+/// - refused with nothing changed: a missing source, a second device on the same path, a
+///   custom volume (`pool=`), a relative path
+/// - a restart mounts what the config says; a stopped instance gets the disk at its start
+/// - a required source that went missing fails the start in LXD's words (`Missing source
+///   path`); `required=false` lets it start without that disk
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_disks_are_mounted_live_and_at_start() {
+    require_lxc();
+    let m = Member::start().await;
+    m.import_busybox().await;
+    let host = tempfile::tempdir().expect("a host directory");
+    let share = host.path().join("share");
+    std::fs::create_dir(&share).expect("mkdir share");
+    std::fs::write(share.join("hello"), "from the host\n").expect("write hello");
+    let src = format!("source={}", share.display());
+    m.lxc(&["launch", "busybox", "dsk1"]).await.success();
+
+    tracing::info!("--- add a host disk to a running container");
+    m.lxc(&[
+        "config",
+        "device",
+        "add",
+        "dsk1",
+        "data",
+        "disk",
+        &src,
+        "path=/mnt/data",
+    ])
+    .await
+    .success();
+    assert_eq!(
+        inside(&m, "dsk1", "cat /mnt/data/hello").await,
+        "from the host\n"
+    );
+    inside(&m, "dsk1", "echo back > /mnt/data/back").await;
+    assert_eq!(
+        std::fs::read_to_string(share.join("back")).expect("written inside"),
+        "back\n"
+    );
+
+    tracing::info!("--- readonly=true");
+    m.lxc(&[
+        "config",
+        "device",
+        "add",
+        "dsk1",
+        "ro",
+        "disk",
+        &src,
+        "path=/mnt/ro",
+        "readonly=true",
+    ])
+    .await
+    .success();
+    let out = m
+        .lxc(&["exec", "dsk1", "--", "touch", "/mnt/ro/nope"])
+        .await;
+    assert!(
+        out.failure().contains("Read-only file system"),
+        "{}",
+        out.stderr
+    );
+    assert!(!share.join("nope").exists());
+    let out = m.lxc(&["config", "device", "show", "dsk1"]).await;
+    for want in ["data:", "path: /mnt/data", "ro:", "readonly: \"true\""] {
+        assert!(
+            out.success().stdout.contains(want),
+            "{want}: {}",
+            out.stdout
+        );
+    }
+
+    tracing::info!("--- bad disks are refused, nothing changed");
+    refused(
+        &m,
+        &[
+            "config",
+            "device",
+            "add",
+            "dsk1",
+            "bad",
+            "disk",
+            "source=/nonexistent/dsk",
+            "path=/mnt/bad",
+        ],
+        "Missing source path \"/nonexistent/dsk\" for disk \"bad\"",
+    )
+    .await;
+    refused(
+        &m,
+        &[
+            "config",
+            "device",
+            "add",
+            "dsk1",
+            "dup",
+            "disk",
+            &src,
+            "path=/mnt/ro",
+        ],
+        "More than one disk device uses the same path \"/mnt/ro\"",
+    )
+    .await;
+    refused(
+        &m,
+        &[
+            "config",
+            "device",
+            "add",
+            "dsk1",
+            "vol",
+            "disk",
+            "pool=default",
+            "source=v1",
+            "path=/mnt/v",
+        ],
+        "custom storage volumes are not supported",
+    )
+    .await;
+    refused(
+        &m,
+        &[
+            "config",
+            "device",
+            "add",
+            "dsk1",
+            "rel",
+            "disk",
+            &src,
+            "path=mnt/rel",
+        ],
+        "must be absolute",
+    )
+    .await;
+    let out = m.lxc(&["config", "device", "list", "dsk1"]).await;
+    let mut listed: Vec<&str> = out.success().stdout.split_whitespace().collect();
+    listed.sort_unstable();
+    assert_eq!(listed, ["data", "ro"]);
+    assert_eq!(inside(&m, "dsk1", "ls /mnt").await, "data\nro\n");
+
+    tracing::info!("--- remove unmounts at once; a restart mounts what the config says");
+    m.lxc(&["config", "device", "remove", "dsk1", "data"])
+        .await
+        .success();
+    assert_eq!(inside(&m, "dsk1", "ls /mnt/data").await, "");
+    m.lxc(&["restart", "dsk1"]).await.success();
+    assert_eq!(
+        inside(&m, "dsk1", "cat /mnt/ro/hello").await,
+        "from the host\n"
+    );
+    assert_eq!(inside(&m, "dsk1", "ls /mnt/data").await, "");
+
+    tracing::info!("--- a stopped instance gets its disk at start; a missing source fails it");
+    m.lxc(&["init", "busybox", "dsk2"]).await.success();
+    m.lxc(&[
+        "config",
+        "device",
+        "add",
+        "dsk2",
+        "data",
+        "disk",
+        &src,
+        "path=/srv/data",
+    ])
+    .await
+    .success();
+    let gone = host.path().join("gone");
+    let gone_src = format!("source={}", gone.display());
+    m.lxc(&[
+        "config",
+        "device",
+        "add",
+        "dsk2",
+        "gone",
+        "disk",
+        &gone_src,
+        "path=/srv/gone",
+    ])
+    .await
+    .success();
+    refused(
+        &m,
+        &["start", "dsk2"],
+        &format!(
+            "Missing source path {:?} for disk \"gone\"",
+            gone.display().to_string()
+        ),
+    )
+    .await;
+    let out = m.lxc(&["list", "dsk2", "-c", "ns", "-f", "csv"]).await;
+    assert_eq!(out.success().stdout, "dsk2,STOPPED\n");
+    m.lxc(&["config", "device", "set", "dsk2", "gone", "required=false"])
+        .await
+        .success();
+    m.lxc(&["start", "dsk2"]).await.success();
+    assert_eq!(
+        inside(&m, "dsk2", "cat /srv/data/hello").await,
+        "from the host\n"
+    );
+
+    m.lxc(&["delete", "--force", "dsk1", "dsk2"])
+        .await
+        .success();
+    assert!(
+        share.join("hello").exists(),
+        "the host directory is left alone"
+    );
+}
