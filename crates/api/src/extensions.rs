@@ -31,6 +31,9 @@ pub const API_EXTENSIONS: &[&str] = &[
     "instances",
     "api_filtering",
     "image_create_aliases",
+    // `instance_only` in a copy or move source (`lxc copy --instance-only`): drover keeps no
+    // snapshots, so every copy is an instance-only one.
+    "container_only_migration",
     "container_exec_recording",
     "container_exec_user_group_cwd",
     // `GET /1.0/projects[/{name}]`: the `default` project only (`lxc project list`).

@@ -151,7 +151,8 @@ pub enum Command {
         fingerprint: String,
     },
     /// Turn the standalone member into the first member of a cluster: rename it (its
-    /// instances follow) and record its cluster address and certificate fingerprint.
+    /// instances and their volumes follow) and record its cluster address and certificate
+    /// fingerprint.
     EnableClustering {
         /// Its name until now (`"none"`).
         from: String,
@@ -639,6 +640,11 @@ pub fn apply(tx: &Transaction<'_>, cmd: &Command) -> Result<()> {
             expect_one(n, || format!("member {from:?}"))?;
             tx.execute(
                 "UPDATE instances SET member = ?2 WHERE member = ?1",
+                params![from, name],
+            )?;
+            // Their volumes follow too (`lxc storage volume list` names the member).
+            tx.execute(
+                "UPDATE storage_volumes SET member = ?2 WHERE member = ?1",
                 params![from, name],
             )?;
         }

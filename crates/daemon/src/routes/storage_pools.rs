@@ -81,6 +81,22 @@ async fn volume_snapshots(
     Ok(sync(Vec::<String>::new()))
 }
 
+/// `POST /1.0/storage-pools/{name}/volumes[/{type}]` (`lxc storage volume create`):
+/// refused in plain words (404 for an unknown pool), nothing is created.
+async fn no_custom_volumes(
+    State(d): State<Daemon>,
+    Path(params): Path<Vec<(String, String)>>,
+) -> ApiResult<Response> {
+    let pool = params
+        .iter()
+        .find(|(k, _)| k == "name")
+        .map_or("", |(_, v)| v.as_str());
+    pools::get(&d, pool, None).await?;
+    Err(crate::error::ApiError::not_implemented(
+        "Custom storage volumes are not supported by drover: instances keep their data on their root disk, or on a host path (a disk device with a source)",
+    ))
+}
+
 async fn put(
     State(d): State<Daemon>,
     Path(name): Path<String>,
@@ -113,7 +129,14 @@ pub fn routes() -> Router<Daemon> {
             "/1.0/storage-pools/{name}",
             get(get_one).delete(delete).put(put).patch(patch),
         )
-        .route("/1.0/storage-pools/{name}/volumes", get(volumes))
+        .route(
+            "/1.0/storage-pools/{name}/volumes",
+            get(volumes).post(no_custom_volumes),
+        )
+        .route(
+            "/1.0/storage-pools/{name}/volumes/{kind}",
+            axum::routing::post(no_custom_volumes),
+        )
         .route(
             "/1.0/storage-pools/{name}/volumes/{kind}/{volume}",
             get(volume),

@@ -1,0 +1,82 @@
+//! An operator's ordinary `lxc` 5.0.2 session on a member that starts standalone and then
+//! becomes the first member of a cluster: what LXD answers, drover answers; what drover does
+//! not do, it refuses in plain words with nothing changed. Instance names start with `ops`.
+
+use drover_e2e::{Member, free_address, require_lxc};
+
+/// Runs `lxc args` on `m`, which must fail with `want` in its error.
+async fn refused(m: &Member, args: &[&str], want: &str) {
+    let out = m.lxc(args).await;
+    assert!(out.failure().contains(want), "lxc {args:?}: {}", out.stderr);
+}
+
+/// `lxc storage volume list default -f csv` of `m`, one line per volume.
+async fn volumes(m: &Member) -> Vec<String> {
+    let out = m
+        .lxc(&["storage", "volume", "list", "default", "-f", "csv"])
+        .await;
+    out.success().stdout.lines().map(str::to_string).collect()
+}
+
+/// What does this test do?
+/// - `lxc copy ops1 ops2 --instance-only` works (the client needs the
+///   `container_only_migration` extension; drover keeps no snapshots, so every copy is one)
+/// - `lxc storage volume create default vol1` is refused in plain words and creates nothing;
+///   an unknown pool is `Storage pool not found`
+/// - after `lxc cluster enable m1`, the volumes of the instances made before list `m1` as
+///   their location (not `none`), as their instances do
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standalone_session_then_cluster_enable() {
+    require_lxc();
+    let m = Member::start().await;
+    m.import_busybox().await;
+    m.lxc(&["launch", "busybox", "ops1"]).await.success();
+
+    tracing::info!("--- lxc copy --instance-only");
+    m.lxc(&["copy", "ops1", "ops2", "--instance-only"])
+        .await
+        .success();
+    let out = m.lxc(&["list", "ops", "-c", "ns", "-f", "csv"]).await;
+    assert_eq!(out.success().stdout, "ops1,RUNNING\nops2,STOPPED\n");
+    m.lxc(&["start", "ops2"]).await.success();
+    let out = m.lxc(&["exec", "ops2", "--", "hostname"]).await;
+    assert_eq!(out.success().stdout, "ops2\n");
+
+    tracing::info!("--- lxc storage volume create: refused, nothing made");
+    let before = volumes(&m).await;
+    refused(
+        &m,
+        &["storage", "volume", "create", "default", "vol1"],
+        "Custom storage volumes are not supported by drover",
+    )
+    .await;
+    refused(
+        &m,
+        &["storage", "volume", "create", "nosuch", "vol1"],
+        "Storage pool not found",
+    )
+    .await;
+    assert_eq!(volumes(&m).await, before);
+
+    tracing::info!("--- lxc cluster enable m1: volumes follow their instances");
+    let address = free_address("127.0.35.20").to_string();
+    m.lxc(&["config", "set", "core.https_address", &address])
+        .await
+        .success();
+    m.lxc(&["cluster", "enable", "m1"]).await.success();
+    let out = m.lxc(&["list", "ops", "-c", "nL", "-f", "csv"]).await;
+    assert_eq!(out.success().stdout, "ops1,m1\nops2,m1\n");
+    let listed = volumes(&m).await;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    for line in &listed {
+        assert!(line.ends_with(",m1"), "volume not on m1: {line}");
+    }
+    let out = m
+        .lxc(&["storage", "volume", "show", "default", "container/ops1"])
+        .await;
+    assert!(
+        out.success().stdout.contains("location: m1"),
+        "{}",
+        out.stdout
+    );
+}
