@@ -24,6 +24,11 @@ pub enum MoveStep {
     Stopped,
     /// The target holds a verified, complete copy (or, on shared storage, needs none).
     Synced,
+    /// A live move armed the hand-over (journaled while the guest still runs on the
+    /// source): once the source QEMU's migration has completed, the target resumes the VM
+    /// before the switch. From here a move is undone only after the target answered that
+    /// it never resumed the VM; otherwise it goes forward.
+    Handover,
     /// The target owns the instance.
     Switched,
     /// The instance is started on the target (or was to stay stopped).
@@ -46,6 +51,7 @@ impl MoveStep {
             Self::Precopied => "precopied",
             Self::Stopped => "stopped",
             Self::Synced => "synced",
+            Self::Handover => "handover",
             Self::Switched => "switched",
             Self::TargetStarted => "target-started",
             Self::Done => "done",
@@ -61,6 +67,7 @@ impl MoveStep {
             "precopied" => Self::Precopied,
             "stopped" => Self::Stopped,
             "synced" => Self::Synced,
+            "handover" => Self::Handover,
             "switched" => Self::Switched,
             "target-started" => Self::TargetStarted,
             "done" => Self::Done,

@@ -263,11 +263,16 @@ impl QemuDriver {
             "downtime-limit": params.downtime_limit.as_millis() as u64,
         }))
         .await?;
+        // QEMU announces each status change (`events` capability): the wait below ends at
+        // once on one, so the completion is seen without the polling interval (the guest
+        // stays paused until the caller acts on it).
+        let mut events = qmp.subscribe();
         let start = Instant::now();
         qmp.migrate(uri).await?;
         let mut last_report = Instant::now();
         let failure = loop {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            let _ =
+                tokio::time::timeout(Duration::from_millis(10), status_change(&mut events)).await;
             let q = qmp.query_migrate().await?;
             let p = MigrationProgress::from_query(&q);
             if last_report.elapsed() >= Duration::from_millis(50) || p.status == "completed" {
@@ -320,12 +325,25 @@ impl QemuDriver {
     }
 }
 
+/// Waits for the next `MIGRATION` event (a status change); returns at once when the event
+/// stream is gone or lagged (the caller asks QEMU anyway).
+async fn status_change(events: &mut tokio::sync::broadcast::Receiver<crate::qmp::QmpEvent>) {
+    loop {
+        match events.recv().await {
+            Ok(e) if e.event == "MIGRATION" => return,
+            Ok(_) => {}
+            Err(_) => return,
+        }
+    }
+}
+
 /// QEMU flips the status to `completed` a moment before it computes `total-time` and
-/// `downtime`: asks again (for up to a second) until they are there.
+/// `downtime` (under its main lock, a fraction of a ms later): asks again (for up to a
+/// second) until they are there. The guest waits for this, so the interval is short.
 async fn completed(qmp: &crate::qmp::Qmp, mut q: Value) -> Value {
     let end = Instant::now() + Duration::from_secs(1);
     while q["total-time"].as_u64().unwrap_or(0) == 0 && Instant::now() < end {
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(1)).await;
         match qmp.query_migrate().await {
             Ok(again) => q = again,
             Err(_) => break,

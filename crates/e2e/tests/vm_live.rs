@@ -20,8 +20,14 @@
 //!   containers live-migrates the VMs (they never stop: their counters go on in the same
 //!   boot) and cold-migrates the containers; restore brings all four home the same way
 //!
+//! - the hand-over's crash window: the source daemon dies right after the target resumed
+//!   the VM (before the ownership switch), and later the target daemon dies right after
+//!   resuming it (before answering): each time the VM keeps counting on the target in the
+//!   same boot, never resumes on the source, and once the dead daemon is back the move is
+//!   finished (owner the target, no QEMU left on the source)
+//!
 //! Skipped, saying so, only when qemu-system-x86_64 is not installed. Members listen on
-//! 127.0.3.1–127.0.3.9 (free ports).
+//! 127.0.31.1–127.0.31.12 (free ports).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -249,7 +255,7 @@ async fn running_vms_move_live_between_members() {
     }
     drover_e2e::require_lxc();
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (ms, _kill) = cluster(["127.0.3.1", "127.0.3.2", "127.0.3.3"], tmp.path()).await;
+    let (ms, _kill) = cluster(["127.0.31.1", "127.0.31.2", "127.0.31.3"], tmp.path()).await;
 
     tracing::info!("--- shared-fs: lv1 on m1 counts");
     launch_on(&ms[0], "m1", "lv1", "shared").await;
@@ -324,7 +330,7 @@ async fn a_target_killed_mid_migration_leaves_the_vm_on_the_source() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (mut ms, _kill) = cluster(["127.0.3.4", "127.0.3.5", "127.0.3.6"], tmp.path()).await;
+    let (mut ms, _kill) = cluster(["127.0.31.4", "127.0.31.5", "127.0.31.6"], tmp.path()).await;
     launch_on(&ms[0], "m1", "lvk", "local").await;
     // Some data in the guest's memory, so that the migration takes a while.
     sh_retry(
@@ -398,7 +404,7 @@ async fn evacuation_moves_running_vms_live_and_restore_brings_them_home() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
-    let (ms, _kill) = cluster(["127.0.3.7", "127.0.3.8", "127.0.3.9"], tmp.path()).await;
+    let (ms, _kill) = cluster(["127.0.31.7", "127.0.31.8", "127.0.31.9"], tmp.path()).await;
     ms[0].import_busybox().await;
 
     tracing::info!("--- on m2: two running VMs with counters, two running containers");
@@ -443,5 +449,156 @@ async fn evacuation_moves_running_vms_live_and_restore_brings_them_home() {
     for c in ["ec1", "ec2"] {
         assert_eq!(location(&ms[0], c).await, "m2");
         assert_eq!(ms[0].status(c).await, api::InstanceStatus::Running);
+    }
+}
+
+/// The test-only crash points (crates/daemon/src/cluster/evacuate/crash.rs).
+const CRASH_ENV: &str = "DROVER_TEST_CRASH_AT";
+
+/// The `tick N` lines in the console log file member `m` keeps of runtime `id` (readable
+/// while the instance's owner is down).
+fn console_ticks(m: &Member, id: &str) -> Vec<u64> {
+    std::fs::read_to_string(m.state_dir().join("vms").join(id).join("console.log"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("tick ")?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_dying_in_the_hand_over_leaves_the_vm_running_once_on_the_target() {
+    drover_e2e::init_tracing();
+    if !qemu_installed() {
+        eprintln!(
+            "SKIPPED a_daemon_dying_in_the_hand_over_leaves_the_vm_running_once_on_the_target: qemu-system-x86_64 is not installed"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (mut ms, _kill) = cluster(["127.0.31.10", "127.0.31.11", "127.0.31.12"], tmp.path()).await;
+    launch_on(&ms[0], "m1", "lvh", "shared").await;
+    let (before, boot) = last_tick(&ms[0], "lvh").await;
+
+    tracing::info!("--- the source m1 dies once m2 resumed the VM, before the switch");
+    ms[0].set_env(CRASH_ENV, "live-resumed");
+    ms[0].restart().await;
+    let r = post_live_move(&ms[2], "lvh", "m2").await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert!(
+        ms[0].wait_exit(MOVE).await.is_some(),
+        "m1 did not reach the crash point\n{}",
+        ms[0].log()
+    );
+    assert!(ms[0].state_dir().join("crashed-at-live-resumed").exists());
+    // While m1 is down the guest counts on m2, and m1's QEMU (paused for good) never runs it.
+    let (m2, m1) = (&ms[1], &ms[0]);
+    wait_until("the VM counts on m2 while m1 is down", GUEST, || async {
+        console_ticks(m2, "default_lvh").len() >= 3
+    })
+    .await;
+    let on_m1 = console_ticks(m1, "default_lvh").len();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        console_ticks(m1, "default_lvh").len(),
+        on_m1,
+        "the source resumed its stale copy"
+    );
+    ms[0].start_again().await;
+    let (m1, m3) = (&ms[0], &ms[2]);
+    wait_until("m1's recovery finishes the move", MOVE, || async {
+        location(m3, "lvh").await == "m2" && !qemu_runs(m1, "default_lvh")
+    })
+    .await;
+    goes_on_counting(&ms[2], "lvh", "m2", before, &boot).await;
+
+    tracing::info!("--- the target m3 dies right after resuming the VM, before answering");
+    let (before, _) = last_tick(&ms[0], "lvh").await;
+    ms[2].set_env(CRASH_ENV, "live-target-resumed");
+    ms[2].restart().await;
+    let r = post_live_move(&ms[0], "lvh", "m3").await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let op = r.metadata().clone();
+    assert!(
+        ms[2].wait_exit(MOVE).await.is_some(),
+        "m3 did not reach the crash point\n{}",
+        ms[2].log()
+    );
+    assert!(
+        ms[2]
+            .state_dir()
+            .join("crashed-at-live-target-resumed")
+            .exists()
+    );
+    ms[2].start_again().await;
+    // The source asks m3 again until it answers (or leaves it to its recovery): either
+    // way the move ends on m3.
+    if let Err((e, _)) = wait_op(&ms[0], &op, MOVE).await {
+        eprintln!("the move's operation failed, recovery finishes it: {e}");
+    }
+    let (m1, m2) = (&ms[0], &ms[1]);
+    wait_until("the move ends on m3", MOVE, || async {
+        location(m1, "lvh").await == "m3" && !qemu_runs(m2, "default_lvh")
+    })
+    .await;
+    goes_on_counting(&ms[0], "lvh", "m3", before, &boot).await;
+}
+
+/// What does this test do?
+/// - a VM on the member-local `dir` pool fills 120 MiB of its 256 MiB with random data
+///   (tmpfs: nothing QEMU can skip as zero pages), then moves live m1 → m2 and back: both
+///   times it keeps counting in the same boot and the data reads back with the same
+///   checksum (once, such a VM died ~180 ms after resuming on the target)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_full_of_random_data_moves_live_with_its_disk() {
+    drover_e2e::init_tracing();
+    if !qemu_installed() {
+        eprintln!(
+            "SKIPPED a_vm_full_of_random_data_moves_live_with_its_disk: qemu-system-x86_64 is not installed"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (ms, _kill) = cluster(["127.0.31.13", "127.0.31.14", "127.0.31.15"], tmp.path()).await;
+    launch_on(&ms[0], "m1", "lvr", "local").await;
+    let sum = sh_retry(
+        &ms[0],
+        "lvr",
+        "mkdir -p /mnt/mem && mount -t tmpfs -o size=130m tmpfs /mnt/mem && \
+         dd if=/dev/urandom of=/mnt/mem/fill bs=1M count=120 2>/dev/null && md5sum /mnt/mem/fill",
+    )
+    .await;
+    // And a root disk filled up to ENOSPC (as the VM that died had: 120 MiB written to its
+    // 64 MiB disk): the disk's every block travels in the block migration.
+    sh_retry(
+        &ms[0],
+        "lvr",
+        "dd if=/dev/urandom of=/run/fill bs=1M count=120 2>/dev/null; sync; true",
+    )
+    .await;
+    let (_, boot) = last_tick(&ms[0], "lvr").await;
+    for target in ["m2", "m1"] {
+        let (before, _) = last_tick(&ms[2], "lvr").await;
+        let report = move_live(&ms[2], "lvr", target).await;
+        assert!(
+            report["bytes_sent"].as_u64().unwrap_or(0) > 120 << 20,
+            "the random data went along: {report}"
+        );
+        goes_on_counting(&ms[2], "lvr", target, before, &boot).await;
+        // Still running a while after the resume (the VM that died did within 200 ms).
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let again = sh_retry(&ms[2], "lvr", "md5sum /mnt/mem/fill").await;
+        assert_eq!(
+            again, sum,
+            "the data in memory changed on the way to {target}"
+        );
+        let r = ms[2].raw("GET", "/1.0/instances/lvr", None).await;
+        assert_eq!(r.metadata()["status"], "Running", "{}", r.text);
     }
 }

@@ -9,7 +9,8 @@
 //!
 //! Each point fires once per state dir (a marker file `crashed-at-<point>` in it remembers
 //! it), so the restarted daemon, which keeps the same environment, runs through. Points:
-//! `evacuate-journaled`, `restore-journaled`, `evacuate-steps-done`, `restore-steps-done`.
+//! `evacuate-journaled`, `restore-journaled`, `evacuate-steps-done`, `restore-steps-done`,
+//! and the live moves' `live-resumed` and `live-target-resumed` ([`at`]).
 //!
 //! Only debug builds (what the e2e tests run) look at [`ENV`]; release builds ignore it.
 
@@ -21,6 +22,13 @@ use crate::state::Daemon;
 /// read it.
 #[cfg_attr(not(debug_assertions), expect(dead_code))]
 pub const ENV: &str = "DROVER_TEST_CRASH_AT";
+
+/// A named point of a live move (crates/e2e/tests/vm_live.rs): `live-resumed` (the source,
+/// once the target confirmed the VM runs there, before the ownership switch) and
+/// `live-target-resumed` (the target, right after it resumed the VM, before answering).
+pub(crate) fn at(d: &Daemon, name: &str) {
+    point(d, name);
+}
 
 /// Right after the plan of a job of `kind` is journaled, before any instance is touched.
 pub(crate) fn journaled(d: &Daemon, kind: EvacuationKind) {

@@ -82,18 +82,7 @@ pub(super) async fn run(d: &Daemon, mut plan: Plan, opts: &MoveOptions) -> ApiRe
                 (Some(stop), Some(start), true) => Some(millis(start.duration_since(stop))),
                 _ => None,
             };
-            let report = MoveReport {
-                id: plan.id.clone(),
-                instance: plan.rec.name.clone(),
-                source: plan.source.clone(),
-                target: plan.target.clone(),
-                copied_data: plan.copy_data,
-                bytes_sent: rep.bytes_sent(),
-                running,
-                downtime_ms: downtime,
-                total_ms: millis(started.elapsed()),
-                stages: rep.timeline(),
-            };
+            let report = MoveReport::from_plan(&plan, &rep, running, downtime, started);
             tracing::info!(move_id = %plan.id, ?report, "move done");
             Ok(report)
         }
@@ -112,18 +101,9 @@ pub(super) async fn run(d: &Daemon, mut plan: Plan, opts: &MoveOptions) -> ApiRe
                 Undo::Switched => {
                     // The switch had committed after all: finish the move instead.
                     match finish(d, &plan, &mut rep).await {
-                        Ok(running) => Ok(MoveReport {
-                            id: plan.id.clone(),
-                            instance: plan.rec.name.clone(),
-                            source: plan.source.clone(),
-                            target: plan.target.clone(),
-                            copied_data: plan.copy_data,
-                            bytes_sent: rep.bytes_sent(),
-                            running,
-                            downtime_ms: None,
-                            total_ms: millis(started.elapsed()),
-                            stages: rep.timeline(),
-                        }),
+                        Ok(running) => {
+                            Ok(MoveReport::from_plan(&plan, &rep, running, None, started))
+                        }
                         Err(e) => Err(e),
                     }
                 }
@@ -469,6 +449,8 @@ pub(super) async fn outcome_of(d: &Daemon, rec: MoveRecord) -> ApiResult<MoveRep
                 bytes_sent: 0,
                 running,
                 downtime_ms: None,
+                qemu_downtime_ms: None,
+                handover_ms: None,
                 total_ms: 0,
                 stages: Vec::new(),
             })

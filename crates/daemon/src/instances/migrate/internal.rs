@@ -147,6 +147,10 @@ pub fn routes(d: Daemon) -> Router {
             "/internal/moves/{id}/live/stream",
             put(super::live_target::stream_route),
         )
+        .route(
+            "/internal/moves/{id}/live/resume",
+            post(super::live_target::resume_route),
+        )
         .layer(axum::middleware::from_fn_with_state(
             d.clone(),
             members_only,

@@ -5,40 +5,54 @@
 //! On the source, step by journaled step:
 //!
 //! 1. `dir` pool only: the volume (kernel, initrd, disk) is copied to the target with the
-//!    cold moves' transfer while the VM runs, and put in place there (journal:
-//!    `precopied`). Its disk image is only a same-size file to write into: step 3 rewrites
-//!    every block of it.
+//!    cold moves' transfer while the VM runs, and put in place there. Its disk image is
+//!    only a same-size file to write into: step 3 rewrites every block of it.
 //! 2. The target starts a paused QEMU with the same machine (memory, vCPUs, accelerator,
 //!    CPU model, kernel command line) on its copy of the volume, waiting for the stream on
-//!    a unix socket of its own (`/internal/moves/{id}/live/prepare`, see [`live_target`]).
+//!    a unix socket of its own (`/internal/moves/{id}/live/prepare`, see [`live_target`]);
+//!    meanwhile the hand-over is armed in the journal ([`MoveStep::Handover`]).
 //! 3. The source QEMU migrates to a unix socket of this daemon, which pipes the stream into
 //!    a `PUT /internal/moves/{id}/live/stream` over the mTLS member link; the target
 //!    daemon pipes it into its QEMU. Bandwidth uncapped, `downtime-limit` 50 ms,
 //!    auto-converge, a convergence deadline. On a `dir` pool the disk travels in the same
 //!    stream (QEMU 7.2's block migration: a bulk pass while the guest runs, then the blocks
 //!    it dirtied, converging together with RAM), so the target's disk is exact when the
-//!    stream ends; on `shared-fs` only memory and device state move. The target answers
-//!    once its QEMU has loaded everything.
-//! 4. Both QEMUs are paused now. The ownership switch commits ([`db::Command::SwitchMoveOwner`]),
-//!    then the target resumes its QEMU, the source QEMU is ended and (on `dir`) the source
-//!    copy of the volume deleted (`target-started`, `done`).
+//!    stream ends; on `shared-fs` only memory and device state move.
+//! 4. The hand-over: as soon as the source QEMU reports `completed` (it is paused for good
+//!    then: QEMU resumes a source only when its migration fails), the source asks the
+//!    target to resume (`/internal/moves/{id}/live/resume`); the target resumes its QEMU
+//!    once it has loaded the whole stream. The guest's pause is QEMU's downtime plus this
+//!    one round trip: no Raft write inside it.
+//! 5. Then the ownership switch commits ([`db::Command::SwitchMoveOwner`]), the target
+//!    records the VM as running, the source QEMU is ended and (on `dir`) the source copy of
+//!    the volume deleted (`done`).
 //!
 //! # Correctness
 //!
-//! - The guest runs in exactly one place: the target QEMU stays paused (`-S`, and
-//!   `late-block-activate` so it does not even take the disk's lock) until the switch has
-//!   committed; before the switch only the source may resume it.
-//! - Any failure before the switch (the target or its daemon dies, the link breaks, no
-//!   convergence in time) cancels the migration, ends the target QEMU and removes what the
-//!   target holds, resumes the source QEMU if it paused, and journals the move failed with
-//!   its cause: the VM keeps running on the source.
-//! - A daemon that dies mid-move: its QEMU lives on (QEMU daemonizes); the broken stream
-//!   fails the migration, which resumes the source guest by itself; [`super::recover`]
-//!   undoes or finishes the move from the journal as for cold moves, and a target that
-//!   restarts after the source gave up removes what it holds ([`live_target::sweep_failed`]).
+//! - The guest runs in exactly one place. The target QEMU stays paused (`-S`, and
+//!   `late-block-activate` so it does not even take the disk's lock) until the source,
+//!   whose QEMU completed, asks it to resume. Once that was asked, the source copy is stale
+//!   (on `shared-fs` both use the same disk) and is resumed only after the target answered
+//!   that it never resumed the VM, having ended its QEMU first ([`Handed::NotResumed`]).
+//!   Without an answer the VM stays paused on the source until one comes.
+//! - Any failure before the resume was asked (the target or its daemon dies, the link
+//!   breaks, no convergence in time) cancels the migration, ends the target QEMU and
+//!   removes what the target holds, resumes the source QEMU if it paused, and journals the
+//!   move failed with its cause: the VM keeps running on the source.
+//! - Once the target resumed the VM, the move only goes forward: a failed switch is retried
+//!   ([`super::recover::spawn_one`]).
+//! - A daemon that dies mid-move: its QEMU lives on (QEMU daemonizes). A source restarting
+//!   at [`MoveStep::Handover`] ([`settle`]) undoes the move when its QEMU runs (the
+//!   migration did not complete, so the target was never asked), and otherwise asks the
+//!   target, which says whether it resumed (a marker written before `cont` remembers it
+//!   across restarts and QEMU deaths). A target restarting there goes forward itself when
+//!   it resumed the VM, and otherwise fences the move and discards its QEMU under the
+//!   instance lock ([`live_target::recover_handover`]). A target whose resumed VM died
+//!   afterwards starts it again from the target's disk once it owns it (as after a crash of
+//!   the host): never from the stale memory of the source.
 //!
 //! [`live_target`]: super::live_target
-//! [`live_target::sweep_failed`]: super::live_target::sweep_failed
+//! [`live_target::recover_handover`]: super::live_target::recover_handover
 
 use std::time::{Duration, Instant};
 
@@ -49,7 +63,7 @@ use tokio::io::AsyncReadExt;
 
 use super::checks::Plan;
 use super::execute::{Undo, finish, journal, undo};
-use super::live_target::{Arrived, PrepareLive};
+use super::live_target::{Arrived, PrepareLive, Resumed};
 use super::progress::{MoveStage, Reporter};
 use super::{MoveOptions, MoveReport, internal};
 use crate::cluster::peer::Peer;
@@ -71,20 +85,40 @@ pub(super) fn is_live(plan: &Plan, opts: &MoveOptions) -> bool {
     opts.live && plan.was_running && plan.rec.kind == "virtual-machine"
 }
 
-/// A failed step, by which side of the switch it happened on.
+/// A failed step, by where it leaves the VM.
 enum Failure {
+    /// Before the target resumed the VM: the move is undone.
     Before(ApiError),
+    /// The target resumed the VM: the move goes forward, in the background if need be.
     After(ApiError),
+    /// The target did not say whether it resumed the VM: nobody resumes it until it does.
+    Unresolved(ApiError),
 }
 
 /// What the steps learn along the way.
 #[derive(Default)]
 struct Ctx {
-    /// The switch was proposed: a failure may hide a switch that committed.
-    switch_proposed: bool,
     /// QEMU's own downtime (ms) and when the source saw the migration complete.
     completed: Option<(u64, Instant)>,
+    /// When the target confirmed the VM runs there.
+    resumed_at: Option<Instant>,
 }
+
+/// How the hand-over of a live move ended.
+pub(super) enum Handed {
+    /// The VM runs on the target, or ran there: the move goes forward.
+    Resumed,
+    /// The target never resumed the VM and holds no QEMU of it any more: the source may.
+    NotResumed(String),
+    /// No answer (yet): nobody may resume the VM.
+    Unknown(String),
+}
+
+/// How long the source keeps asking a target that does not answer whether it resumed the
+/// VM before leaving the question to [`super::recover`]; the VM stays paused meanwhile.
+const HANDOVER_RETRY: Duration = Duration::from_secs(30);
+/// What one such question may take (the target may still be loading the end of the stream).
+const RESUME_DEADLINE: Duration = Duration::from_secs(90);
 
 /// Runs the live move `plan` under the instance lock; a VM that stopped meanwhile moves
 /// cold instead.
@@ -129,24 +163,14 @@ pub(super) async fn run(d: &Daemon, mut plan: Plan, opts: &MoveOptions) -> ApiRe
     let mut ctx = Ctx::default();
     let outcome = forward(d, &vms, &plan, &config, &mut rep, &mut ctx).await;
     let report = |rep: &Reporter, ctx: &Ctx, running: bool| {
-        let downtime = match (ctx.completed, rep.running_at(), running) {
-            (Some((qemu_ms, done)), Some(at), true) => {
-                Some(qemu_ms + millis(at.saturating_duration_since(done)))
-            }
-            _ => None,
-        };
-        MoveReport {
-            id: plan.id.clone(),
-            instance: plan.rec.name.clone(),
-            source: plan.source.clone(),
-            target: plan.target.clone(),
-            copied_data: plan.copy_data,
-            bytes_sent: rep.bytes_sent(),
-            running,
-            downtime_ms: downtime,
-            total_ms: millis(started.elapsed()),
-            stages: rep.timeline(),
+        let mut r = MoveReport::from_plan(&plan, rep, running, None, started);
+        if let (Some((qemu_ms, done)), Some(at), true) = (ctx.completed, ctx.resumed_at, running) {
+            let handover = millis(at.saturating_duration_since(done));
+            r.downtime_ms = Some(qemu_ms + handover);
+            r.qemu_downtime_ms = Some(qemu_ms);
+            r.handover_ms = Some(handover);
         }
+        r
     };
     match outcome {
         Ok(running) => {
@@ -155,14 +179,23 @@ pub(super) async fn run(d: &Daemon, mut plan: Plan, opts: &MoveOptions) -> ApiRe
             Ok(r)
         }
         Err(Failure::After(e)) => {
-            tracing::warn!(move_id = %plan.id, error = %e.message, "live move switched but not finished");
+            tracing::warn!(move_id = %plan.id, error = %e.message, "live move handed over but not finished");
+            super::recover::spawn_one(d, plan.id.clone());
             Err(e)
+        }
+        Err(Failure::Unresolved(e)) => {
+            tracing::warn!(move_id = %plan.id, error = %e.message, "live move: the hand-over is not resolved");
+            super::recover::spawn_one(d, plan.id.clone());
+            Err(ApiError::internal(format!(
+                "{}; the VM stays paused until the target answers: the move is resolved then",
+                e.message
+            )))
         }
         Err(Failure::Before(e)) => {
             rep.stage(MoveStage::Rollback);
             tracing::warn!(move_id = %plan.id, error = %e.message, "live move failed: rolling back");
             cancel_outgoing(&vms, &runtime).await;
-            match undo(d, &plan, ctx.switch_proposed, &e.message).await {
+            match undo(d, &plan, true, &e.message).await {
                 Undo::Undone => Err(e),
                 Undo::Switched => {
                     let running = finish(d, &plan, &mut rep).await?;
@@ -202,55 +235,107 @@ async fn forward(
             .await
             .map_err(before)?;
         internal::commit(&peer, plan, &sent).await.map_err(before)?;
-        journal(d, &plan.id, MoveStep::Precopied, "")
-            .await
-            .map_err(before)?;
     }
     rep.stage(MoveStage::Sync);
     let body = serde_json::to_value(PrepareLive {
         config: config.clone(),
     })
     .map_err(|e| before(ApiError::internal(e.to_string())))?;
-    peer.request_within(
-        reqwest::Method::POST,
-        &internal::path(plan, "live/prepare"),
-        Some(&body),
-        PREPARE_DEADLINE,
-    )
-    .await
-    .map_err(before)?;
-    let (qemu_downtime, arrived) = migrate(vms, &peer, plan, rep).await.map_err(before)?;
-    ctx.completed = Some((qemu_downtime, Instant::now()));
-    tracing::info!(move_id = %plan.id, status = %arrived.status, bytes = arrived.bytes, "VM arrived on the target");
-    // Both QEMUs are paused from here until the target resumes: no journal write before
-    // the switch (recovery treats every step before it alike), the switch itself records
-    // that the VM arrived.
+    // The hand-over is armed while the target starts its QEMU: from here recovery asks the
+    // target before it resumes the source ([`settle`]).
+    let prepare_path = internal::path(plan, "live/prepare");
+    let (prepared, armed) = tokio::join!(
+        peer.request_within(
+            reqwest::Method::POST,
+            &prepare_path,
+            Some(&body),
+            PREPARE_DEADLINE,
+        ),
+        journal(d, &plan.id, MoveStep::Handover, "")
+    );
+    prepared.map_err(before)?;
+    armed.map_err(before)?;
+    let (qemu_downtime, handover) = match migrate(vms, &peer, plan, rep).await {
+        Migrated::Failed(e) => return Err(before(e)),
+        Migrated::Completed {
+            qemu_downtime_ms,
+            at,
+            handed,
+            answered_at,
+        } => {
+            ctx.completed = Some((qemu_downtime_ms, at));
+            match handed {
+                Handed::Resumed => {
+                    ctx.resumed_at = Some(answered_at);
+                    (qemu_downtime_ms, answered_at.saturating_duration_since(at))
+                }
+                Handed::NotResumed(why) => {
+                    return Err(before(ApiError::internal(format!(
+                        "Live migration to {} failed: the target did not resume the VM: {why}",
+                        plan.target
+                    ))));
+                }
+                Handed::Unknown(why) => {
+                    return Err(Failure::Unresolved(ApiError::internal(format!(
+                        "Live migration to {}: the target did not say whether the VM runs there: {why}",
+                        plan.target
+                    ))));
+                }
+            }
+        }
+    };
+    tracing::info!(
+        move_id = %plan.id, qemu_downtime_ms = qemu_downtime,
+        handover_us = u64::try_from(handover.as_micros()).unwrap_or(u64::MAX),
+        "VM runs on the target"
+    );
+    crate::cluster::evacuate::crash::at(d, "live-resumed");
     rep.stage(MoveStage::Switch);
-    ctx.switch_proposed = true;
     d.write(db::Command::SwitchMoveOwner {
         id: plan.id.clone(),
         now: ops::now_rfc3339(),
     })
     .await
-    .map_err(before)?;
+    .map_err(Failure::After)?;
     tracing::info!(move_id = %plan.id, instance = %plan.rec.name, target = %plan.target, "ownership switched");
     finish(d, plan, rep).await.map_err(Failure::After)
 }
 
-/// Sends the running VM through the member link; returns QEMU's downtime (ms) and what the
-/// target says it loaded. The source QEMU is left paused (`postmigrate`) on success; on
-/// failure it runs again (QEMU resumes a guest whose migration failed).
+/// What the migration came to.
+enum Migrated {
+    /// The source QEMU did not complete it: it runs the guest again, the target was never
+    /// asked to resume it.
+    Failed(ApiError),
+    /// It completed: QEMU's downtime (ms), when the source saw it complete, how the
+    /// hand-over ended and when its answer came.
+    Completed {
+        qemu_downtime_ms: u64,
+        at: Instant,
+        handed: Handed,
+        answered_at: Instant,
+    },
+}
+
+/// Sends the running VM through the member link and, as soon as the source QEMU completed,
+/// hands it over to the target ([`hand_over`]).
 async fn migrate(
     vms: &driver_qemu::QemuDriver,
     peer: &Peer,
     plan: &Plan,
     rep: &mut Reporter,
-) -> ApiResult<(u64, Arrived)> {
+) -> Migrated {
     let runtime = plan.volume();
     let socket = vms.paths(&runtime).migrate_out();
     let _ = tokio::fs::remove_file(&socket).await;
-    let listener = tokio::net::UnixListener::bind(&socket)
-        .map_err(|e| ApiError::internal(format!("listen on {}: {e}", socket.display())))?;
+    let listener = match tokio::net::UnixListener::bind(&socket) {
+        Ok(l) => l,
+        Err(e) => {
+            return Migrated::Failed(ApiError::internal(format!(
+                "listen on {}: {e}",
+                socket.display()
+            )));
+        }
+    };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
     let pump = tokio::spawn(pump(listener, tx));
     let body = reqwest::Body::wrap_stream(futures::stream::unfold(rx, |mut rx| async move {
@@ -274,29 +359,107 @@ async fn migrate(
         decode_arrived(peer, status, &bytes)
     };
     let uri = format!("unix:{}", socket.display());
-    let sent = vms.migrate_out(&runtime, &uri, &params, |p: &MigrationProgress| {
-        rep.sent(p.transferred + p.disk_transferred);
-    });
+    let sent = async {
+        let stats = vms
+            .migrate_out(&runtime, &uri, &params, |p: &MigrationProgress| {
+                rep.sent(p.transferred + p.disk_transferred);
+            })
+            .await?;
+        // The source QEMU completed: it never runs the guest again by itself.
+        let at = Instant::now();
+        let handed = hand_over(peer, plan).await;
+        Ok::<_, drivers::DriverError>((stats, at, handed, Instant::now()))
+    };
     let (sent, arrived) = tokio::join!(sent, answer);
     pump.abort();
     let _ = tokio::fs::remove_file(&socket).await;
     match (sent, arrived) {
-        (Ok(stats), Ok(arrived)) => {
+        (Ok((stats, at, handed, answered_at)), arrived) => {
             tracing::info!(
                 instance = %plan.rec.name, total_ms = stats.total_ms, downtime_ms = stats.downtime_ms,
                 mib = stats.transferred >> 20, "migration sent"
             );
-            Ok((stats.downtime_ms, arrived))
+            match &arrived {
+                Ok(a) => {
+                    tracing::info!(move_id = %plan.id, status = %a.status, bytes = a.bytes, "VM arrived on the target")
+                }
+                Err(e) => {
+                    tracing::warn!(move_id = %plan.id, error = %e.message, "the stream's answer failed")
+                }
+            }
+            let handed = match (handed, arrived) {
+                (Handed::NotResumed(why), Err(e)) => {
+                    Handed::NotResumed(format!("{why} ({})", e.message))
+                }
+                (h, _) => h,
+            };
+            Migrated::Completed {
+                qemu_downtime_ms: stats.downtime_ms,
+                at,
+                handed,
+                answered_at,
+            }
         }
         // The target's cause comes first: it says why the stream stopped.
-        (_, Err(e)) => Err(ApiError::internal(format!(
+        (Err(_), Err(e)) => Migrated::Failed(ApiError::internal(format!(
             "Live migration to {} failed: {}",
             plan.target, e.message
         ))),
-        (Err(e), Ok(_)) => Err(ApiError::internal(format!(
+        (Err(e), Ok(_)) => Migrated::Failed(ApiError::internal(format!(
             "Live migration to {} failed: {e}",
             plan.target
         ))),
+    }
+}
+
+/// Asks the target to resume the VM whose migration the source QEMU completed, again while
+/// it does not answer (for [`HANDOVER_RETRY`]).
+async fn hand_over(peer: &Peer, plan: &Plan) -> Handed {
+    let end = Instant::now() + HANDOVER_RETRY;
+    loop {
+        match ask_resume(peer, plan).await {
+            Handed::Unknown(why) if Instant::now() < end => {
+                tracing::warn!(move_id = %plan.id, error = %why, "no answer to the resume yet; asking again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            h => return h,
+        }
+    }
+}
+
+/// One `POST /internal/moves/{id}/live/resume`.
+async fn ask_resume(peer: &Peer, plan: &Plan) -> Handed {
+    let answer = peer
+        .request_within(
+            reqwest::Method::POST,
+            &internal::path(plan, "live/resume"),
+            None,
+            RESUME_DEADLINE,
+        )
+        .await
+        .and_then(|r| r.into_sync::<Resumed>());
+    match answer {
+        Ok(r) if r.resumed => Handed::Resumed,
+        Ok(r) => Handed::NotResumed(r.why),
+        Err(e) => Handed::Unknown(e.message),
+    }
+}
+
+/// Who runs the VM of live move `plan`, which armed the hand-over, after a failure or a
+/// restart of this member (the source): a source QEMU that runs again did not complete
+/// its migration, so the target was never asked to resume; otherwise only the target
+/// can tell, and is asked (it resumes a VM that arrived whole, which then goes forward).
+pub(super) async fn settle(d: &Daemon, plan: &Plan) -> Handed {
+    if let Some(vms) = d.vms.as_ref() {
+        let runtime = plan.volume();
+        cancel_outgoing(vms, &runtime).await;
+        if vms.run_state(&runtime).await.is_ok_and(|s| s == "running") {
+            return Handed::NotResumed("the migration did not complete".into());
+        }
+    }
+    match Peer::connect(d, &plan.target).await {
+        Ok(peer) => ask_resume(&peer, plan).await,
+        Err(e) => Handed::Unknown(e.message),
     }
 }
 

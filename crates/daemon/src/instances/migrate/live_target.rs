@@ -6,11 +6,17 @@
 //! |---|---|
 //! | `POST /internal/moves/{id}/live/prepare` | starts a paused QEMU for the source's machine (body: its `VmConfig`) on its own copy of the volume, waiting for the stream on a local unix socket |
 //! | `PUT  /internal/moves/{id}/live/stream` | pipes the request body (QEMU's migration stream, sent by the source's daemon) into that socket; answers once QEMU has loaded all of it |
+//! | `POST /internal/moves/{id}/live/resume` | the hand-over: once the source QEMU completed, resumes the arrived VM here; answers whether the VM ran here |
 //!
 //! The QEMU ends never see the network: each talks to a unix socket of its own daemon, and
 //! the daemons carry the stream over their mTLS member link. The target QEMU stays paused
-//! (`-S`, images activated only at `cont`) until the ownership switch has committed:
-//! [`adopt`] then resumes it. Until then [`discard_vm`] may end it at any time.
+//! (`-S`, images activated only at `cont`) until the source, having seen its own QEMU
+//! complete the migration (it never runs the guest again then), asks for the resume;
+//! [`resume_local`] leaves a marker in the VM's runtime directory before `cont`, so that
+//! whoever asks later (the source again, or this member's recovery) learns that the VM may
+//! have run here, even when it has died since. A "not resumed" answer is final: the QEMU is
+//! ended first. [`adopt`] records the VM as the instance's runtime once the ownership switch
+//! committed.
 
 use std::time::Duration;
 
@@ -169,6 +175,159 @@ pub(super) async fn stream_route(
         .map_err(|e| ApiError::internal(format!("The migration did not arrive whole: {e}")))?;
     tracing::info!(move_id = %id, instance = %q.instance, bytes, %status, "migration arrived");
     Ok(sync(Arrived { status, bytes }))
+}
+
+/// What the target answers to `POST /internal/moves/{id}/live/resume`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Resumed {
+    /// Whether the VM runs here, or ran (it may have died since). `false` is final: this
+    /// member holds no QEMU of the move any more and never resumed one.
+    pub resumed: bool,
+    /// Why it did not resume.
+    #[serde(default)]
+    pub why: String,
+}
+
+impl Resumed {
+    fn yes() -> Resumed {
+        Resumed {
+            resumed: true,
+            why: String::new(),
+        }
+    }
+
+    fn not(why: impl Into<String>) -> Resumed {
+        Resumed {
+            resumed: false,
+            why: why.into(),
+        }
+    }
+}
+
+/// The file that says the VM of move `id` was resumed on this member (in the VM's runtime
+/// directory, which goes with its QEMU).
+fn resumed_marker(vms: &driver_qemu::QemuDriver, runtime: &str, id: &str) -> std::path::PathBuf {
+    vms.paths(runtime).dir.join(format!("resumed-by-move-{id}"))
+}
+
+/// Whether this member resumed the VM of move `id` (see [`resume_local`]).
+pub(super) fn was_resumed(d: &Daemon, runtime: &str, id: &str) -> bool {
+    d.vms
+        .as_ref()
+        .is_some_and(|v| resumed_marker(v, runtime, id).exists())
+}
+
+/// `POST /internal/moves/{id}/live/resume`.
+pub(super) async fn resume_route(
+    State(d): State<Daemon>,
+    Path(id): Path<String>,
+    Query(q): Query<MoveQuery>,
+) -> ApiResult<Response> {
+    check_id(&id)?;
+    // In a task of its own: a source that goes away mid-request must not cut the resume
+    // in half (marker written, `cont` not sent).
+    let answer = tokio::spawn(async move { resume_local(&d, &id, &q).await })
+        .await
+        .map_err(|e| ApiError::internal(format!("resuming the VM: {e}")))?;
+    Ok(sync(answer))
+}
+
+/// The hand-over of live move `id` on the target: resumes the VM once its QEMU has loaded
+/// the whole stream. The source asks only once its own QEMU completed the migration (it
+/// then never runs the guest again unless told that it did not resume here), and asks
+/// again after a lost answer or a restart: a VM resumed before is reported as such.
+///
+/// Under the instance lock, as this member's recovery ([`recover_handover`]): either the
+/// marker is written and the VM resumes, or the QEMU is ended and the answer says it never
+/// ran here, never both.
+pub(super) async fn resume_local(d: &Daemon, id: &str, q: &MoveQuery) -> Resumed {
+    let Some(vms) = d.vms.as_ref() else {
+        return Resumed::not("QEMU is unavailable on this member");
+    };
+    let runtime = q.volume();
+    let lock = d.instance_lock(&runtime);
+    let _guard = lock.lock().await;
+    let marker = resumed_marker(vms, &runtime, id);
+    if marker.exists() {
+        // An earlier request resumed it (its answer was lost, or this member restarted
+        // between the marker and `cont`): it runs, or ran and died.
+        if let Err(e) = vms.resume(&runtime).await {
+            tracing::warn!(move_id = %id, error = %e, "the VM resumed before does not run now");
+        }
+        return Resumed::yes();
+    }
+    if vms.vm_config(&runtime).await.is_err() {
+        return Resumed::not(format!("no QEMU of the move runs on {:?}", d.member()));
+    }
+    // The agent's port is connected before the guest runs again, as on the source (where
+    // the daemon was connected): the guest never sees it closed.
+    if let Err(e) = vms.attach_agent(&runtime).await {
+        tracing::warn!(instance = %q.instance, error = %e, "agent port not attached before resuming");
+    }
+    let status = match vms.wait_arrived(&runtime, ARRIVAL).await {
+        Ok(status) if status == "paused" || status == "running" => status,
+        Ok(status) => {
+            discard_vm(d, &runtime).await;
+            return Resumed::not(format!("the target QEMU is {status} after the migration"));
+        }
+        Err(e) => {
+            discard_vm(d, &runtime).await;
+            return Resumed::not(format!("the migration did not arrive whole: {e}"));
+        }
+    };
+    if let Err(e) = tokio::fs::write(&marker, id).await {
+        discard_vm(d, &runtime).await;
+        return Resumed::not(format!("the resume could not be recorded: {e}"));
+    }
+    if status == "paused"
+        && let Err(e) = vms.resume(&runtime).await
+    {
+        // `cont` may have reached QEMU: the VM counts as run here.
+        tracing::warn!(move_id = %id, error = %e, "resuming the arrived VM failed");
+    }
+    crate::cluster::evacuate::crash::at(d, "live-target-resumed");
+    tracing::info!(move_id = %id, instance = %q.instance, "VM resumed on the target");
+    Resumed::yes()
+}
+
+/// This member's recovery of live move `m` at the hand-over step, as its target: a VM it
+/// resumed makes the move go forward (the switch, then [`super::internal::finish_local`]
+/// adopts it, or starts it again from its disk when it died); otherwise the move is
+/// fenced and what this member holds discarded, under the instance lock so that no resume
+/// slips in between. Returns whether the move is resolved here.
+pub(super) async fn recover_handover(
+    d: &Daemon,
+    m: &db::moves::MoveRecord,
+    q: &MoveQuery,
+) -> ApiResult<bool> {
+    use super::execute::{Fence, fence};
+    let runtime = q.volume();
+    let ran = {
+        let lock = d.instance_lock(&runtime);
+        let _guard = lock.lock().await;
+        if was_resumed(d, &runtime, &m.id) {
+            true
+        } else {
+            match fence(d, &m.id, "interrupted: the target member restarted").await {
+                Fence::Held => {
+                    super::internal::discard_local(d, &m.id, q).await?;
+                    // The source journals the end once the VM runs there again.
+                    return Ok(false);
+                }
+                Fence::Switched => false,
+                Fence::Unknown(why) => return Err(ApiError::internal(why)),
+            }
+        }
+    };
+    if ran {
+        d.write(db::Command::SwitchMoveOwner {
+            id: m.id.clone(),
+            now: ops::now_rfc3339(),
+        })
+        .await?;
+        tracing::info!(move_id = %m.id, instance = %m.instance, "the VM ran here: ownership switched by the target");
+    }
+    super::internal::finish_local(d, q).await.map(|_| true)
 }
 
 /// Once this member owns the VM: resumes the QEMU a live move left paused here and records

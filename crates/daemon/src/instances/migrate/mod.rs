@@ -95,12 +95,47 @@ pub struct MoveReport {
     pub bytes_sent: u64,
     /// Whether the instance runs on the target.
     pub running: bool,
-    /// From the stop on the source to the start on the target, when it ran (ms).
+    /// From the stop on the source to the start on the target, when it ran (ms). For a
+    /// live move: how long the guest was paused, `qemu_downtime_ms` + `handover_ms`.
     pub downtime_ms: Option<u64>,
+    /// A live move: QEMU's own downtime (the final stop-and-copy, as the source QEMU
+    /// measured it), ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qemu_downtime_ms: Option<u64>,
+    /// A live move: from the source seeing its QEMU complete the migration to the target
+    /// confirming the guest runs again (the hand-over), ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handover_ms: Option<u64>,
     /// The whole move (ms).
     pub total_ms: u64,
     /// When the move entered each stage (empty for a move that ended before this run).
     pub stages: Vec<StageTime>,
+}
+
+impl MoveReport {
+    /// The report of the move `plan` that began at `started`, as `rep` saw it.
+    fn from_plan(
+        plan: &checks::Plan,
+        rep: &progress::Reporter,
+        running: bool,
+        downtime_ms: Option<u64>,
+        started: std::time::Instant,
+    ) -> MoveReport {
+        MoveReport {
+            id: plan.id.clone(),
+            instance: plan.rec.name.clone(),
+            source: plan.source.clone(),
+            target: plan.target.clone(),
+            copied_data: plan.copy_data,
+            bytes_sent: rep.bytes_sent(),
+            running,
+            downtime_ms,
+            qemu_downtime_ms: None,
+            handover_ms: None,
+            total_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            stages: rep.timeline(),
+        }
+    }
 }
 
 /// `?target=` of `POST /1.0/instances/{name}`.

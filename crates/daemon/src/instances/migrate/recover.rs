@@ -4,8 +4,10 @@
 //!
 //! | role | step | what it does |
 //! |---|---|---|
+//! | source | hand-over armed (a live move) | the VM resumed on the target ([`super::live::settle`]): switches and finishes; else as below |
 //! | source | before the switch (or aborted) | fences the switch out, has the target discard what it holds, starts the instance again if it ran, journals the failure |
 //! | source | switched | has the target take over (start it if it ran), deletes its own copy, journals done |
+//! | target | hand-over armed (a live move) | it resumed the VM: switches and takes it over; else as below, under the instance lock |
 //! | target | before the switch | fences the switch out (what it received is gone with its restart), discards the volume it may have put in place |
 //! | target | aborted | discards what it holds |
 //! | target | switched | starts the instance if it ran |
@@ -21,6 +23,7 @@ use super::checks::Plan;
 use super::execute::Fence;
 use super::execute::{Undo, fence, finish, undo};
 use super::internal::{MoveQuery, discard_local, finish_local};
+use super::live::Handed;
 use super::progress::Reporter;
 use crate::error::ApiResult;
 use crate::state::Daemon;
@@ -142,6 +145,24 @@ async fn as_source(d: &Daemon, m: &MoveRecord) -> ApiResult<bool> {
         finish(d, &plan, &mut rep).await?;
         return Ok(true);
     }
+    if m.step == MoveStep::Handover {
+        // A live move: the target may run the VM already.
+        match super::live::settle(d, &plan).await {
+            Handed::Resumed => {
+                d.write(db::Command::SwitchMoveOwner {
+                    id: m.id.clone(),
+                    now: ops::now_rfc3339(),
+                })
+                .await?;
+                finish(d, &plan, &mut rep).await?;
+                return Ok(true);
+            }
+            Handed::NotResumed(why) => {
+                tracing::info!(move_id = %m.id, %why, "the VM never ran on the target: undoing the move");
+            }
+            Handed::Unknown(why) => return Err(crate::error::ApiError::internal(why)),
+        }
+    }
     match undo(d, &plan, true, "interrupted: the source member restarted").await {
         Undo::Undone => Ok(true),
         Undo::Switched => finish(d, &plan, &mut rep).await.map(|_| true),
@@ -162,6 +183,9 @@ async fn as_target(d: &Daemon, m: &MoveRecord) -> ApiResult<bool> {
     if m.step.is_switched() {
         finish_local(d, &q).await?;
         return Ok(true);
+    }
+    if m.step == MoveStep::Handover {
+        return super::live_target::recover_handover(d, m, &q).await;
     }
     if m.step != MoveStep::Aborted {
         match fence(d, &m.id, "interrupted: the target member restarted").await {
