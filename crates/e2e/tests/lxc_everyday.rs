@@ -273,8 +273,8 @@ async fn row(m: &Member, name: &str) -> String {
 /// - `lxc copy evc1 evc2` through m1: the copy is made on m2 (where its source is),
 ///   stopped, with the file, and its image's `copy` templates rendered (`/etc/hostname`
 ///   reads `evc2`); `-c` overrides a key; the source is unchanged and still running
-/// - refused with nothing created: a copy onto another member (`--target m1`), of a
-///   missing instance, onto an existing name
+/// - `lxc copy evc1 evc4 --target m1` makes a stopped copy on m1
+/// - refused with nothing created: a copy of a missing instance, onto an existing name
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lxc_copy_copies_on_the_source_member() {
     require_lxc();
@@ -307,19 +307,20 @@ async fn lxc_copy_copies_on_the_source_member() {
     assert_eq!(out.success().stdout, "evc1\n", "the source keeps its name");
     assert!(row(m2, "evc1").await.starts_with("evc1,RUNNING,"));
 
+    tracing::info!("--- a copy onto another member (--target m1) is made there, stopped");
+    m2.lxc(&["copy", "evc1", "evc4", "--target", "m1"])
+        .await
+        .success();
+    let r = row(m2, "evc4").await;
+    assert!(r.starts_with("evc4,STOPPED,") && r.ends_with(",m1"), "{r}");
+
     tracing::info!("--- refusals create nothing");
-    refused(
-        m1,
-        &["copy", "evc1", "evc3", "--target", "m1"],
-        "Copying an instance to another cluster member is not supported",
-    )
-    .await;
     refused(m1, &["copy", "evcnone", "evc3"], "not found").await;
     refused(m2, &["copy", "evc1", "evc2"], "already exists").await;
     let out = m1.lxc(&["list", "-f", "csv"]).await;
     assert!(!out.success().stdout.contains("evc3"), "{}", out.stdout);
 
-    m1.lxc(&["delete", "--force", "evc1", "evc2"])
+    m1.lxc(&["delete", "--force", "evc1", "evc2", "evc4"])
         .await
         .success();
 }

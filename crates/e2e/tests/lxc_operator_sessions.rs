@@ -80,3 +80,79 @@ async fn a_standalone_session_then_cluster_enable() {
         out.stdout
     );
 }
+
+/// What does this test do?
+/// - on a two-member cluster (127.0.35.21–22), `lxc copy cop1 cop2 --target m2` of an
+///   instance on m1 makes a stopped copy on m2 that starts with its own hostname (the
+///   source's member copies it, then moves the copy); `lxc copy` onto an existing name is
+///   refused before anything changes
+/// - a source with a host-path disk is refused (`tied`) and nothing is created anywhere
+/// - `lxc config device add` of a host disk to an instance on m2, asked through m1, mounts
+///   it inside at once
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_go_to_another_member_and_host_disks_follow_requests() {
+    require_lxc();
+    let ms = drover_e2e::form_cluster(&["127.0.35.21", "127.0.35.22"]).await;
+    let (m1, m2) = (&ms[0], &ms[1]);
+    m1.import_busybox().await;
+    m1.lxc(&["launch", "busybox", "cop1", "--target", "m1"])
+        .await
+        .success();
+
+    tracing::info!("--- lxc copy --target m2 of an instance on m1");
+    m1.lxc(&["copy", "cop1", "cop2", "--target", "m2"])
+        .await
+        .success();
+    let out = m2.lxc(&["list", "cop", "-c", "nsL", "-f", "csv"]).await;
+    assert_eq!(out.success().stdout, "cop1,RUNNING,m1\ncop2,STOPPED,m2\n");
+    m1.lxc(&["start", "cop2"]).await.success();
+    let out = m1.lxc(&["exec", "cop2", "--", "hostname"]).await;
+    assert_eq!(out.success().stdout, "cop2\n");
+    refused(
+        m1,
+        &["copy", "cop1", "cop2", "--target", "m2"],
+        "Instance \"cop2\" already exists",
+    )
+    .await;
+
+    tracing::info!("--- a source tied to its member by a host disk is refused");
+    let host = tempfile::tempdir().expect("a host directory");
+    std::fs::write(host.path().join("mark"), "m\n").expect("write mark");
+    let src = format!("source={}", host.path().display());
+    m1.lxc(&[
+        "config",
+        "device",
+        "add",
+        "cop1",
+        "h",
+        "disk",
+        &src,
+        "path=/mnt/h",
+    ])
+    .await
+    .success();
+    refused(
+        m1,
+        &["copy", "cop1", "cop3", "--target", "m2"],
+        "cannot be copied to another cluster member: device \"h\" (disk) is tied to \"m1\"",
+    )
+    .await;
+    let out = m1.lxc(&["list", "cop3", "-c", "n", "-f", "csv"]).await;
+    assert_eq!(out.success().stdout, "");
+
+    tracing::info!("--- a host disk added through m1 to an instance on m2");
+    m1.lxc(&[
+        "config",
+        "device",
+        "add",
+        "cop2",
+        "h",
+        "disk",
+        &src,
+        "path=/mnt/h",
+    ])
+    .await
+    .success();
+    let out = m1.lxc(&["exec", "cop2", "--", "cat", "/mnt/h/mark"]).await;
+    assert_eq!(out.success().stdout, "m\n");
+}

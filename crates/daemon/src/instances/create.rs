@@ -143,6 +143,9 @@ pub async fn create(
         req.name = generated_name();
     }
     validate::name(&req.name)?;
+    if let Some(src) = super::copy_remote::source_elsewhere(d, project, &req).await? {
+        return super::copy_remote::start(d, project, req, src).await;
+    }
     let copy_from = super::copy::prepare(d, project, &mut req).await?;
     match req.kind.as_str() {
         "" | "container" => req.kind = "container".into(),

@@ -1,6 +1,7 @@
 //! The instances service: everything handlers ask about instances goes through here.
 
 mod copy;
+mod copy_remote;
 mod create;
 pub mod disks;
 pub mod files;
