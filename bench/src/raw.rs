@@ -88,6 +88,7 @@ impl RawFloor {
                     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
                     "container=lxc".into(),
                 ],
+                mounts: vec![],
             };
             let oci = build_spec(&spec, &cgroups.cgroups_path(id))?;
             write_bundle(&bundle, &oci)?;
