@@ -79,6 +79,8 @@ const PREPARE_DEADLINE: Duration = Duration::from_secs(60);
 const ARRIVAL_MARGIN: Duration = Duration::from_secs(90);
 /// Pieces of the stream read from QEMU at a time.
 const CHUNK: usize = 256 * 1024;
+/// Pieces of the stream queued for the link at most.
+const STREAM_QUEUE: usize = 4;
 
 /// Whether a move of `plan` with `opts` is a live one: a running VM with `live`.
 pub(super) fn is_live(plan: &Plan, opts: &MoveOptions) -> bool {
@@ -244,14 +246,18 @@ async fn forward(
     // The hand-over is armed while the target starts its QEMU: from here recovery asks the
     // target before it resumes the source ([`settle`]).
     let prepare_path = internal::path(plan, "live/prepare");
-    let (prepared, armed) = tokio::join!(
+    // A second request beside the prepare leaves two connections to the target open (the
+    // member link is HTTP/1.1): the stream takes one, and the hand-over's request finds the
+    // other idle instead of making one (a TLS handshake) inside the guest's pause.
+    let (prepared, armed, _) = tokio::join!(
         peer.request_within(
             reqwest::Method::POST,
             &prepare_path,
             Some(&body),
             PREPARE_DEADLINE,
         ),
-        journal(d, &plan.id, MoveStep::Handover, "")
+        journal(d, &plan.id, MoveStep::Handover, ""),
+        peer.request(reqwest::Method::GET, "/1.0", None)
     );
     prepared.map_err(before)?;
     armed.map_err(before)?;
@@ -336,7 +342,9 @@ async fn migrate(
             )));
         }
     };
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(16);
+    // Little buffered between QEMU and the link: what is in flight when the source QEMU
+    // completes still has to reach the target before it can resume (inside the pause).
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(STREAM_QUEUE);
     let pump = tokio::spawn(pump(listener, tx));
     let body = reqwest::Body::wrap_stream(futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))

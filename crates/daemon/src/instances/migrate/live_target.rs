@@ -264,6 +264,7 @@ pub(super) async fn resume_local(d: &Daemon, id: &str, q: &MoveQuery) -> Resumed
     if let Err(e) = vms.attach_agent(&runtime).await {
         tracing::warn!(instance = %q.instance, error = %e, "agent port not attached before resuming");
     }
+    let asked = std::time::Instant::now();
     let status = match vms.wait_arrived(&runtime, ARRIVAL).await {
         Ok(status) if status == "paused" || status == "running" => status,
         Ok(status) => {
@@ -275,6 +276,7 @@ pub(super) async fn resume_local(d: &Daemon, id: &str, q: &MoveQuery) -> Resumed
             return Resumed::not(format!("the migration did not arrive whole: {e}"));
         }
     };
+    let arrived_after = asked.elapsed();
     if let Err(e) = tokio::fs::write(&marker, id).await {
         discard_vm(d, &runtime).await;
         return Resumed::not(format!("the resume could not be recorded: {e}"));
@@ -286,7 +288,12 @@ pub(super) async fn resume_local(d: &Daemon, id: &str, q: &MoveQuery) -> Resumed
         tracing::warn!(move_id = %id, error = %e, "resuming the arrived VM failed");
     }
     crate::cluster::evacuate::crash::at(d, "live-target-resumed");
-    tracing::info!(move_id = %id, instance = %q.instance, "VM resumed on the target");
+    tracing::info!(
+        move_id = %id, instance = %q.instance,
+        arrival_wait_us = u64::try_from(arrived_after.as_micros()).unwrap_or(u64::MAX),
+        resume_us = u64::try_from(asked.elapsed().saturating_sub(arrived_after).as_micros()).unwrap_or(u64::MAX),
+        "VM resumed on the target"
+    );
     Resumed::yes()
 }
 
