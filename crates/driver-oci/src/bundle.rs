@@ -491,6 +491,13 @@ pub struct WrittenBundle {
     stamp: FileStamp,
 }
 
+impl WrittenBundle {
+    /// Whether `<run_dir>/config.json` is still the file this describes (one `stat`).
+    pub fn is_on_disk(&self, run_dir: &Path) -> bool {
+        FileStamp::of(&run_dir.join(CONFIG_FILE)) == Some(self.stamp)
+    }
+}
+
 /// [`write_bundle`], remembering what the file holds: when `last` (an earlier result for
 /// the same `run_dir`) holds `spec` and the file is still the one it describes (same
 /// device, inode, size and modification time), the file is neither read nor written. That

@@ -59,10 +59,11 @@ pub struct OciDriver {
     /// per stop or exec. An entry is used only while its process (pid + start time) lives;
     /// a miss asks the runtime, so a fresh driver works the same, only slower.
     pids: Arc<Mutex<HashMap<String, PidWatch>>>,
-    /// The bundle each instance last started with: a start with the same spec then checks
-    /// its `config.json` with one `stat` instead of reading it back. A cache too: a miss
-    /// reads the file, as a fresh driver does.
-    bundles: Arc<Mutex<HashMap<String, WrittenBundle>>>,
+    /// The bundle each instance last started with and what it was built from: a start
+    /// from the same input then checks its `config.json` with one `stat`, without building
+    /// the spec again or handing the work to a blocking thread. A cache too: a miss builds
+    /// the spec and reads the file, as a fresh driver does.
+    bundles: Arc<Mutex<HashMap<String, KnownBundle>>>,
 }
 
 impl OciDriver {
@@ -159,6 +160,12 @@ impl OciDriver {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn bundle_cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, KnownBundle>> {
+        self.bundles
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn cached(&self, id: &str) -> Option<PidWatch> {
         self.pid_cache().get(id).copied()
     }
@@ -240,6 +247,40 @@ impl OciDriver {
     }
 }
 
+/// A bundle [`OciDriver::start`] wrote or found: the input it was built from and the file.
+#[derive(Debug, Clone)]
+struct KnownBundle {
+    input: InstanceSpec,
+    cgroups_path: String,
+    written: WrittenBundle,
+}
+
+impl KnownBundle {
+    /// Whether a start of `spec` in `cgroups_path` would build this same bundle and its
+    /// file is still the one written: then there is nothing to build, compare or write.
+    ///
+    /// The spec is a function of the input, except for a memory limit given as a share of
+    /// the host's RAM (read from `/proc/meminfo` when built): such a start always rebuilds.
+    fn serves(&self, spec: &InstanceSpec, cgroups_path: &str) -> bool {
+        let a = &self.input;
+        let relative_memory = spec
+            .config
+            .get("limits.memory")
+            .is_some_and(|v| v.trim_end().ends_with('%'));
+        !relative_memory
+            && self.cgroups_path == cgroups_path
+            && a.id == spec.id
+            && a.name == spec.name
+            && a.rootfs == spec.rootfs
+            && a.run_dir == spec.run_dir
+            && a.config == spec.config
+            && a.init == spec.init
+            && a.env == spec.env
+            && a.mounts == spec.mounts
+            && self.written.is_on_disk(&spec.run_dir)
+    }
+}
+
 /// How long a stop waits for a just-started PID 1 to install its handler of the stop
 /// signal before sending it.
 const HANDLER_GRACE: Duration = Duration::from_millis(500);
@@ -282,33 +323,53 @@ impl InstanceDriver for OciDriver {
         let t0 = Instant::now();
         let pid_file = spec.run_dir.join(PID_FILE);
         let log = spec.run_dir.join(CONSOLE_LOG);
-        // The bundle (build, compare, maybe write), the state directory and the old pid file:
-        // file work, in one blocking hand-off.
-        let (oci_spec, cgroups_path) = (spec.clone(), self.cgroups.cgroups_path(&spec.id));
-        let (root, stale_pid) = (self.runtime.root().to_path_buf(), pid_file.clone());
-        let bundles = self.bundles.clone();
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            let oci = build_spec(&oci_spec, &cgroups_path)?;
-            let lock = || {
-                bundles
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-            };
-            // Taken out while the file is checked or written, so that no other start waits.
-            let last = lock().remove(&oci_spec.id);
-            let now = write_bundle_cached(&oci_spec.run_dir, oci, last)?;
-            let mut known = lock();
-            if known.len() >= MAX_BUNDLES {
-                known.clear();
-            }
-            known.insert(oci_spec.id.clone(), now);
-            drop(known);
-            std::fs::create_dir_all(root)?;
-            let _ = std::fs::remove_file(stale_pid);
-            Ok(())
-        })
-        .await
-        .map_err(std::io::Error::other)??;
+        let cgroups_path = self.cgroups.cgroups_path(&spec.id);
+        let unchanged = self
+            .bundle_cache()
+            .get(&spec.id)
+            .is_some_and(|k| k.serves(spec, &cgroups_path));
+        if unchanged {
+            // The usual start of an instance started before: its bundle stands (one `stat`
+            // above). What is left are two small calls on a local directory, cheaper here
+            // than the two thread wake-ups of a hand-off to a blocking thread.
+            std::fs::create_dir_all(self.runtime.root())?;
+            let _ = std::fs::remove_file(&pid_file);
+        } else {
+            // The bundle (build, compare, maybe write), the state directory and the old pid
+            // file: file work, in one blocking hand-off.
+            let (input, root) = (spec.clone(), self.runtime.root().to_path_buf());
+            let (stale_pid, bundles) = (pid_file.clone(), self.bundles.clone());
+            tokio::task::spawn_blocking(move || -> Result<()> {
+                let oci = build_spec(&input, &cgroups_path)?;
+                let lock = || {
+                    bundles
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                };
+                // Taken out while the file is checked or written, so that no other start
+                // waits.
+                let last = lock().remove(&input.id).map(|k| k.written);
+                let written = write_bundle_cached(&input.run_dir, oci, last)?;
+                let mut known = lock();
+                if known.len() >= MAX_BUNDLES {
+                    known.clear();
+                }
+                known.insert(
+                    input.id.clone(),
+                    KnownBundle {
+                        input,
+                        cgroups_path,
+                        written,
+                    },
+                );
+                drop(known);
+                std::fs::create_dir_all(root)?;
+                let _ = std::fs::remove_file(stale_pid);
+                Ok(())
+            })
+            .await
+            .map_err(std::io::Error::other)??;
+        }
         let res = {
             let _shared = self.cgroup_parent_lock.read().await;
             self.runtime
@@ -472,7 +533,59 @@ impl InstanceDriver for OciDriver {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+
+    fn input(run_dir: &std::path::Path) -> InstanceSpec {
+        InstanceSpec {
+            id: "default_c1".into(),
+            name: "c1".into(),
+            rootfs: "/var/lib/drover/c1/rootfs".into(),
+            run_dir: run_dir.to_path_buf(),
+            config: std::collections::BTreeMap::new(),
+            init: vec!["/sbin/init".into()],
+            env: vec![],
+            mounts: vec![],
+        }
+    }
+
+    fn known(spec: &InstanceSpec) -> KnownBundle {
+        let oci = build_spec(spec, "/drover/default_c1").unwrap();
+        KnownBundle {
+            input: spec.clone(),
+            cgroups_path: "/drover/default_c1".into(),
+            written: write_bundle_cached(&spec.run_dir, oci, None).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_known_bundle_serves_only_the_same_input_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = input(dir.path());
+        let k = known(&spec);
+        assert!(k.serves(&spec, "/drover/default_c1"));
+        assert!(!k.serves(&spec, "/other/default_c1"));
+        let mut limited = spec.clone();
+        limited.config.insert("limits.cpu".into(), "1".into());
+        assert!(!k.serves(&limited, "/drover/default_c1"));
+        let mut mounted = spec.clone();
+        mounted.mounts.push(drivers::BindMount {
+            source: "/srv".into(),
+            target: "/srv".into(),
+            readonly: true,
+        });
+        assert!(!k.serves(&mounted, "/drover/default_c1"));
+        // A share of the host's RAM is read when the spec is built: always rebuilt.
+        let mut relative = spec.clone();
+        relative.config.insert("limits.memory".into(), "50%".into());
+        assert!(!known(&relative).serves(&relative, "/drover/default_c1"));
+        // The file replaced (or removed) behind the driver's back.
+        let path = dir.path().join("config.json");
+        std::fs::remove_file(&path).unwrap();
+        assert!(!k.serves(&spec, "/drover/default_c1"));
+        std::fs::write(&path, b"{}").unwrap();
+        assert!(!k.serves(&spec, "/drover/default_c1"));
+    }
 
     #[test]
     fn describe_is_name_and_version() {
