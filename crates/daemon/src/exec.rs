@@ -369,6 +369,28 @@ async fn close(mut tx: futures::stream::SplitSink<WebSocket, Message>) {
     let _ = tx.close().await;
 }
 
+/// How long a closing websocket waits for the client's own close frame.
+const CLOSE_REPLY_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Closes an output websocket with the closing handshake: sends a close frame, then lets
+/// the client answer with its own (within [`CLOSE_REPLY_TIMEOUT`]) before the connection
+/// goes. A client that answers the end-of-stream marker with a close frame (pylxd) would
+/// otherwise write into a connection already gone (`BrokenPipeError` on its stderr).
+async fn close_handshake(
+    tx: futures::stream::SplitSink<WebSocket, Message>,
+    mut rx: futures::stream::SplitStream<WebSocket>,
+) {
+    close(tx).await;
+    let _ = tokio::time::timeout(CLOSE_REPLY_TIMEOUT, async {
+        while let Some(Ok(msg)) = rx.next().await {
+            if matches!(msg, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 /// Handles control messages until the socket closes: signals go to the command,
 /// window sizes to the pty (if any).
 async fn control_loop(
@@ -488,16 +510,16 @@ async fn run_pipes(
     });
     let out_task = ws1.map(|ws| {
         tokio::spawn(async move {
-            let (mut tx, _rx) = ws.split();
+            let (mut tx, rx) = ws.split();
             reader_to_ws(&mut tx, stdout_r).await;
-            tx
+            (tx, rx)
         })
     });
     let err_task = ws2.map(|ws| {
         tokio::spawn(async move {
-            let (mut tx, _rx) = ws.split();
+            let (mut tx, rx) = ws.split();
             reader_to_ws(&mut tx, stderr_r).await;
-            tx
+            (tx, rx)
         })
     });
     let done = Arc::new(Notify::new());
@@ -506,11 +528,13 @@ async fn run_pipes(
     let code = process.wait().await;
     // Output is drained to its end-of-stream marker before the sockets close; a background
     // process still holding the pipes must not keep the session open forever.
+    let mut closing = Vec::new();
     for task in [out_task, err_task].into_iter().flatten() {
-        if let Ok(Ok(tx)) = tokio::time::timeout(DRAIN_TIMEOUT, task).await {
-            close(tx).await;
+        if let Ok(Ok((tx, rx))) = tokio::time::timeout(DRAIN_TIMEOUT, task).await {
+            closing.push(close_handshake(tx, rx));
         }
     }
+    futures::future::join_all(closing).await;
     if let Some(task) = stdin_task {
         task.abort();
     }

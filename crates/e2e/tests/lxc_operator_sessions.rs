@@ -89,9 +89,12 @@ async fn a_standalone_session_then_cluster_enable() {
 /// - a source with a host-path disk is refused (`tied`) and nothing is created anywhere
 /// - `lxc config device add` of a host disk to an instance on m2, asked through m1, mounts
 ///   it inside at once
+/// - pylxd's `execute` on m1 and (forwarded) on m2 returns the output and leaves nothing
+///   on stderr: every websocket closes with the closing handshake (no `BrokenPipeError`)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copies_go_to_another_member_and_host_disks_follow_requests() {
     require_lxc();
+    drover_e2e::require_pylxd();
     let ms = drover_e2e::form_cluster(&["127.0.35.21", "127.0.35.22"]).await;
     let (m1, m2) = (&ms[0], &ms[1]);
     m1.import_busybox().await;
@@ -155,4 +158,27 @@ async fn copies_go_to_another_member_and_host_disks_follow_requests() {
     .success();
     let out = m1.lxc(&["exec", "cop2", "--", "cat", "/mnt/h/mark"]).await;
     assert_eq!(out.success().stdout, "m\n");
+
+    tracing::info!("--- pylxd execute, here and through m1 on m2: results, and a quiet stderr");
+    let sock = m1.socket().to_str().expect("utf-8 path").to_string();
+    let out = m1.command("python3", &["-c", PYLXD_EXEC, &sock]).await;
+    out.success();
+    assert_eq!(
+        out.stdout, "cop1 0 'cop1\\n' 'e\\n'\ncop2 0 'cop2\\n' 'e\\n'\n",
+        "{}",
+        out.stderr
+    );
+    for noise in ["BrokenPipe", "Terminating websocket", "Traceback"] {
+        assert!(!out.stderr.contains(noise), "{noise} in:\n{}", out.stderr);
+    }
 }
+
+/// pylxd's `execute` on `cop1` (on m1) and `cop2` (on m2) through the socket in argv[1]:
+/// prints name, exit code, stdout and stderr of each.
+const PYLXD_EXEC: &str = r#"
+import sys, pylxd
+c = pylxd.Client(endpoint=sys.argv[1])
+for name in ["cop1", "cop2"]:
+    r = c.instances.get(name).execute(["sh", "-c", "hostname; echo e >&2"])
+    print(name, r.exit_code, repr(r.stdout), repr(r.stderr))
+"#;

@@ -138,12 +138,21 @@ async fn relay(client: WebSocket, remote: Remote) {
         }
         let _ = client_tx.close().await;
     };
-    // When one direction ends the other is dropped: both sockets close.
+    // When one direction ends, the other gets a moment to pass the answering close frame
+    // (the closing handshake), then is dropped: both sockets close.
+    tokio::pin!(up, down);
     tokio::select! {
-        () = up => {},
-        () = down => {},
+        () = &mut up => {
+            let _ = tokio::time::timeout(CLOSE_GRACE, &mut down).await;
+        }
+        () = &mut down => {
+            let _ = tokio::time::timeout(CLOSE_GRACE, &mut up).await;
+        }
     }
 }
+
+/// How long a relay whose one side closed waits for the other side's close frame.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn to_remote(msg: Message) -> tungstenite::Message {
     match msg {
