@@ -23,10 +23,12 @@ async fn inside(m: &Member, name: &str, cmd: &str) -> String {
 /// - `readonly=true` mounts it read-only (`Read-only file system` inside)
 /// - `lxc config device show` lists both; `lxc config device remove` unmounts at once
 /// - refused with nothing changed: a missing source, a second device on the same path, a
-///   custom volume (`pool=`), a relative path
+///   custom volume (`pool=`), a non-boolean `readonly`
 /// - a restart mounts what the config says; a stopped instance gets the disk at its start
-/// - a required source that went missing fails the start in LXD's words (`Missing source
-///   path`); `required=false` lets it start without that disk
+/// - adding a disk whose source is missing is refused, also to a stopped instance (`Failed
+///   add validation`); a required source that went missing later fails the start in LXD's
+///   words (`Missing source path`); `required=false` lets it start without that disk; a
+///   relative `path` is under the instance's root, as in LXD
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_disks_are_mounted_live_and_at_start() {
     require_lxc();
@@ -148,12 +150,13 @@ async fn host_disks_are_mounted_live_and_at_start() {
             "device",
             "add",
             "dsk1",
-            "rel",
+            "bool",
             "disk",
             &src,
-            "path=mnt/rel",
+            "path=/mnt/bool",
+            "readonly=maybe",
         ],
-        "must be absolute",
+        "Device validation failed for \"bool\": Invalid value for device option \"readonly\"",
     )
     .await;
     let out = m.lxc(&["config", "device", "list", "dsk1"]).await;
@@ -190,7 +193,7 @@ async fn host_disks_are_mounted_live_and_at_start() {
     .success();
     let gone = host.path().join("gone");
     let gone_src = format!("source={}", gone.display());
-    m.lxc(&[
+    let add_gone = [
         "config",
         "device",
         "add",
@@ -198,10 +201,20 @@ async fn host_disks_are_mounted_live_and_at_start() {
         "gone",
         "disk",
         &gone_src,
-        "path=/srv/gone",
-    ])
-    .await
-    .success();
+        "path=srv/gone",
+    ];
+    refused(
+        &m,
+        &add_gone,
+        &format!(
+            "Failed add validation for device \"gone\": Missing source path {:?}",
+            gone.display().to_string()
+        ),
+    )
+    .await;
+    std::fs::create_dir(&gone).expect("mkdir gone");
+    m.lxc(&add_gone).await.success();
+    std::fs::remove_dir(&gone).expect("rmdir gone");
     refused(
         &m,
         &["start", "dsk2"],
@@ -220,6 +233,14 @@ async fn host_disks_are_mounted_live_and_at_start() {
     assert_eq!(
         inside(&m, "dsk2", "cat /srv/data/hello").await,
         "from the host\n"
+    );
+    std::fs::create_dir(&gone).expect("mkdir gone again");
+    std::fs::write(gone.join("back"), "b\n").expect("write back");
+    m.lxc(&["restart", "dsk2"]).await.success();
+    assert_eq!(
+        inside(&m, "dsk2", "cat /srv/gone/back").await,
+        "b\n",
+        "a relative path is under the instance's root"
     );
 
     m.lxc(&["delete", "--force", "dsk1", "dsk2"])

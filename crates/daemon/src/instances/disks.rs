@@ -39,7 +39,10 @@ pub fn host_disks(devices: &DeviceMap) -> Vec<HostDisk> {
             name: name.clone(),
             mount: BindMount {
                 source: PathBuf::from(dev.get("source").map_or("", String::as_str)),
-                target: dev.get("path").cloned().unwrap_or_default(),
+                target: format!(
+                    "/{}",
+                    dev.get("path").map_or("", |p| p.trim_start_matches('/'))
+                ),
                 readonly: is_true(dev.get("readonly")),
             },
             required: dev.get("required").is_none_or(|v| is_true(Some(v))),
@@ -107,29 +110,43 @@ pub fn changes(old: &DeviceMap, new: &DeviceMap) -> (Vec<String>, Vec<HostDisk>)
     (gone, added)
 }
 
+/// Refuses host-path disks that `new` adds to `old` (expanded devices) whose required
+/// source is missing, as LXD refuses them when they are added, running or not.
+///
+/// # Errors
+///
+/// 400 `Failed add validation for device "data": Missing source path "/x" for disk "data"`.
+pub fn check_added(old: &DeviceMap, new: &DeviceMap) -> ApiResult<()> {
+    let (_, added) = changes(old, new);
+    match added
+        .iter()
+        .find(|d| d.required && !d.mount.source.exists())
+    {
+        Some(disk) => Err(ApiError::bad_request(format!(
+            "Failed add validation for device {:?}: Missing source path {:?} for disk {:?}",
+            disk.name,
+            disk.mount.source.display().to_string(),
+            disk.name
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Applies [`changes`] to the running container `id` before its record changes: unmounts
 /// what went, mounts what came (a missing optional source is skipped). On a failure, what
 /// this call mounted is unmounted again and what it unmounted is mounted again.
 ///
 /// # Errors
 ///
-/// 400 `Failed to add device "data": ...` (or remove), with nothing changed.
+/// 400 as [`check_added`], or `Failed to add device "data": ...` (or remove), with nothing
+/// changed.
 pub async fn hotplug(d: &Daemon, id: &str, old: &DeviceMap, new: &DeviceMap) -> ApiResult<()> {
     let (gone, added) = changes(old, new);
     let restore: Vec<HostDisk> = host_disks(old)
         .into_iter()
         .filter(|o| gone.contains(&o.mount.target))
         .collect();
-    for disk in &added {
-        if disk.required && !disk.mount.source.exists() {
-            return Err(ApiError::bad_request(format!(
-                "Failed to add device {:?}: Missing source path {:?} for disk {:?}",
-                disk.name,
-                disk.mount.source.display().to_string(),
-                disk.name
-            )));
-        }
-    }
+    check_added(old, new)?;
     let mut detached = Vec::new();
     for target in &gone {
         if let Err(e) = d.driver.detach_mount(id, target).await {

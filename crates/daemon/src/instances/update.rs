@@ -87,6 +87,8 @@ pub async fn update(
             "The root disk device's pool can't be changed",
         ));
     }
+    let old_devices = expand_devices(&rec.devices, &old_profiles);
+    super::disks::check_added(&old_devices, &new_devices)?;
     // A running instance gets changed limits now, before the record says so.
     let old_expanded = expand_config(&rec.config, &old_profiles);
     let limits = |c: &api::ConfigMap| {
@@ -105,7 +107,6 @@ pub async fn update(
             .map_err(|e| ApiError::bad_request(format!("Failed to apply new limits: {e}")))?;
     }
     // Host-path disks come and go on a running container now, as LXD hotplugs them.
-    let old_devices = expand_devices(&rec.devices, &old_profiles);
     let disks_live =
         running && super::disks::changes(&old_devices, &new_devices) != (vec![], vec![]);
     if disks_live && let Err(e) = super::disks::hotplug(d, &id, &old_devices, &new_devices).await {

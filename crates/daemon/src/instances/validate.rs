@@ -126,9 +126,10 @@ pub fn devices(devices: &api::DeviceMap) -> ApiResult<()> {
                 if dev.get("path").map(String::as_str) != Some("/") {
                     host_disk(name, dev)?;
                     let path = dev.get("path").map_or("", String::as_str);
-                    if !paths.insert(path.trim_end_matches('/')) {
+                    let at = format!("/{}", path.trim_matches('/'));
+                    if !paths.insert(at) {
                         return Err(ApiError::bad_request(format!(
-                            "Invalid devices: More than one disk device uses the same path {path:?}"
+                            "Invalid devices: Device validation failed for {name:?}: More than one disk device uses the same path {path:?}"
                         )));
                     }
                     continue;
@@ -155,38 +156,36 @@ pub fn devices(devices: &api::DeviceMap) -> ApiResult<()> {
     Ok(())
 }
 
-/// Checks a disk device other than the root disk: a host `source` and a `path` inside the
-/// instance, both absolute; custom volumes (`pool`) are not supported.
+/// Checks a disk device other than the root disk, in LXD's words: an absolute host
+/// `source` and a `path` inside the instance (relative to its root when not absolute);
+/// custom volumes (`pool`) are not supported.
 fn host_disk(name: &str, dev: &api::ConfigMap) -> ApiResult<()> {
     let bad = |why: String| {
         Err(ApiError::bad_request(format!(
-            "Invalid devices: Device {name:?}: {why}"
+            "Invalid devices: Device validation failed for {name:?}: {why}"
         )))
     };
     if dev.get("pool").is_some_and(|p| !p.is_empty()) {
         return bad("custom storage volumes are not supported by drover".into());
     }
-    let (Some(source), Some(path)) = (
-        dev.get("source").filter(|s| !s.is_empty()),
-        dev.get("path").filter(|p| !p.is_empty()),
-    ) else {
+    let Some(source) = dev.get("source").filter(|s| !s.is_empty()) else {
         return bad("Disk entry is missing the required \"source\" or \"path\" property".into());
     };
+    if dev.get("path").is_none_or(String::is_empty) {
+        return bad("Disk entry is missing the required \"source\" or \"path\" property".into());
+    }
     if !source.starts_with('/') {
         return bad(format!(
             "the source {source:?} must be an absolute host path"
         ));
     }
-    if !path.starts_with('/') {
-        return bad(format!("the path {path:?} must be absolute"));
-    }
     for key in ["readonly", "required"] {
-        if let Some(v) = dev.get(key) {
-            check_bool(key, v).map_err(|_| {
-                ApiError::bad_request(format!(
-                    "Invalid devices: Device {name:?}: {key} must be a boolean, not {v:?}"
-                ))
-            })?;
+        if let Some(v) = dev.get(key)
+            && check_bool(key, v).is_err()
+        {
+            return bad(format!(
+                "Invalid value for device option {key:?}: Invalid value for a boolean {v:?}"
+            ));
         }
     }
     Ok(())
