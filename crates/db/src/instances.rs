@@ -96,12 +96,12 @@ pub(crate) fn insert(conn: &Connection, rec: &InstanceRecord) -> Result<()> {
 
 /// The instance `name` in `project`, if any.
 pub fn get(conn: &Connection, project: &str, name: &str) -> Result<Option<InstanceRecord>> {
+    // Cached: every instance request reads its record (a statement compiled once).
     let raw = conn
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM instances WHERE project = ?1 AND name = ?2"),
-            params![project, name],
-            from_row,
-        )
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM instances WHERE project = ?1 AND name = ?2"
+        ))?
+        .query_row(params![project, name], from_row)
         .optional()?;
     raw.map(finish).transpose()
 }

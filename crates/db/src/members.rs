@@ -80,14 +80,12 @@ pub fn list(conn: &Connection) -> Result<Vec<MemberRecord>> {
 
 /// The member `name`, if any.
 pub fn get(conn: &Connection, name: &str) -> Result<Option<MemberRecord>> {
-    conn.query_row(
-        &format!("SELECT {COLUMNS} FROM members WHERE name = ?1"),
-        params![name],
-        from_row,
-    )
-    .optional()?
-    .map(finish)
-    .transpose()
+    // Cached: every state change reads its member (a statement compiled once).
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM members WHERE name = ?1"))?
+        .query_row(params![name], from_row)
+        .optional()?
+        .map(finish)
+        .transpose()
 }
 
 /// The member with id `id`, if any.

@@ -42,11 +42,11 @@ pub fn list(conn: &Connection, project: &str) -> Result<Vec<ProfileRecord>> {
 
 /// The profile `name`, if any.
 pub fn get(conn: &Connection, project: &str, name: &str) -> Result<Option<ProfileRecord>> {
-    conn.query_row(
+    // Cached: every start and stop reads its instance's profiles.
+    conn.prepare_cached(
         "SELECT name, description, config, devices FROM profiles WHERE project = ?1 AND name = ?2",
-        params![project, name],
-        from_row,
-    )
+    )?
+    .query_row(params![project, name], from_row)
     .optional()?
     .map(finish)
     .transpose()

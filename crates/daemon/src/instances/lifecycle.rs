@@ -432,7 +432,8 @@ pub async fn change_state(
         && !req.stateful
         && runtime_status(d, &id) != InstanceStatus::Running;
     let (p, n, member, d2) = (project.to_string(), name.to_string(), d.member(), d.clone());
-    // The profiles too, for a stop (its signal and timeout): one hand-off.
+    // The profiles too, for a stop (its signal and timeout): one hand-off. A start being
+    // prepared reads the member and the profiles once, with its other records.
     let (found, member) = tokio::task::spawn_blocking(move || -> ApiResult<_> {
         let (found, member) = d2.store.read(|c| {
             let found = match db::instances::get(c, &p, &n)? {
@@ -442,12 +443,19 @@ pub async fn change_state(
                     } else {
                         None
                     };
-                    let profiles = read_profiles(c, &p, &rec.profiles)?.unwrap_or_default();
+                    let profiles = match &start {
+                        Some(s) => s.profiles.clone().unwrap_or_default(),
+                        None => read_profiles(c, &p, &rec.profiles)?.unwrap_or_default(),
+                    };
                     Some((rec, profiles, start))
                 }
                 None => None,
             };
-            Ok((found, db::members::get(c, &member)?))
+            let member = match found.as_ref().and_then(|(_, _, start)| start.as_ref()) {
+                Some(start) => start.member.clone(),
+                None => db::members::get(c, &member)?,
+            };
+            Ok((found, member))
         })?;
         let found = found.map(|(rec, profiles, start)| {
             let inputs = start.map(|s| check_start_inputs(&d2, &rec, s));
