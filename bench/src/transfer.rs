@@ -136,7 +136,7 @@ fn measure(a: &TransferArgs, metadata: Metadata) -> Result<TransferResult> {
     let own_changes = own_changes(&image, s, a.runs)?;
     Ok(TransferResult {
         metadata,
-        checksum: "blake3: per file + whole-stream framing",
+        checksum: "xxh3-128: per file + whole-stream framing",
         datasets,
         own_changes,
     })

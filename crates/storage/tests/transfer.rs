@@ -223,7 +223,7 @@ struct Raw(Vec<u8>);
 
 impl Raw {
     fn new() -> Self {
-        let mut v = b"DRVXFER\x02".to_vec();
+        let mut v = b"DRVXFER\x03".to_vec();
         v.push(0);
         Self(v)
     }
@@ -242,7 +242,8 @@ impl Raw {
         self.head(path, 2);
         self.0.extend_from_slice(&(data.len() as u64).to_le_bytes());
         self.0.extend_from_slice(data);
-        self.0.extend_from_slice(blake3::hash(data).as_bytes());
+        self.0
+            .extend_from_slice(&xxhash_rust::xxh3::xxh3_128(data).to_le_bytes());
     }
 }
 
@@ -375,4 +376,89 @@ async fn async_stream_into_pool_staging() {
     );
     assert!(receive_stream(staging, cut).await.is_err());
     let _ = Manifest::default();
+}
+
+/// What does this test do?
+/// - sends a directory through the async adapters while another thread keeps growing and
+///   shrinking a file in it (a running instance's pre-copy): every stream is well-formed
+///   and received whole (file data read straight into the stream's chunks stops at the
+///   size the stream announced; a file that shrank is padded)
+/// - once the writer stops, a delta makes the copy identical to the source
+#[tokio::test]
+async fn files_changing_size_while_sent_keep_streams_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("steady"), vec![7u8; 3 << 20]).unwrap();
+    let moving = src.join("moving");
+    fs::write(&moving, vec![1u8; 1 << 20]).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, moving) = (stop.clone(), moving.clone());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if i % 3 == 2 {
+                    fs::File::create(&moving).unwrap();
+                } else {
+                    let mut f = fs::OpenOptions::new().append(true).open(&moving).unwrap();
+                    f.write_all(&vec![(i % 251) as u8; 300 << 10]).unwrap();
+                }
+                i += 1;
+            }
+        })
+    };
+    let pool = DirPool::new(dir.path().join("pool")).unwrap();
+    let mut base = None;
+    for round in 0..12 {
+        let staging = pool.stage(&format!("c{round}")).unwrap();
+        let (body, sender) = send_stream(src.clone(), None);
+        let got = receive_stream(staging, body).await.unwrap();
+        let sent = sender.await.unwrap().unwrap();
+        assert_eq!((got.entries, got.bytes), (sent.entries, sent.bytes));
+        base = Some((format!("c{round}"), sent.manifest));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    let (name, manifest) = base.unwrap();
+    let (body, sender) = send_stream(src.clone(), Some(manifest));
+    receive_stream(pool.staging_path(&name), body)
+        .await
+        .unwrap();
+    sender.await.unwrap().unwrap();
+    assert_same(&src, &pool.commit(&name).unwrap());
+}
+
+/// What does this test do?
+/// - a body far bigger than what the receiver buffers, corrupt in its first file: the
+///   receive fails with the checksum error at once, and the async side that feeds it stops
+///   too (it does not wait forever for room the failed receiver will never free)
+#[tokio::test]
+async fn a_receiver_that_fails_early_stops_the_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("a"), vec![b'A'; 1 << 20]).unwrap();
+    let big: Vec<u8> = (0..48u32 << 20).map(|i| (i % 253) as u8).collect();
+    fs::write(src.join("b"), big).unwrap();
+    let mut stream = encode(&src);
+    let pos = stream.windows(8).position(|w| w == b"AAAAAAAA").unwrap();
+    stream[pos + 100] ^= 1;
+    let pieces: Vec<std::io::Result<bytes::Bytes>> = stream
+        .chunks(64 << 10)
+        .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+        .collect();
+    let dst = dir.path().join("dst");
+    fs::create_dir(&dst).unwrap();
+    let got = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        receive_stream(dst, futures::stream::iter(pieces)),
+    )
+    .await
+    .expect("the receive returns");
+    assert!(
+        matches!(got, Err(TransferError::FileChecksum { ref path }) if path == "a"),
+        "{got:?}"
+    );
 }

@@ -2,29 +2,120 @@
 //! whole-stream checksum covers.
 //!
 //! ```text
-//! stream  := MAGIC mode:u8 record* END entries:u64 bytes:u64 digest:[32]
+//! stream  := MAGIC mode:u8 record* END entries:u64 bytes:u64 digest:[16]
 //! record  := ENTRY path kind:u8 mode:u32 uid:u32 gid:u32 mtime_s:i64 mtime_ns:u32
 //!                  nxattr:u32 (name value)* payload
 //!          | DELETE path
 //! payload := (dir, fifo)       nothing
-//!          | (file)            size:u64 data[size] blake3(data):[32]
+//!          | (file)            size:u64 data[size] xxh3_128(data):[16]
 //!          | (symlink)         target
 //!          | (hardlink)        path of an earlier entry (or, in a delta, of one already there)
 //!          | (char, block)     rdev:u64
 //! path, target, name, value := len:u32 bytes
 //! ```
 //!
-//! Integers are little-endian. `path` is relative to the volume root with `/` separators;
-//! the empty path is the root itself. The whole-stream digest is BLAKE3 over every byte
-//! before it *except file data*: file data is covered by its own BLAKE3, which is part of
-//! the framing, so each data byte is hashed once.
+//! Integers are little-endian, digests too (XXH3-128 as a `u128`). `path` is relative to
+//! the volume root with `/` separators; the empty path is the root itself. The whole-stream
+//! digest is XXH3-128 over every byte before it *except file data*: file data is covered by
+//! its own digest, which is part of the framing, so each data byte is hashed once.
 
-use std::io::{self, Read, Write};
+use std::fs::File;
+use std::io::{self, BufRead, Read, Write};
+
+use xxhash_rust::xxh3::Xxh3;
 
 use super::error::TransferError;
 
-/// First bytes of every stream; the last byte is the format version.
-pub(crate) const MAGIC: &[u8; 8] = b"DRVXFER\x02";
+/// First bytes of every stream; the last byte is the format version (3: XXH3-128 digests;
+/// 2 had BLAKE3).
+pub(crate) const MAGIC: &[u8; 8] = b"DRVXFER\x03";
+/// Bytes of a digest.
+pub(crate) const DIGEST_LEN: usize = 16;
+
+/// The checksum of file data and of the framing: XXH3-128.
+///
+/// Not a cryptographic hash, and it need not be: the member link is mutual TLS, whose AEAD
+/// already refuses any byte changed or forged on the way; this checksum is the end-to-end
+/// check that what the sender read is what the receiver wrote, through every buffer, chunk
+/// and task between them (a lost, repeated or reordered piece, a bug). A 128-bit digest
+/// with full avalanche misses such a change with probability 2^-128. It runs at memory
+/// speed (≈ 10 GiB/s here against ≈ 2.3 GiB/s for BLAKE3, which took a fifth of both
+/// daemons' CPU in a move; see the module doc).
+pub(crate) struct Sum(Xxh3);
+
+impl Sum {
+    pub fn new() -> Self {
+        Self(Xxh3::new())
+    }
+
+    pub fn update(&mut self, b: &[u8]) {
+        self.0.update(b);
+    }
+
+    pub fn digest(&self) -> [u8; DIGEST_LEN] {
+        self.0.digest128().to_le_bytes()
+    }
+}
+
+/// Where a sender's stream goes: framing is copied in; file data may be read straight into
+/// the stream's own buffers (no copy in between).
+pub(crate) trait Out {
+    /// Appends `b`.
+    fn put(&mut self, b: &[u8]) -> io::Result<()>;
+    /// Appends up to `max` (> 0) bytes read from `file` at its offset and returns them;
+    /// empty at its end.
+    fn put_from(&mut self, file: &File, max: usize) -> Result<&[u8], PutError>;
+    /// Hands on whatever is buffered.
+    fn flush(&mut self) -> io::Result<()>;
+}
+
+/// Why [`Out::put_from`] failed.
+#[derive(Debug)]
+pub(crate) enum PutError {
+    /// Reading the file.
+    Read(io::Error),
+    /// Writing the stream.
+    Write(io::Error),
+}
+
+/// An [`Out`] over any writer: file data goes through a buffer of `BUF` bytes.
+pub(crate) struct WriteOut<W: Write> {
+    out: io::BufWriter<W>,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> WriteOut<W> {
+    pub fn new(out: W, buf: usize) -> Self {
+        Self {
+            out: io::BufWriter::with_capacity(buf, out),
+            buf: vec![0; buf],
+        }
+    }
+}
+
+impl<W: Write> Out for WriteOut<W> {
+    fn put(&mut self, b: &[u8]) -> io::Result<()> {
+        self.out.write_all(b)
+    }
+
+    fn put_from(&mut self, mut file: &File, max: usize) -> Result<&[u8], PutError> {
+        let want = max.min(self.buf.len());
+        let n = loop {
+            match file.read(&mut self.buf[..want]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => break r.map_err(PutError::Read)?,
+            }
+        };
+        self.out
+            .write_all(&self.buf[..n])
+            .map_err(PutError::Write)?;
+        Ok(&self.buf[..n])
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
 /// Record tags.
 pub(crate) const TAG_ENTRY: u8 = 1;
 pub(crate) const TAG_DELETE: u8 = 2;
@@ -100,18 +191,18 @@ pub(crate) struct EntryHead {
 }
 
 /// Writes framing (hashed) and file data (not hashed) to `out`.
-pub(crate) struct FrameWriter<W: Write> {
-    out: W,
-    hash: blake3::Hasher,
+pub(crate) struct FrameWriter<O: Out> {
+    out: O,
+    hash: Sum,
     /// Bytes written so far, framing and data.
     pub written: u64,
 }
 
-impl<W: Write> FrameWriter<W> {
-    pub fn new(out: W) -> Self {
+impl<O: Out> FrameWriter<O> {
+    pub fn new(out: O) -> Self {
         Self {
             out,
-            hash: blake3::Hasher::new(),
+            hash: Sum::new(),
             written: 0,
         }
     }
@@ -124,10 +215,18 @@ impl<W: Write> FrameWriter<W> {
     /// Writes bytes not covered by the stream hash (file data).
     pub fn data(&mut self, b: &[u8]) -> Result<(), TransferError> {
         self.out
-            .write_all(b)
+            .put(b)
             .map_err(|e| TransferError::Stream("write", e))?;
         self.written += b.len() as u64;
         Ok(())
+    }
+
+    /// Writes up to `max` bytes of file data read from `file` (not hashed into the stream
+    /// hash) and returns them; empty at the end of the file.
+    pub fn file_data(&mut self, file: &File, max: usize) -> Result<&[u8], PutError> {
+        let got = self.out.put_from(file, max)?;
+        self.written += got.len() as u64;
+        Ok(got)
     }
 
     pub fn u8(&mut self, v: u8) -> Result<(), TransferError> {
@@ -182,12 +281,12 @@ impl<W: Write> FrameWriter<W> {
     }
 
     /// Writes the end record and flushes; returns the inner writer.
-    pub fn end(mut self, entries: u64, bytes: u64) -> Result<W, TransferError> {
+    pub fn end(mut self, entries: u64, bytes: u64) -> Result<O, TransferError> {
         self.u8(TAG_END)?;
         self.u64(entries)?;
         self.u64(bytes)?;
-        let digest = self.hash.finalize();
-        self.data(digest.as_bytes())?;
+        let digest = self.hash.digest();
+        self.data(&digest)?;
         self.out
             .flush()
             .map_err(|e| TransferError::Stream("flush", e))?;
@@ -195,34 +294,61 @@ impl<W: Write> FrameWriter<W> {
     }
 }
 
-/// Reads framing (hashed) and file data (not hashed) from `inp`.
-pub(crate) struct FrameReader<R: Read> {
+/// Reads framing (hashed) and file data (not hashed) from `inp`; file data is handed out
+/// from `inp`'s own buffer ([`Self::piece`]), not copied.
+pub(crate) struct FrameReader<R: BufRead> {
     inp: R,
-    hash: blake3::Hasher,
+    hash: Sum,
     /// Entries fully received, for error messages.
     pub entries: u64,
 }
 
-impl<R: Read> FrameReader<R> {
+impl<R: BufRead> FrameReader<R> {
     pub fn new(inp: R) -> Self {
         Self {
             inp,
-            hash: blake3::Hasher::new(),
+            hash: Sum::new(),
             entries: 0,
+        }
+    }
+
+    fn read_error(&self, e: io::Error) -> TransferError {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            TransferError::Truncated {
+                entries: self.entries,
+            }
+        } else {
+            TransferError::Stream("read", e)
         }
     }
 
     /// Reads exactly `buf.len()` bytes of file data (not hashed).
     pub fn data(&mut self, buf: &mut [u8]) -> Result<(), TransferError> {
-        self.inp.read_exact(buf).map_err(|e| {
-            if e.kind() == io::ErrorKind::UnexpectedEof {
-                TransferError::Truncated {
-                    entries: self.entries,
-                }
-            } else {
-                TransferError::Stream("read", e)
+        self.inp.read_exact(buf).map_err(|e| self.read_error(e))
+    }
+
+    /// The next at most `max` (> 0) bytes of file data as they lie in the input's buffer,
+    /// not hashed and not consumed: pass their length to [`Self::consume`] once used.
+    pub fn piece(&mut self, max: usize) -> Result<&[u8], TransferError> {
+        // Retried here, then asked again: a returned borrow cannot live across the loop.
+        loop {
+            match self.inp.fill_buf() {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.read_error(e)),
+                Ok(_) => break,
             }
-        })
+        }
+        let entries = self.entries;
+        match self.inp.fill_buf() {
+            Ok([]) => Err(TransferError::Truncated { entries }),
+            Ok(b) => Ok(&b[..b.len().min(max)]),
+            Err(e) => Err(TransferError::Stream("read", e)),
+        }
+    }
+
+    /// Marks `n` bytes of the last [`Self::piece`] as used.
+    pub fn consume(&mut self, n: usize) {
+        self.inp.consume(n);
     }
 
     fn frame(&mut self, buf: &mut [u8]) -> Result<(), TransferError> {
@@ -258,8 +384,8 @@ impl<R: Read> FrameReader<R> {
         self.frame(&mut b)?;
         Ok(i64::from_le_bytes(b))
     }
-    pub fn digest(&mut self) -> Result<[u8; 32], TransferError> {
-        let mut b = [0u8; 32];
+    pub fn digest(&mut self) -> Result<[u8; DIGEST_LEN], TransferError> {
+        let mut b = [0u8; DIGEST_LEN];
         self.frame(&mut b)?;
         Ok(b)
     }
@@ -331,10 +457,10 @@ impl<R: Read> FrameReader<R> {
     pub fn end(&mut self) -> Result<(u64, u64), TransferError> {
         let entries = self.u64()?;
         let bytes = self.u64()?;
-        let expected = self.hash.finalize();
-        let mut got = [0u8; 32];
+        let expected = self.hash.digest();
+        let mut got = [0u8; DIGEST_LEN];
         self.data(&mut got)?;
-        if got[..] != expected.as_bytes()[..] {
+        if got != expected {
             return Err(TransferError::StreamChecksum);
         }
         let mut extra = [0u8; 1];

@@ -23,17 +23,24 @@
 //!
 //! # Integrity
 //!
-//! Every file's data is followed by its BLAKE3 digest, and the stream ends with a record
-//! holding the entry and byte counts and the BLAKE3 of all framing (which includes the
+//! Every file's data is followed by its XXH3-128 digest, and the stream ends with a record
+//! holding the entry and byte counts and the XXH3-128 of all framing (which includes the
 //! per-file digests, so it covers the data too). [`receive`] checks all of it before it
 //! returns `Ok`; a short, cut, corrupt or extended stream is an error and the destination is
 //! left to be removed.
 //!
-//! Why BLAKE3 and not SHA-256: both are cryptographic, and each side hashes every byte once
-//! on its own core, so the hash is on the critical path. Measured on this machine kind
-//! (1 GiB in 1 MiB updates, release build, machine busy with other builds): `sha2` 0.10
-//! with SHA-NI 706–854 MiB/s, `blake3` 2089–2347 MiB/s (`xxh3-128`, not cryptographic,
-//! ≈ 10.5 GiB/s). With SHA-256 a 1 GiB file moved at 0.49× `tar | tar`; see below.
+//! Why a non-cryptographic digest: the daemons send streams over the members' mutual TLS,
+//! whose AEAD already refuses any byte changed, dropped or forged on the wire. What the
+//! digest adds is an end-to-end check of everything between reading the source file and
+//! writing the target file (chunks, channels, HTTP framing, reassembly), where the faults to
+//! catch are accidents, not an adversary; a 128-bit digest with full avalanche misses one
+//! with probability 2^-128. Each side hashes every byte once, so its speed is on the
+//! critical path. Measured on this machine kind (1 GiB in 256 KiB updates, release build,
+//! machine busy with other builds): `sha2` 0.10 with SHA-NI 706–854 MiB/s, `blake3`
+//! 1.9–3.0 GiB/s, `xxh3-128` 8.3–13.4 GiB/s (memcpy speed). Format 2 used BLAKE3: in a
+//! 1 GiB move both daemons then spent 3.3–3.9 CPU-seconds per GiB, a fifth of it hashing;
+//! format 3 (XXH3-128, and file data read straight into the HTTP body's chunks and written
+//! from the received ones, see [`send_stream`]) 2.2–2.4 (`bench/README.md`, `move`).
 //!
 //! # Throughput
 //!
@@ -41,7 +48,7 @@
 //! with `tar -C src -cf - . | tar -C dst -xf -` and with [`send_full`] → pipe → [`receive`]
 //! on two threads, page cache warm, `sync` before each run, runs interleaved, medians:
 //!
-//! | data | tar \| tar | SHA-256, 1 MiB pieces | BLAKE3, 256 KiB pieces |
+//! | data | tar \| tar | SHA-256, 1 MiB pieces | BLAKE3 (format 2), 256 KiB pieces |
 //! |---|---:|---:|---:|
 //! | 1 file of 1 GiB | 318 / 294 MiB/s | 156 MiB/s (0.49×) | 337 MiB/s (1.15×) |
 //! | 20,000 files of 10 KiB | 9 / 8.3 MiB/s | 12 MiB/s (1.28×) | 9.6 MiB/s (1.15×) |

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -12,9 +12,9 @@ use nix::sys::stat::{Mode, SFlag, UtimensatFlags, mknod, utimensat};
 use nix::sys::time::TimeSpec;
 
 use super::error::TransferError;
-use super::format::{EntryHead, FrameReader, Kind, MODE_FULL, TAG_DELETE, TAG_END, TAG_ENTRY};
+use super::format::{EntryHead, FrameReader, Kind, MODE_FULL, Sum, TAG_DELETE, TAG_END, TAG_ENTRY};
 
-/// File data is read, hashed and written in pieces of this size (see `send::BUF`).
+/// Buffer of a plain reader (see `send::BUF`).
 const BUF: usize = 256 << 10;
 /// After each this many bytes of a file, its writeback to disk starts (see
 /// [`start_writeback`]).
@@ -39,7 +39,7 @@ pub struct ReceiveSummary {
 /// a full stream, or holding the result of the earlier stream(s) a delta is based on.
 ///
 /// Returns only after the end record was read and everything was checked: each file's
-/// BLAKE3, the whole-stream BLAKE3 of the framing, the entry and byte counts, and that
+/// digest, the whole-stream digest of the framing, the entry and byte counts, and that
 /// nothing follows the end. Every path is checked to stay under `dst` (no absolute paths, no
 /// `..`, never through a symlink; hard links only to entries already there).
 ///
@@ -49,7 +49,15 @@ pub struct ReceiveSummary {
 /// to disk here; [`crate::DirPool::commit`] syncs the filesystem before it publishes a
 /// staged volume.
 pub fn receive(dst: &Path, input: impl Read) -> Result<ReceiveSummary, TransferError> {
-    let mut r = FrameReader::new(BufReader::with_capacity(256 << 10, input));
+    receive_buffered(dst, BufReader::with_capacity(BUF, input))
+}
+
+/// [`receive`] from a buffered input, whose buffer file data is written from (no copy).
+pub(crate) fn receive_buffered(
+    dst: &Path,
+    input: impl BufRead,
+) -> Result<ReceiveSummary, TransferError> {
+    let mut r = FrameReader::new(input);
     let mode = r.header()?;
     let mut rx = Receiver {
         dst,
@@ -59,7 +67,6 @@ pub fn receive(dst: &Path, input: impl Read) -> Result<ReceiveSummary, TransferE
             delta: mode != MODE_FULL,
             ..Default::default()
         },
-        buf: vec![0u8; BUF],
     };
     loop {
         let tag = r.u8()?;
@@ -104,7 +111,6 @@ struct Receiver<'a> {
     real_dirs: BTreeSet<Vec<u8>>,
     dir_times: Vec<(PathBuf, i64, u32)>,
     summary: ReceiveSummary,
-    buf: Vec<u8>,
 }
 
 impl Receiver<'_> {
@@ -171,7 +177,7 @@ impl Receiver<'_> {
         Ok(())
     }
 
-    fn entry<R: Read>(
+    fn entry<R: BufRead>(
         &mut self,
         r: &mut FrameReader<R>,
         h: EntryHead,
@@ -219,14 +225,15 @@ impl Receiver<'_> {
                     .custom_flags(nix::libc::O_NOFOLLOW)
                     .open(&path)
                     .map_err(TransferError::io("create", &path))?;
-                let mut hash = blake3::Hasher::new();
+                let mut hash = Sum::new();
                 let (mut left, mut written, mut flushed) = (size, 0u64, 0u64);
                 while left > 0 {
-                    let n = left.min(self.buf.len() as u64) as usize;
-                    r.data(&mut self.buf[..n])?;
-                    hash.update(&self.buf[..n]);
-                    file.write_all(&self.buf[..n])
+                    let piece = r.piece(usize::try_from(left).unwrap_or(usize::MAX))?;
+                    let n = piece.len();
+                    hash.update(piece);
+                    file.write_all(piece)
                         .map_err(TransferError::io("write", &path))?;
+                    r.consume(n);
                     left -= n as u64;
                     written += n as u64;
                     if written - flushed >= WRITEBACK_WINDOW {
@@ -235,7 +242,7 @@ impl Receiver<'_> {
                     }
                 }
                 let want = r.digest()?;
-                if hash.finalize().as_bytes()[..] != want[..] {
+                if hash.digest() != want {
                     return Err(TransferError::FileChecksum {
                         path: String::from_utf8_lossy(&h.path).into_owned(),
                     });

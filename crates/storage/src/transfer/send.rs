@@ -3,13 +3,15 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, File, Metadata};
-use std::io::{BufWriter, Read, Write};
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::error::TransferError;
-use super::format::{EntryHead, FrameWriter, Kind, MODE_DELTA, MODE_FULL, Xattrs};
+use super::format::{
+    EntryHead, FrameWriter, Kind, MODE_DELTA, MODE_FULL, Out, PutError, Sum, WriteOut, Xattrs,
+};
 use super::manifest::{Manifest, Stamp};
 
 /// Size of the read buffer for file data and of the stream's write buffer: small enough
@@ -48,7 +50,7 @@ pub struct SendSummary {
 /// well-formed, a file that shrinks is padded with zeros, and the returned
 /// [`SendSummary::manifest`] marks such entries so the next [`send_delta`] resends them.
 pub fn send_full(src: &Path, out: impl Write) -> Result<SendSummary, TransferError> {
-    send(src, None, out)
+    send(src, None, WriteOut::new(out, BUF))
 }
 
 /// Sends only what changed under `src` since the send that returned `base`: entries whose
@@ -63,7 +65,7 @@ pub fn send_delta(
     base: &Manifest,
     out: impl Write,
 ) -> Result<SendSummary, TransferError> {
-    send(src, Some(base), out)
+    send(src, Some(base), WriteOut::new(out, BUF))
 }
 
 /// One entry found by the walk.
@@ -72,10 +74,11 @@ struct Found {
     meta: Metadata,
 }
 
-fn send(
+/// [`send_full`] (no `base`) or [`send_delta`] into `out`.
+pub(crate) fn send<O: Out>(
     src: &Path,
     base: Option<&Manifest>,
-    out: impl Write,
+    out: O,
 ) -> Result<SendSummary, TransferError> {
     let found = walk(src)?;
     let mut summary = SendSummary::default();
@@ -86,7 +89,7 @@ fn send(
         Some(base) => select_changed(&found, base),
     };
 
-    let mut w = FrameWriter::new(BufWriter::with_capacity(BUF, out));
+    let mut w = FrameWriter::new(out);
     w.header(if base.is_some() {
         MODE_DELTA
     } else {
@@ -113,7 +116,6 @@ fn send(
     }
 
     let mut first_name: HashMap<(u64, u64), PathBuf> = HashMap::new();
-    let mut buf = vec![0u8; BUF];
     for (f, send_it) in found.iter().zip(selected) {
         let ft = f.meta.file_type();
         let mut stamp = Stamp::of(&f.meta);
@@ -164,7 +166,7 @@ fn send(
         } else if ft.is_file() {
             head.kind = Kind::File;
             w.entry_head(&head)?;
-            let (sent, shrank) = send_file(&abs, f.meta.size(), &mut w, &mut buf)?;
+            let (sent, shrank) = send_file(&abs, f.meta.size(), &mut w)?;
             if shrank {
                 stamp = stamp.dirty();
             }
@@ -242,34 +244,32 @@ fn select_changed(found: &[Found], base: &Manifest) -> Vec<bool> {
     sel
 }
 
-/// Writes `size` bytes of `path` then their BLAKE3; pads with zeros if the file shrank
+/// Writes `size` bytes of `path` then their digest; pads with zeros if the file shrank
 /// meanwhile (returned `true`). Returns the data bytes written.
-fn send_file<W: Write>(
+fn send_file<O: Out>(
     path: &Path,
     size: u64,
-    w: &mut FrameWriter<W>,
-    buf: &mut [u8],
+    w: &mut FrameWriter<O>,
 ) -> Result<(u64, bool), TransferError> {
     w.u64(size)?;
-    let mut hash = blake3::Hasher::new();
+    let mut hash = Sum::new();
     let mut left = size;
     let mut shrank = false;
     match File::open(path) {
-        Ok(mut file) => {
+        Ok(file) => {
             while left > 0 {
-                let want = left.min(buf.len() as u64) as usize;
-                let n = match file.read(&mut buf[..want]) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(TransferError::io("read", path)(e)),
+                let want = usize::try_from(left).unwrap_or(usize::MAX);
+                let got = match w.file_data(&file, want) {
+                    Ok(got) => got,
+                    Err(PutError::Read(e)) => return Err(TransferError::io("read", path)(e)),
+                    Err(PutError::Write(e)) => return Err(TransferError::Stream("write", e)),
                 };
-                if n == 0 {
+                if got.is_empty() {
                     shrank = true;
                     break;
                 }
-                hash.update(&buf[..n]);
-                w.data(&buf[..n])?;
-                left -= n as u64;
+                hash.update(got);
+                left -= got.len() as u64;
             }
         }
         // Deleted between the walk and now: send zeros, resend (as a deletion) next time.
@@ -277,15 +277,15 @@ fn send_file<W: Write>(
         Err(e) => return Err(TransferError::io("open", path)(e)),
     }
     if left > 0 {
-        buf.fill(0);
+        let zeros = vec![0u8; BUF];
         while left > 0 {
-            let n = left.min(buf.len() as u64) as usize;
-            hash.update(&buf[..n]);
-            w.data(&buf[..n])?;
+            let n = left.min(BUF as u64) as usize;
+            hash.update(&zeros[..n]);
+            w.data(&zeros[..n])?;
             left -= n as u64;
         }
     }
-    w.raw(hash.finalize().as_bytes())?;
+    w.raw(&hash.digest())?;
     Ok((size, shrank))
 }
 
