@@ -51,9 +51,23 @@ pub fn random_secret() -> Result<String> {
     Ok(hex::encode(buf))
 }
 
-/// The crypto provider every drover config uses.
+/// The crypto provider every drover config uses: ring's, with the AES-128-GCM suites
+/// first.
+///
+/// ring lists AES-256-GCM first; a drover client offers AES-128-GCM first, and a server
+/// takes the client's order, so member links (and volume streams on them) run AES-128-GCM:
+/// 10 AES rounds instead of 14, ≈ 1.3× the throughput with AES-NI on this machine kind
+/// (ring 0.17, 16 KiB records: 4.4–4.7 against 3.3–4.4 GB/s), for a margin TLS 1.3 deems
+/// enough. Go clients (`lxc`) already prefer AES-128-GCM on such hardware.
 pub(crate) fn provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
-    std::sync::Arc::new(rustls::crypto::ring::default_provider())
+    let mut p = rustls::crypto::ring::default_provider();
+    p.cipher_suites.sort_by_key(|s| match s.suite() {
+        rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+        | rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+        | rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => 0,
+        _ => 1,
+    });
+    std::sync::Arc::new(p)
 }
 
 /// TLS versions drover speaks: 1.3 first (what `lxc` insists on by default), and 1.2.
@@ -62,6 +76,27 @@ pub(crate) const VERSIONS: &[&rustls::SupportedProtocolVersion] =
 
 #[cfg(test)]
 mod tests {
+    /// What does this test do?
+    /// - the provider offers every ring suite, AES-128-GCM ones first (TLS 1.3, then 1.2)
+    #[test]
+    fn aes_128_gcm_comes_first() {
+        use rustls::CipherSuite as C;
+        let suites: Vec<C> = super::provider()
+            .cipher_suites
+            .iter()
+            .map(|s| s.suite())
+            .collect();
+        assert_eq!(
+            suites.len(),
+            rustls::crypto::ring::default_provider().cipher_suites.len()
+        );
+        assert_eq!(suites[0], C::TLS13_AES_128_GCM_SHA256);
+        assert!(
+            suites[..3].contains(&C::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256),
+            "{suites:?}"
+        );
+    }
+
     #[test]
     fn secrets_are_long_and_fresh() {
         let a = super::random_secret().expect("random");
