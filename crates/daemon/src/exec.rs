@@ -120,8 +120,9 @@ pub async fn exec(
         return Err(ApiError::bad_request("Command cannot be empty"));
     }
     let spec = exec_spec(d, &rec, &req).await;
+    let missing = missing_command(d, &rec, &id, &spec).await;
     if !req.wait_for_websocket {
-        return exec_without_websockets(d, &id, name, spec, req.record_output);
+        return exec_without_websockets(d, &id, name, spec, req.record_output, missing);
     }
     let fds: &[&str] = if req.interactive {
         &["0", "control"]
@@ -148,13 +149,16 @@ pub async fn exec(
     let d = d.clone();
     tokio::spawn(async move {
         let op_id = op.id().to_string();
-        let result = run(&d, &id, &session, spec, &req).await;
+        let result = match missing {
+            Some(code) => not_run(&session, &req).await.map(|()| code),
+            None => run(&d, &id, &session, spec, &req).await,
+        };
         lock(&d.exec.map).remove(&op_id);
         match result {
             Ok(code) => {
                 let mut meta = metadata;
                 meta["return"] = serde_json::json!(code);
-                op.succeed(Some(meta));
+                finish(op, code, meta);
             }
             Err(e) => op.fail(e.message),
         }
@@ -202,6 +206,75 @@ async fn exec_spec(
     }
 }
 
+/// Ends an exec operation whose command exited with `code`: a success, unless `code` is
+/// one LXD fails the operation for (127, 126), which keeps `metadata` (with `return`) so
+/// that `lxc exec` still exits with the code.
+fn finish(op: ops::OpHandle, code: i32, metadata: serde_json::Value) {
+    match crate::command_lookup::failure(code) {
+        Some(why) => {
+            op.set_metadata(metadata);
+            op.fail(why);
+        }
+        None => op.succeed(Some(metadata)),
+    }
+}
+
+/// 127 or 126 when the command of `spec` cannot run in container `rec` (checked inside
+/// its root before the runtime is asked, so the client gets LXD's answer instead of the
+/// runtime's message); `None` to run it.
+async fn missing_command(
+    d: &Daemon,
+    rec: &db::instances::InstanceRecord,
+    id: &str,
+    spec: &drivers::ExecSpec,
+) -> Option<i32> {
+    if rec.kind == "virtual-machine" {
+        return None;
+    }
+    let drivers::RuntimeStatus::Running { pid } = d.driver.state(id).await.ok()? else {
+        return None;
+    };
+    let (command, env, cwd) = (
+        spec.command.first()?.clone(),
+        spec.env.clone(),
+        spec.cwd.clone(),
+    );
+    tokio::task::spawn_blocking(move || crate::command_lookup::check(pid, &command, &env, &cwd))
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Closes the websockets of a command that was not run (after they connected, as the
+/// client expects to attach before the operation ends).
+async fn not_run(session: &Arc<Session>, req: &InstanceExecPost) -> ApiResult<()> {
+    let required: &[&str] = if req.interactive {
+        &["0"]
+    } else {
+        &["0", "1", "2"]
+    };
+    wait_connected(session, required).await?;
+    let mut closing = Vec::new();
+    for fd in ["0", "1", "2", "control"] {
+        if let Some(ws) = take(session, fd) {
+            let (mut tx, rx) = ws.split();
+            // The client reads the output sockets (and, with a terminal, "0"): they end with
+            // the end-of-stream marker and the closing handshake; the others just close.
+            let output = matches!(fd, "1" | "2") || (fd == "0" && req.interactive);
+            closing.push(async move {
+                if output {
+                    let _ = tx.send(Message::Text(String::new().into())).await;
+                    close_handshake(tx, rx).await;
+                } else {
+                    close(tx).await;
+                }
+            });
+        }
+    }
+    futures::future::join_all(closing).await;
+    Ok(())
+}
+
 /// `wait-for-websocket: false`: runs the command at once with stdin on /dev/null and its
 /// output on /dev/null, or, with `record-output`, in files served under the instance's logs
 /// (`metadata.output` names them). The operation (a task) ends with `metadata.return`.
@@ -211,6 +284,7 @@ fn exec_without_websockets(
     name: &str,
     spec: drivers::ExecSpec,
     record_output: bool,
+    missing: Option<i32>,
 ) -> ApiResult<api::Operation> {
     let resources = BTreeMap::from([("instances".to_string(), vec![instances::url(name)])]);
     let op = d
@@ -240,6 +314,9 @@ fn exec_without_websockets(
                 stdout: open(files.as_ref().map(|f| &f.0))?,
                 stderr: open(files.as_ref().map(|f| &f.1))?,
             };
+            if let Some(code) = missing {
+                return Ok(code);
+            }
             supervise(d.driver.exec(&id, &spec, stdio).await?)
                 .wait()
                 .await
@@ -253,7 +330,7 @@ fn exec_without_websockets(
                         "2": format!("/1.0/instances/{name}/logs/{err}"),
                     });
                 }
-                op.succeed(Some(meta));
+                finish(op, code, meta);
             }
             Err(e) => op.fail(e.message),
         }
@@ -662,11 +739,13 @@ async fn run_interactive(
         (input, output)
     });
     let code = process.wait().await;
-    if let Some((input, output)) = mirror {
+    if let Some((input, mut output)) = mirror {
         // Give the output a moment to drain after the command exited; a background process
-        // holding the pty must not keep the session open forever.
-        if let Ok(Ok(tx)) = tokio::time::timeout(DRAIN_TIMEOUT, output).await {
-            close(tx).await;
+        // holding the pty must not keep the session open forever (aborting the copy drops
+        // the socket, so the client sees the end).
+        match tokio::time::timeout(DRAIN_TIMEOUT, &mut output).await {
+            Ok(Ok(tx)) => close(tx).await,
+            _ => output.abort(),
         }
         input.abort();
     }

@@ -11,6 +11,7 @@
 mod auth;
 mod certificates;
 mod cluster;
+mod command_lookup;
 mod console;
 mod error;
 mod exec;

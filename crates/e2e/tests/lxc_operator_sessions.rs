@@ -21,6 +21,9 @@ async fn volumes(m: &Member) -> Vec<String> {
 /// What does this test do?
 /// - `lxc copy ops1 ops2 --instance-only` works (the client needs the
 ///   `container_only_migration` extension; drover keeps no snapshots, so every copy is one)
+/// - `lxc exec` of a missing command exits 127 with `Command not found`, of a file that is
+///   not executable 126 with `Command not executable`, and so does any command exiting
+///   127 (LXD 5.0.2 fails the operation for these two codes), with and without a terminal
 /// - `lxc storage volume create default vol1` is refused in plain words and creates nothing;
 ///   an unknown pool is `Storage pool not found`
 /// - after `lxc cluster enable m1`, the volumes of the instances made before list `m1` as
@@ -41,6 +44,27 @@ async fn a_standalone_session_then_cluster_enable() {
     m.lxc(&["start", "ops2"]).await.success();
     let out = m.lxc(&["exec", "ops2", "--", "hostname"]).await;
     assert_eq!(out.success().stdout, "ops2\n");
+
+    tracing::info!("--- lxc exec of a missing or non-executable command: LXD's answers");
+    for (args, code, err) in [
+        (&["/nonexistent"][..], 127, "Error: Command not found"),
+        (&["nosuchcommand"][..], 127, "Error: Command not found"),
+        (&["/etc/hostname"][..], 126, "Error: Command not executable"),
+        (
+            &["sh", "-c", "exit 127"][..],
+            127,
+            "Error: Command not found",
+        ),
+        (&["sh", "-c", "exit 3"][..], 3, ""),
+    ] {
+        for mode in ["-T", "-t"] {
+            let mut cmd = vec!["exec", "ops1", mode, "--"];
+            cmd.extend(args);
+            let out = m.lxc(&cmd).await;
+            assert_eq!(out.code, code, "lxc {cmd:?}: {}", out.stderr);
+            assert_eq!(out.stderr.trim(), err, "lxc {cmd:?}");
+        }
+    }
 
     tracing::info!("--- lxc storage volume create: refused, nothing made");
     let before = volumes(&m).await;
