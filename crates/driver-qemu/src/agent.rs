@@ -100,6 +100,7 @@ impl Agent {
         let (closed_tx, closed) = watch::channel(false);
         let writer = tokio::spawn(async move {
             while let Some(line) = out_rx.recv().await {
+                tracing::trace!(line = %line.chars().take(80).collect::<String>(), "VM agent: out");
                 if write.write_all(line.as_bytes()).await.is_err() {
                     break;
                 }
@@ -308,6 +309,7 @@ async fn read_loop(
 ) {
     let mut lines = BufReader::new(read).lines();
     while let Ok(Some(line)) = lines.next_line().await {
+        tracing::trace!(line = %line.chars().take(80).collect::<String>(), "VM agent: in");
         let mut f = line.trim_end().splitn(3, ' ');
         let (Some(verb), Some(id)) = (f.next(), f.next()) else {
             continue;

@@ -403,12 +403,15 @@ pub struct QemuExec {
 
 #[async_trait::async_trait]
 impl ExecProcess for QemuExec {
+    /// Cancel-safe (the daemon interrupts a wait to deliver a signal, then waits again):
+    /// the task is polled in place and let go only once it has ended.
     async fn wait(&mut self) -> Result<i32> {
-        let Some(done) = self.done.take() else {
+        let Some(done) = self.done.as_mut() else {
             return Err(DriverError::Invalid("exec: already waited for".into()));
         };
-        done.await
-            .map_err(|e| runtime_err("exec", format!("exec task: {e}")))?
+        let result = done.await;
+        self.done = None;
+        result.map_err(|e| runtime_err("exec", format!("exec task: {e}")))?
     }
 
     fn signal(&self, signal: i32) -> Result<()> {
@@ -525,9 +528,9 @@ impl InstanceDriver for QemuDriver {
         let agent = self.agent(id, AGENT_TIMEOUT).await?;
         let mut exec = agent.spawn(&script)?;
         let control = exec.control();
-        let mut stdin = tokio::fs::File::from_std(std::fs::File::from(stdio.stdin));
-        let mut stdout = tokio::fs::File::from_std(std::fs::File::from(stdio.stdout));
-        let mut stderr = tokio::fs::File::from_std(std::fs::File::from(stdio.stderr));
+        let mut stdin = exec_reader(stdio.stdin);
+        let mut stdout = exec_writer(stdio.stdout);
+        let mut stderr = exec_writer(stdio.stderr);
         let feed = {
             let control = control.clone();
             tokio::spawn(async move {
@@ -565,6 +568,51 @@ impl InstanceDriver for QemuDriver {
             control,
             done: Some(done),
         }))
+    }
+}
+
+/// Whether an exec's stream `file` can be polled by the runtime: a pipe, a socket or a
+/// terminal (not a regular file or `/dev/null`), which is then made non-blocking.
+fn make_polled(file: &std::fs::File) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    let pollable = file.metadata().is_ok_and(|m| {
+        let t = m.file_type();
+        t.is_fifo() || t.is_socket() || (t.is_char_device() && rustix::termios::isatty(file))
+    });
+    pollable && rustix::io::ioctl_fionbio(file, true).is_ok()
+}
+
+/// The host side of an exec's stdin. A pipe or a pty is polled by the runtime, so that
+/// dropping the task reading it closes it at once: a read parked in the blocking pool kept
+/// an interactive session's pty slave open after the command had ended, and the session
+/// never saw the end of its output. Anything else goes through the blocking pool, where a
+/// read never waits for long.
+fn exec_reader(fd: std::os::fd::OwnedFd) -> Box<dyn tokio::io::AsyncRead + Send + Unpin> {
+    let file = std::fs::File::from(fd);
+    if !make_polled(&file) {
+        return Box::new(tokio::fs::File::from_std(file));
+    }
+    match tokio::net::unix::pipe::Receiver::from_file_unchecked(file) {
+        Ok(r) => Box::new(r),
+        Err(e) => {
+            tracing::warn!(error = %e, "exec stdin not polled; the command reads end of file");
+            Box::new(tokio::io::empty())
+        }
+    }
+}
+
+/// The host side of an exec's stdout or stderr, as [`exec_reader`].
+fn exec_writer(fd: std::os::fd::OwnedFd) -> Box<dyn tokio::io::AsyncWrite + Send + Unpin> {
+    let file = std::fs::File::from(fd);
+    if !make_polled(&file) {
+        return Box::new(tokio::fs::File::from_std(file));
+    }
+    match tokio::net::unix::pipe::Sender::from_file_unchecked(file) {
+        Ok(w) => Box::new(w),
+        Err(e) => {
+            tracing::warn!(error = %e, "exec output not polled; it is dropped");
+            Box::new(tokio::io::sink())
+        }
     }
 }
 
