@@ -169,16 +169,14 @@ async fn forward(
             .await
             .map_err(before)?;
     }
-    // The records of the pre-copy and of the stop only tell how far the move got (recovery
-    // treats every step before the switch alike), so each is written while the next step
-    // runs rather than before it: a Raft round trip less on the way, two less inside the
-    // downtime. Each is committed before the record of the step after it. Without a
-    // pre-copy, the target makes its staging directory during the stop.
+    // Recovery treats every step before the switch alike, so the only record written on
+    // the way to the switch is the pre-copy's (it tells how far a long move got), and it
+    // is written while the instance stops. The stop and the sync go unrecorded: two Raft
+    // writes less inside the downtime. Without a pre-copy, the one data pass makes the
+    // target's staging directory itself.
     let beside_stop = async {
         if precopy {
             journal(d, &plan.id, MoveStep::Precopied, "").await
-        } else if src.is_some() {
-            internal::prepare(&peer, plan).await
         } else {
             Ok(())
         }
@@ -197,37 +195,48 @@ async fn forward(
     }
     if let Some(src) = src {
         rep.stage(MoveStage::Sync);
-        let stopped = async {
-            if plan.was_running {
-                journal(d, &plan.id, MoveStep::Stopped, "").await
-            } else {
-                Ok(())
-            }
-        };
-        let sync = async {
-            let sent = internal::send_pass(&peer, plan, src, &mut base, rep, false).await?;
-            rep.stage(MoveStage::Verify);
-            internal::commit(&peer, plan, &sent).await
-        };
-        let (journaled, synced) = tokio::join!(stopped, sync);
-        synced.map_err(before)?;
-        journaled.map_err(before)?;
+        internal::send_last_pass(&peer, plan, src, &mut base, rep)
+            .await
+            .map_err(before)?;
     }
-    // Shared storage: stopped and synced are one moment, journaled once.
-    journal(d, &plan.id, MoveStep::Synced, "")
-        .await
-        .map_err(before)?;
 
     rep.stage(MoveStage::Switch);
     ctx.switch_proposed = true;
-    d.write(db::Command::SwitchMoveOwner {
-        id: plan.id.clone(),
-        now: ops::now_rfc3339(),
-    })
-    .await
-    .map_err(before)?;
+    // The target is asked to take over while the switch is proposed: it starts the
+    // instance once its own DB shows the switch (and gives up once the move is aborted),
+    // so no round trip between members separates the switch from the start.
+    let early = {
+        let (peer, plan) = (peer.clone(), plan.clone());
+        tokio::spawn(async move { internal::finish(&peer, &plan).await })
+    };
+    let switched = d
+        .write(db::Command::SwitchMoveOwner {
+            id: plan.id.clone(),
+            now: ops::now_rfc3339(),
+        })
+        .await;
+    if let Err(e) = switched {
+        early.abort();
+        return Err(before(e));
+    }
     tracing::info!(move_id = %plan.id, instance = %plan.rec.name, target = %plan.target, "ownership switched");
-    finish(d, plan, rep).await.map_err(Failure::AfterSwitch)
+    if plan.start_after {
+        rep.stage(MoveStage::Starting);
+    }
+    let started = match early.await {
+        Ok(Ok(running)) => Ok(running),
+        // Asked before the switch, the target may have given up waiting for it: ask again.
+        Ok(Err(e)) => {
+            tracing::info!(move_id = %plan.id, error = %e.message, "target asked again to take over");
+            internal::finish(&peer, plan).await
+        }
+        Err(e) => Err(ApiError::internal(format!(
+            "asking the target to take over: {e}"
+        ))),
+    };
+    took_over(d, plan, rep, started)
+        .await
+        .map_err(Failure::AfterSwitch)
 }
 
 /// Own changes up to this size are sent in one pass after the stop: a pre-copy costs a
@@ -261,6 +270,16 @@ pub(super) async fn finish(d: &Daemon, plan: &Plan, rep: &mut Reporter) -> ApiRe
         rep.stage(MoveStage::Starting);
     }
     let started = internal::finish(&peer, plan).await;
+    took_over(d, plan, rep, started).await
+}
+
+/// [`finish`] once the target answered the request to take over with `started`.
+async fn took_over(
+    d: &Daemon,
+    plan: &Plan,
+    rep: &mut Reporter,
+    started: ApiResult<bool>,
+) -> ApiResult<bool> {
     let running = match started {
         Ok(running) => {
             if running {
@@ -280,12 +299,7 @@ pub(super) async fn finish(d: &Daemon, plan: &Plan, rep: &mut Reporter) -> ApiRe
         Err(e) => {
             // The target has the instance but could not start it: the move itself holds.
             tracing::warn!(move_id = %plan.id, error = %e.message, "instance did not start on the target");
-            let (journaled, cleaned) = tokio::join!(
-                journal(d, &plan.id, MoveStep::TargetStarted, &e.message),
-                cleanup_source(d, plan, rep)
-            );
-            journaled?;
-            cleaned?;
+            cleanup_source(d, plan, rep).await?;
             journal(d, &plan.id, MoveStep::Done, &e.message).await?;
             return Err(ApiError::internal(format!(
                 "Instance {:?} moved to {:?} but did not start there: {}",
@@ -293,13 +307,10 @@ pub(super) async fn finish(d: &Daemon, plan: &Plan, rep: &mut Reporter) -> ApiRe
             )));
         }
     };
-    // The target confirmed: the source copy may go while the record says so.
-    let (journaled, cleaned) = tokio::join!(
-        journal(d, &plan.id, MoveStep::TargetStarted, ""),
-        cleanup_source(d, plan, rep)
-    );
-    journaled?;
-    cleaned?;
+    // The target confirmed: the source copy goes, then the record says the move is done.
+    // Nothing in between is journaled (recovery finishes any switched move alike): one
+    // Raft write from the switch to the answer.
+    cleanup_source(d, plan, rep).await?;
     journal(d, &plan.id, MoveStep::Done, "").await?;
     d.bus.lifecycle(
         "instance-migrated",

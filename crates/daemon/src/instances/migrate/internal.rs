@@ -239,11 +239,18 @@ async fn prepare_route(
     Query(q): Query<MoveQuery>,
 ) -> ApiResult<Response> {
     check_id(&id)?;
-    let pool = crate::volumes::pool(&d, &q.pool).await?;
+    prepare_local(&d, &id, &q).await?;
+    Ok(sync(serde_json::json!({})))
+}
+
+/// Makes an empty staging directory for move `id` (removing a stale one) and starts
+/// getting the image base.
+async fn prepare_local(d: &Daemon, id: &str, q: &MoveQuery) -> ApiResult<()> {
+    let pool = crate::volumes::pool(d, &q.pool).await?;
     if q.copy && !q.image.is_empty() {
         // Only the commit needs the base: fetch and copy it while the data flows. The
         // commit makes sure of it again (and fails the move if it cannot be had).
-        let (d, q, id) = (d.clone(), q.clone(), id.clone());
+        let (d, q, id) = (d.clone(), q.clone(), id.to_string());
         tokio::spawn(async move {
             if let Err(e) = ensure_base(&d, &q).await {
                 tracing::warn!(move_id = %id, image = %q.image, error = %e.message, "image base not ready yet");
@@ -258,7 +265,7 @@ async fn prepare_route(
     })
     .await?;
     tracing::info!(move_id = %id, instance = %q.instance, "staging ready");
-    Ok(sync(serde_json::json!({})))
+    Ok(())
 }
 
 /// A volume layered on its image needs that image's base in the pool: fetches the image
@@ -282,13 +289,20 @@ async fn ensure_base(d: &Daemon, q: &MoveQuery) -> ApiResult<()> {
     .await
 }
 
-/// `?flush=` of a data pass.
+/// `?flush=&commit=` of a data pass.
 #[derive(Debug, Default, Deserialize)]
 struct PassQuery {
     /// Sync the received data to disk before answering (a pre-copy pass); otherwise the
     /// commit does.
     #[serde(default = "yes")]
     flush: bool,
+    /// The last pass: once received and verified, commit the volume as
+    /// `POST .../commit` does, and answer only then (one round trip less in the downtime).
+    #[serde(default)]
+    commit: bool,
+    /// The only pass: make the staging directory first, as `POST .../prepare` does.
+    #[serde(default)]
+    stage: bool,
 }
 
 fn yes() -> bool {
@@ -303,6 +317,9 @@ async fn data_route(
     body: Body,
 ) -> ApiResult<Response> {
     check_id(&id)?;
+    if pass.stage {
+        prepare_local(&d, &id, &q).await?;
+    }
     let pool = crate::volumes::pool(&d, &q.pool).await?;
     let dir = pool.staging_path(&q.volume());
     if !pool.is_staged(&q.volume()) {
@@ -331,6 +348,9 @@ async fn data_route(
         move_id = %id, bytes = summary.bytes, entries = summary.entries, received_ms,
         synced_ms = t0.elapsed().as_millis() - received_ms, "pass received"
     );
+    if pass.commit {
+        commit_local(&d, &id, &q).await?;
+    }
     Ok(sync(Received {
         entries: summary.entries,
         bytes: summary.bytes,
@@ -356,8 +376,15 @@ async fn commit_route(
     Query(q): Query<MoveQuery>,
 ) -> ApiResult<Response> {
     check_id(&id)?;
-    ensure_base(&d, &q).await?;
-    let pool = crate::volumes::pool(&d, &q.pool).await?;
+    commit_local(&d, &id, &q).await?;
+    Ok(sync(serde_json::json!({})))
+}
+
+/// Puts the received volume of move `id` in place, once the image base it needs is here.
+async fn commit_local(d: &Daemon, id: &str, q: &MoveQuery) -> ApiResult<()> {
+    let t0 = Instant::now();
+    ensure_base(d, q).await?;
+    let pool = crate::volumes::pool(d, &q.pool).await?;
     let volume = q.volume();
     blocking(move || match pool.commit(&volume) {
         Ok(_) => Ok(()),
@@ -367,8 +394,11 @@ async fn commit_route(
         Err(e) => Err(pool_error(e)),
     })
     .await?;
-    tracing::info!(move_id = %id, instance = %q.instance, "moved volume in place");
-    Ok(sync(serde_json::json!({})))
+    tracing::info!(
+        move_id = %id, instance = %q.instance, ms = t0.elapsed().as_millis(),
+        "moved volume in place"
+    );
+    Ok(())
 }
 
 /// A pool failure as an API error.
@@ -447,7 +477,7 @@ async fn finish_route(
     check_id(&id)?;
     // In a task of its own: a source that dies mid-request must not cancel a start half
     // done (the container would run without this daemon knowing it).
-    let running = tokio::spawn(async move { finish_local(&d, &q).await })
+    let running = tokio::spawn(async move { finish_move(&d, Some(&id), &q).await })
         .await
         .map_err(|e| ApiError::internal(format!("finishing the move: {e}")))??;
     Ok(sync(Finished { running }))
@@ -456,29 +486,14 @@ async fn finish_route(
 /// Waits until this member's DB shows it owns the instance, then starts it if `q.start`
 /// and it is not running. Returns whether it runs.
 pub(super) async fn finish_local(d: &Daemon, q: &MoveQuery) -> ApiResult<bool> {
-    let deadline = Instant::now() + super::CATCH_UP;
-    let me = d.member();
-    loop {
-        let (p, n) = (q.project.clone(), q.instance.clone());
-        let owner = d
-            .read(move |c| db::instances::get(c, &p, &n))
-            .await?
-            .map(|r| r.member);
-        if owner.as_deref() == Some(me.as_str()) {
-            break;
-        }
-        if Instant::now() >= deadline {
-            return Err(ApiError::conflict(format!(
-                "Instance {:?} does not belong to {me:?} (its DB says {owner:?})",
-                q.instance
-            )));
-        }
-        // Once this member has applied what the leader had committed (the switch, which
-        // committed before the source asked), the next read sees it: no sleep then.
-        if d.replicator().ensure_linearizable().await.is_err() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    finish_move(d, None, q).await
+}
+
+/// [`finish_local`] for move `id` (when known), whose switch may still be on its way: the
+/// source asks while it proposes the switch, so that the start follows the switch without
+/// a round trip between members. Gives up once the move is aborted.
+async fn finish_move(d: &Daemon, id: Option<&str>, q: &MoveQuery) -> ApiResult<bool> {
+    wait_owner(d, id, q).await?;
     let id = runtime_id(&q.project, &q.instance);
     let lock = d.instance_lock(&id);
     let _guard = lock.lock().await;
@@ -492,6 +507,72 @@ pub(super) async fn finish_local(d: &Daemon, q: &MoveQuery) -> ApiResult<bool> {
     crate::instances::lifecycle::start_instance(d, &rec).await?;
     Ok(true)
 }
+
+/// Waits until this member's DB shows it owns `q`'s instance, at most [`super::CATCH_UP`];
+/// fails at once when move `id` is aborted or failed (the switch can never come).
+async fn wait_owner(d: &Daemon, id: Option<&str>, q: &MoveQuery) -> ApiResult<()> {
+    let deadline = Instant::now() + super::CATCH_UP;
+    let (me, replicator) = (d.member(), d.replicator());
+    let mut caught_up = false;
+    loop {
+        let applied = replicator.metrics().last_applied_index;
+        let (p, n, mid) = (
+            q.project.clone(),
+            q.instance.clone(),
+            id.map(str::to_string),
+        );
+        let (owner, step) = d
+            .read(move |c| {
+                let owner = db::instances::get(c, &p, &n)?.map(|r| r.member);
+                let step = match mid {
+                    Some(mid) => db::moves::get(c, &mid)?.map(|m| m.step),
+                    None => None,
+                };
+                Ok((owner, step))
+            })
+            .await?;
+        if owner.as_deref() == Some(me.as_str()) {
+            return Ok(());
+        }
+        if let Some(step @ (db::moves::MoveStep::Aborted | db::moves::MoveStep::Failed)) = step {
+            return Err(ApiError::conflict(format!(
+                "Move {} of instance {:?} is {}: it does not come to {me:?}",
+                id.unwrap_or_default(),
+                q.instance,
+                step.as_str()
+            )));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ApiError::conflict(format!(
+                "Instance {:?} does not belong to {me:?} (its DB says {owner:?})",
+                q.instance
+            )));
+        }
+        if !caught_up {
+            // Once this member has applied what the leader had committed, a switch that
+            // committed before the ask shows in the next read: no sleep then.
+            caught_up = replicator.ensure_linearizable().await.is_ok();
+            if !caught_up {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        } else {
+            // The switch is still on its way: read again once the next entry is applied
+            // here. An entry applied since `applied` was taken ends the wait at once.
+            let waited = replicator
+                .wait_for(left.min(SWITCH_WAIT), "the next entry applied", |m| {
+                    m.last_applied_index > applied
+                })
+                .await;
+            // Nothing applied for a while: ask the leader again.
+            caught_up = waited.is_ok();
+        }
+    }
+}
+
+/// How long a target waiting for a switch waits for the next applied entry before it asks
+/// the leader again.
+const SWITCH_WAIT: Duration = Duration::from_millis(200);
 
 // ---- source side ----
 
@@ -562,18 +643,39 @@ pub(super) async fn send_volume(
     base: &mut Option<storage::transfer::Manifest>,
     rep: &mut Reporter,
 ) -> ApiResult<Received> {
-    send_pass(peer, plan, src, base, rep, true).await
+    send_pass(peer, plan, src, base, rep, "flush=true").await
 }
 
-/// [`send_volume`], syncing on the target only when `flush`: the last pass before a
-/// commit leaves it to the commit's sync.
-pub(super) async fn send_pass(
+/// The last pass of a volume (everything, or what changed since the send that returned
+/// `base`): the target verifies it and puts the volume in place before it answers, as
+/// [`commit`] does, with one sync (the commit's) and no round trip of its own. Without
+/// `base` (no pre-copy), the target also makes the staging directory first, as
+/// [`prepare`] does: the whole move's data in one request.
+pub(super) async fn send_last_pass(
     peer: &Peer,
     plan: &Plan,
     src: PathBuf,
     base: &mut Option<storage::transfer::Manifest>,
     rep: &mut Reporter,
-    flush: bool,
+) -> ApiResult<Received> {
+    let pass = if base.is_none() {
+        "flush=false&commit=true&stage=true"
+    } else {
+        "flush=false&commit=true"
+    };
+    let received = send_pass(peer, plan, src, base, rep, pass).await?;
+    tracing::debug!(move_id = %plan.id, ?received, "last pass received and committed");
+    Ok(received)
+}
+
+/// One data pass with the pass options `pass` (see `PassQuery`).
+async fn send_pass(
+    peer: &Peer,
+    plan: &Plan,
+    src: PathBuf,
+    base: &mut Option<storage::transfer::Manifest>,
+    rep: &mut Reporter,
+    pass: &str,
 ) -> ApiResult<Received> {
     let (stream, sender) = storage::transfer::send_stream(src, base.take());
     let counter = Arc::new(AtomicU64::new(0));
@@ -585,7 +687,7 @@ pub(super) async fn send_pass(
     });
     let request = peer
         .client()
-        .put(peer.url(&format!("{}&flush={flush}", path(plan, "data"))))
+        .put(peer.url(&format!("{}&{pass}", path(plan, "data"))))
         .header(crate::cluster::peer::FORWARDED_HEADER, "1")
         .body(reqwest::Body::wrap_stream(stream))
         .send();

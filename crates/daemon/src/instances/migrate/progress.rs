@@ -10,10 +10,9 @@ pub enum MoveStage {
     Precopy,
     /// Stopping the instance on the source.
     Stopping,
-    /// Sending what changed since the pre-copy (or everything, for a stopped instance).
+    /// Sending what changed since the pre-copy (or everything, for a stopped instance);
+    /// the target checks what it received and puts the volume in place.
     Sync,
-    /// The target checks what it received and puts the volume in place.
-    Verify,
     /// Handing the instance to the target in the DB.
     Switch,
     /// Starting the instance on the target.
@@ -31,7 +30,6 @@ impl MoveStage {
             Self::Precopy => "precopy",
             Self::Stopping => "stopping",
             Self::Sync => "sync",
-            Self::Verify => "verify",
             Self::Switch => "switch",
             Self::Starting => "starting",
             Self::Cleanup => "cleanup",
@@ -45,7 +43,6 @@ impl MoveStage {
             Self::Precopy => "pre-copy",
             Self::Stopping => "stopping",
             Self::Sync => "final sync",
-            Self::Verify => "verifying",
             Self::Switch => "switching ownership",
             Self::Starting => "starting on the target",
             Self::Cleanup => "removing the source copy",
@@ -255,7 +252,6 @@ mod tests {
             MoveStage::Precopy,
             MoveStage::Stopping,
             MoveStage::Sync,
-            MoveStage::Verify,
             MoveStage::Switch,
             MoveStage::Starting,
             MoveStage::Cleanup,
