@@ -12,7 +12,15 @@
 //! - `downtime_ms`: the largest gap between two lines of `/ts` written around the move
 //!   (the writer dies with the stop and starts again with the container on the target);
 //! - `total_ms`: from the move request to its operation's end;
-//! - `server_downtime_ms`, `bytes_sent`: the move's own report.
+//! - `server_downtime_ms`, `bytes_sent`: the move's own report;
+//! - `timeline`: where the time of a move goes, median ms per step: from the request to
+//!   the move's first stage (`request`: checks, the journal's first record), each stage the
+//!   move reports (`stopping`, `sync`, `switch`, `starting`, `cleanup`, up to `done`), and
+//!   from the move's end to the client having the answer (`answer`).
+//!
+//! Then the same container, stopped, is moved `--runs` times (`stopped_total`,
+//! `stopped_timeline`): a stopped move has no stop and no start, only the data and the
+//! journal.
 //!
 //! Floors in the same run: a clean stop + start of the same container (the shared-fs
 //! downtime floor) and `tar -cf - . | tar -xf -` of its volume on one disk (the throughput
@@ -84,6 +92,14 @@ struct Cell {
     ratio_total_to_cp_a: Option<f64>,
     /// median(downtime) / median(stop_start).
     ratio_downtime_to_stop_start: f64,
+    /// Median ms per step of a running move (see the module doc).
+    timeline: Vec<(String, f64)>,
+    /// The same container moved while stopped: request to end of the move operation.
+    stopped_total: Summary,
+    /// median(stopped_total) / median(cp_a).
+    ratio_stopped_total_to_cp_a: Option<f64>,
+    /// Median ms per step of a stopped move.
+    stopped_timeline: Vec<(String, f64)>,
 }
 
 #[derive(Debug, Serialize)]
@@ -148,6 +164,16 @@ pub async fn run(args: MoveArgs) -> Result<()> {
                     "    downtime {} ms, total {} ms, stop+start {} ms",
                     cell.downtime.median_ms, cell.total.median_ms, cell.stop_start.median_ms
                 );
+                eprintln!(
+                    "    stopped: total {} ms; cp -a {} ms",
+                    cell.stopped_total.median_ms,
+                    cell.cp_a.as_ref().map_or(f64::NAN, |c| c.median_ms)
+                );
+                eprintln!("    running steps (ms): {}", fmt_timeline(&cell.timeline));
+                eprintln!(
+                    "    stopped steps (ms): {}",
+                    fmt_timeline(&cell.stopped_timeline)
+                );
                 cells.push(cell);
             }
         }
@@ -172,6 +198,7 @@ pub async fn run(args: MoveArgs) -> Result<()> {
                 c.size_mib.to_string(),
                 report::fmt_summary(&c.downtime),
                 report::fmt_summary(&c.total),
+                report::fmt_summary(&c.stopped_total),
                 report::fmt_summary(&c.stop_start),
                 c.tar_copy
                     .as_ref()
@@ -193,6 +220,7 @@ pub async fn run(args: MoveArgs) -> Result<()> {
                 "MiB",
                 "downtime ms",
                 "total ms",
+                "stopped total ms",
                 "stop+start ms",
                 "tar|tar ms",
                 "cp -a ms",
@@ -400,40 +428,33 @@ async fn measure(
         api.wait(&api.change_state(&name, "start").await?).await?;
         stop_start.push(t.elapsed().as_secs_f64() * 1000.0);
     }
+    // The copy floors run right before each move, on the member the volume is on, so a
+    // move and its floor see the same load (it drifts by tens of per cent in a minute here).
     let (mut tar, mut cp) = (Vec::new(), Vec::new());
-    if driver == "dir" {
-        for _ in 0..runs {
-            tar.push(tar_copy(&volume(&ds[0], pool_path, &name)?)?);
-            cp.push(cp_a(&rootfs(&ds[0], pool_path, &name)?)?);
-        }
-    }
 
     let (mut downtime, mut total, mut server, mut bytes) = (vec![], vec![], vec![], vec![]);
+    let mut steps = Vec::new();
     for run in 0..runs {
         let (from, to) = if run % 2 == 0 { (0, 1) } else { (1, 0) };
+        if driver == "dir" {
+            tar.push(tar_copy(&volume(&ds[from], pool_path, &name)?)?);
+            cp.push(cp_a(&rootfs(&ds[from], pool_path, &name)?)?);
+        }
         tokio::time::sleep(Duration::from_millis(300)).await;
         let before = uptime_cs()?;
-        let t = Instant::now();
-        let r = ds[from]
-            .api()
-            .send_json(
-                Method::POST,
-                &format!("/1.0/instances/{name}?target=m{}", to + 1),
-                &json!({"name": name, "migration": true, "live": false}),
-            )
-            .await?;
-        let done = wait_move(&ds[from], &r).await?;
-        total.push(t.elapsed().as_secs_f64() * 1000.0);
+        let moved = move_once(&ds[from], &name, to + 1).await?;
+        total.push(moved.total_ms);
         tokio::time::sleep(Duration::from_millis(300)).await;
         let after = uptime_cs()?;
         let ts = std::fs::read_to_string(rootfs(&ds[to], pool_path, &name)?.join("ts"))?;
         downtime.push(largest_gap(&ts, before, after));
-        let report = &done["metadata"];
+        let report = &moved.done["metadata"];
         server.push(report["downtime_ms"].as_f64().unwrap_or(0.0));
         bytes.push(report["bytes_sent"].as_u64().unwrap_or(0));
+        steps.push(moved.steps);
     }
-    let owner = &ds[runs % 2];
-    owner
+    let owner = runs % 2;
+    let r = ds[owner]
         .api()
         .send_json(
             Method::PUT,
@@ -441,6 +462,19 @@ async fn measure(
             &json!({"action": "stop", "force": true}),
         )
         .await?;
+    ds[owner].api().wait(&r).await?;
+    // The same container, stopped: no stop and no start in the move.
+    let (mut stopped_total, mut stopped_steps) = (Vec::new(), Vec::new());
+    for run in 0..runs {
+        let from = (owner + run) % 2;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let moved = move_once(&ds[from], &name, 2 - from).await?;
+        if moved.done["metadata"]["running"] != false {
+            bail!("a stopped move left {name} running");
+        }
+        stopped_total.push(moved.total_ms);
+        stopped_steps.push(moved.steps);
+    }
     bytes.sort_unstable();
     let tar_copy = (!tar.is_empty()).then(|| Summary::of(&tar));
     let cp_a = (!cp.is_empty()).then(|| Summary::of(&cp));
@@ -458,6 +492,12 @@ async fn measure(
         ratio_total_to_tar: tar_copy.as_ref().map(|c| ratio(t.median_ms, c.median_ms)),
         ratio_total_to_cp_a: cp_a.as_ref().map(|c| ratio(t.median_ms, c.median_ms)),
         ratio_downtime_to_stop_start: ratio(d.median_ms, s.median_ms),
+        ratio_stopped_total_to_cp_a: cp_a
+            .as_ref()
+            .map(|c| ratio(report::median(&stopped_total), c.median_ms)),
+        stopped_total: Summary::of(&stopped_total),
+        timeline: median_steps(&steps),
+        stopped_timeline: median_steps(&stopped_steps),
         downtime: d,
         total: t,
         server_downtime: Summary::of(&server),
@@ -466,6 +506,86 @@ async fn measure(
         tar_copy,
         cp_a,
     })
+}
+
+/// One move as the client saw it.
+struct Moved {
+    /// The finished operation.
+    done: Value,
+    /// Request to answer (ms).
+    total_ms: f64,
+    /// The move's steps in order, ms each (see the module doc).
+    steps: Vec<(String, f64)>,
+}
+
+/// Wall-clock time, microseconds since the Unix epoch (the clock of the move's `stages`).
+fn now_us() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_micros() as f64)
+}
+
+/// Moves `name` from `from` to member `m{to}` and waits for the end of the move.
+async fn move_once(from: &Droverd, name: &str, to: usize) -> Result<Moved> {
+    let (t, asked_us) = (Instant::now(), now_us());
+    let r = from
+        .api()
+        .send_json(
+            Method::POST,
+            &format!("/1.0/instances/{name}?target=m{to}"),
+            &json!({"name": name, "migration": true, "live": false}),
+        )
+        .await?;
+    let done = wait_move(from, &r).await?;
+    let total_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let answered_us = now_us();
+    let mut steps = Vec::new();
+    let mut last = ("request".to_string(), asked_us);
+    for st in done["metadata"]["stages"].as_array().into_iter().flatten() {
+        let (Some(stage), Some(at)) = (st["stage"].as_str(), st["at_us"].as_f64()) else {
+            continue;
+        };
+        steps.push((last.0, (at - last.1) / 1000.0));
+        last = (stage.to_string(), at);
+    }
+    steps.push((last.0, (answered_us - last.1) / 1000.0));
+    if let Some(end) = steps.last_mut() {
+        end.0 = "answer".to_string();
+    }
+    Ok(Moved {
+        done,
+        total_ms,
+        steps,
+    })
+}
+
+/// The median of each step over moves, in the order of the first move that has it.
+fn median_steps(moves: &[Vec<(String, f64)>]) -> Vec<(String, f64)> {
+    let mut names: Vec<String> = Vec::new();
+    for (n, _) in moves.iter().flatten() {
+        if !names.contains(n) {
+            names.push(n.clone());
+        }
+    }
+    names
+        .into_iter()
+        .map(|n| {
+            let xs: Vec<f64> = moves
+                .iter()
+                .filter_map(|m| m.iter().find(|(s, _)| *s == n).map(|(_, ms)| *ms))
+                .collect();
+            let med = (report::median(&xs) * 10.0).round() / 10.0;
+            (n, med)
+        })
+        .collect()
+}
+
+fn fmt_timeline(steps: &[(String, f64)]) -> String {
+    steps
+        .iter()
+        .map(|(n, ms)| format!("{n} {ms}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `cp -a` of the merged rootfs `src` into a new directory on the same disk, then `sync -f`;
