@@ -154,6 +154,7 @@ pub async fn run(args: VmMigrationArgs) -> Result<()> {
         config: config.clone(),
         init: vec![],
         env: vec![],
+        mounts: vec![],
     };
     let cfg = VmConfig::from_instance("bench", &vol, &config, accel.accel)?;
     let params = MigrationParams {
