@@ -115,6 +115,8 @@ async fn a_standalone_session_then_cluster_enable() {
 ///   it inside at once
 /// - pylxd's `execute` on m1 and (forwarded) on m2 returns the output and leaves nothing
 ///   on stderr: every websocket closes with the closing handshake (no `BrokenPipeError`)
+/// - `lxc move cop2 cop5 --target m1` of a stopped instance renames and moves it, as LXD
+///   does; an unknown target or a name in use is refused and the name is kept
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copies_go_to_another_member_and_host_disks_follow_requests() {
     require_lxc();
@@ -184,6 +186,37 @@ async fn copies_go_to_another_member_and_host_disks_follow_requests() {
     assert_eq!(out.success().stdout, "m\n");
 
     tracing::info!("--- pylxd execute, here and through m1 on m2: results, and a quiet stderr");
+    run_pylxd_exec(m1).await;
+
+    tracing::info!("--- lxc move with a new name to another member (stopped)");
+    m1.lxc(&["stop", "cop2"]).await.success();
+    refused(
+        m1,
+        &["move", "cop2", "cop5", "--target", "nosuch"],
+        "Target cluster member \"nosuch\" not found",
+    )
+    .await;
+    refused(
+        m1,
+        &["move", "cop2", "cop1", "--target", "m1"],
+        "Name \"cop1\" already in use",
+    )
+    .await;
+    let out = m1.lxc(&["list", "cop", "-c", "nsL", "-f", "csv"]).await;
+    assert_eq!(out.success().stdout, "cop1,RUNNING,m1\ncop2,STOPPED,m2\n");
+    m1.lxc(&["config", "device", "remove", "cop2", "h"])
+        .await
+        .success();
+    m2.lxc(&["move", "cop2", "cop5", "--target", "m1"])
+        .await
+        .success();
+    let out = m2.lxc(&["list", "cop", "-c", "nsL", "-f", "csv"]).await;
+    assert_eq!(out.success().stdout, "cop1,RUNNING,m1\ncop5,STOPPED,m1\n");
+    m2.lxc(&["start", "cop5"]).await.success();
+}
+
+/// Runs [`PYLXD_EXEC`] through `m1`'s socket: the results, and nothing on stderr.
+async fn run_pylxd_exec(m1: &Member) {
     let sock = m1.socket().to_str().expect("utf-8 path").to_string();
     let out = m1.command("python3", &["-c", PYLXD_EXEC, &sock]).await;
     out.success();

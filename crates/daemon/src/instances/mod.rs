@@ -21,7 +21,7 @@ pub use lifecycle::{
     change_state, check_member_accepts, member_takes, reattach_all, runtime_status,
     start_for_restore, stop_for_evacuation,
 };
-pub use update::{delete, rename, update};
+pub use update::{delete, move_renamed, rename, update};
 pub use view::{etag, instance_state, instance_view, log_file};
 
 use crate::error::{ApiError, ApiResult};

@@ -181,6 +181,50 @@ pub async fn rename(
     Ok(record)
 }
 
+/// `POST /1.0/instances/{name}?target=m2` with `migration` and a new name (`lxc move c1
+/// c2 --target m2`, a stopped instance): renames it here, then moves it as
+/// [`super::migrate::start_move`] does. A move refused at once puts the old name back.
+///
+/// # Errors
+///
+/// The rename's refusals (a running instance, the name in use), then the move's.
+pub async fn move_renamed(
+    d: &Daemon,
+    project: &str,
+    name: &str,
+    req: &api::instances::InstancePost,
+    target: Option<&str>,
+) -> ApiResult<api::Operation> {
+    validate::name(&req.name)?;
+    if target.is_none_or(str::is_empty) {
+        return Err(ApiError::bad_request(
+            "Moving an instance needs a target cluster member (?target=<member>)",
+        ));
+    }
+    check_renamable(d, project, name, &req.name).await?;
+    renamed_locked(d, project, name, &req.name).await?;
+    match super::migrate::start_move(d, project, &req.name, req, target).await {
+        Ok(op) => Ok(op),
+        Err(e) => {
+            if let Err(undo) = renamed_locked(d, project, &req.name, name).await {
+                tracing::error!(instance = %req.name, error = %undo.message, "rename before a refused move not undone");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// [`rename_now`] under both names' locks.
+async fn renamed_locked(d: &Daemon, project: &str, name: &str, new_name: &str) -> ApiResult<()> {
+    let (old_lock, new_lock) = (
+        d.instance_lock(&runtime_id(project, name)),
+        d.instance_lock(&runtime_id(project, new_name)),
+    );
+    let _old = old_lock.lock().await;
+    let _new = new_lock.lock().await;
+    rename_now(d, project, name, new_name).await
+}
+
 /// LXD's refusals of a rename: unknown instance, running instance, name in use.
 async fn check_renamable(
     d: &Daemon,

@@ -169,6 +169,10 @@ async fn post_one(
     body: Bytes,
 ) -> ApiResult<Response> {
     let req: InstancePost = parse_body(&body)?;
+    if req.migration && !req.name.is_empty() && req.name != name {
+        let op = instances::move_renamed(&d, q.project(), &name, &req, t.target.as_deref());
+        return Ok(accepted(op.await?));
+    }
     if req.migration {
         let op = instances::migrate::start_move(&d, q.project(), &name, &req, t.target.as_deref());
         return Ok(accepted(op.await?));
