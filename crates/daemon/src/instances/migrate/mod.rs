@@ -2,8 +2,9 @@
 //!
 //! [`move_instance`] is the whole move, runnable on the member that holds the instance
 //! (the source); `POST /1.0/instances/{name}?target=m3` with `migration: true` runs it as an
-//! operation ([`start_move`]). Every step is journaled in the replicated `moves` table
-//! before the next begins:
+//! operation ([`start_move`]). The move is journaled in the replicated `moves` table
+//! before anything changes, and again at the pre-copy (when there is one), at the switch
+//! and at its end (recovery treats every step on one side of the switch alike):
 //!
 //! - shared storage (`shared-fs`): stop → switch ownership → start on the target. No data
 //!   is read.
