@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -253,15 +253,10 @@ impl DirPool {
         check_name(name).is_ok() && self.staging_path(name).is_dir()
     }
 
-    /// Publishes the staging directory of `name` as volume `name`: syncs what it holds (so
-    /// the received data is on disk before anyone relies on it), renames, and syncs the
-    /// rename.
-    ///
-    /// A small tree (up to `SYNC_EACH_MAX` = 512 entries, the usual case: a volume holds only
-    /// its instance's own changes) is synced file by file and directory by directory; a
-    /// larger one with one `syncfs` of the pool's filesystem. `syncfs` also waits for
-    /// whatever else is dirty on that filesystem (other instances' writes), which can take
-    /// tens of ms for a tree of a few files.
+    /// Publishes the staging directory of `name` as volume `name`: renames it, then syncs
+    /// the pool's filesystem, so that the received data and the rename are on disk before
+    /// anyone relies on them (one `syncfs` for both: a volume that exists but is not
+    /// synced yet is not relied on, as the commit has not returned).
     ///
     /// Fails with [`PoolError::NotFound`] if there is no staging directory, and with
     /// [`PoolError::AlreadyExists`] if the volume exists; the staging data is kept then.
@@ -275,18 +270,9 @@ impl DirPool {
                 PoolError::io("open", &staged)(e)
             }
         })?;
-        match small_tree(&staged, SYNC_EACH_MAX) {
-            Some(entries) => sync_each(&entries).map_err(PoolError::io("sync", &staged))?,
-            None => {
-                nix::unistd::syncfs(&dir).map_err(|e| PoolError::io("sync", &staged)(e.into()))?
-            }
-        }
         let target = self.volume_path(name);
         rename_new(&staged, &target, name)?;
-        let parent = self.source.join("containers");
-        fs::File::open(&parent)
-            .and_then(|f| f.sync_all())
-            .map_err(PoolError::io("sync", &parent))?;
+        nix::unistd::syncfs(&dir).map_err(|e| PoolError::io("sync", &target)(e.into()))?;
         tracing::info!(volume = name, "staged volume committed");
         Ok(target)
     }
@@ -407,58 +393,6 @@ fn rename_new(from: &Path, to: &Path, name: &str) -> Result<(), PoolError> {
         return Err(PoolError::AlreadyExists(name.to_owned()));
     }
     fs::rename(from, to).map_err(PoolError::io("rename", from))
-}
-
-/// Most entries a staged tree may hold to be synced one by one at its commit.
-const SYNC_EACH_MAX: usize = 512;
-
-/// The regular files and directories of the tree at `root` (itself included), unless it
-/// holds more than `max` entries of any kind.
-fn small_tree(root: &Path, max: usize) -> Option<Vec<PathBuf>> {
-    let mut out = vec![root.to_path_buf()];
-    let mut dirs = vec![root.to_path_buf()];
-    let mut seen = 0usize;
-    while let Some(dir) = dirs.pop() {
-        for entry in fs::read_dir(&dir).ok()? {
-            let entry = entry.ok()?;
-            seen += 1;
-            if seen > max {
-                return None;
-            }
-            let kind = entry.file_type().ok()?;
-            if kind.is_dir() {
-                dirs.push(entry.path());
-                out.push(entry.path());
-            } else if kind.is_file() {
-                out.push(entry.path());
-            }
-        }
-    }
-    Some(out)
-}
-
-/// fsyncs each of `paths` (regular files and directories; the other kinds of entries are
-/// made durable with their directory), on up to 4 threads: concurrent fsyncs share
-/// journal commits.
-fn sync_each(paths: &[PathBuf]) -> io::Result<()> {
-    let one = |p: &PathBuf| {
-        fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NOCTTY)
-            .open(p)
-            .and_then(|f| f.sync_all())
-    };
-    let per = paths.len().div_ceil(4).max(8);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = paths
-            .chunks(per)
-            .map(|chunk| s.spawn(move || chunk.iter().try_for_each(one)))
-            .collect();
-        workers.into_iter().try_for_each(|w| {
-            w.join()
-                .unwrap_or_else(|_| Err(io::Error::other("sync thread panicked")))
-        })
-    })
 }
 
 /// Removes a directory tree; an absent one is fine.
