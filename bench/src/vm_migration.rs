@@ -47,6 +47,10 @@ pub struct VmMigrationArgs {
     /// The two members' loopback addresses (with `--cluster`).
     #[arg(long, default_value = "127.0.3.201,127.0.3.202")]
     addresses: String,
+    /// The cluster's pool for the guest's volume (with `--cluster`): `shared-fs` (only
+    /// memory and device state move) or `dir` (member-local: the disk moves too).
+    #[arg(long, default_value = "shared-fs", value_parser = ["shared-fs", "dir"])]
+    cluster_pool: String,
     /// Where the JSON goes.
     #[arg(long, default_value = "bench/results/vm-migration.json")]
     out: PathBuf,
@@ -63,6 +67,17 @@ struct Sample {
     downtime_ms: f64,
     /// RAM bytes sent.
     transferred: u64,
+    /// Cluster moves: QEMU's own downtime, ms (`downtime_ms` is the guest's whole pause).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    qemu_downtime_ms: Option<f64>,
+    /// Cluster moves: from the source QEMU's completion to the target confirming the guest
+    /// runs (the hand-over), ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    handover_ms: Option<f64>,
+    /// Raw runs: the guest's whole pause, the source's `STOP` event to the target's
+    /// `RESUME` (QEMU's own timestamps), ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pause_ms: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -70,16 +85,31 @@ struct Side {
     wall: Summary,
     qemu_total: Summary,
     downtime: Summary,
+    /// Cluster moves: the pause's two parts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    qemu_downtime: Option<Summary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    handover: Option<Summary>,
+    /// Raw runs: the guest's whole pause (`STOP` → `RESUME`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pause: Option<Summary>,
     samples: Vec<Sample>,
 }
 
 impl Side {
     fn of(samples: Vec<Sample>) -> Side {
         let col = |f: fn(&Sample) -> f64| samples.iter().map(f).collect::<Vec<_>>();
+        let part = |f: fn(&Sample) -> Option<f64>| {
+            let v: Option<Vec<f64>> = samples.iter().map(f).collect();
+            v.filter(|v| !v.is_empty()).map(|v| Summary::of(&v))
+        };
         Side {
             wall: Summary::of(&col(|s| s.wall_ms)),
             qemu_total: Summary::of(&col(|s| s.total_ms)),
             downtime: Summary::of(&col(|s| s.downtime_ms)),
+            qemu_downtime: part(|s| s.qemu_downtime_ms),
+            handover: part(|s| s.handover_ms),
+            pause: part(|s| s.pause_ms),
             samples,
         }
     }
@@ -103,9 +133,11 @@ struct Output {
     ratio_downtime: Ratio,
     /// Live moves through a drover cluster (`--cluster`): `wall_ms` from the `POST` to the
     /// operation's end, `total_ms` the move's own report, `downtime_ms` the guest's pause
-    /// (QEMU's downtime + the ownership switch + the target's resume), `transferred` bytes
-    /// over the member link.
+    /// (QEMU's downtime + the hand-over: the target's resume, asked once the source QEMU
+    /// completed), `transferred` bytes over the member link.
     cluster: Option<Side>,
+    /// The cluster's pool driver (`shared-fs` or `dir`).
+    cluster_pool: Option<String>,
     /// Cluster move, whole (client's wall) / raw QEMU wall (`migrate` → target running).
     ratio_cluster_wall: Option<Ratio>,
     /// Cluster guest pause / raw QEMU downtime.
@@ -248,6 +280,7 @@ pub async fn run(args: VmMigrationArgs) -> Result<()> {
         drover: Side::of(drover),
         raw: Side::of(raw),
         cluster: cluster.map(Side::of),
+        cluster_pool: args.cluster.then(|| args.cluster_pool.clone()),
         ratio_cluster_wall,
         ratio_cluster_downtime,
     };
@@ -272,6 +305,31 @@ pub async fn run(args: VmMigrationArgs) -> Result<()> {
                         fmt_summary(&c.downtime),
                         fmt_summary(&out.raw.downtime),
                         format!("{:.2}", dt.of_medians),
+                    ],
+                    vec![
+                        "  of which QEMU downtime".into(),
+                        c.qemu_downtime
+                            .as_ref()
+                            .map(fmt_summary)
+                            .unwrap_or_default(),
+                        String::new(),
+                        String::new(),
+                    ],
+                    vec![
+                        "  of which hand-over (completed → target runs)".into(),
+                        c.handover.as_ref().map(fmt_summary).unwrap_or_default(),
+                        String::new(),
+                        String::new(),
+                    ],
+                    vec![
+                        "guest pause vs raw STOP → RESUME".into(),
+                        fmt_summary(&c.downtime),
+                        out.raw.pause.as_ref().map(fmt_summary).unwrap_or_default(),
+                        out.raw
+                            .pause
+                            .as_ref()
+                            .map(|p| format!("{:.2}", c.downtime.median_ms / p.median_ms))
+                            .unwrap_or_default(),
                     ],
                 ],
             )
@@ -337,6 +395,9 @@ async fn through_driver(
         wall_ms: wall.as_secs_f64() * 1000.0,
         total_ms: stats.total_ms as f64,
         downtime_ms: stats.downtime_ms as f64,
+        qemu_downtime_ms: None,
+        handover_ms: None,
+        pause_ms: None,
         transferred: stats.transferred,
     })
 }
@@ -345,6 +406,17 @@ async fn through_driver(
 struct RawQmp {
     lines: tokio::io::Lines<BufReader<tokio::net::unix::OwnedReadHalf>>,
     w: tokio::net::unix::OwnedWriteHalf,
+    /// The events read so far (in between the answers).
+    events: Vec<Value>,
+}
+
+impl RawQmp {
+    /// The time QEMU stamped on the first event `name` read so far, µs since the epoch.
+    fn event_us(&self, name: &str) -> Option<f64> {
+        let e = self.events.iter().find(|e| e["event"] == name)?;
+        let ts = &e["timestamp"];
+        Some(ts["seconds"].as_f64()? * 1e6 + ts["microseconds"].as_f64()?)
+    }
 }
 
 impl RawQmp {
@@ -361,6 +433,7 @@ impl RawQmp {
         let mut q = RawQmp {
             lines: BufReader::new(r).lines(),
             w,
+            events: Vec::new(),
         };
         q.lines.next_line().await?.context("no QMP greeting")?;
         q.cmd("qmp_capabilities", Value::Null).await?;
@@ -384,6 +457,9 @@ impl RawQmp {
             }
             if let Some(e) = v.get("error") {
                 bail!("QMP {cmd}: {e}");
+            }
+            if v.get("event").is_some() {
+                self.events.push(v);
             }
         }
     }
@@ -471,6 +547,13 @@ async fn raw_qemu(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let wall = t.elapsed();
+    // The guest's whole pause as QEMU stamped it: the source's STOP to the target's RESUME
+    // (the same host clock), which QEMU's `downtime` (the source's side only) leaves out.
+    let _ = s.cmd("query-status", Value::Null).await;
+    let pause_ms = match (s.event_us("STOP"), d.event_us("RESUME")) {
+        (Some(stop), Some(resume)) => Some((resume - stop) / 1000.0),
+        _ => None,
+    };
     for (q, p) in [(&mut s, &sp), (&mut d, &dp)] {
         let pid = vm::running_pid(p);
         let _ = q.cmd("quit", Value::Null).await;
@@ -485,11 +568,14 @@ async fn raw_qemu(
         total_ms: q["total-time"].as_f64().unwrap_or(0.0),
         downtime_ms: q["downtime"].as_f64().unwrap_or(0.0),
         transferred: q["ram"]["transferred"].as_u64().unwrap_or(0),
+        qemu_downtime_ms: None,
+        handover_ms: None,
+        pause_ms,
     })
 }
 
 /// Live-moves the guest back and forth between the two members of a drover cluster
-/// (`--warmup` uncounted moves, then `--runs`), on a `shared-fs` pool, through the API as
+/// (`--warmup` uncounted moves, then `--runs`), on a `shared-fs` or `dir` pool, through the API as
 /// `lxc move --target` does, and reads each move's report.
 async fn through_cluster(args: &VmMigrationArgs, tmp: &Path) -> Result<Vec<Sample>> {
     let ips: Vec<std::net::Ipv4Addr> = args
@@ -521,16 +607,41 @@ async fn through_cluster(args: &VmMigrationArgs, tmp: &Path) -> Result<Vec<Sampl
     let outcome = async {
         crate::cluster_writes::form(&daemons, &ips).await?;
         let api = daemons[0].api();
-        let r = api
-            .send_json(
+        if args.cluster_pool == "dir" {
+            // A member-local pool: each member's source first, then the pool itself.
+            for i in 1..=2 {
+                let source = tmp.join(format!("dir-pool-m{i}"));
+                let r = api
+                    .send_json(
+                        hyper::Method::POST,
+                        &format!("/1.0/storage-pools?target=m{i}"),
+                        &json!({"name": "guest", "driver": "dir",
+                            "config": {"source": source.display().to_string()}}),
+                    )
+                    .await?;
+                if r["type"] == "error" {
+                    bail!("dir pool on m{i}: {}", r["error"]);
+                }
+            }
+        }
+        let r = if args.cluster_pool == "dir" {
+            api.send_json(
                 hyper::Method::POST,
                 "/1.0/storage-pools",
-                &json!({"name": "shared", "driver": "shared-fs",
+                &json!({"name": "guest", "driver": "dir", "config": {}}),
+            )
+            .await?
+        } else {
+            api.send_json(
+                hyper::Method::POST,
+                "/1.0/storage-pools",
+                &json!({"name": "guest", "driver": "shared-fs",
                     "config": {"source": shared.display().to_string()}}),
             )
-            .await?;
+            .await?
+        };
         if r["type"] == "error" {
-            bail!("shared-fs pool: {}", r["error"]);
+            bail!("{} pool: {}", args.cluster_pool, r["error"]);
         }
         api.import_image(&image, "busybox-vm").await?;
         let r = api
@@ -542,7 +653,7 @@ async fn through_cluster(args: &VmMigrationArgs, tmp: &Path) -> Result<Vec<Sampl
                     "type": "virtual-machine",
                     "source": {"type": "image", "alias": "busybox-vm"},
                     "config": {"limits.memory": format!("{}MiB", args.memory_mib)},
-                    "devices": {"root": {"type": "disk", "path": "/", "pool": "shared"}},
+                    "devices": {"root": {"type": "disk", "path": "/", "pool": "guest"}},
                     "start": true,
                 }),
             )
@@ -588,13 +699,18 @@ async fn through_cluster(args: &VmMigrationArgs, tmp: &Path) -> Result<Vec<Sampl
                 total_ms: report["total_ms"].as_f64().unwrap_or(0.0),
                 downtime_ms: report["downtime_ms"].as_f64().unwrap_or(0.0),
                 transferred: report["bytes_sent"].as_u64().unwrap_or(0),
+                qemu_downtime_ms: report["qemu_downtime_ms"].as_f64(),
+                handover_ms: report["handover_ms"].as_f64(),
+                pause_ms: None,
             };
             eprintln!(
-                "cluster move {i} to {target}{}: wall {:.0} ms, move {:.0} ms, guest paused {:.0} ms, {} MiB",
+                "cluster move {i} to {target}{}: wall {:.0} ms, move {:.0} ms, guest paused {:.0} ms (QEMU {:.0} + hand-over {:.0}), {} MiB",
                 if i < args.warmup { " (warm-up)" } else { "" },
                 sample.wall_ms,
                 sample.total_ms,
                 sample.downtime_ms,
+                sample.qemu_downtime_ms.unwrap_or(f64::NAN),
+                sample.handover_ms.unwrap_or(f64::NAN),
                 sample.transferred >> 20
             );
             if i >= args.warmup {
