@@ -31,6 +31,10 @@ pub enum AgentError {
     /// The agent did not answer within the deadline (still booting, or no agent in the image).
     #[error("VM agent: no answer within {0:?}")]
     Timeout(Duration),
+    /// The agent did not answer a ping within the deadline: the guest is still booting, or
+    /// its image runs no agent. Worded as LXD says it.
+    #[error("VM agent isn't currently running (no answer within {}s)", .0.as_secs_f32().round())]
+    NotRunning(Duration),
     /// The connection closed (the VM stopped).
     #[error("VM agent connection closed")]
     Disconnected,
@@ -159,7 +163,7 @@ impl Agent {
             match tokio::time::timeout_at(tick, rx.recv()).await {
                 Ok(Some(())) => break Ok(()),
                 Ok(None) => break Err(AgentError::Disconnected),
-                Err(_) if tick >= deadline => break Err(AgentError::Timeout(deadline - start)),
+                Err(_) if tick >= deadline => break Err(AgentError::NotRunning(deadline - start)),
                 Err(_) => {}
             }
             if self.is_closed() {
