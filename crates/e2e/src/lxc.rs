@@ -100,3 +100,10 @@ pub async fn lxc_remote(conf: &std::path::Path, args: &[&str]) -> Output {
         .env_remove("LXD_PROJECT");
     run(cmd, format!("lxc {}", args.join(" ")), None).await
 }
+
+/// The arguments of `lxc config device add <inst> <dev> disk <opts>...`.
+pub fn disk_add<'a>(inst: &'a str, dev: &'a str, opts: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["config", "device", "add", inst, dev, "disk"];
+    args.extend_from_slice(opts);
+    args
+}

@@ -2,7 +2,7 @@
 //! client: mounted at once into a running container and at every start, read-only when
 //! asked, gone when removed, and refused cleanly when wrong. Instance names start with `dsk`.
 
-use drover_e2e::{Member, require_lxc};
+use drover_e2e::{Member, disk_add, require_lxc};
 
 /// Runs `lxc args` on `m`, which must fail with `want` in its error.
 async fn refused(m: &Member, args: &[&str], want: &str) {
@@ -42,18 +42,9 @@ async fn host_disks_are_mounted_live_and_at_start() {
     m.lxc(&["launch", "busybox", "dsk1"]).await.success();
 
     tracing::info!("--- add a host disk to a running container");
-    m.lxc(&[
-        "config",
-        "device",
-        "add",
-        "dsk1",
-        "data",
-        "disk",
-        &src,
-        "path=/mnt/data",
-    ])
-    .await
-    .success();
+    m.lxc(&disk_add("dsk1", "data", &[&src, "path=/mnt/data"]))
+        .await
+        .success();
     assert_eq!(
         inside(&m, "dsk1", "cat /mnt/data/hello").await,
         "from the host\n"
@@ -65,17 +56,11 @@ async fn host_disks_are_mounted_live_and_at_start() {
     );
 
     tracing::info!("--- readonly=true");
-    m.lxc(&[
-        "config",
-        "device",
-        "add",
+    m.lxc(&disk_add(
         "dsk1",
         "ro",
-        "disk",
-        &src,
-        "path=/mnt/ro",
-        "readonly=true",
-    ])
+        &[&src, "path=/mnt/ro", "readonly=true"],
+    ))
     .await
     .success();
     let out = m
@@ -99,63 +84,25 @@ async fn host_disks_are_mounted_live_and_at_start() {
     tracing::info!("--- bad disks are refused, nothing changed");
     refused(
         &m,
-        &[
-            "config",
-            "device",
-            "add",
-            "dsk1",
-            "bad",
-            "disk",
-            "source=/nonexistent/dsk",
-            "path=/mnt/bad",
-        ],
+        &disk_add("dsk1", "bad", &["source=/nonexistent/dsk", "path=/mnt/bad"]),
         "Missing source path \"/nonexistent/dsk\" for disk \"bad\"",
     )
     .await;
     refused(
         &m,
-        &[
-            "config",
-            "device",
-            "add",
-            "dsk1",
-            "dup",
-            "disk",
-            &src,
-            "path=/mnt/ro",
-        ],
+        &disk_add("dsk1", "dup", &[&src, "path=/mnt/ro"]),
         "More than one disk device uses the same path \"/mnt/ro\"",
     )
     .await;
     refused(
         &m,
-        &[
-            "config",
-            "device",
-            "add",
-            "dsk1",
-            "vol",
-            "disk",
-            "pool=default",
-            "source=v1",
-            "path=/mnt/v",
-        ],
+        &disk_add("dsk1", "vol", &["pool=default", "source=v1", "path=/mnt/v"]),
         "custom storage volumes are not supported",
     )
     .await;
     refused(
         &m,
-        &[
-            "config",
-            "device",
-            "add",
-            "dsk1",
-            "bool",
-            "disk",
-            &src,
-            "path=/mnt/bool",
-            "readonly=maybe",
-        ],
+        &disk_add("dsk1", "bool", &[&src, "path=/mnt/bool", "readonly=maybe"]),
         "Device validation failed for \"bool\": Invalid value for device option \"readonly\"",
     )
     .await;
@@ -179,30 +126,12 @@ async fn host_disks_are_mounted_live_and_at_start() {
 
     tracing::info!("--- a stopped instance gets its disk at start; a missing source fails it");
     m.lxc(&["init", "busybox", "dsk2"]).await.success();
-    m.lxc(&[
-        "config",
-        "device",
-        "add",
-        "dsk2",
-        "data",
-        "disk",
-        &src,
-        "path=/srv/data",
-    ])
-    .await
-    .success();
+    m.lxc(&disk_add("dsk2", "data", &[&src, "path=/srv/data"]))
+        .await
+        .success();
     let gone = host.path().join("gone");
     let gone_src = format!("source={}", gone.display());
-    let add_gone = [
-        "config",
-        "device",
-        "add",
-        "dsk2",
-        "gone",
-        "disk",
-        &gone_src,
-        "path=srv/gone",
-    ];
+    let add_gone = disk_add("dsk2", "gone", &[&gone_src, "path=srv/gone"]);
     refused(
         &m,
         &add_gone,

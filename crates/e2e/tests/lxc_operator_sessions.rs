@@ -2,7 +2,7 @@
 //! becomes the first member of a cluster: what LXD answers, drover answers; what drover does
 //! not do, it refuses in plain words with nothing changed. Instance names start with `ops`.
 
-use drover_e2e::{Member, free_address, require_lxc};
+use drover_e2e::{Member, disk_add, free_address, require_lxc};
 
 /// Runs `lxc args` on `m`, which must fail with `want` in its error.
 async fn refused(m: &Member, args: &[&str], want: &str) {
@@ -148,18 +148,9 @@ async fn copies_go_to_another_member_and_host_disks_follow_requests() {
     let host = tempfile::tempdir().expect("a host directory");
     std::fs::write(host.path().join("mark"), "m\n").expect("write mark");
     let src = format!("source={}", host.path().display());
-    m1.lxc(&[
-        "config",
-        "device",
-        "add",
-        "cop1",
-        "h",
-        "disk",
-        &src,
-        "path=/mnt/h",
-    ])
-    .await
-    .success();
+    m1.lxc(&disk_add("cop1", "h", &[&src, "path=/mnt/h"]))
+        .await
+        .success();
     refused(
         m1,
         &["copy", "cop1", "cop3", "--target", "m2"],
@@ -170,18 +161,9 @@ async fn copies_go_to_another_member_and_host_disks_follow_requests() {
     assert_eq!(out.success().stdout, "");
 
     tracing::info!("--- a host disk added through m1 to an instance on m2");
-    m1.lxc(&[
-        "config",
-        "device",
-        "add",
-        "cop2",
-        "h",
-        "disk",
-        &src,
-        "path=/mnt/h",
-    ])
-    .await
-    .success();
+    m1.lxc(&disk_add("cop2", "h", &[&src, "path=/mnt/h"]))
+        .await
+        .success();
     let out = m1.lxc(&["exec", "cop2", "--", "cat", "/mnt/h/mark"]).await;
     assert_eq!(out.success().stdout, "m\n");
 

@@ -38,16 +38,7 @@ pub async fn prepare(
             "A copy needs a source instance (source.source)",
         ));
     }
-    if !req.source.project.is_empty() && req.source.project != project {
-        return Err(ApiError::bad_request(
-            "Copying an instance between projects is not supported by drover",
-        ));
-    }
-    if req.source.refresh {
-        return Err(ApiError::not_implemented(
-            "Refreshing a copy is not supported by drover",
-        ));
-    }
+    refuse_unsupported(project, &req.source)?;
     let src = load(d, project, &req.source.source).await?;
     if src.member != d.member() {
         return Err(ApiError::bad_request(format!(
@@ -85,6 +76,25 @@ pub async fn prepare(
         req.description = src.description.clone();
     }
     Ok(Some(src))
+}
+
+/// Refuses what drover does not copy: from another project, or a `refresh`.
+///
+/// # Errors
+///
+/// 400 for another project, 501 for a refresh.
+pub fn refuse_unsupported(project: &str, source: &api::instances::InstanceSource) -> ApiResult<()> {
+    if !source.project.is_empty() && source.project != project {
+        return Err(ApiError::bad_request(
+            "Copying an instance between projects is not supported by drover",
+        ));
+    }
+    if source.refresh {
+        return Err(ApiError::not_implemented(
+            "Refreshing a copy is not supported by drover",
+        ));
+    }
+    Ok(())
 }
 
 /// Refuses a copy onto a pool other than the source's (`pool`: the copy's root pool).

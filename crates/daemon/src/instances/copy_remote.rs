@@ -58,16 +58,7 @@ pub async fn start(
     validate::config(&req.config)?;
     validate::devices(&req.devices)?;
     super::check_member_accepts(d).await?;
-    if !req.source.project.is_empty() && req.source.project != project {
-        return Err(ApiError::bad_request(
-            "Copying an instance between projects is not supported by drover",
-        ));
-    }
-    if req.source.refresh {
-        return Err(ApiError::not_implemented(
-            "Refreshing a copy is not supported by drover",
-        ));
-    }
+    super::copy::refuse_unsupported(project, &req.source)?;
     let profiles = super::load_profiles(d, project, &src.profiles).await?;
     let devices = super::expand_devices(&src.devices, &profiles);
     if let Some(disk) = super::disks::host_disks(&devices).first() {
@@ -76,16 +67,7 @@ pub async fn start(
             src.name, disk.name, src.member
         )));
     }
-    let (p, n) = (project.to_string(), req.name.clone());
-    if d.read(move |c| db::instances::get(c, &p, &n))
-        .await?
-        .is_some()
-    {
-        return Err(ApiError::conflict(format!(
-            "Instance {:?} already exists",
-            req.name
-        )));
-    }
+    super::create::check_name_free(d, project, &req.name).await?;
     let peer = Peer::connect(d, &src.member).await?;
     let resources = BTreeMap::from([("instances".to_string(), vec![url(&req.name)])]);
     let op = d

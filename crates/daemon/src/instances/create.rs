@@ -132,6 +132,24 @@ fn check_vm_memory(expanded: &ConfigMap) -> ApiResult<()> {
     Ok(())
 }
 
+/// Refuses `name` when an instance of `project` has it (LXD's 409).
+///
+/// # Errors
+///
+/// 409 `Instance "c1" already exists`; 500 on a DB failure.
+pub(super) async fn check_name_free(d: &Daemon, project: &str, name: &str) -> ApiResult<()> {
+    let (p, n) = (project.to_string(), name.to_string());
+    if d.read(move |c| db::instances::get(c, &p, &n))
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::conflict(format!(
+            "Instance {name:?} already exists"
+        )));
+    }
+    Ok(())
+}
+
 /// Validates `req` and starts the create operation.
 pub async fn create(
     d: &Daemon,
@@ -208,16 +226,7 @@ pub async fn create(
         )));
     }
     let reservation = Reservation { d: d.clone(), key };
-    let (p, n) = (project.to_string(), req.name.clone());
-    if d.read(move |c| db::instances::get(c, &p, &n))
-        .await?
-        .is_some()
-    {
-        return Err(ApiError::conflict(format!(
-            "Instance {:?} already exists",
-            req.name
-        )));
-    }
+    check_name_free(d, project, &req.name).await?;
 
     let mut config: ConfigMap = req.config.clone();
     if let Some(img) = &image {
