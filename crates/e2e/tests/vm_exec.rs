@@ -181,3 +181,120 @@ async fn vm_execs_finish_the_first_time() {
         out.stdout.len()
     );
 }
+
+/// What does this test do?
+///
+/// With LXD's own `lxc` 5.0.2 client, into a VM:
+/// 1. `lxc exec ve2 -- sh` with a terminal (under `script`): a typed command answers, and
+///    `exit 3` ends the session at once with exit code 3 (the session used to stay open).
+/// 2. `lxc exec` of a command that ignores SIGINT, sent SIGINT (forwarded over the control
+///    socket): the command goes on, and its own exit code and output still come back
+///    (the interrupted wait used to lose them: "exec: already waited for").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lxc_exec_into_a_vm_with_a_terminal_and_signals() {
+    if !qemu_installed() {
+        eprintln!(
+            "SKIPPED lxc_exec_into_a_vm_with_a_terminal_and_signals: qemu-system-x86_64 is not installed"
+        );
+        return;
+    }
+    drover_e2e::require_lxc();
+    let m = Member::start().await;
+    let _kill = KillVms(vec![m.state_dir().join("vms")]);
+    import_busybox_vm(&m).await;
+    launch(&m, "ve2").await;
+
+    tracing::info!("--- lxc exec ve2 -- sh, with a terminal");
+    let mut cmd = script_command(&m, "lxc exec ve2 -- sh");
+    let mut child = cmd.spawn().expect("spawn script -c lxc exec");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let seen = read_into(child.stdout.take().expect("stdout"));
+    use tokio::io::AsyncWriteExt;
+    stdin
+        .write_all(b"echo pty-$((6*7))\n")
+        .await
+        .expect("type a command");
+    drover_e2e::wait_until("the shell to answer", EXEC, || async {
+        seen.lock().expect("output").contains("pty-42")
+    })
+    .await;
+    let t = Instant::now();
+    stdin.write_all(b"exit 3\n").await.expect("type exit");
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("the session did not end after exit: {:?}", seen.lock()))
+        .expect("wait for script");
+    eprintln!("the session ended {:?} after exit", t.elapsed());
+    assert_eq!(status.code(), Some(3), "{:?}", seen.lock());
+
+    tracing::info!("--- SIGINT to a command that ignores it");
+    let mut cmd = with_lxc_env(&m, "timeout");
+    cmd.args([
+        "--preserve-status",
+        "-s",
+        "INT",
+        "4",
+        "lxc",
+        "exec",
+        "ve2",
+        "--",
+    ])
+    .args(["sh", "-c", "trap '' INT; sleep 8; echo survived; exit 5"])
+    .stdin(std::process::Stdio::null());
+    let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
+        .await
+        .expect("lxc exec under timeout hung")
+        .expect("run timeout lxc exec");
+    assert_eq!(
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).as_ref()
+        ),
+        (Some(5), "survived\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `program` with `m`'s lxc environment (`LXD_DIR`, a private `LXD_CONF`).
+fn with_lxc_env(m: &Member, program: &str) -> tokio::process::Command {
+    let base = m.lxc_command(&[]);
+    let mut cmd = tokio::process::Command::new(program);
+    for (k, v) in base.as_std().get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd.kill_on_drop(true);
+    cmd
+}
+
+/// `script -qfec COMMAND /dev/null` with `m`'s lxc environment: COMMAND gets a terminal.
+fn script_command(m: &Member, command: &str) -> tokio::process::Command {
+    let mut cmd = with_lxc_env(m, "script");
+    cmd.args(["-qfec", command, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    cmd
+}
+
+/// Collects what `out` yields, in the background.
+fn read_into(mut out: tokio::process::ChildStdout) -> std::sync::Arc<std::sync::Mutex<String>> {
+    use tokio::io::AsyncReadExt;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = seen.clone();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .expect("output")
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    seen
+}
