@@ -44,6 +44,8 @@ const CREATE: Duration = Duration::from_secs(300);
 const MOVE: Duration = Duration::from_secs(240);
 /// How long the guest may take to show progress.
 const GUEST: Duration = Duration::from_secs(120);
+/// How long one exec into a booted VM may take (well under a second when all is well).
+const EXEC: Duration = Duration::from_secs(30);
 
 /// A counter in the guest: every 0.2 s a `tick N BOOT-ID` line on the serial console, N in
 /// `/root/count` on the root disk (synced).
@@ -83,18 +85,8 @@ async fn launch_on(m: &Member, target: &str, name: &str, pool: &str) {
     wait_op(m, r.metadata(), CREATE)
         .await
         .unwrap_or_else(|(e, _)| panic!("create {name}: {e}"));
-    sh_retry(m, name, "echo written-before-the-move > /root/before; sync").await;
-    // Starting it twice would print two counters: one attempt, and what shows is the
-    // console (an exec that starts a background process was seen to stall now and then).
-    if tokio::time::timeout(
-        Duration::from_secs(30),
-        m.exec(name, &["sh", "-c", COUNTER]),
-    )
-    .await
-    .is_err()
-    {
-        eprintln!("the exec starting the counter in {name} did not finish within 30 s");
-    }
+    sh(m, name, "echo written-before-the-move > /root/before; sync").await;
+    sh(m, name, COUNTER).await;
     wait_until("the counter counts", GUEST, || async {
         ticks(m, name).await.len() >= 3
     })
@@ -110,21 +102,15 @@ async fn last_tick(m: &Member, name: &str) -> (u64, String) {
         .expect("the counter printed ticks")
 }
 
-/// Runs `sh -c script` in `name` through `m`, trying again when an exec does not finish
-/// within 25 s (once the VM was moved, the first execs were seen to stall now and then);
-/// its stdout.
-async fn sh_retry(m: &Member, name: &str, script: &str) -> String {
-    for attempt in 1..=5 {
-        match tokio::time::timeout(Duration::from_secs(25), m.exec(name, &["sh", "-c", script]))
-            .await
-        {
-            Ok(Ok(out)) if out.code == 0 => return out.stdout,
-            Ok(Ok(out)) => panic!("{script}: exit {}: {}", out.code, out.stderr),
-            Ok(Err(e)) => eprintln!("exec {attempt} in {name} failed: {e}"),
-            Err(_) => eprintln!("exec {attempt} in {name} did not finish within 25 s"),
-        }
-    }
-    panic!("no exec in {name} finished: {script}");
+/// Runs `sh -c script` in `name` through `m`, once (an exec must not hang, also right
+/// after a move); its stdout.
+async fn sh(m: &Member, name: &str, script: &str) -> String {
+    let out = tokio::time::timeout(EXEC, m.exec(name, &["sh", "-c", script]))
+        .await
+        .unwrap_or_else(|_| panic!("exec in {name} hung (more than {EXEC:?}): {script}"))
+        .unwrap_or_else(|e| panic!("exec in {name}: {script}: {e}"));
+    assert_eq!(out.code, 0, "{script}: {}", out.stderr);
+    out.stdout
 }
 
 /// `POST /1.0/instances/{name}?target=` through `m` with the body `lxc move` sends for a
@@ -221,7 +207,7 @@ async fn goes_on_counting(m: &Member, name: &str, target: &str, before: u64, boo
         seen.iter().all(|(_, b)| b == boot),
         "the guest rebooted: {seen:?}"
     );
-    let up = sh_retry(m, name, "cat /proc/sys/kernel/random/boot_id").await;
+    let up = sh(m, name, "cat /proc/sys/kernel/random/boot_id").await;
     assert_eq!(up.trim(), boot);
 }
 
@@ -296,11 +282,11 @@ async fn running_vms_move_live_between_members() {
     assert_eq!(report["copied_data"], true, "{report}");
     goes_on_counting(&ms[0], "lv2", "m2", before, &boot).await;
     assert_eq!(
-        sh_retry(&ms[0], "lv2", "cat /root/before").await.trim(),
+        sh(&ms[0], "lv2", "cat /root/before").await.trim(),
         "written-before-the-move"
     );
     // The disk's counter file was written during the move, and is written on m2 now.
-    let on_disk: u64 = sh_retry(&ms[0], "lv2", "sync; cat /root/count")
+    let on_disk: u64 = sh(&ms[0], "lv2", "sync; cat /root/count")
         .await
         .trim()
         .parse()
@@ -333,7 +319,7 @@ async fn a_target_killed_mid_migration_leaves_the_vm_on_the_source() {
     let (mut ms, _kill) = cluster(["127.0.31.4", "127.0.31.5", "127.0.31.6"], tmp.path()).await;
     launch_on(&ms[0], "m1", "lvk", "local").await;
     // Some data in the guest's memory, so that the migration takes a while.
-    sh_retry(
+    sh(
         &ms[0],
         "lvk",
         "dd if=/dev/urandom of=/run/fill bs=1M count=48 2>/dev/null; true",
@@ -367,7 +353,7 @@ async fn a_target_killed_mid_migration_leaves_the_vm_on_the_source() {
     .await;
     assert!(ticks(&ms[0], "lvk").await.iter().all(|(_, b)| *b == boot));
     assert!(qemu_runs(&ms[0], "default_lvk"));
-    let up = sh_retry(&ms[0], "lvk", "cat /proc/sys/kernel/random/boot_id").await;
+    let up = sh(&ms[0], "lvk", "cat /proc/sys/kernel/random/boot_id").await;
     assert_eq!(up.trim(), boot);
 
     tracing::info!("--- m2 back: nothing of lvk is left there");
@@ -567,7 +553,7 @@ async fn a_vm_full_of_random_data_moves_live_with_its_disk() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let (ms, _kill) = cluster(["127.0.31.13", "127.0.31.14", "127.0.31.15"], tmp.path()).await;
     launch_on(&ms[0], "m1", "lvr", "local").await;
-    let sum = sh_retry(
+    let sum = sh(
         &ms[0],
         "lvr",
         "mkdir -p /mnt/mem && mount -t tmpfs -o size=130m tmpfs /mnt/mem && \
@@ -576,7 +562,7 @@ async fn a_vm_full_of_random_data_moves_live_with_its_disk() {
     .await;
     // And a root disk filled up to ENOSPC (as the VM that died had: 120 MiB written to its
     // 64 MiB disk): the disk's every block travels in the block migration.
-    sh_retry(
+    sh(
         &ms[0],
         "lvr",
         "dd if=/dev/urandom of=/run/fill bs=1M count=120 2>/dev/null; sync; true",
@@ -593,7 +579,7 @@ async fn a_vm_full_of_random_data_moves_live_with_its_disk() {
         goes_on_counting(&ms[2], "lvr", target, before, &boot).await;
         // Still running a while after the resume (the VM that died did within 200 ms).
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let again = sh_retry(&ms[2], "lvr", "md5sum /mnt/mem/fill").await;
+        let again = sh(&ms[2], "lvr", "md5sum /mnt/mem/fill").await;
         assert_eq!(
             again, sum,
             "the data in memory changed on the way to {target}"
