@@ -1,8 +1,10 @@
 //! Async adapters: a transfer as a `Stream` of `Bytes` (a reqwest request body or an axum
 //! response body) and a receive fed from one (an axum request body or a reqwest response).
 //!
-//! The sync send/receive runs on a blocking thread; chunks of [`CHUNK`] bytes cross a
-//! bounded channel, so memory stays at a few MiB whatever the volume size.
+//! The sync send/receive runs on a blocking thread. Sending, chunks of [`CHUNK`] bytes (file
+//! data read straight into them) cross a channel of 16; receiving, the body's pieces cross
+//! as they are, up to 16 MiB ahead of the writer. Memory stays at a few MiB per transfer
+//! whatever the volume size.
 
 use std::fs::File;
 use std::io::{self, BufRead, Read};
