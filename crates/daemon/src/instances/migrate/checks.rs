@@ -38,6 +38,24 @@ impl Plan {
     pub fn volume(&self) -> String {
         runtime_id(&self.rec.project, &self.rec.name)
     }
+
+    /// The journal record of this move as it starts.
+    pub fn started_record(&self) -> db::moves::MoveRecord {
+        db::moves::MoveRecord {
+            id: self.id.clone(),
+            project: self.rec.project.clone(),
+            instance: self.rec.name.clone(),
+            source: self.source.clone(),
+            target: self.target.clone(),
+            pool: self.pool.clone(),
+            copy_data: self.copy_data,
+            was_running: self.was_running,
+            step: db::moves::MoveStep::Started,
+            error: String::new(),
+            created_at: ops::now_rfc3339(),
+            updated_at: ops::now_rfc3339(),
+        }
+    }
 }
 
 /// Whether volumes on pools of `driver` are reachable from every member (nothing to copy).

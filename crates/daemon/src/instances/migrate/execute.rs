@@ -46,20 +46,7 @@ pub(super) async fn run(d: &Daemon, mut plan: Plan, opts: &MoveOptions) -> ApiRe
     }
     plan.start_after = plan.was_running || opts.start || plan.autostart;
 
-    let record = MoveRecord {
-        id: plan.id.clone(),
-        project: plan.rec.project.clone(),
-        instance: plan.rec.name.clone(),
-        source: plan.source.clone(),
-        target: plan.target.clone(),
-        pool: plan.pool.clone(),
-        copy_data: plan.copy_data,
-        was_running: plan.was_running,
-        step: MoveStep::Started,
-        error: String::new(),
-        created_at: ops::now_rfc3339(),
-        updated_at: ops::now_rfc3339(),
-    };
+    let record = plan.started_record();
     if let Err(e) = d.write(db::Command::CreateMove(record)).await {
         // The write may still commit (the leader died with it): then the move is in the
         // journal and nothing here would resolve it. Resolve it in the background once

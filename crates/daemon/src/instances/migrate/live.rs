@@ -57,7 +57,7 @@
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use db::moves::{MoveRecord, MoveStep};
+use db::moves::MoveStep;
 use driver_qemu::{MigrationParams, MigrationProgress, VmConfig};
 use tokio::io::AsyncReadExt;
 
@@ -142,20 +142,7 @@ pub(super) async fn run(d: &Daemon, mut plan: Plan, opts: &MoveOptions) -> ApiRe
         .vm_config(&runtime)
         .await
         .map_err(|e| ApiError::internal(format!("The VM's machine is unknown here: {e}")))?;
-    let record = MoveRecord {
-        id: plan.id.clone(),
-        project: plan.rec.project.clone(),
-        instance: plan.rec.name.clone(),
-        source: plan.source.clone(),
-        target: plan.target.clone(),
-        pool: plan.pool.clone(),
-        copy_data: plan.copy_data,
-        was_running: true,
-        step: MoveStep::Started,
-        error: String::new(),
-        created_at: ops::now_rfc3339(),
-        updated_at: ops::now_rfc3339(),
-    };
+    let record = plan.started_record();
     d.write(db::Command::CreateMove(record)).await?;
     tracing::info!(
         move_id = %plan.id, instance = %plan.rec.name, target = %plan.target,
