@@ -235,13 +235,17 @@ fn mounts() -> Result<Vec<Mount>> {
 }
 
 /// `base` followed by a bind mount of each host path in `binds` (LXD's disk devices).
+///
+/// One bind mount each, not a recursive one (LXD's default `recursive=false`): the
+/// filesystems mounted below a source are not shown, so `ro` covers everything the
+/// container sees of it (a recursive bind's submounts stay writable under `ro`).
 fn with_binds(mut base: Vec<Mount>, binds: &[drivers::BindMount]) -> Result<Vec<Mount>> {
     for b in binds {
         let source = b.source.to_str().ok_or_else(|| {
             DriverError::Invalid(format!("source {} is not UTF-8", b.source.display()))
         })?;
         let mode = if b.readonly { "ro" } else { "rw" };
-        base.push(mount(&b.target, "bind", source, &["rbind", mode])?);
+        base.push(mount(&b.target, "bind", source, &["bind", mode])?);
     }
     Ok(base)
 }
@@ -635,7 +639,7 @@ mod tests {
         assert_eq!(last["destination"], "/mnt/data");
         assert_eq!(last["source"], "/srv/data");
         assert_eq!(last["type"], "bind");
-        assert_eq!(last["options"], serde_json::json!(["rbind", "ro"]));
+        assert_eq!(last["options"], serde_json::json!(["bind", "ro"]));
     }
 
     #[test]

@@ -78,9 +78,9 @@ pub fn attach(pid: i32, m: &BindMount) -> Result<()> {
     let tree = open_tree(
         CWD,
         &m.source,
-        OpenTreeFlags::OPEN_TREE_CLONE
-            | OpenTreeFlags::OPEN_TREE_CLOEXEC
-            | OpenTreeFlags::AT_RECURSIVE,
+        // One mount, not the filesystems below it (LXD's default `recursive=false`, as at
+        // start): the read-only remount below then covers everything the container sees.
+        OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC,
     )
     .map_err(|e| DriverError::Invalid(format!("clone {}: {e}", m.source.display())))?;
     let ns = mount_namespace(pid)?;
