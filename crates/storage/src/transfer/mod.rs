@@ -73,7 +73,7 @@
 //!   (pre-copy, running)      full                     ↓ ok
 //! stop; send_stream(base = manifest) ─delta─▶ receive_stream(same staging dir)
 //!                                             pool.ensure_base(pool_volume_base, image)
-//!                                             pool.commit(name)   (syncfs + rename)
+//!                                             pool.commit(name)   (rename + syncfs)
 //! switch ownership in the DB; start on target; source unmounts and deletes its copy
 //! any failure before the switch ─────────────▶ pool.discard(name)
 //! ```

@@ -46,8 +46,8 @@ pub struct ReceiveSummary {
 /// # Correctness
 ///
 /// On error `dst` holds a partial tree that must not be used: remove it. Nothing is synced
-/// to disk here; [`crate::DirPool::commit`] syncs the filesystem before it publishes a
-/// staged volume.
+/// to disk here; [`crate::DirPool::commit`] publishes a staged volume
+/// and syncs the filesystem before it returns.
 pub fn receive(dst: &Path, input: impl Read) -> Result<ReceiveSummary, TransferError> {
     receive_buffered(dst, BufReader::with_capacity(BUF, input))
 }
