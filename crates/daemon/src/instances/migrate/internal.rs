@@ -122,6 +122,11 @@ pub struct Received {
     pub bytes: u64,
     /// Deletions applied.
     pub deleted: u64,
+    /// The target put the volume in place before it answered (a pass with `commit=true`).
+    /// A member that predates that option answers without it (and ignores the option):
+    /// the source then asks for the commit itself, before the switch.
+    #[serde(default)]
+    pub committed: bool,
 }
 
 /// What the target answers to a finish.
@@ -355,6 +360,7 @@ async fn data_route(
         entries: summary.entries,
         bytes: summary.bytes,
         deleted: summary.deleted,
+        committed: pass.commit,
     }))
 }
 
@@ -664,6 +670,11 @@ pub(super) async fn send_last_pass(
         "flush=false&commit=true"
     };
     let received = send_pass(peer, plan, src, base, rep, pass).await?;
+    if !received.committed {
+        // A target of an earlier version received the pass but did not commit it: the
+        // volume must be in place there before the switch.
+        commit(peer, plan, &received).await?;
+    }
     tracing::debug!(move_id = %plan.id, ?received, "last pass received and committed");
     Ok(received)
 }
@@ -765,5 +776,28 @@ fn decode_received(peer: &Peer, status: reqwest::StatusCode, bytes: &[u8]) -> Ap
             peer.name(),
             env.error
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What does this test do?
+    /// - a last pass answered by a target that predates `commit=true` (no `committed` in
+    ///   its answer) reads as not committed, so the source commits before the switch
+    #[test]
+    fn an_answer_without_committed_is_not_a_commit() {
+        let old = r#"{"entries":3,"bytes":10,"deleted":0}"#;
+        let r = serde_json::from_str::<Received>(old).ok();
+        assert_eq!(r.map(|r| (r.entries, r.committed)), Some((3, false)));
+        let new = serde_json::to_string(&Received {
+            entries: 3,
+            committed: true,
+            ..Received::default()
+        })
+        .ok();
+        let back = new.and_then(|j| serde_json::from_str::<Received>(&j).ok());
+        assert_eq!(back.map(|r| r.committed), Some(true));
     }
 }
