@@ -592,13 +592,13 @@ fn exec_reader(fd: std::os::fd::OwnedFd) -> Box<dyn tokio::io::AsyncRead + Send 
     if !make_polled(&file) {
         return Box::new(tokio::fs::File::from_std(file));
     }
-    match tokio::net::unix::pipe::Receiver::from_file_unchecked(file) {
-        Ok(r) => Box::new(r),
-        Err(e) => {
+    tokio::net::unix::pipe::Receiver::from_file_unchecked(file).map_or_else(
+        |e| {
             tracing::warn!(error = %e, "exec stdin not polled; the command reads end of file");
-            Box::new(tokio::io::empty())
-        }
-    }
+            Box::new(tokio::io::empty()) as Box<dyn tokio::io::AsyncRead + Send + Unpin>
+        },
+        |r| Box::new(r),
+    )
 }
 
 /// The host side of an exec's stdout or stderr, as [`exec_reader`].
@@ -607,13 +607,13 @@ fn exec_writer(fd: std::os::fd::OwnedFd) -> Box<dyn tokio::io::AsyncWrite + Send
     if !make_polled(&file) {
         return Box::new(tokio::fs::File::from_std(file));
     }
-    match tokio::net::unix::pipe::Sender::from_file_unchecked(file) {
-        Ok(w) => Box::new(w),
-        Err(e) => {
+    tokio::net::unix::pipe::Sender::from_file_unchecked(file).map_or_else(
+        |e| {
             tracing::warn!(error = %e, "exec output not polled; it is dropped");
-            Box::new(tokio::io::sink())
-        }
-    }
+            Box::new(tokio::io::sink()) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>
+        },
+        |w| Box::new(w),
+    )
 }
 
 /// Whether `path` is a usable QEMU binary (exists and is executable).

@@ -107,3 +107,24 @@ pub fn disk_add<'a>(inst: &'a str, dev: &'a str, opts: &[&'a str]) -> Vec<&'a st
     args.extend_from_slice(opts);
     args
 }
+
+/// Collects, in the background, what `out` yields (a child's piped stdout, say) as text.
+pub fn collect_output(
+    mut out: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+) -> std::sync::Arc<std::sync::Mutex<String>> {
+    use tokio::io::AsyncReadExt;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = seen.clone();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            sink.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    seen
+}

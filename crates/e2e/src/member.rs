@@ -446,9 +446,16 @@ impl Member {
 
     /// A `lxc` command with `LXD_DIR` (and a private `LXD_CONF`) pointing at this daemon.
     pub fn lxc_command(&self, args: &[&str]) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new("lxc");
-        cmd.args(args)
-            .env("LXD_DIR", self.state_dir())
+        let mut cmd = self.lxc_env_command("lxc");
+        cmd.args(args);
+        cmd
+    }
+
+    /// `program` with the environment [`Member::lxc_command`] gives `lxc`: for a wrapper
+    /// that runs `lxc` (`script` for a terminal, `timeout` for a signal).
+    pub fn lxc_env_command(&self, program: &str) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.env("LXD_DIR", self.state_dir())
             .env("LXD_CONF", self.dir.path().join("lxc-conf"))
             .env_remove("LXD_PROJECT");
         cmd

@@ -52,38 +52,18 @@ fn vm_image(dir: &Path) -> PathBuf {
 
 /// Types a command into `lxc console NAME` and waits for its output, then detaches.
 async fn interactive_console(m: &Member, name: &str) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let base = m.lxc_command(&[]);
-    let mut cmd = tokio::process::Command::new("script");
-    cmd.args(["-qfec", &format!("lxc console {name}"), "/dev/null"]);
-    for (k, v) in base.as_std().get_envs() {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
-    }
-    let mut child = cmd
+    use tokio::io::AsyncWriteExt;
+    let mut child = m
+        .lxc_env_command("script")
+        .args(["-qfec", &format!("lxc console {name}"), "/dev/null"])
+        .kill_on_drop(true)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .expect("spawn script -c lxc console");
     let mut stdin = child.stdin.take().expect("stdin");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let sink = seen.clone();
-    let reader = tokio::spawn(async move {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stdout.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .expect("console output")
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
+    let seen = drover_e2e::collect_output(child.stdout.take().expect("stdout"));
     let deadline = Instant::now() + Duration::from_secs(30);
     while !seen.lock().expect("console output").contains("con-42") {
         assert!(
@@ -100,7 +80,6 @@ async fn interactive_console(m: &Member, name: &str) {
     let _ = stdin.write_all(b"q").await;
     let exited = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
     assert!(exited.is_ok(), "lxc console did not detach on ctrl-a q");
-    reader.abort();
 }
 
 fn vm_request(name: &str, memory: &str, alias: &str) -> api::InstancesPost {

@@ -208,7 +208,7 @@ async fn lxc_exec_into_a_vm_with_a_terminal_and_signals() {
     let mut cmd = script_command(&m, "lxc exec ve2 -- sh");
     let mut child = cmd.spawn().expect("spawn script -c lxc exec");
     let mut stdin = child.stdin.take().expect("stdin");
-    let seen = read_into(child.stdout.take().expect("stdout"));
+    let seen = drover_e2e::collect_output(child.stdout.take().expect("stdout"));
     use tokio::io::AsyncWriteExt;
     stdin
         .write_all(b"echo pty-$((6*7))\n")
@@ -228,19 +228,20 @@ async fn lxc_exec_into_a_vm_with_a_terminal_and_signals() {
     assert_eq!(status.code(), Some(3), "{:?}", seen.lock());
 
     tracing::info!("--- SIGINT to a command that ignores it");
-    let mut cmd = with_lxc_env(&m, "timeout");
-    cmd.args([
-        "--preserve-status",
-        "-s",
-        "INT",
-        "4",
-        "lxc",
-        "exec",
-        "ve2",
-        "--",
-    ])
-    .args(["sh", "-c", "trap '' INT; sleep 8; echo survived; exit 5"])
-    .stdin(std::process::Stdio::null());
+    let mut cmd = m.lxc_env_command("timeout");
+    cmd.kill_on_drop(true)
+        .args([
+            "--preserve-status",
+            "-s",
+            "INT",
+            "4",
+            "lxc",
+            "exec",
+            "ve2",
+            "--",
+        ])
+        .args(["sh", "-c", "trap '' INT; sleep 8; echo survived; exit 5"])
+        .stdin(std::process::Stdio::null());
     let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
         .await
         .expect("lxc exec under timeout hung")
@@ -256,45 +257,13 @@ async fn lxc_exec_into_a_vm_with_a_terminal_and_signals() {
     );
 }
 
-/// `program` with `m`'s lxc environment (`LXD_DIR`, a private `LXD_CONF`).
-fn with_lxc_env(m: &Member, program: &str) -> tokio::process::Command {
-    let base = m.lxc_command(&[]);
-    let mut cmd = tokio::process::Command::new(program);
-    for (k, v) in base.as_std().get_envs() {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
-    }
-    cmd.kill_on_drop(true);
-    cmd
-}
-
 /// `script -qfec COMMAND /dev/null` with `m`'s lxc environment: COMMAND gets a terminal.
 fn script_command(m: &Member, command: &str) -> tokio::process::Command {
-    let mut cmd = with_lxc_env(m, "script");
+    let mut cmd = m.lxc_env_command("script");
     cmd.args(["-qfec", command, "/dev/null"])
+        .kill_on_drop(true)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null());
     cmd
-}
-
-/// Collects what `out` yields, in the background.
-fn read_into(mut out: tokio::process::ChildStdout) -> std::sync::Arc<std::sync::Mutex<String>> {
-    use tokio::io::AsyncReadExt;
-    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let sink = seen.clone();
-    tokio::spawn(async move {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = out.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .expect("output")
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    seen
 }
