@@ -361,6 +361,8 @@ fn install_writer(root: &Path) -> Result<()> {
     if !orig.exists() {
         std::fs::copy(&init, &orig)?;
     }
+    // A new file, not a write through the link: the image's init may be running.
+    std::fs::remove_file(&init)?;
     std::fs::write(
         &init,
         "#!/bin/sh\n(while :; do read u _ < /proc/uptime; echo $u >> /ts; usleep 10000; done) &\nexec /sbin/init.orig\n",
