@@ -582,37 +582,47 @@ fn make_polled(file: &std::fs::File) -> bool {
     pollable && rustix::io::ioctl_fionbio(file, true).is_ok()
 }
 
-/// The host side of an exec's stdin. A pipe or a pty is polled by the runtime, so that
-/// dropping the task reading it closes it at once: a read parked in the blocking pool kept
-/// an interactive session's pty slave open after the command had ended, and the session
-/// never saw the end of its output. Anything else goes through the blocking pool, where a
-/// read never waits for long.
-fn exec_reader(fd: std::os::fd::OwnedFd) -> Box<dyn tokio::io::AsyncRead + Send + Unpin> {
+/// The host side of one of an exec's streams. A pipe or a pty is polled by the runtime
+/// (`polled`), so that dropping the task using it closes it at once: a read parked in the
+/// blocking pool kept an interactive session's pty slave open after the command had ended,
+/// and the session never saw the end of its output. Anything else goes through the
+/// blocking pool (`blocking`), where it never waits for long; `gone` if polling fails.
+fn exec_stream<T: ?Sized>(
+    fd: std::os::fd::OwnedFd,
+    polled: impl FnOnce(std::fs::File) -> std::io::Result<Box<T>>,
+    blocking: impl FnOnce(tokio::fs::File) -> Box<T>,
+    gone: impl FnOnce() -> Box<T>,
+) -> Box<T> {
     let file = std::fs::File::from(fd);
     if !make_polled(&file) {
-        return Box::new(tokio::fs::File::from_std(file));
+        return blocking(tokio::fs::File::from_std(file));
     }
-    tokio::net::unix::pipe::Receiver::from_file_unchecked(file).map_or_else(
-        |e| {
-            tracing::warn!(error = %e, "exec stdin not polled; the command reads end of file");
-            Box::new(tokio::io::empty()) as Box<dyn tokio::io::AsyncRead + Send + Unpin>
-        },
-        |r| Box::new(r),
+    polled(file).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "exec stream not polled; it ends at once");
+        gone()
+    })
+}
+
+type ExecReader = Box<dyn tokio::io::AsyncRead + Send + Unpin>;
+type ExecWriter = Box<dyn tokio::io::AsyncWrite + Send + Unpin>;
+
+/// The host side of an exec's stdin (see [`exec_stream`]).
+fn exec_reader(fd: std::os::fd::OwnedFd) -> ExecReader {
+    exec_stream(
+        fd,
+        |f| Ok(Box::new(tokio::net::unix::pipe::Receiver::from_file_unchecked(f)?) as ExecReader),
+        |f| Box::new(f),
+        || Box::new(tokio::io::empty()),
     )
 }
 
-/// The host side of an exec's stdout or stderr, as [`exec_reader`].
-fn exec_writer(fd: std::os::fd::OwnedFd) -> Box<dyn tokio::io::AsyncWrite + Send + Unpin> {
-    let file = std::fs::File::from(fd);
-    if !make_polled(&file) {
-        return Box::new(tokio::fs::File::from_std(file));
-    }
-    tokio::net::unix::pipe::Sender::from_file_unchecked(file).map_or_else(
-        |e| {
-            tracing::warn!(error = %e, "exec output not polled; it is dropped");
-            Box::new(tokio::io::sink()) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>
-        },
-        |w| Box::new(w),
+/// The host side of an exec's stdout or stderr (see [`exec_stream`]).
+fn exec_writer(fd: std::os::fd::OwnedFd) -> ExecWriter {
+    exec_stream(
+        fd,
+        |f| Ok(Box::new(tokio::net::unix::pipe::Sender::from_file_unchecked(f)?) as ExecWriter),
+        |f| Box::new(f),
+        || Box::new(tokio::io::sink()),
     )
 }
 

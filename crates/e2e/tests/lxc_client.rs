@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use drover_e2e::{Member, require_lxc, wait_until};
-use tokio::io::AsyncReadExt;
 
 /// `lxc monitor` running in the background, its output collected as it arrives.
 struct Monitor {
@@ -26,19 +25,7 @@ impl Monitor {
             .kill_on_drop(true)
             .spawn()
             .expect("spawn lxc monitor");
-        let output = Arc::new(Mutex::new(String::new()));
-        let mut stdout = child.stdout.take().expect("piped stdout");
-        let sink = output.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                sink.lock().expect("monitor output").push_str(&text);
-            }
-        });
+        let output = drover_e2e::collect_output(child.stdout.take().expect("piped stdout"));
         Monitor { child, output }
     }
 
