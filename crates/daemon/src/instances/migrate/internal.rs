@@ -314,6 +314,10 @@ fn yes() -> bool {
     true
 }
 
+/// How long a failed pass keeps reading the rest of the source's stream, so that its answer
+/// reaches the source.
+const DRAIN: Duration = Duration::from_secs(10);
+
 async fn data_route(
     State(d): State<Daemon>,
     Path(id): Path<String>,
@@ -333,9 +337,24 @@ async fn data_route(
         )));
     }
     let t0 = Instant::now();
-    let summary = storage::transfer::receive_stream(dir.clone(), body.into_data_stream())
-        .await
-        .map_err(|e| ApiError::internal(format!("Failed to receive the volume: {}", chain(&e))))?;
+    let mut data = body.into_data_stream();
+    let received = storage::transfer::receive_stream(dir.clone(), data.by_ref()).await;
+    let summary = match received {
+        Ok(summary) => summary,
+        Err(e) => {
+            // Read what the source still sends before answering: a connection closed with
+            // unread data is reset, and the source would see a broken pipe instead of
+            // this answer and its cause (a full disk, a checksum).
+            let drain = async { while let Some(Ok(_)) = data.next().await {} };
+            if tokio::time::timeout(DRAIN, drain).await.is_err() {
+                tracing::warn!(move_id = %id, "the source kept sending after a failed pass");
+            }
+            return Err(ApiError::internal(format!(
+                "Failed to receive the volume: {}",
+                chain(&e)
+            )));
+        }
+    };
     let received_ms = t0.elapsed().as_millis();
     // Flush a pre-copy now, while the instance still runs, so the sync of the commit
     // (inside the downtime) only has the last pass's data to write. The last pass leaves
