@@ -262,21 +262,13 @@ impl KnownBundle {
     /// The spec is a function of the input, except for a memory limit given as a share of
     /// the host's RAM (read from `/proc/meminfo` when built): such a start always rebuilds.
     fn serves(&self, spec: &InstanceSpec, cgroups_path: &str) -> bool {
-        let a = &self.input;
         let relative_memory = spec
             .config
             .get("limits.memory")
             .is_some_and(|v| v.trim_end().ends_with('%'));
         !relative_memory
             && self.cgroups_path == cgroups_path
-            && a.id == spec.id
-            && a.name == spec.name
-            && a.rootfs == spec.rootfs
-            && a.run_dir == spec.run_dir
-            && a.config == spec.config
-            && a.init == spec.init
-            && a.env == spec.env
-            && a.mounts == spec.mounts
+            && self.input == *spec
             && self.written.is_on_disk(&spec.run_dir)
     }
 }

@@ -41,7 +41,7 @@ pub enum DriverError {
 pub type Result<T> = std::result::Result<T, DriverError>;
 
 /// Everything a driver needs to start an instance.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstanceSpec {
     /// Runtime id, unique on this member (the daemon uses `<project>_<name>`).
     pub id: String,
