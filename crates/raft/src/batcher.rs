@@ -18,8 +18,9 @@ const MAX_BATCH: usize = 256;
 /// What became of one command handed to the [`Batcher`].
 #[derive(Debug, Clone)]
 pub(crate) enum Written {
-    /// Committed and applied with this outcome.
-    Applied(Applied),
+    /// Committed and applied with this outcome, at this log index (`None` for a
+    /// membership change refused before it reached the log).
+    Applied(Applied, Option<u64>),
     /// This member is not the leader (or lost leadership before committing): nothing was
     /// committed; the leader it knows of.
     NotLeader(Option<u64>),
@@ -80,7 +81,12 @@ async fn run(raft: Raft, mut pending: mpsc::UnboundedReceiver<Pending>) {
         }
         let outcomes: Vec<Written> = match raft.client_write(Proposal::new(commands)).await {
             Ok(response) if response.data.len() == count => {
-                response.data.into_iter().map(Written::Applied).collect()
+                let index = Some(response.log_id.index);
+                response
+                    .data
+                    .into_iter()
+                    .map(|applied| Written::Applied(applied, index))
+                    .collect()
             }
             Ok(response) => {
                 // The state machine answers one outcome per command: anything else is a bug
@@ -104,7 +110,7 @@ async fn run(raft: Raft, mut pending: mpsc::UnboundedReceiver<Pending>) {
                     kind: RejectKind::Invalid,
                     message: e.to_string(),
                 };
-                vec![Written::Applied(applied); count]
+                vec![Written::Applied(applied, None); count]
             }
             Err(RaftError::Fatal(f)) => vec![Written::Stopped(f.to_string()); count],
         };

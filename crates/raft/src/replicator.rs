@@ -149,8 +149,14 @@ impl ClusterMetrics {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "answer", rename_all = "snake_case")]
 pub(crate) enum ForwardAnswer {
-    /// Committed and applied with this outcome.
-    Applied { applied: Applied },
+    /// Committed and applied with this outcome. `index` is the entry's log index: the
+    /// proposer waits until it has applied that far itself, so that its own reads see the
+    /// write. Absent from older members' answers.
+    Applied {
+        applied: Applied,
+        #[serde(default)]
+        index: Option<u64>,
+    },
     /// The receiver is not the leader (or lost leadership before committing): nothing was
     /// committed; ask `leader`.
     NotLeader { leader: Option<u64> },
@@ -294,7 +300,7 @@ impl Replicator {
     /// One attempt on this member, as the leader.
     async fn write_here(&self, cmd: db::Command) -> Step<Result<(), ProposeError>> {
         match self.inner.batcher.write(cmd).await {
-            Written::Applied(applied) => Step::Done(ProposeError::from_applied(applied)),
+            Written::Applied(applied, _) => Step::Done(ProposeError::from_applied(applied)),
             Written::NotLeader(leader) => Step::Retry(format!("leadership moved to {leader:?}")),
             Written::Stopped(message) => Step::Done(Err(ProposeError::Stopped(message))),
         }
@@ -309,7 +315,7 @@ impl Replicator {
             };
         }
         match self.inner.batcher.write(cmd).await {
-            Written::Applied(applied) => ForwardAnswer::Applied { applied },
+            Written::Applied(applied, index) => ForwardAnswer::Applied { applied, index },
             Written::NotLeader(leader) => ForwardAnswer::NotLeader { leader },
             Written::Stopped(message) => ForwardAnswer::Stopped { message },
         }
@@ -332,8 +338,9 @@ impl Replicator {
             .post::<_, ForwardAnswer>(&addr, PROPOSE_PATH, cmd, remaining)
             .await
         {
-            Ok(ForwardAnswer::Applied { applied }) => {
+            Ok(ForwardAnswer::Applied { applied, index }) => {
                 self.inner.contacts.saw(leader);
+                self.applied_here(index, deadline).await;
                 Step::Done(ProposeError::from_applied(applied))
             }
             Ok(ForwardAnswer::NotLeader { leader: next }) => {
@@ -350,6 +357,24 @@ impl Replicator {
             )))),
             Err(e @ CallError::Status { .. }) => Step::Retry(error_chain(&e)),
             Err(e) => Step::Done(Err(ProposeError::Uncertain(error_chain(&e)))),
+        }
+    }
+
+    /// Waits until this member has applied the entry at `index`, which the leader has
+    /// committed for it, so that a write is followed by reads that see it on the member
+    /// that asked for it (read your writes). Past `deadline` it gives up with a warning:
+    /// the write is committed either way, and the member catches up on its own.
+    async fn applied_here(&self, index: Option<u64>, deadline: Instant) {
+        let Some(index) = index else { return };
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if let Err(e) = self
+            .inner
+            .raft
+            .wait(Some(remaining))
+            .applied_index_at_least(Some(index), "own write applied")
+            .await
+        {
+            tracing::warn!(index, error = %e, "a forwarded write is committed but not applied here yet");
         }
     }
 

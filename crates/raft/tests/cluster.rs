@@ -11,6 +11,8 @@
 //!   several chunks
 //! - a request this member cannot decode (an entry from a newer drover) is refused with
 //!   422, nothing is stored, and the member keeps working
+//! - a follower reads each of its own forwarded writes right after `propose` returns, with
+//!   no other wait (read your writes)
 //! - group commit: 20 writes proposed at once share log entries, and each keeps its own
 //!   outcome (the duplicates among them are rejected, the others applied)
 #![allow(clippy::unwrap_used)]
@@ -238,6 +240,36 @@ async fn an_undecodable_request_is_refused_and_nothing_changes() -> anyhow::Resu
     m1.replicator.propose(create("c2")).await?;
     assert_eq!(m1.instances(), vec!["c1", "c2"]);
     m1.kill().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_reads_its_own_forwarded_writes_at_once() -> anyhow::Result<()> {
+    init_tracing();
+    let tmp = tempfile::tempdir()?;
+    let settings = Settings::default();
+    let m1 = Member::start_new(1, &tmp.path().join("m1"), &settings).await?;
+    let m2 = Member::start_new(2, &tmp.path().join("m2"), &settings).await?;
+    m1.replicator.bootstrap_single().await?;
+    m1.wait("leader", |m| m.role == Role::Leader).await?;
+    m1.replicator.add_learner(2, &m2.addr.to_string()).await?;
+    m1.replicator.promote(2).await?;
+    m2.wait("two voters", |m| {
+        m.voters() == BTreeSet::from([1, 2]) && m.leader == Some(1)
+    })
+    .await?;
+
+    tracing::info!("--- 50 writes through follower 2, each read there at once");
+    let mut expected = Vec::new();
+    for i in 0..50 {
+        let name = format!("c{i:02}");
+        m2.replicator.propose(create(&name)).await?;
+        expected.push(name);
+        assert_eq!(m2.instances(), expected, "after write {i}");
+    }
+    for m in [m1, m2] {
+        m.kill().await;
+    }
     Ok(())
 }
 
