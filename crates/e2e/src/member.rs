@@ -590,6 +590,31 @@ impl Drop for Member {
                 "--- droverd log ({})\n{log}--- end of droverd log",
                 self.log_path().display()
             );
+            self.print_vm_logs();
+        }
+    }
+}
+
+impl Member {
+    /// Prints the end of every VM's serial console and QEMU log on this member: a guest
+    /// that panicked or a QEMU that aborted says why only there.
+    fn print_vm_logs(&self) {
+        let Ok(dirs) = std::fs::read_dir(self.state_dir().join("vms")) else {
+            return;
+        };
+        for dir in dirs.flatten() {
+            for file in ["console.log", "qemu.log"] {
+                let path = dir.path().join(file);
+                let Ok(bytes) = std::fs::read(&path) else {
+                    continue;
+                };
+                let tail = &bytes[bytes.len().saturating_sub(4000)..];
+                eprintln!(
+                    "--- end of {}\n{}\n--- end of file",
+                    path.display(),
+                    String::from_utf8_lossy(tail)
+                );
+            }
         }
     }
 }
