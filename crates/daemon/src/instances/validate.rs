@@ -123,6 +123,7 @@ pub fn devices(devices: &api::DeviceMap) -> ApiResult<()> {
     for (name, dev) in devices {
         match dev.get("type").map(String::as_str) {
             Some("disk") => {
+                disk_keys(name, dev)?;
                 if dev.get("path").map(String::as_str) != Some("/") {
                     host_disk(name, dev)?;
                     let path = dev.get("path").map_or("", String::as_str);
@@ -152,6 +153,85 @@ pub fn devices(devices: &api::DeviceMap) -> ApiResult<()> {
                 )));
             }
         }
+    }
+    Ok(())
+}
+
+/// Every option LXD 5.0 knows for a `disk` device.
+const LXD_DISK_KEYS: &[&str] = &[
+    "boot.priority",
+    "ceph.cluster_name",
+    "ceph.user_name",
+    "io.cache",
+    "limits.max",
+    "limits.read",
+    "limits.write",
+    "path",
+    "pool",
+    "propagation",
+    "raw.mount.options",
+    "readonly",
+    "recursive",
+    "required",
+    "shift",
+    "size",
+    "size.state",
+    "source",
+    "type",
+];
+
+/// The options of a host-path disk that drover carries out; LXD's others are refused
+/// rather than ignored (`recursive` only as `false`, what drover's bind mounts are).
+const HOST_DISK_KEYS: &[&str] = &[
+    "path",
+    "readonly",
+    "recursive",
+    "required",
+    "source",
+    "type",
+];
+
+/// Refuses options LXD does not know for a disk device (its `Invalid device option`),
+/// and, on a host-path disk, the LXD options drover does not carry out.
+fn disk_keys(name: &str, dev: &api::ConfigMap) -> ApiResult<()> {
+    let bad = |why: String| {
+        Err(ApiError::bad_request(format!(
+            "Invalid devices: Device validation failed for {name:?}: {why}"
+        )))
+    };
+    let root = dev.get("path").map(String::as_str) == Some("/");
+    for (key, value) in dev {
+        if key.starts_with("user.") {
+            continue;
+        }
+        if !LXD_DISK_KEYS.contains(&key.as_str()) {
+            return bad(format!("Invalid device option {key:?}"));
+        }
+        if root || (HOST_DISK_KEYS.contains(&key.as_str()) && key != "recursive") {
+            continue;
+        }
+        if key == "recursive" {
+            match check_bool(key, value) {
+                Err(_) => {
+                    return bad(format!(
+                        "Invalid value for device option {key:?}: Invalid value for a boolean {value:?}"
+                    ));
+                }
+                Ok(()) if is_true(Some(value)) => {
+                    return bad(
+                        "recursive host disks are not supported by drover: its bind mounts do not include the mounts below the source".into(),
+                    );
+                }
+                Ok(()) => continue,
+            }
+        }
+        if key == "pool" {
+            // Refused with its own reason by [`host_disk`].
+            continue;
+        }
+        return bad(format!(
+            "the disk option {key:?} is not supported by drover on a host-path disk"
+        ));
     }
     Ok(())
 }
@@ -236,5 +316,47 @@ mod tests {
             e.message,
             "Invalid config: Unknown configuration key: bogus.key"
         );
+    }
+
+    #[test]
+    fn disk_options_are_known_or_refused() {
+        let dev = |pairs: &[(&str, &str)]| {
+            let d: api::ConfigMap = pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect();
+            api::DeviceMap::from([("h".to_string(), d)])
+        };
+        let host = [("type", "disk"), ("source", "/srv"), ("path", "/mnt")];
+        assert!(devices(&dev(&host)).is_ok());
+        let with = |k: &'static str, v: &'static str| {
+            let mut d = host.to_vec();
+            d.push((k, v));
+            devices(&dev(&d))
+        };
+        assert!(with("readonly", "true").is_ok());
+        assert!(with("recursive", "false").is_ok());
+        assert!(with("user.note", "x").is_ok());
+        let e = with("bogus", "1").expect_err("unknown option");
+        assert_eq!(
+            e.message,
+            "Invalid devices: Device validation failed for \"h\": Invalid device option \"bogus\""
+        );
+        let e = with("recursive", "true").expect_err("recursive");
+        assert!(e.message.contains("recursive host disks"), "{}", e.message);
+        assert!(with("recursive", "perhaps").is_err());
+        let e = with("shift", "true").expect_err("not carried out");
+        assert!(
+            e.message.contains("\"shift\" is not supported"),
+            "{}",
+            e.message
+        );
+        let root = [("type", "disk"), ("path", "/"), ("pool", "default")];
+        let mut sized = root.to_vec();
+        sized.push(("size", "10GiB"));
+        assert!(devices(&dev(&sized)).is_ok());
+        let mut odd = root.to_vec();
+        odd.push(("sise", "10GiB"));
+        assert!(devices(&dev(&odd)).is_err());
     }
 }
