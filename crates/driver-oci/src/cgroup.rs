@@ -96,6 +96,17 @@ impl CgroupLayout {
         }
     }
 
+    /// Whether `id`'s cgroup is frozen or freezing (what `<runtime> pause` does): the v1
+    /// `freezer.state`, or the v2 `cgroup.freeze`. `false` when unreadable (no such cgroup).
+    pub fn frozen(&self, id: &str) -> bool {
+        if self.is_v2() {
+            return std::fs::read_to_string(self.dir("", id).join("cgroup.freeze"))
+                .is_ok_and(|s| s.trim() == "1");
+        }
+        std::fs::read_to_string(self.dir("freezer", id).join("freezer.state"))
+            .is_ok_and(|s| matches!(s.trim(), "FROZEN" | "FREEZING"))
+    }
+
     /// Removes `id`'s cgroup directories the runtime left (they are empty once the instance
     /// stopped) and, when `parent_too`, the parent directories if they are empty. Best
     /// effort: errors (a busy or non-empty directory) are ignored.
@@ -145,5 +156,6 @@ mod tests {
             Path::new("/sys/fs/cgroup/memory/drover/p_c1")
         );
         assert_eq!(l.usage("surely-no-such-instance"), Usage::default());
+        assert!(!l.frozen("surely-no-such-instance"));
     }
 }

@@ -403,6 +403,11 @@ impl InstanceDriver for OciDriver {
         let Some(w) = self.running(id).await? else {
             return Ok(StopOutcome::WasStopped);
         };
+        if self.cgroups.frozen(id) {
+            // Frozen processes take no signal, not even SIGKILL on a cgroup v1 freezer.
+            tracing::info!(instance = id, "unfreezing to stop");
+            self.runtime.resume(id).await?;
+        }
         let outcome = if force || timeout.is_zero() {
             self.kill_and_delete(id, &w).await?;
             StopOutcome::Killed
@@ -500,6 +505,38 @@ impl InstanceDriver for OciDriver {
         Ok(Box::new(
             OciExec::new(child, self.runtime_name()).with_pid_file(pid_file),
         ))
+    }
+
+    async fn freeze(&self, id: &str) -> Result<()> {
+        if self.running(id).await?.is_none() {
+            return Err(DriverError::NotRunning);
+        }
+        if self.cgroups.frozen(id) {
+            return Ok(());
+        }
+        self.runtime.pause(id).await
+    }
+
+    async fn unfreeze(&self, id: &str) -> Result<()> {
+        if self.running(id).await?.is_none() {
+            return Err(DriverError::NotRunning);
+        }
+        if !self.frozen(id).await? {
+            return Ok(());
+        }
+        self.runtime.resume(id).await
+    }
+
+    /// The runtime's own word: `state` says `paused`.
+    async fn frozen(&self, id: &str) -> Result<bool> {
+        if self.running(id).await?.is_none() {
+            return Ok(false);
+        }
+        Ok(self
+            .runtime
+            .state(id)
+            .await?
+            .is_some_and(|s| s.status == "paused"))
     }
 
     async fn attach_mount(&self, id: &str, mount: &drivers::BindMount) -> Result<()> {

@@ -383,6 +383,16 @@ impl Runtime {
         res
     }
 
+    /// `pause <id>`: freezes every process of the container (its cgroup freezer).
+    pub async fn pause(&self, id: &str) -> Result<()> {
+        self.call("pause", &[id.as_ref()]).await.map(drop)
+    }
+
+    /// `resume <id>`: thaws a paused container.
+    pub async fn resume(&self, id: &str) -> Result<()> {
+        self.call("resume", &[id.as_ref()]).await.map(drop)
+    }
+
     /// `kill <id> <signal>` (signal as a number; both runtimes accept that).
     pub async fn kill(&self, id: &str, signal: i32) -> Result<()> {
         let sig = signal.to_string();

@@ -101,6 +101,18 @@ impl InstanceDriver for ByType {
         self.for_id(id).await?.exec(id, spec, stdio).await
     }
 
+    async fn freeze(&self, id: &str) -> Result<()> {
+        self.for_id(id).await?.freeze(id).await
+    }
+
+    async fn unfreeze(&self, id: &str) -> Result<()> {
+        self.for_id(id).await?.unfreeze(id).await
+    }
+
+    async fn frozen(&self, id: &str) -> Result<bool> {
+        self.for_id(id).await?.frozen(id).await
+    }
+
     async fn attach_mount(&self, id: &str, mount: &BindMount) -> Result<()> {
         self.for_id(id).await?.attach_mount(id, mount).await
     }

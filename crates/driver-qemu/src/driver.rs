@@ -83,6 +83,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// QEMU's run state of a guest stopped by QMP `stop` (a frozen VM).
+const PAUSED: &str = "paused";
+
 fn runtime_err(verb: &str, stderr: impl Into<String>) -> DriverError {
     DriverError::Runtime {
         runtime: "qemu".into(),
@@ -453,6 +456,11 @@ impl InstanceDriver for QemuDriver {
             return Ok(StopOutcome::WasStopped);
         };
         if !force {
+            // A paused guest would never see the power button.
+            if h.qmp.query_status().await.is_ok_and(|s| s == PAUSED) {
+                tracing::info!(id, "resuming a frozen VM to stop it");
+                h.qmp.cont().await?;
+            }
             match h.qmp.system_powerdown().await {
                 Ok(()) => {
                     if vm::wait_exit(h.pid, timeout).await {
@@ -473,6 +481,29 @@ impl InstanceDriver for QemuDriver {
         }
         self.kill_vm(id, &h).await;
         Ok(StopOutcome::Killed)
+    }
+
+    /// QMP `stop`: the vCPUs halt, the guest's memory stays.
+    async fn freeze(&self, id: &str) -> Result<()> {
+        let h = self.get(id).await?.ok_or(DriverError::NotRunning)?;
+        Ok(h.qmp.stop().await?)
+    }
+
+    /// QMP `cont`, only from the `paused` run state (never on a VM that waits for or has
+    /// sent a migration).
+    async fn unfreeze(&self, id: &str) -> Result<()> {
+        let h = self.get(id).await?.ok_or(DriverError::NotRunning)?;
+        if h.qmp.query_status().await? == PAUSED {
+            h.qmp.cont().await?;
+        }
+        Ok(())
+    }
+
+    async fn frozen(&self, id: &str) -> Result<bool> {
+        match self.get(id).await? {
+            Some(h) => Ok(h.qmp.query_status().await? == PAUSED),
+            None => Ok(false),
+        }
     }
 
     async fn state(&self, id: &str) -> Result<RuntimeStatus> {

@@ -236,6 +236,11 @@ impl Qmp {
         }
     }
 
+    /// `stop`: pauses the guest's vCPUs (its run state becomes `paused`).
+    pub async fn stop(&self) -> Result<(), QmpError> {
+        self.execute("stop", None, QMP_TIMEOUT).await.map(drop)
+    }
+
     /// `cont`: resumes a paused guest.
     pub async fn cont(&self) -> Result<(), QmpError> {
         self.execute("cont", None, QMP_TIMEOUT).await.map(drop)

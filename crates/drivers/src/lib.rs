@@ -160,7 +160,8 @@ pub trait InstanceDriver: Send + Sync + std::fmt::Debug {
     async fn start(&self, spec: &InstanceSpec) -> Result<u32>;
 
     /// Stops the instance: `signal` to PID 1, wait up to `timeout` for it to exit, then kill.
-    /// With `force`, kill at once. Cleans up the runtime's state either way.
+    /// With `force`, kill at once. Cleans up the runtime's state either way. A frozen
+    /// instance is unfrozen first (a frozen init can neither catch the signal nor die).
     async fn stop(
         &self,
         id: &str,
@@ -186,6 +187,32 @@ pub trait InstanceDriver: Send + Sync + std::fmt::Debug {
         spec: &ExecSpec,
         stdio: ExecStdio,
     ) -> Result<Box<dyn ExecProcess>>;
+
+    /// Freezes every process of the running instance (LXD's `freeze`, `lxc pause`): they
+    /// stay in memory but get no CPU until [`InstanceDriver::unfreeze`]. Freezing a frozen
+    /// instance succeeds. A driver that cannot answers [`DriverError::Invalid`].
+    async fn freeze(&self, id: &str) -> Result<()> {
+        let _ = id;
+        Err(DriverError::Invalid(
+            "this runtime cannot freeze instances".into(),
+        ))
+    }
+
+    /// Lets the processes of a frozen instance run again. Unfreezing a running instance that
+    /// is not frozen succeeds. A driver that cannot answers [`DriverError::Invalid`].
+    async fn unfreeze(&self, id: &str) -> Result<()> {
+        let _ = id;
+        Err(DriverError::Invalid(
+            "this runtime cannot unfreeze instances".into(),
+        ))
+    }
+
+    /// Whether the running instance is frozen, as the runtime says (`false` when it does not
+    /// run). What a daemon asks when it re-attaches after a restart.
+    async fn frozen(&self, id: &str) -> Result<bool> {
+        let _ = id;
+        Ok(false)
+    }
 
     /// Mounts `mount` into the running instance now (LXD's disk hotplug). A driver that
     /// cannot answers [`DriverError::Invalid`] and changes nothing.
