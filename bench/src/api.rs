@@ -1,13 +1,16 @@
-//! A minimal LXD API client over a unix socket: one HTTP/1.1 connection per request, as
-//! the `lxc` CLI does for a single command, and nothing between the bench and the socket
-//! that could add its own cost (no typed client, no retries).
+//! A minimal LXD API client over a unix socket: HTTP/1.1 connections kept alive and reused
+//! between requests, as the `lxc` CLI's Go client and pylxd's session do, and nothing
+//! between the bench and the socket that could add its own cost (no typed client, no
+//! retries).
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
@@ -25,10 +28,14 @@ pub fn wait_path(op: &str, timeout: u32) -> String {
 /// Deadline of one request (operation waits pass their own, shorter, server-side timeout).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A client of one daemon's `unix.socket`.
+/// An idle connection, ready for its next request.
+type Idle = SendRequest<Full<Bytes>>;
+
+/// A client of one daemon's `unix.socket`; clones share its idle connections.
 #[derive(Debug, Clone)]
 pub struct Api {
     socket: PathBuf,
+    idle: Arc<Mutex<Vec<Idle>>>,
 }
 
 impl Api {
@@ -36,7 +43,37 @@ impl Api {
     pub fn new(socket: impl Into<PathBuf>) -> Api {
         Api {
             socket: socket.into(),
+            idle: Arc::default(),
         }
+    }
+
+    /// An idle connection the server has not closed, else a new one.
+    async fn connection(&self) -> Result<Idle> {
+        loop {
+            let reused = self
+                .idle
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .pop();
+            match reused {
+                Some(mut sender) if !sender.is_closed() => {
+                    if sender.ready().await.is_ok() {
+                        return Ok(sender);
+                    }
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        let stream = UnixStream::connect(&self.socket)
+            .await
+            .with_context(|| format!("connect {}", self.socket.display()))?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .context("http handshake")?;
+        // Ends by itself once the sender is dropped or the server closes the connection.
+        tokio::spawn(conn);
+        Ok(sender)
     }
 
     /// The socket path.
@@ -68,13 +105,7 @@ impl Api {
         content_type: &str,
         body: Bytes,
     ) -> Result<Value> {
-        let stream = UnixStream::connect(&self.socket)
-            .await
-            .with_context(|| format!("connect {}", self.socket.display()))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .context("http handshake")?;
-        let conn = tokio::spawn(conn);
+        let mut sender = self.connection().await?;
         let req = Request::builder()
             .method(method)
             .uri(path)
@@ -84,7 +115,10 @@ impl Api {
         let resp = sender.send_request(req).await?;
         let status = resp.status();
         let bytes = resp.into_body().collect().await?.to_bytes();
-        conn.abort();
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(sender);
         let v: Value = serde_json::from_slice(&bytes).with_context(|| {
             format!(
                 "status {status}, unparsable body {:?}",
