@@ -62,6 +62,14 @@ impl ApiError {
         }
     }
 
+    /// 503: not now; the same request may succeed later.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: message.into(),
+        }
+    }
+
     /// 501.
     pub fn not_implemented(message: impl Into<String>) -> Self {
         Self {

@@ -217,7 +217,9 @@ async fn forward(
             tracing::info!(move_id = %plan.id, error = %e.message, "target asked again to take over");
             internal::finish(&peer, plan).await
         }
-        Err(e) => Err(ApiError::internal(format!(
+        // The task died: whether the target took over is not known (503: unconfirmed,
+        // left to recovery).
+        Err(e) => Err(ApiError::unavailable(format!(
             "asking the target to take over: {e}"
         ))),
     };

@@ -533,8 +533,9 @@ async fn finish_move(d: &Daemon, id: Option<&str>, q: &MoveQuery) -> ApiResult<b
     Ok(true)
 }
 
-/// Waits until this member's DB shows it owns `q`'s instance, at most [`super::CATCH_UP`];
-/// fails at once when move `id` is aborted or failed (the switch can never come).
+/// Waits until this member's DB shows it owns `q`'s instance, at most [`super::CATCH_UP`]
+/// (then 503); fails at once with 409 when move `id` is aborted or failed (the switch can
+/// never come).
 async fn wait_owner(d: &Daemon, id: Option<&str>, q: &MoveQuery) -> ApiResult<()> {
     let deadline = Instant::now() + super::CATCH_UP;
     let (me, replicator) = (d.member(), d.replicator());
@@ -569,8 +570,10 @@ async fn wait_owner(d: &Daemon, id: Option<&str>, q: &MoveQuery) -> ApiResult<()
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(ApiError::conflict(format!(
-                "Instance {:?} does not belong to {me:?} (its DB says {owner:?})",
+            // Not final: the switch may still reach this member (a 503 makes the source
+            // leave the move to its recovery, which asks again, not take it as refused).
+            return Err(ApiError::unavailable(format!(
+                "Instance {:?} does not belong to {me:?} yet (its DB says {owner:?})",
                 q.instance
             )));
         }
