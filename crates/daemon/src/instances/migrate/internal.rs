@@ -318,6 +318,8 @@ fn yes() -> bool {
 /// reaches the source.
 const DRAIN: Duration = Duration::from_secs(10);
 
+/// `PUT /internal/moves/{id}/data`: one pass of the volume's stream into the staging
+/// directory (made first on the only pass), synced on a pre-copy, committed on the last.
 async fn data_route(
     State(d): State<Daemon>,
     Path(id): Path<String>,
@@ -330,43 +332,20 @@ async fn data_route(
         prepare_local(&d, &id, &q).await?;
     }
     let pool = crate::volumes::pool(&d, &q.pool).await?;
-    let dir = pool.staging_path(&q.volume());
     if !pool.is_staged(&q.volume()) {
         return Err(ApiError::not_found(format!(
             "No staging for move {id}: it was discarded"
         )));
     }
+    let dir = pool.staging_path(&q.volume());
     let t0 = Instant::now();
-    let mut data = body.into_data_stream();
-    let received = storage::transfer::receive_stream(dir.clone(), data.by_ref()).await;
-    let summary = match received {
-        Ok(summary) => summary,
-        Err(e) => {
-            // Read what the source still sends before answering: a connection closed with
-            // unread data is reset, and the source would see a broken pipe instead of
-            // this answer and its cause (a full disk, a checksum).
-            let drain = async { while let Some(Ok(_)) = data.next().await {} };
-            if tokio::time::timeout(DRAIN, drain).await.is_err() {
-                tracing::warn!(move_id = %id, "the source kept sending after a failed pass");
-            }
-            return Err(ApiError::internal(format!(
-                "Failed to receive the volume: {}",
-                chain(&e)
-            )));
-        }
-    };
+    let summary = receive_pass(&id, dir.clone(), body).await?;
     let received_ms = t0.elapsed().as_millis();
     // Flush a pre-copy now, while the instance still runs, so the sync of the commit
     // (inside the downtime) only has the last pass's data to write. The last pass leaves
     // it to the commit: one sync less in the downtime.
     if pass.flush {
-        blocking(move || {
-            let f = std::fs::File::open(&dir)
-                .map_err(|e| ApiError::internal(format!("open {}: {e}", dir.display())))?;
-            rustix::fs::syncfs(&f)
-                .map_err(|e| ApiError::internal(format!("sync {}: {e}", dir.display())))
-        })
-        .await?;
+        sync_dir(dir).await?;
     }
     tracing::debug!(
         move_id = %id, bytes = summary.bytes, entries = summary.entries, received_ms,
@@ -381,6 +360,42 @@ async fn data_route(
         deleted: summary.deleted,
         committed: pass.commit,
     }))
+}
+
+/// Receives one pass of move `id` from `body` into the staging directory `dir`. A failed
+/// pass reads what the source still sends before it answers: a connection closed with
+/// unread data is reset, and the source would see a broken pipe instead of the cause (a
+/// full disk, a checksum).
+async fn receive_pass(
+    id: &str,
+    dir: std::path::PathBuf,
+    body: Body,
+) -> ApiResult<storage::transfer::ReceiveSummary> {
+    let mut data = body.into_data_stream();
+    match storage::transfer::receive_stream(dir, data.by_ref()).await {
+        Ok(summary) => Ok(summary),
+        Err(e) => {
+            let drain = async { while let Some(Ok(_)) = data.next().await {} };
+            if tokio::time::timeout(DRAIN, drain).await.is_err() {
+                tracing::warn!(move_id = %id, "the source kept sending after a failed pass");
+            }
+            Err(ApiError::internal(format!(
+                "Failed to receive the volume: {}",
+                chain(&e)
+            )))
+        }
+    }
+}
+
+/// Syncs the filesystem that holds `dir` to disk.
+async fn sync_dir(dir: std::path::PathBuf) -> ApiResult<()> {
+    blocking(move || {
+        let f = std::fs::File::open(&dir)
+            .map_err(|e| ApiError::internal(format!("open {}: {e}", dir.display())))?;
+        rustix::fs::syncfs(&f)
+            .map_err(|e| ApiError::internal(format!("sync {}: {e}", dir.display())))
+    })
+    .await
 }
 
 /// An error and its causes, one line.
