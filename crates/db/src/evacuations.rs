@@ -331,6 +331,51 @@ pub(crate) fn set_step(
             "evacuation step of instance {instance:?}"
         )));
     }
+    if step != PlanStep::Planned {
+        forward_placement(conn, member, project, instance)?;
+    }
+    Ok(())
+}
+
+/// An instance that an earlier evacuation of another member (its
+/// `volatile.evacuate.origin`) put on `member`, and that the evacuation of `member` has
+/// now moved on (it is owned by the row's target): the earlier journal follows it, so
+/// restoring its origin brings it home instead of taking it for one moved by hand.
+fn forward_placement(conn: &Connection, member: &str, project: &str, instance: &str) -> Result<()> {
+    let moved_to: Option<(String, String, String)> = conn
+        .query_row(
+            "SELECT kind, action, target FROM evacuations
+             WHERE member = ?1 AND project = ?2 AND instance = ?3",
+            params![member, project, instance],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .ok();
+    let Some((kind, action, target)) = moved_to else {
+        return Ok(());
+    };
+    let moves = serde_json::from_value::<PlanAction>(serde_json::Value::String(action))
+        .is_ok_and(PlanAction::moves);
+    if kind != EvacuationKind::Evacuate.as_str() || !moves || target.is_empty() {
+        return Ok(());
+    }
+    let Some(rec) = crate::instances::get(conn, project, instance)? else {
+        return Ok(());
+    };
+    if rec.member != target {
+        return Ok(());
+    }
+    let origin = rec
+        .config
+        .get("volatile.evacuate.origin")
+        .map_or("", String::as_str);
+    if origin.is_empty() || origin == member {
+        return Ok(());
+    }
+    conn.execute(
+        "UPDATE evacuations SET target = ?4
+         WHERE member = ?1 AND kind = 'evacuate' AND project = ?2 AND instance = ?3 AND target = ?5",
+        params![origin, project, instance, target, member],
+    )?;
     Ok(())
 }
 

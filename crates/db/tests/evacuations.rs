@@ -4,6 +4,8 @@
 //! - refuses, changing nothing, a second evacuation elsewhere, a restore during it, and
 //!   keeps an existing origin
 //! - records steps, finishes (evacuated), refuses evacuating again, then restores
+//! - an instance that a second evacuation moves on from where the first one put it: the
+//!   first journal follows it (its target becomes the new member)
 #![allow(clippy::unwrap_used)]
 
 use api::MemberState;
@@ -357,4 +359,125 @@ fn late_instances_replans_and_what_counts_as_unfinished() {
         })
         .unwrap_err();
     assert!(matches!(err, Error::Refused(_)), "{err:?}");
+}
+
+fn step(member: &str, instance: &str, step: PlanStep) -> Command {
+    Command::SetEvacuationStep {
+        member: member.into(),
+        project: "default".into(),
+        instance: instance.into(),
+        step,
+        bytes: 0,
+        error: String::new(),
+    }
+}
+
+/// Moves `name` from `source` to `target` the way a move does: journaled, then switched.
+fn hand_over(store: &Store, id: &str, name: &str, source: &str, target: &str) {
+    store
+        .execute(&Command::CreateMove(db::moves::MoveRecord {
+            id: id.into(),
+            project: "default".into(),
+            instance: name.into(),
+            source: source.into(),
+            target: target.into(),
+            pool: "default".into(),
+            copy_data: true,
+            was_running: true,
+            step: db::moves::MoveStep::Started,
+            error: String::new(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            updated_at: "2026-01-01T00:00:00Z".into(),
+        }))
+        .unwrap();
+    store
+        .execute(&Command::SwitchMoveOwner {
+            id: id.into(),
+            now: "2026-01-01T00:00:01Z".into(),
+        })
+        .unwrap();
+    store
+        .execute(&Command::SetMoveStep {
+            id: id.into(),
+            step: db::moves::MoveStep::Done,
+            error: String::new(),
+            now: "2026-01-01T00:00:02Z".into(),
+        })
+        .unwrap();
+}
+
+fn target_in_journal(store: &Store, member: &str, instance: &str) -> String {
+    let (member, instance) = (member.to_string(), instance.to_string());
+    store
+        .read(move |c| db::evacuations::list_for_member(c, &member))
+        .unwrap()
+        .into_iter()
+        .find(|r| r.entry.instance == instance)
+        .unwrap()
+        .entry
+        .target
+}
+
+#[test]
+fn a_second_evacuation_carries_the_first_journal_along() {
+    let store = Store::in_memory().unwrap();
+    for m in ["m1", "m2", "m3"] {
+        member(&store, m);
+    }
+    instance(&store, "a", None);
+    instance(&store, "b", None);
+    let finish = |m: &str| Command::FinishEvacuation {
+        member: m.into(),
+        kind: EvacuationKind::Evacuate,
+        state: MemberState::Evacuated,
+    };
+
+    // m1's evacuation puts a and b on m2
+    store
+        .execute(&begin(
+            "m1",
+            EvacuationKind::Evacuate,
+            vec![
+                entry("a", PlanAction::Migrate, "m2", true),
+                entry("b", PlanAction::Migrate, "m2", true),
+            ],
+        ))
+        .unwrap();
+    for (id, name) in [("mv0", "a"), ("mv1", "b")] {
+        hand_over(&store, id, name, "m1", "m2");
+        store.execute(&step("m1", name, PlanStep::Done)).unwrap();
+    }
+    store.execute(&finish("m1")).unwrap();
+
+    // m2's evacuation moves a on to m3 and stops b in place
+    store
+        .execute(&begin(
+            "m2",
+            EvacuationKind::Evacuate,
+            vec![
+                PlanEntry {
+                    source: "m2".into(),
+                    ..entry("a", PlanAction::Migrate, "m3", true)
+                },
+                PlanEntry {
+                    source: "m2".into(),
+                    ..entry("b", PlanAction::Stop, "", true)
+                },
+            ],
+        ))
+        .unwrap();
+    store.execute(&step("m2", "a", PlanStep::Stopped)).unwrap();
+    assert_eq!(target_in_journal(&store, "m1", "a"), "m2", "not moved yet");
+    hand_over(&store, "mv2", "a", "m2", "m3");
+    store.execute(&step("m2", "a", PlanStep::Moved)).unwrap();
+    assert_eq!(target_in_journal(&store, "m1", "a"), "m3");
+    store.execute(&step("m2", "a", PlanStep::Done)).unwrap();
+    store.execute(&step("m2", "b", PlanStep::Done)).unwrap();
+    assert_eq!(target_in_journal(&store, "m1", "a"), "m3");
+    assert_eq!(target_in_journal(&store, "m1", "b"), "m2", "b stayed on m2");
+    assert_eq!(
+        config(&store, "a", "volatile.evacuate.origin").as_deref(),
+        Some("m1"),
+        "the origin stays the first member"
+    );
 }
