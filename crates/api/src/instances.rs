@@ -17,6 +17,8 @@ pub enum InstanceStatus {
     Starting,
     /// 107: stopping.
     Stopping,
+    /// 110: frozen (`lxc pause`): its processes are in memory but get no CPU.
+    Frozen,
     /// 112: the runtime lost track of it.
     Error,
 }
@@ -29,6 +31,7 @@ impl InstanceStatus {
             Self::Running => 103,
             Self::Starting => 106,
             Self::Stopping => 107,
+            Self::Frozen => 110,
             Self::Error => 112,
         }
     }

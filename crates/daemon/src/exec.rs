@@ -113,8 +113,10 @@ pub async fn exec(
 ) -> ApiResult<api::Operation> {
     let rec = instances::load(d, project, name).await?;
     let id = runtime_id(project, name);
-    if instances::runtime_status(d, &id) != api::InstanceStatus::Running {
-        return Err(ApiError::bad_request("Instance is not running"));
+    match instances::instance_status(d, &id) {
+        api::InstanceStatus::Running => {}
+        api::InstanceStatus::Frozen => return Err(ApiError::bad_request("Instance is frozen")),
+        _ => return Err(ApiError::bad_request("Instance is not running")),
     }
     if req.command.is_empty() {
         return Err(ApiError::bad_request("Command cannot be empty"));

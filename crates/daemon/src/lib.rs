@@ -283,6 +283,7 @@ pub async fn run(cfg: Config, bus: ops::EventBus) -> anyhow::Result<()> {
         images,
         running: Default::default(),
         creating: Default::default(),
+        frozen: Default::default(),
         locks: Default::default(),
         exec: Default::default(),
         paths: paths.clone(),

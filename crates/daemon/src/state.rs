@@ -80,6 +80,8 @@ pub struct Inner {
     pub images: storage::ImageStore,
     /// Instances whose PID 1 this daemon knows, by runtime id.
     pub running: Mutex<HashMap<String, Running>>,
+    /// Instances of `running` that are frozen (`lxc pause`), by runtime id.
+    pub frozen: Mutex<HashSet<String>>,
     /// Names being created (reserved until their DB row exists).
     pub creating: Mutex<HashSet<String>>,
     /// One lock per instance, serializing its lifecycle changes.

@@ -81,6 +81,7 @@ pub fn status_name(s: InstanceStatus) -> &'static str {
         InstanceStatus::Stopped => "Stopped",
         InstanceStatus::Starting => "Starting",
         InstanceStatus::Stopping => "Stopping",
+        InstanceStatus::Frozen => "Frozen",
         InstanceStatus::Error => "Error",
     }
 }

@@ -1,4 +1,4 @@
-//! Start, stop, restart, and re-attaching after a daemon restart.
+//! Start, stop, restart, freeze, unfreeze, and re-attaching after a daemon restart.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -45,11 +45,28 @@ pub fn runtime_status(d: &Daemon, id: &str) -> InstanceStatus {
     }
 }
 
-/// Records that `rec` runs with PID 1 `pid` and watches it for its exit.
+/// The status LXD shows of instance `id`: [`runtime_status`], `Frozen` while it runs frozen.
+/// A frozen instance still counts as running everywhere else (a delete refuses it, a stop
+/// stops it).
+pub fn instance_status(d: &Daemon, id: &str) -> InstanceStatus {
+    match runtime_status(d, id) {
+        InstanceStatus::Running if lock(&d.frozen).contains(id) => InstanceStatus::Frozen,
+        status => status,
+    }
+}
+
+/// Whether instance `name` of `project` runs frozen on this member.
+pub fn is_frozen(d: &Daemon, project: &str, name: &str) -> bool {
+    instance_status(d, &runtime_id(project, name)) == InstanceStatus::Frozen
+}
+
+/// Records that `rec` runs (not frozen) with PID 1 `pid` and watches it for its exit.
 pub(crate) fn record_running(d: &Daemon, rec: &InstanceRecord, pid: u32) {
     if let Some(start_time) = proc_start_time(pid) {
         let running = Running { pid, start_time };
-        lock(&d.running).insert(runtime_id(&rec.project, &rec.name), running);
+        let id = runtime_id(&rec.project, &rec.name);
+        lock(&d.frozen).remove(&id);
+        lock(&d.running).insert(id, running);
         super::watch::watch(d, &rec.project, &rec.name, running);
     }
 }
@@ -362,6 +379,7 @@ async fn stop_runtime(
         .await
         .map_err(|e| ApiError::internal(format!("Failed to stop instance: {e}")))?;
     lock(&d.running).remove(&id);
+    lock(&d.frozen).remove(&id);
     tracing::info!(instance = %rec.name, ?outcome, "instance stopped");
     Ok(outcome)
 }
@@ -372,6 +390,8 @@ enum Action {
     Start,
     Stop,
     Restart,
+    Freeze,
+    Unfreeze,
 }
 
 impl Action {
@@ -380,9 +400,8 @@ impl Action {
             "start" => Ok(Self::Start),
             "stop" => Ok(Self::Stop),
             "restart" => Ok(Self::Restart),
-            "freeze" | "unfreeze" => Err(ApiError::bad_request(format!(
-                "Action {action:?} is not supported by drover"
-            ))),
+            "freeze" => Ok(Self::Freeze),
+            "unfreeze" => Ok(Self::Unfreeze),
             other => Err(ApiError::bad_request(format!("Unknown action {other:?}"))),
         }
     }
@@ -392,17 +411,39 @@ impl Action {
             Self::Start => "Starting instance",
             Self::Stop => "Stopping instance",
             Self::Restart => "Restarting instance",
+            Self::Freeze => "Freezing instance",
+            Self::Unfreeze => "Unfreezing instance",
         }
     }
 
-    /// LXD's refusal when the status does not allow the action.
-    fn check(self, running: bool) -> ApiResult<()> {
-        match (self, running) {
-            (Self::Start, true) => Err(ApiError::bad_request("The instance is already running")),
-            (Self::Stop, false) => Err(ApiError::bad_request("The instance is already stopped")),
-            (Self::Restart, false) => Err(ApiError::bad_request("The instance isn't running")),
-            _ => Ok(()),
-        }
+    /// Whether LXD refuses the action in its operation rather than in the request: a
+    /// freeze or unfreeze that does not fit the status fails its operation.
+    fn refused_in_operation(self) -> bool {
+        matches!(self, Self::Freeze | Self::Unfreeze)
+    }
+
+    /// LXD 5.0.2's refusal when the status of an instance of type `kind` does not allow the
+    /// action. A frozen instance counts as running but cannot restart; the freeze messages
+    /// say "container" for a container, as LXD's container driver does.
+    fn check(self, status: InstanceStatus, kind: &str) -> ApiResult<()> {
+        use InstanceStatus::{Frozen, Running};
+        let running = matches!(status, Running | Frozen);
+        let what = if kind == "virtual-machine" {
+            "instance"
+        } else {
+            "container"
+        };
+        let refusal = match (self, status) {
+            (Self::Start, _) if running => "The instance is already running".to_string(),
+            (Self::Stop, _) if !running => "The instance is already stopped".to_string(),
+            (Self::Restart, Frozen) => "Instance is not running".to_string(),
+            (Self::Restart, _) if !running => "The instance isn't running".to_string(),
+            (Self::Freeze | Self::Unfreeze, _) if !running => format!("The {what} isn't running"),
+            (Self::Freeze, Frozen) => format!("The {what} is already frozen"),
+            (Self::Unfreeze, Running) => format!("The {what} is already running"),
+            _ => return Ok(()),
+        };
+        Err(ApiError::bad_request(refusal))
     }
 }
 
@@ -477,7 +518,9 @@ pub async fn change_state(
             "Stateful stop and start are not supported",
         ));
     }
-    action.check(runtime_status(d, &id) == InstanceStatus::Running)?;
+    if !action.refused_in_operation() {
+        action.check(instance_status(d, &id), &found.rec.kind)?;
+    }
     if action == Action::Start
         && member.is_some_and(|m| !member_takes(m.state, &m.name, &found.rec.config))
     {
@@ -547,13 +590,11 @@ async fn run_action(
             profiles,
             inputs,
         }) => (rec, Some(profiles), inputs),
-        None => {
-            let rec = super::load(d, project, name).await?;
-            let id = runtime_id(project, name);
-            action.check(runtime_status(d, &id) == InstanceStatus::Running)?;
-            (rec, None, None)
-        }
+        None => (super::load(d, project, name).await?, None, None),
     };
+    // Again, under the lock (what was checked in the request may have changed since), or
+    // for the first time (a freeze or unfreeze).
+    action.check(instance_status(d, &runtime_id(project, name)), &rec.kind)?;
     match action {
         Action::Start => start_instance_quiet(d, &rec, inputs, false).await,
         Action::Stop => {
@@ -572,7 +613,38 @@ async fn run_action(
                 .lifecycle("instance-restarted", url(name), project, None);
             Ok(())
         }
+        Action::Freeze => freeze_instance(d, &rec).await,
+        Action::Unfreeze => unfreeze_instance(d, &rec).await,
     }
+}
+
+/// Freezes running `rec` (the caller holds its lock and checked its status). Its
+/// `volatile.last_state.power` stays `RUNNING`, as LXD leaves it.
+async fn freeze_instance(d: &Daemon, rec: &InstanceRecord) -> ApiResult<()> {
+    let id = runtime_id(&rec.project, &rec.name);
+    d.driver
+        .freeze(&id)
+        .await
+        .map_err(|e| ApiError::internal(format!("Failed to freeze instance: {e}")))?;
+    lock(&d.frozen).insert(id);
+    tracing::info!(instance = %rec.name, "instance frozen");
+    d.bus
+        .lifecycle("instance-paused", url(&rec.name), &rec.project, None);
+    Ok(())
+}
+
+/// Unfreezes frozen `rec` (the caller holds its lock and checked its status).
+async fn unfreeze_instance(d: &Daemon, rec: &InstanceRecord) -> ApiResult<()> {
+    let id = runtime_id(&rec.project, &rec.name);
+    d.driver
+        .unfreeze(&id)
+        .await
+        .map_err(|e| ApiError::internal(format!("Failed to unfreeze instance: {e}")))?;
+    lock(&d.frozen).remove(&id);
+    tracing::info!(instance = %rec.name, "instance unfrozen");
+    d.bus
+        .lifecycle("instance-resumed", url(&rec.name), &rec.project, None);
+    Ok(())
 }
 
 /// After a daemon (re)start: learn which instances still run, and start those that should
@@ -589,7 +661,19 @@ pub async fn reattach_all(d: &Daemon) -> ApiResult<()> {
         match d.driver.state(&id).await {
             Ok(RuntimeStatus::Running { pid }) => {
                 record_running(d, &rec, pid);
-                tracing::info!(instance = %rec.name, pid, "re-attached to running instance");
+                // Frozen it stays: neither started nor stopped, and shown Frozen.
+                match d.driver.frozen(&id).await {
+                    Ok(true) => {
+                        lock(&d.frozen).insert(id);
+                        tracing::info!(instance = %rec.name, pid, "re-attached to frozen instance");
+                    }
+                    Ok(false) => {
+                        tracing::info!(instance = %rec.name, pid, "re-attached to running instance");
+                    }
+                    Err(e) => {
+                        tracing::warn!(instance = %rec.name, pid, error = %e, "re-attached; frozen or not is unknown");
+                    }
+                }
             }
             Ok(RuntimeStatus::Stopped) => {
                 let autostart = rec.config.get("boot.autostart");
@@ -674,6 +758,43 @@ mod tests {
         let here = std::thread::current().id();
         let ran_on = blocking_in_place(|| std::thread::current().id()).await.ok();
         assert_eq!(ran_on, Some(here));
+    }
+
+    #[test]
+    fn state_refusals_are_lxds_words() {
+        use InstanceStatus::{Frozen, Running, Stopped};
+        let refusal =
+            |a: Action, s: InstanceStatus, kind: &str| a.check(s, kind).err().map(|e| e.message);
+        let c = "container";
+        assert_eq!(refusal(Action::Freeze, Running, c), None);
+        assert_eq!(refusal(Action::Unfreeze, Frozen, c), None);
+        assert_eq!(refusal(Action::Stop, Frozen, c), None);
+        for (a, s, kind, want) in [
+            (Action::Freeze, Stopped, c, "The container isn't running"),
+            (Action::Unfreeze, Stopped, c, "The container isn't running"),
+            (Action::Freeze, Frozen, c, "The container is already frozen"),
+            (
+                Action::Unfreeze,
+                Running,
+                c,
+                "The container is already running",
+            ),
+            (Action::Start, Frozen, c, "The instance is already running"),
+            (Action::Restart, Frozen, c, "Instance is not running"),
+            (Action::Restart, Stopped, c, "The instance isn't running"),
+            (
+                Action::Freeze,
+                Frozen,
+                "virtual-machine",
+                "The instance is already frozen",
+            ),
+        ] {
+            assert_eq!(
+                refusal(a, s, kind).as_deref(),
+                Some(want),
+                "{a:?} when {s:?}"
+            );
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use api::{Instance, InstanceState, InstanceStatus};
 use db::instances::InstanceRecord;
 use sha2::Digest;
 
-use super::{expand_config, expand_devices, load_profiles, runtime_id, runtime_status};
+use super::{expand_config, expand_devices, instance_status, load_profiles, runtime_id};
 use crate::error::ApiResult;
 use crate::state::Daemon;
 
@@ -31,7 +31,7 @@ pub async fn instance_view(
     let profiles = load_profiles(d, &rec.project, &rec.profiles)
         .await
         .unwrap_or_default();
-    let status = runtime_status(d, &runtime_id(&rec.project, &rec.name));
+    let status = instance_status(d, &runtime_id(&rec.project, &rec.name));
     let state = if with_state {
         Some(instance_state(d, rec).await?)
     } else {
@@ -93,8 +93,8 @@ pub async fn log_file(d: &Daemon, rec: &InstanceRecord, file: &str) -> ApiResult
 /// `GET /1.0/instances/{name}/state`.
 pub async fn instance_state(d: &Daemon, rec: &InstanceRecord) -> ApiResult<InstanceState> {
     let id = runtime_id(&rec.project, &rec.name);
-    let status = runtime_status(d, &id);
-    let running = status == InstanceStatus::Running;
+    let status = instance_status(d, &id);
+    let running = matches!(status, InstanceStatus::Running | InstanceStatus::Frozen);
     let (pid, usage) = if running {
         let pid = crate::state::lock(&d.running)
             .get(&id)

@@ -54,6 +54,7 @@ async fn exited(d: &Daemon, project: &str, name: &str, running: Running) {
         return;
     }
     lock(&d.running).remove(&id);
+    lock(&d.frozen).remove(&id);
     tracing::info!(instance = %name, pid = running.pid, "instance stopped on its own");
     if let Err(e) = d.driver.state(&id).await {
         tracing::warn!(instance = %name, error = %e, "runtime leftovers not cleaned");

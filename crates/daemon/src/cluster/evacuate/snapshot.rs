@@ -113,8 +113,12 @@ pub async fn take(d: &Daemon, online: BTreeSet<String>) -> ApiResult<Snapshot> {
                 root_pool: root,
                 // Containers cannot move while running on this kernel (no CRIU); a VM can
                 // when this member runs QEMU (the target refuses a live move it cannot
-                // take, and the evacuation then plans the VM again).
-                can_live_migrate: kind == InstanceKind::VirtualMachine && d.vms.is_some(),
+                // take, and the evacuation then plans the VM again). A frozen VM moves
+                // stopped, as LXD moves a frozen container: unfrozen, shut down, started on
+                // its target.
+                can_live_migrate: kind == InstanceKind::VirtualMachine
+                    && d.vms.is_some()
+                    && !crate::instances::is_frozen(d, &rec.project, &rec.name),
                 kind,
                 running,
                 config,

@@ -152,6 +152,11 @@ pub(super) async fn check(
     if was_running && opts.live && rec.kind != "virtual-machine" {
         return Err(no_live_migration());
     }
+    if was_running && opts.live && crate::instances::is_frozen(d, project, name) {
+        return Err(ApiError::bad_request(
+            "A frozen instance cannot move live: unfreeze it first, or move it stopped",
+        ));
+    }
     if was_running && opts.live && d.vms.is_none() {
         return Err(ApiError::bad_request(
             "Live migration needs QEMU on this member: it is unavailable",

@@ -570,11 +570,15 @@ async fn cancel_outgoing(vms: &driver_qemu::QemuDriver, runtime: &str) {
 
 /// Makes the VM of `plan` run on this member again after an undone live move: its QEMU
 /// paused at the end of a migration (or by an interrupted one) resumes. Nothing to do for a
-/// container, a stopped VM or one that runs.
+/// container, a stopped VM or one that runs, nor for a VM its user froze (`lxc pause`),
+/// which stays frozen.
 pub(super) async fn resume_source(d: &Daemon, plan: &Plan) {
     let Some(vms) = d.vms.as_ref() else {
         return;
     };
+    if crate::instances::is_frozen(d, &plan.rec.project, &plan.rec.name) {
+        return;
+    }
     let runtime = plan.volume();
     if vms.vm_config(&runtime).await.is_err() {
         return;

@@ -1,0 +1,299 @@
+//! Freezing and unfreezing instances (`lxc pause`, `lxc start` of a frozen one, LXD's
+//! `freeze`/`unfreeze` actions) on a real droverd with real containers and the real `lxc`
+//! 5.0.2 client; one VM when QEMU is installed. The refusals are LXD 5.0.2's words, seen on
+//! a real LXD 5.0.2 cluster.
+//!
+//! Instance names start with `fz`.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use api::InstanceStatus;
+use drover_e2e::{KillVms, Member, import_busybox_vm, qemu_installed, require_lxc, vm_request};
+
+/// Runs `lxc args` on `m`, which must fail with `want` in its error.
+async fn refused(m: &Member, args: &[&str], want: &str) {
+    let out = m.lxc(args).await;
+    assert!(out.failure().contains(want), "lxc {args:?}: {}", out.stderr);
+}
+
+/// The `lxc list -f csv` row of `name`.
+async fn row(m: &Member, name: &str) -> String {
+    let out = m.lxc(&["list", "-f", "csv", "-c", "ns"]).await;
+    out.success();
+    out.stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{name},")))
+        .unwrap_or_else(|| panic!("{name} not listed:\n{}", out.stdout))
+        .to_string()
+}
+
+/// `PUT /1.0/instances/{name}/state` with `action`; the error of its operation (or of the
+/// request), `None` when it succeeded.
+async fn action_error(m: &Member, name: &str, action: &str) -> Option<String> {
+    m.change_state(name, action, false)
+        .await
+        .err()
+        .map(|e| e.to_string())
+}
+
+/// The counter that the background loop started by [`start_ticking`] writes, read through
+/// PID 1's root (`pid`) from the host.
+fn tick(pid: i64) -> u64 {
+    std::fs::read_to_string(PathBuf::from(format!("/proc/{pid}/root/root/tick")))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Whether the counter of the container whose PID 1 is `pid` moves within 700 ms.
+async fn ticking(pid: i64) -> bool {
+    let before = tick(pid);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    tick(pid) != before
+}
+
+/// Starts a loop in `name` counting in `/root/tick` every 100 ms.
+async fn start_ticking(m: &Member, name: &str) {
+    let script = "(i=0; while :; do i=$((i+1)); echo $i > /root/tick; sleep 0.1; done) \
+                  >/dev/null 2>&1 </dev/null &";
+    m.lxc(&["exec", name, "--", "sh", "-c", script])
+        .await
+        .success();
+}
+
+/// The status and status code of `name` in `GET /1.0/instances/{name}`, in the
+/// recursion=2 list and in `/state`.
+async fn statuses(m: &Member, name: &str) -> Vec<(String, i64)> {
+    let pick = |v: &serde_json::Value| {
+        (
+            v["status"].as_str().unwrap_or_default().to_string(),
+            v["status_code"].as_i64().unwrap_or_default(),
+        )
+    };
+    let one = m.raw("GET", &format!("/1.0/instances/{name}"), None).await;
+    let state = m
+        .raw("GET", &format!("/1.0/instances/{name}/state"), None)
+        .await;
+    let list = m.raw("GET", "/1.0/instances?recursion=2", None).await;
+    let listed = list
+        .metadata()
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["name"] == name))
+        .cloned()
+        .unwrap_or_default();
+    vec![
+        pick(one.metadata()),
+        pick(&listed),
+        pick(&listed["state"]),
+        pick(state.metadata()),
+    ]
+}
+
+/// What does this test do?
+/// - launches `fz1` and starts a counter in it; `lxc pause fz1`: `lxc list` says FROZEN,
+///   the API says `Frozen`/110 (instance, recursion list, its state, `/state`), the counter
+///   stops, PID 1 is the same, `volatile.last_state.power` stays RUNNING (as on LXD)
+/// - refused in LXD 5.0.2's words, the instance still frozen: a second `lxc pause`
+///   (`The container is already frozen`), `lxc exec` (`Instance is frozen`), `lxc restart`
+///   (`Instance is not running`), an API `start` (`The instance is already running`)
+/// - `lxc start fz1` unfreezes it (what the client does for a frozen instance): RUNNING,
+///   same PID 1, the counter moves; an API `unfreeze` now fails (`The container is already
+///   running`)
+/// - a frozen `fz1` stopped with `lxc stop` stops cleanly (`instance-shutdown`, well within
+///   the 30 s shutdown timeout); then `lxc pause` and an API `unfreeze` of the stopped
+///   instance fail (`The container isn't running`)
+/// - a frozen `fz1` stopped with `lxc stop --force` is stopped
+/// - a frozen `fz1` across a daemon restart: re-attached frozen (same PID 1, still
+///   Frozen, the counter still), then `lxc start` unfreezes it
+/// - `lxc delete --force` of a frozen instance deletes it
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lxc_pause_start_stop_and_refusals() {
+    require_lxc();
+    let mut m = Member::start().await;
+    m.import_busybox().await;
+    m.lxc(&["launch", "busybox", "fz1"]).await.success();
+    start_ticking(&m, "fz1").await;
+    let pid = m.pid("fz1").await;
+    assert!(ticking(pid).await, "the counter does not move");
+
+    tracing::info!("--- lxc pause");
+    m.lxc(&["pause", "fz1"]).await.success();
+    assert_eq!(row(&m, "fz1").await, "fz1,FROZEN");
+    assert_eq!(statuses(&m, "fz1").await, vec![("Frozen".into(), 110); 4]);
+    assert!(!ticking(pid).await, "a frozen container ran");
+    assert_eq!(m.pid("fz1").await, pid);
+    let out = m
+        .lxc(&["config", "get", "fz1", "volatile.last_state.power"])
+        .await;
+    assert_eq!(out.success().stdout, "RUNNING\n");
+
+    tracing::info!("--- refusals while frozen");
+    refused(&m, &["pause", "fz1"], "The container is already frozen").await;
+    refused(&m, &["exec", "fz1", "--", "true"], "Instance is frozen").await;
+    refused(&m, &["restart", "fz1"], "Instance is not running").await;
+    let e = action_error(&m, "fz1", "start").await;
+    assert!(
+        e.as_deref()
+            .is_some_and(|e| e.contains("The instance is already running")),
+        "{e:?}"
+    );
+    assert_eq!(row(&m, "fz1").await, "fz1,FROZEN");
+    assert!(!ticking(pid).await, "a refusal unfroze it");
+
+    tracing::info!("--- lxc start unfreezes");
+    m.lxc(&["start", "fz1"]).await.success();
+    assert_eq!(row(&m, "fz1").await, "fz1,RUNNING");
+    assert_eq!(statuses(&m, "fz1").await, vec![("Running".into(), 103); 4]);
+    assert_eq!(m.pid("fz1").await, pid);
+    assert!(ticking(pid).await, "an unfrozen container stays still");
+    let e = action_error(&m, "fz1", "unfreeze").await;
+    assert!(
+        e.as_deref()
+            .is_some_and(|e| e.contains("The container is already running")),
+        "{e:?}"
+    );
+
+    tracing::info!("--- lxc stop of a frozen container is clean");
+    m.lxc(&["pause", "fz1"]).await.success();
+    let mut events = m
+        .client()
+        .events(&["lifecycle"])
+        .await
+        .expect("subscribe to events");
+    let t = Instant::now();
+    m.lxc(&["stop", "fz1"]).await.success();
+    let took = t.elapsed();
+    drover_e2e::expect_lifecycle(
+        &mut events,
+        "instance-shutdown",
+        "fz1",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(took < Duration::from_secs(15), "clean stop took {took:?}");
+    assert_eq!(row(&m, "fz1").await, "fz1,STOPPED");
+    refused(&m, &["pause", "fz1"], "The container isn't running").await;
+    let e = action_error(&m, "fz1", "unfreeze").await;
+    assert!(
+        e.as_deref()
+            .is_some_and(|e| e.contains("The container isn't running")),
+        "{e:?}"
+    );
+
+    tracing::info!("--- lxc stop --force of a frozen container");
+    m.lxc(&["start", "fz1"]).await.success();
+    m.lxc(&["pause", "fz1"]).await.success();
+    m.lxc(&["stop", "--force", "fz1"]).await.success();
+    assert_eq!(row(&m, "fz1").await, "fz1,STOPPED");
+
+    tracing::info!("--- a daemon restart keeps a frozen container frozen");
+    m.lxc(&["start", "fz1"]).await.success();
+    start_ticking(&m, "fz1").await;
+    let pid = m.pid("fz1").await;
+    m.lxc(&["pause", "fz1"]).await.success();
+    m.restart().await;
+    assert!(
+        m.log().contains("re-attached to frozen instance"),
+        "the daemon logs the re-attach"
+    );
+    assert_eq!(m.status("fz1").await, InstanceStatus::Frozen);
+    assert_eq!(m.pid("fz1").await, pid, "re-attached, same PID 1");
+    assert_eq!(row(&m, "fz1").await, "fz1,FROZEN");
+    assert!(!ticking(pid).await, "the restart unfroze it");
+    m.lxc(&["start", "fz1"]).await.success();
+    assert!(ticking(pid).await, "still frozen after lxc start");
+
+    tracing::info!("--- lxc delete --force of a frozen container");
+    m.lxc(&["pause", "fz1"]).await.success();
+    m.lxc(&["delete", "--force", "fz1"]).await.success();
+    let out = m.lxc(&["list", "-f", "csv"]).await;
+    assert!(!out.success().stdout.contains("fz1"), "{}", out.stdout);
+}
+
+/// The guest's uptime in seconds (`/proc/uptime` inside `name`).
+async fn guest_uptime(m: &Member, name: &str) -> f64 {
+    let out = m.lxc(&["exec", name, "--", "cat", "/proc/uptime"]).await;
+    out.success()
+        .stdout
+        .split_whitespace()
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("uptime of {name}: {}", out.stdout))
+}
+
+/// What does this test do?
+/// - launches VM `fzvm` (QEMU, TCG here) and waits for its agent
+/// - `lxc pause fzvm`: FROZEN, `Frozen`/110; for 4 s the guest's clock stands still (QMP
+///   `stop`: its uptime grows by well under the wall time once it runs again); exec refused
+/// - `lxc start fzvm` unfreezes it (QMP `cont`): RUNNING, exec works
+/// - frozen again, `lxc stop` stops it cleanly (`instance-shutdown`: the guest saw the power
+///   button, so it was resumed first)
+///
+/// Skipped, saying so, when qemu-system-x86_64 is not installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vm_pause_and_start() {
+    if !qemu_installed() {
+        eprintln!("SKIPPED vm_pause_and_start: qemu-system-x86_64 is not installed");
+        return;
+    }
+    require_lxc();
+    let m = Member::start().await;
+    let _kill = KillVms(vec![m.state_dir().join("vms")]);
+    import_busybox_vm(&m).await;
+    m.create(&vm_request("fzvm", "192MiB", "default"))
+        .await
+        .expect("launch fzvm");
+    let booted = Instant::now();
+    loop {
+        let out = m.lxc(&["exec", "fzvm", "--", "true"]).await;
+        if out.code == 0 {
+            break;
+        }
+        assert!(
+            booted.elapsed() < Duration::from_secs(120),
+            "fzvm's agent never answered: {}",
+            out.stderr
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    tracing::info!("--- lxc pause of a VM");
+    let before = guest_uptime(&m, "fzvm").await;
+    let wall = Instant::now();
+    m.lxc(&["pause", "fzvm"]).await.success();
+    assert_eq!(row(&m, "fzvm").await, "fzvm,FROZEN");
+    assert_eq!(statuses(&m, "fzvm").await, vec![("Frozen".into(), 110); 4]);
+    refused(&m, &["exec", "fzvm", "--", "true"], "Instance is frozen").await;
+    refused(&m, &["pause", "fzvm"], "The instance is already frozen").await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+
+    tracing::info!("--- lxc start of a frozen VM");
+    m.lxc(&["start", "fzvm"]).await.success();
+    assert_eq!(row(&m, "fzvm").await, "fzvm,RUNNING");
+    let after = guest_uptime(&m, "fzvm").await;
+    let wall = wall.elapsed().as_secs_f64();
+    assert!(
+        after - before < wall - 2.5,
+        "the guest ran while frozen: its uptime grew {:.1} s in {wall:.1} s",
+        after - before
+    );
+
+    tracing::info!("--- lxc stop of a frozen VM");
+    m.lxc(&["pause", "fzvm"]).await.success();
+    let mut events = m
+        .client()
+        .events(&["lifecycle"])
+        .await
+        .expect("subscribe to events");
+    m.lxc(&["stop", "fzvm"]).await.success();
+    drover_e2e::expect_lifecycle(
+        &mut events,
+        "instance-shutdown",
+        "fzvm",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(row(&m, "fzvm").await, "fzvm,STOPPED");
+    m.lxc(&["delete", "fzvm"]).await.success();
+}
