@@ -238,8 +238,8 @@ pub(super) async fn resume_route(
 /// again after a lost answer or a restart: a VM resumed before is reported as such.
 ///
 /// Under the instance lock, as this member's recovery ([`recover_handover`]): either the
-/// marker is written and the VM resumes, or the QEMU is ended and the answer says it never
-/// ran here, never both.
+/// marker is on disk and the VM resumes, or the QEMU is ended, the marker taken back and
+/// the answer says it never ran here.
 pub(super) async fn resume_local(d: &Daemon, id: &str, q: &MoveQuery) -> Resumed {
     let Some(vms) = d.vms.as_ref() else {
         return Resumed::not("QEMU is unavailable on this member");
@@ -250,7 +250,11 @@ pub(super) async fn resume_local(d: &Daemon, id: &str, q: &MoveQuery) -> Resumed
     let marker = resumed_marker(vms, &runtime, id);
     if marker.exists() {
         // An earlier request resumed it (its answer was lost, or this member restarted
-        // between the marker and `cont`): it runs, or ran and died.
+        // between the marker and `cont`, perhaps while QEMU still loaded the stream): it
+        // runs, or ran and died.
+        if let Err(e) = vms.wait_arrived(&runtime, ARRIVAL).await {
+            tracing::warn!(move_id = %id, error = %e, "the VM resumed before did not arrive whole");
+        }
         if let Err(e) = vms.resume(&runtime).await {
             tracing::warn!(move_id = %id, error = %e, "the VM resumed before does not run now");
         }
@@ -265,22 +269,31 @@ pub(super) async fn resume_local(d: &Daemon, id: &str, q: &MoveQuery) -> Resumed
         tracing::warn!(instance = %q.instance, error = %e, "agent port not attached before resuming");
     }
     let asked = std::time::Instant::now();
-    let status = match vms.wait_arrived(&runtime, ARRIVAL).await {
-        Ok(status) if status == "paused" || status == "running" => status,
-        Ok(status) => {
-            discard_vm(d, &runtime).await;
-            return Resumed::not(format!("the target QEMU is {status} after the migration"));
-        }
-        Err(e) => {
-            discard_vm(d, &runtime).await;
-            return Resumed::not(format!("the migration did not arrive whole: {e}"));
-        }
+    // The marker goes to disk while QEMU loads the end of the stream: its sync then costs
+    // the guest's pause nothing. Written before the outcome is known, it is taken back
+    // before any "not resumed" answer; one left by a crash in between errs on the safe
+    // side (the VM counts as run here, and is started from its disk if it did not).
+    let (arrived, recorded) = tokio::join!(
+        vms.wait_arrived(&runtime, ARRIVAL),
+        write_synced(marker.clone(), id.to_string())
+    );
+    let refused = match (&arrived, recorded) {
+        (Ok(status), Ok(())) if status == "paused" || status == "running" => None,
+        (Ok(status), Ok(())) => Some(format!("the target QEMU is {status} after the migration")),
+        (Err(e), _) => Some(format!("the migration did not arrive whole: {e}")),
+        (Ok(_), Err(e)) => Some(format!("the resume could not be recorded: {e}")),
     };
-    let arrived_after = asked.elapsed();
-    if let Err(e) = tokio::fs::write(&marker, id).await {
+    if let Some(why) = refused {
         discard_vm(d, &runtime).await;
-        return Resumed::not(format!("the resume could not be recorded: {e}"));
+        if let Err(e) = tokio::fs::remove_file(&marker).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(move_id = %id, error = %e, "resume marker of a refused resume not removed");
+        }
+        return Resumed::not(why);
     }
+    let arrived_after = asked.elapsed();
+    let status = arrived.unwrap_or_default();
     if status == "paused"
         && let Err(e) = vms.resume(&runtime).await
     {
@@ -295,6 +308,24 @@ pub(super) async fn resume_local(d: &Daemon, id: &str, q: &MoveQuery) -> Resumed
         "VM resumed on the target"
     );
     Resumed::yes()
+}
+
+/// Writes `contents` to `path` and syncs the file and its directory: the marker must
+/// outlive a crash of the whole host, or a target that ran the guest could be taken for
+/// one that never did.
+async fn write_synced(path: std::path::PathBuf, contents: String) -> std::io::Result<()> {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&path)?;
+        f.write_all(contents.as_bytes())?;
+        f.sync_all()?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// This member's recovery of live move `m` at the hand-over step, as its target: a VM it
