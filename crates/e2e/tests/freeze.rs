@@ -9,7 +9,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use api::InstanceStatus;
-use drover_e2e::{KillVms, Member, import_busybox_vm, qemu_installed, require_lxc, vm_request};
+use drover_e2e::{
+    KillVms, Member, import_busybox_vm, qemu_installed, require_lxc, require_pylxd, vm_request,
+    workspace_root,
+};
 
 /// Runs `lxc args` on `m`, which must fail with `want` in its error.
 async fn refused(m: &Member, args: &[&str], want: &str) {
@@ -296,4 +299,39 @@ async fn vm_pause_and_start() {
     .await;
     assert_eq!(row(&m, "fzvm").await, "fzvm,STOPPED");
     m.lxc(&["delete", "fzvm"]).await.success();
+}
+
+/// What does this test do?
+///
+/// Runs `crates/e2e/python/pylxd_freeze.py <socket> <busybox image>`, which through pylxd
+/// freezes a running container (`freeze(wait=True)`: Frozen/110, same PID 1), is refused a
+/// second freeze, unfreezes it (Running) and is refused a second unfreeze, stops it frozen
+/// (Stopped), is refused a freeze of the stopped one (LXD 5.0.2's words each time), and
+/// deletes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pylxd_freeze_and_unfreeze() {
+    require_pylxd();
+    let m = Member::start().await;
+    let image = tokio::task::spawn_blocking(drover_e2e::busybox_image)
+        .await
+        .expect("build the busybox image");
+    let script = workspace_root().join("crates/e2e/python/pylxd_freeze.py");
+    let socket = m.socket();
+    let out = m
+        .command(
+            "python3",
+            &[
+                script.to_str().expect("utf-8 path"),
+                socket.to_str().expect("utf-8 path"),
+                image.to_str().expect("utf-8 path"),
+            ],
+        )
+        .await;
+    tracing::info!(stdout = %out.stdout, "pylxd_freeze.py finished");
+    out.success();
+    assert!(
+        out.stdout.contains("pylxd freeze: all steps passed"),
+        "{}",
+        out.stdout
+    );
 }
