@@ -20,9 +20,14 @@ async fn refused(m: &Member, args: &[&str], want: &str) {
     assert!(out.failure().contains(want), "lxc {args:?}: {}", out.stderr);
 }
 
-/// The `lxc list -f csv` row of `name`.
+/// The `lxc list -f csv -c ns` row of `name` (name, state).
 async fn row(m: &Member, name: &str) -> String {
-    let out = m.lxc(&["list", "-f", "csv", "-c", "ns"]).await;
+    listed(m, name, "ns").await
+}
+
+/// The `lxc list -f csv -c <columns>` row of `name`.
+async fn listed(m: &Member, name: &str, columns: &str) -> String {
+    let out = m.lxc(&["list", "-f", "csv", "-c", columns]).await;
     out.success();
     out.stdout
         .lines()
@@ -212,6 +217,67 @@ async fn lxc_pause_start_stop_and_refusals() {
     m.lxc(&["delete", "--force", "fz1"]).await.success();
     let out = m.lxc(&["list", "-f", "csv"]).await;
     assert!(!out.success().stdout.contains("fz1"), "{}", out.stdout);
+}
+
+/// What does this test do?
+/// - two members (127.0.41.1–2); `fzev1` launched on m1 with a counter in it, then
+///   `lxc pause fzev1`
+/// - `lxc cluster evacuate m1 --force` does what LXD 5.0.2 does with a frozen container
+///   (seen on the reference cluster: unfreeze, clean shutdown, move, start): fzev1 shuts
+///   down cleanly (`instance-shutdown`, within seconds, not a kill after the 30 s shutdown
+///   timeout) and runs on m2, not frozen, its counter moving, `volatile.last_state.power`
+///   RUNNING
+/// - `lxc cluster restore m1 --force` brings it home, running
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evacuating_a_frozen_container_shuts_it_down_and_moves_it() {
+    require_lxc();
+    let members = drover_e2e::form_cluster(&["127.0.41.1", "127.0.41.2"]).await;
+    let (m1, m2) = (&members[0], &members[1]);
+    m1.import_busybox().await;
+    m1.lxc(&["launch", "busybox", "fzev1", "--target", "m1"])
+        .await
+        .success();
+    m1.lxc(&["pause", "fzev1"]).await.success();
+    assert_eq!(located(m2, "fzev1").await, "fzev1,FROZEN,m1");
+
+    tracing::info!("--- lxc cluster evacuate m1 --force");
+    let mut events = m1
+        .client()
+        .events(&["lifecycle"])
+        .await
+        .expect("subscribe to events");
+    let t = Instant::now();
+    m2.lxc(&["cluster", "evacuate", "m1", "--force"])
+        .await
+        .success();
+    let took = t.elapsed();
+    drover_e2e::expect_lifecycle(
+        &mut events,
+        "instance-shutdown",
+        "fzev1",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(took < Duration::from_secs(25), "evacuation took {took:?}");
+    assert_eq!(located(m1, "fzev1").await, "fzev1,RUNNING,m2");
+    start_ticking(m2, "fzev1").await;
+    assert!(ticking(m2.pid("fzev1").await).await, "not running on m2");
+    let out = m2
+        .lxc(&["config", "get", "fzev1", "volatile.last_state.power"])
+        .await;
+    assert_eq!(out.success().stdout, "RUNNING\n");
+
+    tracing::info!("--- lxc cluster restore m1 --force");
+    m2.lxc(&["cluster", "restore", "m1", "--force"])
+        .await
+        .success();
+    assert_eq!(located(m2, "fzev1").await, "fzev1,RUNNING,m1");
+    m1.lxc(&["delete", "--force", "fzev1"]).await.success();
+}
+
+/// The `lxc list -f csv -c nsL` row of `name` (name, state, location).
+async fn located(m: &Member, name: &str) -> String {
+    listed(m, name, "nsL").await
 }
 
 /// The guest's uptime in seconds (`/proc/uptime` inside `name`).
