@@ -250,6 +250,21 @@ impl VmPaths {
     }
 }
 
+/// ` drover.hostname=NAME` for the kernel command line, from which the image's init sets
+/// the guest's hostname (the instance's name, as LXD's VMs have it); empty when `name`
+/// is no valid hostname.
+fn hostname_arg(name: &str) -> String {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && !name.starts_with('-')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if valid {
+        format!(" drover.hostname={name}")
+    } else {
+        String::new()
+    }
+}
+
 /// How a QEMU process starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartMode {
@@ -309,7 +324,8 @@ pub fn qemu_args_for(cfg: &VmConfig, paths: &VmPaths, mode: StartMode) -> Vec<Os
     push("-append".into());
     push(
         format!(
-            "console=ttyS0 quiet panic=-1 root=/dev/vda {}",
+            "console=ttyS0 quiet panic=-1 root=/dev/vda{} {}",
+            hostname_arg(&cfg.name),
             cfg.cmdline_extra
         )
         .trim()
@@ -474,6 +490,12 @@ mod tests {
         let line = args.join(" ");
         assert!(line.contains("-machine pc,accel=tcg -cpu qemu64 -m 256M -smp 1"));
         assert!(line.contains("-qmp unix:/r/v1/qmp.sock,server=on,wait=off"));
+        assert!(
+            line.contains("root=/dev/vda drover.hostname=v1 -drive"),
+            "{line}"
+        );
+        assert_eq!(hostname_arg("bad name"), "");
+        assert_eq!(hostname_arg("-v"), "");
         assert!(line.ends_with("-daemonize -incoming defer"));
         let paused: Vec<String> = qemu_args_for(&cfg, &paths, StartMode::IncomingPaused)
             .into_iter()

@@ -294,6 +294,9 @@ async fn lxc_launches_execs_and_stops_a_vm() {
     let out = m.lxc(&["exec", "lxcvm1", "--", "uname", "-a"]).await;
     out.success();
     assert!(out.stdout.contains("amd64"), "{}", out.stdout);
+    // Its hostname is its name, as on LXD.
+    let out = m.lxc(&["exec", "lxcvm1", "--", "hostname"]).await;
+    assert_eq!(out.success().stdout, "lxcvm1\n");
     // The serial console: its log, then an interactive `lxc console` (under `script`, which
     // gives it the terminal it wants), detached with ctrl-a q.
     let out = m.lxc(&["console", "lxcvm1", "--show-log"]).await;
