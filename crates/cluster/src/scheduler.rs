@@ -132,6 +132,9 @@ fn bytes(n: u64) -> String {
     }
 }
 
+/// LXD's words when no member can take an instance; drover adds each member's reason.
+pub const NO_SUITABLE: &str = "No suitable cluster member could be found";
+
 /// No member can take the instance: each member with why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoMember {
@@ -142,9 +145,9 @@ pub struct NoMember {
 impl std::fmt::Display for NoMember {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.rejected.is_empty() {
-            return write!(f, "No cluster member to place the instance on");
+            return write!(f, "{NO_SUITABLE}");
         }
-        write!(f, "No cluster member can take the instance: ")?;
+        write!(f, "{NO_SUITABLE}: ")?;
         for (i, (name, why)) in self.rejected.iter().enumerate() {
             if i > 0 {
                 write!(f, "; ")?;
@@ -322,7 +325,7 @@ mod tests {
         let err = place(&snapshot(five, &[]), &req(&none)).expect_err("none eligible");
         assert_eq!(
             err.to_string(),
-            "No cluster member can take the instance: m1: state is Evacuated, not created; \
+            "No suitable cluster member could be found: m1: state is Evacuated, not created; \
              m2: offline; m3: architecture is aarch64; m4: scheduler.instance is manual; \
              m5: scheduler.instance is group and no cluster group was targeted"
         );
@@ -377,7 +380,7 @@ mod tests {
         .into();
         assert_eq!(
             place(&s, &req(&big)).expect_err("no room").to_string(),
-            "No cluster member can take the instance: m1: not enough free memory (needs \
+            "No suitable cluster member could be found: m1: not enough free memory (needs \
              2.00GiB, has 1.00GiB free); m2: not enough free CPUs (needs 2, has 1 free)"
         );
         s.members.push(unknown);
@@ -403,7 +406,7 @@ mod tests {
             place(&Snapshot::default(), &req(&none))
                 .expect_err("empty")
                 .to_string(),
-            "No cluster member to place the instance on"
+            "No suitable cluster member could be found"
         );
     }
 }

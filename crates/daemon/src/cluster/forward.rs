@@ -161,6 +161,12 @@ fn operation_of(path: &str) -> Option<&str> {
 /// instance; see the module doc.
 pub async fn middleware(State(d): State<Daemon>, mut req: Request, next: Next) -> Response {
     if !d.cluster.is_clustered() {
+        // LXD refuses a placement on a standalone server before it reads the body.
+        let creates = req.method() == Method::POST
+            && req.uri().path().trim_end_matches('/') == "/1.0/instances";
+        if creates && query_param(&req, "target").is_some_and(|t| !t.is_empty()) {
+            return ApiError::bad_request("Target only allowed when clustered").into_response();
+        }
         return next.run(req).await;
     }
     match forwarded_by_member(&d, member_claim(&req)).await {

@@ -25,7 +25,8 @@ use crate::state::Daemon;
 /// - 403 `Cluster member is evacuated` when the target does not accept instances
 ///   (what LXD answers);
 /// - 404 `Cluster group "g" not found` for `@g` no group has;
-/// - 503 naming why each member was turned down when the scheduler finds none;
+/// - 400 `No suitable cluster member could be found` (LXD's status and words), then why
+///   each member was turned down, when the scheduler finds none;
 /// - 400 for a profile that does not exist; 500 on a DB failure.
 pub async fn choose(
     d: &Daemon,
@@ -104,8 +105,6 @@ async fn schedule(
         config: &config,
         group,
     };
-    cluster::scheduler::place(&snapshot, &request).map_err(|none| ApiError {
-        status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
-        message: none.to_string(),
-    })
+    cluster::scheduler::place(&snapshot, &request)
+        .map_err(|none| ApiError::bad_request(none.to_string()))
 }
