@@ -50,11 +50,20 @@ fn forwarded(headers: &HeaderMap) -> bool {
     headers.contains_key(cluster::members::FORWARDED)
 }
 
+/// LXD 5.0.2's answer to a member request on a standalone server (a 500, as it gives).
+fn require_clustered(d: &Daemon) -> ApiResult<()> {
+    if d.cluster.is_clustered() {
+        return Ok(());
+    }
+    Err(crate::error::ApiError::internal("Server is not clustered"))
+}
+
 async fn list_members(
     State(d): State<Daemon>,
     Query(q): Query<CommonQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
+    require_clustered(&d)?;
     let members = cluster::members::list(&d, forwarded(&headers)).await?;
     Ok(super::listing(&q, members, |m| {
         format!("/1.0/cluster/members/{}", m.server_name)
@@ -66,6 +75,7 @@ async fn get_member(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
+    require_clustered(&d)?;
     let member = cluster::members::get(&d, &name, forwarded(&headers)).await?;
     let tag = cluster::edit::etag(&member);
     Ok(super::sync_etag(member, &tag))

@@ -137,7 +137,8 @@ async fn limits(d: &Daemon, req: &MemberStatePost) -> ApiResult<Limits> {
 ///
 /// # Errors
 ///
-/// 400 for an unknown action or mode, or when not clustered; 404 for an unknown member;
+/// 400 for an unknown action or mode; 404 for an unknown member (any member when not
+/// clustered, as LXD answers);
 /// the member's own answer when forwarded. Refusals that depend on the cluster's state
 /// (already evacuated, another evacuation in progress, quorum) fail the operation with
 /// LXD's message, as LXD does, and change nothing.
@@ -149,7 +150,8 @@ pub async fn change_state(
 ) -> ApiResult<api::Operation> {
     let request = Request::parse(&req)?;
     if !d.cluster.is_clustered() {
-        return Err(ApiError::bad_request("This server is not clustered"));
+        // LXD 5.0.2's answer on a standalone server: it has no member of any name.
+        return Err(ApiError::not_found("Cluster member not found"));
     }
     let n = name.to_string();
     if d.read(move |c| db::members::get(c, &n)).await?.is_none() {
@@ -254,7 +256,7 @@ async fn prepare(
     tracing::info!(member = %name, kind = kind.as_str(), op = %operation, "evacuation journaled");
     crash::journaled(d, kind);
     match kind {
-        EvacuationKind::Evacuate => hand_over(d).await,
+        EvacuationKind::Evacuate => hand_over(d, name).await,
         EvacuationKind::Restore => d.replicator().set_electable(true),
     }
     Ok(Prepared::Begun)
@@ -265,18 +267,17 @@ const HANDOVER: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A member under maintenance does not lead the cluster: when it leads, another voter
 /// takes over, and it no longer stands for election until it is restored (or restarts
-/// while not evacuated). Best effort: the evacuation goes on either way.
-async fn hand_over(d: &Daemon) {
+/// while not evacuated) — unless no other voter could lead (see
+/// [`another_voter_can_lead`]). Best effort: the evacuation goes on either way.
+async fn hand_over(d: &Daemon, name: &str) {
     let replicator = d.replicator();
-    if replicator
-        .metrics()
-        .members
-        .values()
-        .filter(|m| m.voter)
-        .count()
-        < 2
-    {
-        return;
+    match another_voter_can_lead(d, name).await {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            tracing::warn!(error = %e.message, "raft leadership not handed over");
+            return;
+        }
     }
     match replicator.hand_over_leadership(HANDOVER).await {
         Ok(Some(leader)) => tracing::info!(leader, "raft leadership handed over"),
@@ -297,6 +298,10 @@ pub(crate) async fn online_members(d: &Daemon) -> ApiResult<BTreeSet<String>> {
 
 /// Refuses to evacuate a voter when the other voters online would not be a majority of
 /// the voters (LXD's `Insufficient online voters to maintain quorum`).
+///
+/// Only a cluster of [`QUORUM_CHECK_VOTERS`] voters or more can keep a majority without
+/// one of them; with one or two, no member could ever be evacuated (and LXD 5.0.2's
+/// `lxc` cannot send `force`), so they evacuate as LXD 5.0.2 lets them.
 async fn check_quorum(d: &Daemon, name: &str, online: &BTreeSet<String>) -> ApiResult<()> {
     let members = d.read(db::members::list).await?;
     let metrics = d.replicator().metrics();
@@ -310,7 +315,7 @@ async fn check_quorum(d: &Daemon, name: &str, online: &BTreeSet<String>) -> ApiR
         })
         .map(|m| m.name.clone())
         .collect();
-    if !voter_names.iter().any(|v| v == name) {
+    if voter_names.len() < QUORUM_CHECK_VOTERS || !voter_names.iter().any(|v| v == name) {
         return Ok(());
     }
     let others_online = voter_names
@@ -324,6 +329,25 @@ async fn check_quorum(d: &Daemon, name: &str, online: &BTreeSet<String>) -> ApiR
     }
     Ok(())
 }
+
+/// Whether a voter other than `name` is not under maintenance, so that it can lead
+/// while `name` stands aside. When none can (a one-member cluster, or every member
+/// evacuated), `name` keeps standing for election: a cluster must keep a leader.
+async fn another_voter_can_lead(d: &Daemon, name: &str) -> ApiResult<bool> {
+    let members = d.read(db::members::list).await?;
+    let metrics = d.replicator().metrics();
+    Ok(members.iter().any(|m| {
+        m.name != name
+            && m.state.accepts_instances()
+            && u64::try_from(m.id)
+                .ok()
+                .and_then(|id| metrics.members.get(&id))
+                .is_some_and(|r| r.voter)
+    }))
+}
+
+/// The fewest voters for which [`check_quorum`] applies.
+const QUORUM_CHECK_VOTERS: usize = 3;
 
 /// How long a restarted member waits for a Raft leader before resuming its journal.
 const RESUME_LEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
@@ -367,7 +391,8 @@ pub async fn resume(d: &Daemon) -> ApiResult<()> {
     if matches!(
         state,
         Some(MemberState::Evacuated | MemberState::Evacuating)
-    ) {
+    ) && another_voter_can_lead(d, &name).await?
+    {
         d.replicator().set_electable(false);
     }
     // An empty plan has no rows to say it is unfinished: the member's state does.
