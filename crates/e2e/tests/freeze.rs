@@ -36,6 +36,33 @@ async fn listed(m: &Member, name: &str, columns: &str) -> String {
         .to_string()
 }
 
+/// Waits (5 s at most) for lifecycle event `action` of instance `name`.
+async fn expect_event(events: &mut client::EventStream, action: &str, name: &str) {
+    drover_e2e::expect_lifecycle(events, action, name, Duration::from_secs(5)).await;
+}
+
+/// The action of the next lifecycle event of instance `name` (5 s at most).
+async fn next_event_of(events: &mut client::EventStream, name: &str) -> String {
+    use futures::StreamExt;
+    let source = format!("/1.0/instances/{name}");
+    drover_e2e::within("a lifecycle event", Duration::from_secs(5), async {
+        loop {
+            let ev = events
+                .next()
+                .await
+                .expect("event stream open")
+                .expect("event stream works");
+            if ev.kind == "lifecycle" && ev.metadata["source"] == source.as_str() {
+                return ev.metadata["action"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+            }
+        }
+    })
+    .await
+}
+
 /// `PUT /1.0/instances/{name}/state` with `action`; the error of its operation (or of the
 /// request), `None` when it succeeded.
 async fn action_error(m: &Member, name: &str, action: &str) -> Option<String> {
@@ -126,7 +153,13 @@ async fn lxc_pause_start_stop_and_refusals() {
     assert!(ticking(pid).await, "the counter does not move");
 
     tracing::info!("--- lxc pause");
+    let mut events = m
+        .client()
+        .events(&["lifecycle"])
+        .await
+        .expect("subscribe to events");
     m.lxc(&["pause", "fz1"]).await.success();
+    expect_event(&mut events, "instance-paused", "fz1").await;
     assert_eq!(row(&m, "fz1").await, "fz1,FROZEN");
     assert_eq!(statuses(&m, "fz1").await, vec![("Frozen".into(), 110); 4]);
     assert!(!ticking(pid).await, "a frozen container ran");
@@ -151,6 +184,7 @@ async fn lxc_pause_start_stop_and_refusals() {
 
     tracing::info!("--- lxc start unfreezes");
     m.lxc(&["start", "fz1"]).await.success();
+    expect_event(&mut events, "instance-resumed", "fz1").await;
     assert_eq!(row(&m, "fz1").await, "fz1,RUNNING");
     assert_eq!(statuses(&m, "fz1").await, vec![("Running".into(), 103); 4]);
     assert_eq!(m.pid("fz1").await, pid);
@@ -164,21 +198,13 @@ async fn lxc_pause_start_stop_and_refusals() {
 
     tracing::info!("--- lxc stop of a frozen container is clean");
     m.lxc(&["pause", "fz1"]).await.success();
-    let mut events = m
-        .client()
-        .events(&["lifecycle"])
-        .await
-        .expect("subscribe to events");
+    expect_event(&mut events, "instance-paused", "fz1").await;
     let t = Instant::now();
     m.lxc(&["stop", "fz1"]).await.success();
     let took = t.elapsed();
-    drover_e2e::expect_lifecycle(
-        &mut events,
-        "instance-shutdown",
-        "fz1",
-        Duration::from_secs(5),
-    )
-    .await;
+    // LXD 5.0.2 says the same: resumed, then shutdown.
+    expect_event(&mut events, "instance-resumed", "fz1").await;
+    expect_event(&mut events, "instance-shutdown", "fz1").await;
     assert!(took < Duration::from_secs(15), "clean stop took {took:?}");
     assert_eq!(row(&m, "fz1").await, "fz1,STOPPED");
     refused(&m, &["pause", "fz1"], "The container isn't running").await;
@@ -194,6 +220,10 @@ async fn lxc_pause_start_stop_and_refusals() {
     m.lxc(&["pause", "fz1"]).await.success();
     m.lxc(&["stop", "--force", "fz1"]).await.success();
     assert_eq!(row(&m, "fz1").await, "fz1,STOPPED");
+    // Killed, not resumed: the next event of fz1 after the pause says so (as on LXD).
+    expect_event(&mut events, "instance-paused", "fz1").await;
+    let next = next_event_of(&mut events, "fz1").await;
+    assert_eq!(next, "instance-stopped");
 
     tracing::info!("--- a daemon restart keeps a frozen container frozen");
     m.lxc(&["start", "fz1"]).await.success();
@@ -251,13 +281,7 @@ async fn evacuating_a_frozen_container_shuts_it_down_and_moves_it() {
         .await
         .success();
     let took = t.elapsed();
-    drover_e2e::expect_lifecycle(
-        &mut events,
-        "instance-shutdown",
-        "fzev1",
-        Duration::from_secs(5),
-    )
-    .await;
+    expect_event(&mut events, "instance-shutdown", "fzev1").await;
     assert!(took < Duration::from_secs(25), "evacuation took {took:?}");
     assert_eq!(located(m1, "fzev1").await, "fzev1,RUNNING,m2");
     start_ticking(m2, "fzev1").await;
@@ -296,6 +320,8 @@ async fn guest_uptime(m: &Member, name: &str) -> f64 {
 /// - `lxc pause fzvm`: FROZEN, `Frozen`/110; for 4 s the guest's clock stands still (QMP
 ///   `stop`: its uptime grows by well under the wall time once it runs again); exec refused
 /// - `lxc start fzvm` unfreezes it (QMP `cont`): RUNNING, exec works
+/// - frozen across a daemon restart: re-attached frozen (the same QEMU, still Frozen), then
+///   `lxc start` unfreezes it and exec works
 /// - frozen again, `lxc stop` stops it cleanly (`instance-shutdown`: the guest saw the power
 ///   button, so it was resumed first)
 ///
@@ -307,7 +333,7 @@ async fn vm_pause_and_start() {
         return;
     }
     require_lxc();
-    let m = Member::start().await;
+    let mut m = Member::start().await;
     let _kill = KillVms(vec![m.state_dir().join("vms")]);
     import_busybox_vm(&m).await;
     m.create(&vm_request("fzvm", "192MiB", "default"))
@@ -348,6 +374,19 @@ async fn vm_pause_and_start() {
         after - before
     );
 
+    tracing::info!("--- a daemon restart keeps a frozen VM frozen");
+    m.lxc(&["pause", "fzvm"]).await.success();
+    let pid = m.pid("fzvm").await;
+    m.restart().await;
+    assert!(
+        m.log().contains("re-attached to frozen instance"),
+        "the daemon logs the re-attach"
+    );
+    assert_eq!(m.status("fzvm").await, InstanceStatus::Frozen);
+    assert_eq!(m.pid("fzvm").await, pid, "the same QEMU");
+    m.lxc(&["start", "fzvm"]).await.success();
+    m.lxc(&["exec", "fzvm", "--", "true"]).await.success();
+
     tracing::info!("--- lxc stop of a frozen VM");
     m.lxc(&["pause", "fzvm"]).await.success();
     let mut events = m
@@ -356,13 +395,7 @@ async fn vm_pause_and_start() {
         .await
         .expect("subscribe to events");
     m.lxc(&["stop", "fzvm"]).await.success();
-    drover_e2e::expect_lifecycle(
-        &mut events,
-        "instance-shutdown",
-        "fzvm",
-        Duration::from_secs(5),
-    )
-    .await;
+    expect_event(&mut events, "instance-shutdown", "fzvm").await;
     assert_eq!(row(&m, "fzvm").await, "fzvm,STOPPED");
     m.lxc(&["delete", "fzvm"]).await.success();
 }

@@ -316,6 +316,9 @@ async fn stop_instance_with(
     wait: StopWait,
     quiet: bool,
 ) -> ApiResult<StopOutcome> {
+    // A clean stop of a frozen instance unfreezes it first (the driver does), which LXD
+    // announces; a kill does not.
+    let resumed = wait != StopWait::Kill && is_frozen(d, &rec.project, &rec.name);
     let (stopped, recorded) = tokio::join!(
         stop_runtime(d, rec, profiles, wait),
         set_power(d, rec, "STOPPED", false)
@@ -331,6 +334,10 @@ async fn stop_instance_with(
     };
     recorded?;
     if !quiet {
+        if resumed {
+            d.bus
+                .lifecycle("instance-resumed", url(&rec.name), &rec.project, None);
+        }
         let action = match outcome {
             StopOutcome::Clean => "instance-shutdown",
             _ => "instance-stopped",
