@@ -254,6 +254,16 @@ fn member_specific(path: &str) -> bool {
 /// act on an instance this member does not hold.
 async fn route_forwarded(d: &Daemon, req: Request, hops: u8) -> ApiResult<Route> {
     let path = req.uri().path().trim_end_matches('/').to_string();
+    if let Some(id) = operation_of(&path) {
+        // An operation this member created by forwarding the request on (its DB was behind
+        // a move): the member that runs it answers, so that a client polling or attaching
+        // to it through the first member reaches it.
+        let passed_on = d.ops.get(id).is_none() && d.cluster.remote_ops.member_of(id).is_some();
+        if passed_on && hops < MAX_HOPS {
+            return route_operation(d, id.to_string(), req).await;
+        }
+        return Ok(Route::Here(req));
+    }
     let Some(name) = instance_of(&path) else {
         return Ok(Route::Here(req));
     };
@@ -474,10 +484,16 @@ pub async fn proxy(d: &Daemon, peer: &Peer, req: Request) -> ApiResult<Response>
     Ok(response(status, &headers, body))
 }
 
-/// Records the operation of a 202 answer as running on `member`.
+/// Records the operation of a 202 answer as running where it says (its `location`), else
+/// on `member`, which answered: a member that forwarded the request on is only a relay.
 fn remember_operation(d: &Daemon, member: &str, body: &[u8]) {
     if let Ok(env) = serde_json::from_slice::<api::Response<api::Operation>>(body) {
-        d.cluster.remote_ops.insert(&env.metadata.id, member);
+        let op = env.metadata;
+        let runs_on = match op.location.as_str() {
+            "" | "none" => member,
+            location => location,
+        };
+        d.cluster.remote_ops.insert(&op.id, runs_on);
     }
 }
 
