@@ -490,6 +490,37 @@ impl Member {
         run(cmd, label, None).await
     }
 
+    /// Runs the pylxd script `crates/e2e/python/<script>` with this daemon's socket and the
+    /// busybox image tarball as its arguments, and asserts that it exits 0 having printed
+    /// `passed` (its last line when every step passed).
+    ///
+    /// # Panics
+    ///
+    /// When the image does not build, or the script fails (with its output).
+    pub async fn run_pylxd_script(&self, script: &str, passed: &str) -> Output {
+        let image = tokio::task::spawn_blocking(crate::busybox_image)
+            .await
+            .expect("build the busybox image");
+        let script = crate::workspace_root()
+            .join("crates/e2e/python")
+            .join(script);
+        let socket = self.socket();
+        let out = self
+            .command(
+                "python3",
+                &[
+                    script.to_str().expect("utf-8 path"),
+                    socket.to_str().expect("utf-8 path"),
+                    image.to_str().expect("utf-8 path"),
+                ],
+            )
+            .await;
+        tracing::info!(stdout = %out.stdout, script = %script.display(), "pylxd script finished");
+        out.success();
+        assert!(out.stdout.contains(passed), "{}", out.stdout);
+        out
+    }
+
     /// Stops every running instance with force through the API (on drop).
     async fn force_stop_all(socket: PathBuf) {
         let c = client::Client::unix(socket);
@@ -497,7 +528,11 @@ impl Member {
             return;
         };
         for inst in list {
-            if inst.status != api::InstanceStatus::Running {
+            // A frozen instance runs too (a stop unfreezes it first).
+            if !matches!(
+                inst.status,
+                api::InstanceStatus::Running | api::InstanceStatus::Frozen
+            ) {
                 continue;
             }
             let req = InstanceStatePut {

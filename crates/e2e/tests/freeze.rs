@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 use api::InstanceStatus;
 use drover_e2e::{
     KillVms, Member, import_busybox_vm, qemu_installed, require_lxc, require_pylxd, vm_request,
-    workspace_root,
 };
 
 /// Runs `lxc args` on `m`, which must fail with `want` in its error.
@@ -63,13 +62,14 @@ async fn next_event_of(events: &mut client::EventStream, name: &str) -> String {
     .await
 }
 
-/// `PUT /1.0/instances/{name}/state` with `action`; the error of its operation (or of the
-/// request), `None` when it succeeded.
-async fn action_error(m: &Member, name: &str, action: &str) -> Option<String> {
-    m.change_state(name, action, false)
-        .await
-        .err()
-        .map(|e| e.to_string())
+/// `PUT /1.0/instances/{name}/state` with `action`, which must fail (in the request or its
+/// operation) with `want` in its error.
+async fn action_refused(m: &Member, name: &str, action: &str, want: &str) {
+    let e = m.change_state(name, action, false).await.err();
+    assert!(
+        e.as_ref().is_some_and(|e| e.to_string().contains(want)),
+        "{action} of {name}: {e:?}"
+    );
 }
 
 /// The counter that the background loop started by [`start_ticking`] writes, read through
@@ -173,12 +173,7 @@ async fn lxc_pause_start_stop_and_refusals() {
     refused(&m, &["pause", "fz1"], "The container is already frozen").await;
     refused(&m, &["exec", "fz1", "--", "true"], "Instance is frozen").await;
     refused(&m, &["restart", "fz1"], "Instance is not running").await;
-    let e = action_error(&m, "fz1", "start").await;
-    assert!(
-        e.as_deref()
-            .is_some_and(|e| e.contains("The instance is already running")),
-        "{e:?}"
-    );
+    action_refused(&m, "fz1", "start", "The instance is already running").await;
     assert_eq!(row(&m, "fz1").await, "fz1,FROZEN");
     assert!(!ticking(pid).await, "a refusal unfroze it");
 
@@ -189,12 +184,7 @@ async fn lxc_pause_start_stop_and_refusals() {
     assert_eq!(statuses(&m, "fz1").await, vec![("Running".into(), 103); 4]);
     assert_eq!(m.pid("fz1").await, pid);
     assert!(ticking(pid).await, "an unfrozen container stays still");
-    let e = action_error(&m, "fz1", "unfreeze").await;
-    assert!(
-        e.as_deref()
-            .is_some_and(|e| e.contains("The container is already running")),
-        "{e:?}"
-    );
+    action_refused(&m, "fz1", "unfreeze", "The container is already running").await;
 
     tracing::info!("--- lxc stop of a frozen container is clean");
     m.lxc(&["pause", "fz1"]).await.success();
@@ -208,12 +198,7 @@ async fn lxc_pause_start_stop_and_refusals() {
     assert!(took < Duration::from_secs(15), "clean stop took {took:?}");
     assert_eq!(row(&m, "fz1").await, "fz1,STOPPED");
     refused(&m, &["pause", "fz1"], "The container isn't running").await;
-    let e = action_error(&m, "fz1", "unfreeze").await;
-    assert!(
-        e.as_deref()
-            .is_some_and(|e| e.contains("The container isn't running")),
-        "{e:?}"
-    );
+    action_refused(&m, "fz1", "unfreeze", "The container isn't running").await;
 
     tracing::info!("--- lxc stop --force of a frozen container");
     m.lxc(&["start", "fz1"]).await.success();
@@ -411,26 +396,6 @@ async fn vm_pause_and_start() {
 async fn pylxd_freeze_and_unfreeze() {
     require_pylxd();
     let m = Member::start().await;
-    let image = tokio::task::spawn_blocking(drover_e2e::busybox_image)
-        .await
-        .expect("build the busybox image");
-    let script = workspace_root().join("crates/e2e/python/pylxd_freeze.py");
-    let socket = m.socket();
-    let out = m
-        .command(
-            "python3",
-            &[
-                script.to_str().expect("utf-8 path"),
-                socket.to_str().expect("utf-8 path"),
-                image.to_str().expect("utf-8 path"),
-            ],
-        )
+    m.run_pylxd_script("pylxd_freeze.py", "pylxd freeze: all steps passed")
         .await;
-    tracing::info!(stdout = %out.stdout, "pylxd_freeze.py finished");
-    out.success();
-    assert!(
-        out.stdout.contains("pylxd freeze: all steps passed"),
-        "{}",
-        out.stdout
-    );
 }

@@ -1,6 +1,6 @@
 //! pylxd drives droverd unchanged: `python/pylxd_smoke.py` against a real daemon.
 
-use drover_e2e::{Member, require_pylxd, workspace_root};
+use drover_e2e::{Member, require_pylxd};
 
 /// What does this test do?
 ///
@@ -19,28 +19,7 @@ use drover_e2e::{Member, require_pylxd, workspace_root};
 async fn pylxd_drives_droverd_unchanged() {
     require_pylxd();
     let m = Member::start().await;
-    let image = tokio::task::spawn_blocking(drover_e2e::busybox_image)
-        .await
-        .expect("build the busybox image");
-    let script = workspace_root().join("crates/e2e/python/pylxd_smoke.py");
-    let socket = m.socket();
-
     tracing::info!("--- run pylxd_smoke.py");
-    let out = m
-        .command(
-            "python3",
-            &[
-                script.to_str().expect("utf-8 path"),
-                socket.to_str().expect("utf-8 path"),
-                image.to_str().expect("utf-8 path"),
-            ],
-        )
+    m.run_pylxd_script("pylxd_smoke.py", "pylxd smoke: all steps passed")
         .await;
-    tracing::info!(stdout = %out.stdout, "pylxd_smoke.py finished");
-    out.success();
-    assert!(
-        out.stdout.contains("pylxd smoke: all steps passed"),
-        "{}",
-        out.stdout
-    );
 }
