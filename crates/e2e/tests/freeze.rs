@@ -81,20 +81,28 @@ fn tick(pid: i64) -> u64 {
         .unwrap_or(0)
 }
 
-/// Whether the counter of the container whose PID 1 is `pid` moves within 700 ms.
+/// Whether the counter of the container whose PID 1 is `pid` moves within 700 ms. It must
+/// be there (a counter that cannot be read does not pass for one that stands still).
 async fn ticking(pid: i64) -> bool {
     let before = tick(pid);
+    assert!(before > 0, "no counter under /proc/{pid}/root/root/tick");
     tokio::time::sleep(Duration::from_millis(700)).await;
     tick(pid) != before
 }
 
-/// Starts a loop in `name` counting in `/root/tick` every 100 ms.
+/// Starts a loop in `name` counting in `/root/tick` every 100 ms, and waits for its first
+/// count.
 async fn start_ticking(m: &Member, name: &str) {
     let script = "(i=0; while :; do i=$((i+1)); echo $i > /root/tick; sleep 0.1; done) \
                   >/dev/null 2>&1 </dev/null &";
     m.lxc(&["exec", name, "--", "sh", "-c", script])
         .await
         .success();
+    let pid = m.pid(name).await;
+    drover_e2e::wait_until("the first count", Duration::from_secs(10), || async {
+        tick(pid) > 0
+    })
+    .await;
 }
 
 /// The status and status code of `name` in `GET /1.0/instances/{name}`, in the
