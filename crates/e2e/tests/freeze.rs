@@ -9,9 +9,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use api::InstanceStatus;
-use drover_e2e::{
-    KillVms, Member, import_busybox_vm, qemu_installed, require_lxc, require_pylxd, vm_request,
-};
+use drover_e2e::{KillVms, Member, import_busybox_vm, qemu_installed, require_lxc, require_pylxd};
 
 /// Runs `lxc args` on `m`, which must fail with `want` in its error.
 async fn refused(m: &Member, args: &[&str], want: &str) {
@@ -308,58 +306,77 @@ async fn guest_uptime(m: &Member, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("uptime of {name}: {}", out.stdout))
 }
 
-/// What does this test do?
-/// - launches VM `fzvm` (QEMU, TCG here) and waits for its agent
-/// - `lxc pause fzvm`: FROZEN, `Frozen`/110; for 4 s the guest's clock stands still (QMP
-///   `stop`: its uptime grows by well under the wall time once it runs again); exec refused
-/// - `lxc start fzvm` unfreezes it (QMP `cont`): RUNNING, exec works
-/// - frozen across a daemon restart: re-attached frozen (the same QEMU, still Frozen), then
-///   `lxc start` unfreezes it and exec works
-/// - frozen again, `lxc stop` stops it cleanly (`instance-shutdown`: the guest saw the power
-///   button, so it was resumed first)
-///
-/// Skipped, saying so, when qemu-system-x86_64 is not installed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn vm_pause_and_start() {
-    if !qemu_installed() {
-        eprintln!("SKIPPED vm_pause_and_start: qemu-system-x86_64 is not installed");
-        return;
-    }
-    require_lxc();
-    let mut m = Member::start().await;
-    let _kill = KillVms(vec![m.state_dir().join("vms")]);
-    import_busybox_vm(&m).await;
-    m.create(&vm_request("fzvm", "192MiB", "default"))
-        .await
-        .expect("launch fzvm");
+/// Waits until the agent of VM `name` answers an exec through `m` (2 min at most).
+async fn wait_agent(m: &Member, name: &str) {
     let booted = Instant::now();
     loop {
-        let out = m.lxc(&["exec", "fzvm", "--", "true"]).await;
+        let out = m.lxc(&["exec", name, "--", "true"]).await;
         if out.code == 0 {
-            break;
+            return;
         }
         assert!(
             booted.elapsed() < Duration::from_secs(120),
-            "fzvm's agent never answered: {}",
+            "{name}'s agent never answered: {}",
             out.stderr
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// What does this test do?
+/// - two members (127.0.41.3–4); VM `fzvm` (QEMU, TCG here) launched on m1, its agent up
+/// - `lxc pause fzvm`: FROZEN, `Frozen`/110; for 4 s the guest's clock stands still (QMP
+///   `stop`: its uptime grows by well under the wall time once it runs again); exec and a
+///   second pause refused
+/// - `lxc start fzvm` unfreezes it (QMP `cont`): RUNNING, exec works
+/// - frozen across a restart of m1's daemon: re-attached frozen (the same QEMU, still
+///   Frozen), then `lxc start` unfreezes it and exec works
+/// - frozen, `lxc move fzvm --target m2` (a live move) is refused and it stays frozen on m1
+/// - frozen, `lxc cluster evacuate m1 --force` moves it stopped, not live: resumed and shut
+///   down cleanly (`instance-resumed`, `instance-shutdown`), then running on m2
+/// - frozen again on m2, `lxc stop` stops it cleanly (`instance-resumed`, then
+///   `instance-shutdown`: the guest saw the power button, so it was resumed first)
+///
+/// Skipped, saying so, when qemu-system-x86_64 is not installed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vm_pause_start_move_and_evacuate() {
+    if !qemu_installed() {
+        eprintln!("SKIPPED vm_pause_start_move_and_evacuate: qemu-system-x86_64 is not installed");
+        return;
+    }
+    require_lxc();
+    let mut ms = drover_e2e::form_cluster(&["127.0.41.3", "127.0.41.4"]).await;
+    let _kill = KillVms::of(&ms);
+    import_busybox_vm(&ms[0]).await;
+    let m = &ms[0];
+    m.lxc(&[
+        "launch",
+        "busybox-vm",
+        "fzvm",
+        "--vm",
+        "--target",
+        "m1",
+        "-c",
+        "limits.memory=192MiB",
+    ])
+    .await
+    .success();
+    wait_agent(m, "fzvm").await;
 
     tracing::info!("--- lxc pause of a VM");
-    let before = guest_uptime(&m, "fzvm").await;
+    let before = guest_uptime(m, "fzvm").await;
     let wall = Instant::now();
     m.lxc(&["pause", "fzvm"]).await.success();
-    assert_eq!(row(&m, "fzvm").await, "fzvm,FROZEN");
-    assert_eq!(statuses(&m, "fzvm").await, vec![("Frozen".into(), 110); 4]);
-    refused(&m, &["exec", "fzvm", "--", "true"], "Instance is frozen").await;
-    refused(&m, &["pause", "fzvm"], "The instance is already frozen").await;
+    assert_eq!(row(m, "fzvm").await, "fzvm,FROZEN");
+    assert_eq!(statuses(m, "fzvm").await, vec![("Frozen".into(), 110); 4]);
+    refused(m, &["exec", "fzvm", "--", "true"], "Instance is frozen").await;
+    refused(m, &["pause", "fzvm"], "The instance is already frozen").await;
     tokio::time::sleep(Duration::from_secs(4)).await;
 
     tracing::info!("--- lxc start of a frozen VM");
     m.lxc(&["start", "fzvm"]).await.success();
-    assert_eq!(row(&m, "fzvm").await, "fzvm,RUNNING");
-    let after = guest_uptime(&m, "fzvm").await;
+    assert_eq!(row(m, "fzvm").await, "fzvm,RUNNING");
+    let after = guest_uptime(m, "fzvm").await;
     let wall = wall.elapsed().as_secs_f64();
     assert!(
         after - before < wall - 2.5,
@@ -370,27 +387,53 @@ async fn vm_pause_and_start() {
     tracing::info!("--- a daemon restart keeps a frozen VM frozen");
     m.lxc(&["pause", "fzvm"]).await.success();
     let pid = m.pid("fzvm").await;
-    m.restart().await;
+    ms[0].restart().await;
+    let (m1, m2) = (&ms[0], &ms[1]);
     assert!(
-        m.log().contains("re-attached to frozen instance"),
+        m1.log().contains("re-attached to frozen instance"),
         "the daemon logs the re-attach"
     );
-    assert_eq!(m.status("fzvm").await, InstanceStatus::Frozen);
-    assert_eq!(m.pid("fzvm").await, pid, "the same QEMU");
-    m.lxc(&["start", "fzvm"]).await.success();
-    m.lxc(&["exec", "fzvm", "--", "true"]).await.success();
+    assert_eq!(m1.status("fzvm").await, InstanceStatus::Frozen);
+    assert_eq!(m1.pid("fzvm").await, pid, "the same QEMU");
+    m1.lxc(&["start", "fzvm"]).await.success();
+    m1.lxc(&["exec", "fzvm", "--", "true"]).await.success();
 
-    tracing::info!("--- lxc stop of a frozen VM");
-    m.lxc(&["pause", "fzvm"]).await.success();
-    let mut events = m
+    tracing::info!("--- a frozen VM does not move live");
+    m1.lxc(&["pause", "fzvm"]).await.success();
+    refused(
+        m2,
+        &["move", "fzvm", "--target", "m2"],
+        "A frozen instance cannot move live",
+    )
+    .await;
+    assert_eq!(located(m2, "fzvm").await, "fzvm,FROZEN,m1");
+
+    tracing::info!("--- evacuating m1 moves the frozen VM stopped");
+    let mut events = m1
         .client()
         .events(&["lifecycle"])
         .await
         .expect("subscribe to events");
-    m.lxc(&["stop", "fzvm"]).await.success();
+    m2.lxc(&["cluster", "evacuate", "m1", "--force"])
+        .await
+        .success();
+    expect_event(&mut events, "instance-resumed", "fzvm").await;
     expect_event(&mut events, "instance-shutdown", "fzvm").await;
-    assert_eq!(row(&m, "fzvm").await, "fzvm,STOPPED");
-    m.lxc(&["delete", "fzvm"]).await.success();
+    assert_eq!(located(m2, "fzvm").await, "fzvm,RUNNING,m2");
+    wait_agent(m2, "fzvm").await;
+
+    tracing::info!("--- lxc stop of a frozen VM");
+    m2.lxc(&["pause", "fzvm"]).await.success();
+    let mut events = m2
+        .client()
+        .events(&["lifecycle"])
+        .await
+        .expect("subscribe to events");
+    m2.lxc(&["stop", "fzvm"]).await.success();
+    expect_event(&mut events, "instance-resumed", "fzvm").await;
+    expect_event(&mut events, "instance-shutdown", "fzvm").await;
+    assert_eq!(row(m2, "fzvm").await, "fzvm,STOPPED");
+    m2.lxc(&["delete", "fzvm"]).await.success();
 }
 
 /// What does this test do?
