@@ -103,7 +103,7 @@ pub struct ClusterMember {
     pub database: bool,
     /// `"Online"`, `"Offline"`, `"Evacuated"`.
     pub status: String,
-    /// `"Fully operational"`, `"No heartbeat for 25.1s (2026-11-30T02:00:00Z)"`.
+    /// `"Fully operational"`, `"No heartbeat for 25.1s (2026-11-30 02:00:00.9 +0000 UTC)"`.
     pub message: String,
     /// `"x86_64"`.
     pub architecture: String,

@@ -145,11 +145,7 @@ fn view(
                     let since = now - chrono::Duration::from_std(age).unwrap_or_default();
                     (
                         "Offline",
-                        format!(
-                            "No heartbeat for {:.1}s ({})",
-                            age.as_secs_f64(),
-                            since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-                        ),
+                        format!("No heartbeat for {} ({})", go_duration(age), go_time(since)),
                     )
                 }
                 None => (
@@ -176,6 +172,49 @@ fn view(
             }
         })
         .collect()
+}
+
+/// `d` the way Go prints a `time.Duration` (LXD's offline message): `34.177179212s`,
+/// `5m0.085158921s`, `1h0m0s`; under a second in `ms`, `µs` or `ns`.
+fn go_duration(d: Duration) -> String {
+    /// `n` units of which `per` make one, with the fraction's trailing zeros dropped.
+    fn decimal(n: u128, per: u128, unit: &str) -> String {
+        let (whole, frac) = (n / per, n % per);
+        if frac == 0 {
+            return format!("{whole}{unit}");
+        }
+        let width = per.ilog10() as usize;
+        let digits = format!("{frac:0width$}");
+        format!("{whole}.{}{unit}", digits.trim_end_matches('0'))
+    }
+    let ns = d.as_nanos();
+    match ns {
+        0 => "0s".to_string(),
+        n if n < 1_000 => format!("{n}ns"),
+        n if n < 1_000_000 => decimal(n, 1_000, "µs"),
+        n if n < 1_000_000_000 => decimal(n, 1_000_000, "ms"),
+        n => {
+            let secs = decimal(n % 60_000_000_000, 1_000_000_000, "s");
+            let minutes = n / 60_000_000_000;
+            match (minutes / 60, minutes % 60) {
+                (0, 0) => secs,
+                (0, m) => format!("{m}m{secs}"),
+                (h, m) => format!("{h}h{m}m{secs}"),
+            }
+        }
+    }
+}
+
+/// `t` the way Go prints a `time.Time` in UTC: `2026-11-30 13:14:25.238705102 +0000 UTC`
+/// (the fraction's trailing zeros dropped, none when whole).
+fn go_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    let nanos = t.timestamp_subsec_nanos();
+    let frac = if nanos == 0 {
+        String::new()
+    } else {
+        format!(".{nanos:09}").trim_end_matches('0').to_string()
+    };
+    format!("{}{frac} +0000 UTC", t.format("%Y-%m-%d %H:%M:%S"))
 }
 
 #[cfg(test)]
@@ -209,6 +248,30 @@ mod tests {
             matched_index: None,
             last_contact,
         }
+    }
+
+    #[test]
+    fn durations_and_times_print_as_go_prints_them() {
+        let cases = [
+            (Duration::ZERO, "0s"),
+            (Duration::from_nanos(999), "999ns"),
+            (Duration::from_micros(1_500), "1.5ms"),
+            (Duration::from_nanos(34_177_179_212), "34.177179212s"),
+            (Duration::from_nanos(300_085_158_921), "5m0.085158921s"),
+            (Duration::from_secs(3_600), "1h0m0s"),
+            (Duration::from_millis(25_100), "25.1s"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(go_duration(d), want, "{d:?}");
+        }
+        let t = chrono::DateTime::parse_from_rfc3339("2026-11-30T13:14:25.238705102Z")
+            .expect("time")
+            .with_timezone(&chrono::Utc);
+        assert_eq!(go_time(t), "2026-11-30 13:14:25.238705102 +0000 UTC");
+        let whole = chrono::DateTime::parse_from_rfc3339("2026-11-30T13:14:25Z")
+            .expect("time")
+            .with_timezone(&chrono::Utc);
+        assert_eq!(go_time(whole), "2026-11-30 13:14:25 +0000 UTC");
     }
 
     #[test]
@@ -283,7 +346,7 @@ mod tests {
                     vec![s("database")],
                     true,
                     s("Offline"),
-                    s("No heartbeat for 25.1s (2026-11-30T02:59:34Z)")
+                    s("No heartbeat for 25.1s (2026-11-30 02:59:34.9 +0000 UTC)")
                 ),
                 (
                     s("m4"),
