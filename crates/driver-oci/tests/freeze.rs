@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{World, init_tracing, runtime_under_test, start_ready};
 use drivers::{DriverError, InstanceDriver, RuntimeStatus, StopOutcome};
-use drover_driver_oci::RuntimeKind;
+use drover_driver_oci::{OciDriver, RuntimeKind};
 
 /// An init that counts in `/tick` every 50 ms and exits on SIGPWR/SIGTERM.
 const TICKING_INIT: &str = r#"#!/bin/sh
@@ -34,6 +34,20 @@ async fn ticking(rootfs: &Path) -> bool {
     let before = tick(rootfs);
     tokio::time::sleep(Duration::from_millis(600)).await;
     tick(rootfs) != before
+}
+
+/// Freezes running `id` and stops it (SIGPWR, 20 s, `force`): the stop ends as `want`
+/// within 10 s, and then it is Stopped.
+async fn stop_frozen(driver: &OciDriver, id: &str, force: bool, want: StopOutcome) {
+    driver.freeze(id).await.unwrap();
+    let t0 = Instant::now();
+    let outcome = driver
+        .stop(id, libc::SIGPWR, Duration::from_secs(20), force)
+        .await
+        .unwrap();
+    assert_eq!(outcome, want);
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    assert_eq!(driver.state(id).await.unwrap(), RuntimeStatus::Stopped);
 }
 
 /// What does this test do?
@@ -80,18 +94,7 @@ async fn freeze_unfreeze_and_stop(kind: RuntimeKind) {
     driver.unfreeze(&spec.id).await.unwrap();
 
     tracing::info!("--- clean stop of a frozen container");
-    driver.freeze(&spec.id).await.unwrap();
-    let t0 = Instant::now();
-    let outcome = driver
-        .stop(&spec.id, libc::SIGPWR, Duration::from_secs(20), false)
-        .await
-        .unwrap();
-    assert_eq!(outcome, StopOutcome::Clean);
-    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
-    assert_eq!(
-        driver.state(&spec.id).await.unwrap(),
-        RuntimeStatus::Stopped
-    );
+    stop_frozen(&driver, &spec.id, false, StopOutcome::Clean).await;
     assert!(matches!(
         driver.freeze(&spec.id).await,
         Err(DriverError::NotRunning)
@@ -104,18 +107,7 @@ async fn freeze_unfreeze_and_stop(kind: RuntimeKind) {
 
     tracing::info!("--- forced stop of a frozen container");
     start_ready(&driver, &spec).await;
-    driver.freeze(&spec.id).await.unwrap();
-    let t0 = Instant::now();
-    let outcome = driver
-        .stop(&spec.id, libc::SIGPWR, Duration::from_secs(20), true)
-        .await
-        .unwrap();
-    assert_eq!(outcome, StopOutcome::Killed);
-    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
-    assert_eq!(
-        driver.state(&spec.id).await.unwrap(),
-        RuntimeStatus::Stopped
-    );
+    stop_frozen(&driver, &spec.id, true, StopOutcome::Killed).await;
 }
 
 mod crun {

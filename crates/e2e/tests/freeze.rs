@@ -33,6 +33,14 @@ async fn listed(m: &Member, name: &str, columns: &str) -> String {
         .to_string()
 }
 
+/// A stream of `m`'s lifecycle events from now on.
+async fn lifecycle_events(m: &Member) -> client::EventStream {
+    m.client()
+        .events(&["lifecycle"])
+        .await
+        .expect("subscribe to events")
+}
+
 /// Waits (5 s at most) for lifecycle event `action` of instance `name`.
 async fn expect_event(events: &mut client::EventStream, action: &str, name: &str) {
     drover_e2e::expect_lifecycle(events, action, name, Duration::from_secs(5)).await;
@@ -159,11 +167,7 @@ async fn lxc_pause_start_stop_and_refusals() {
     assert!(ticking(pid).await, "the counter does not move");
 
     tracing::info!("--- lxc pause");
-    let mut events = m
-        .client()
-        .events(&["lifecycle"])
-        .await
-        .expect("subscribe to events");
+    let mut events = lifecycle_events(&m).await;
     m.lxc(&["pause", "fz1"]).await.success();
     expect_event(&mut events, "instance-paused", "fz1").await;
     assert_eq!(row(&m, "fz1").await, "fz1,FROZEN");
@@ -262,11 +266,7 @@ async fn evacuating_a_frozen_container_shuts_it_down_and_moves_it() {
     assert_eq!(located(m2, "fzev1").await, "fzev1,FROZEN,m1");
 
     tracing::info!("--- lxc cluster evacuate m1 --force");
-    let mut events = m1
-        .client()
-        .events(&["lifecycle"])
-        .await
-        .expect("subscribe to events");
+    let mut events = lifecycle_events(m1).await;
     let t = Instant::now();
     m2.lxc(&["cluster", "evacuate", "m1", "--force"])
         .await
@@ -409,11 +409,7 @@ async fn vm_pause_start_move_and_evacuate() {
     assert_eq!(located(m2, "fzvm").await, "fzvm,FROZEN,m1");
 
     tracing::info!("--- evacuating m1 moves the frozen VM stopped");
-    let mut events = m1
-        .client()
-        .events(&["lifecycle"])
-        .await
-        .expect("subscribe to events");
+    let mut events = lifecycle_events(m1).await;
     m2.lxc(&["cluster", "evacuate", "m1", "--force"])
         .await
         .success();
@@ -424,11 +420,7 @@ async fn vm_pause_start_move_and_evacuate() {
 
     tracing::info!("--- lxc stop of a frozen VM");
     m2.lxc(&["pause", "fzvm"]).await.success();
-    let mut events = m2
-        .client()
-        .events(&["lifecycle"])
-        .await
-        .expect("subscribe to events");
+    let mut events = lifecycle_events(m2).await;
     m2.lxc(&["stop", "fzvm"]).await.success();
     expect_event(&mut events, "instance-resumed", "fzvm").await;
     expect_event(&mut events, "instance-shutdown", "fzvm").await;
