@@ -8,6 +8,8 @@
 //! - the only member of a cluster, and either member of a two-member cluster, can be
 //!   evacuated with `lxc cluster evacuate` (drover refused both for quorum, and the 5.0.2
 //!   client cannot send `force`);
+//! - `lxc restart` of a stopped instance on an evacuated member: `Cluster member is
+//!   evacuated`, as LXD says for every action but stop (drover said it is not running);
 //! - on a standalone server: evacuating answers `Cluster member not found`, `lxc cluster
 //!   show` says `Server is not clustered`, `lxc launch --target` says `Target only allowed
 //!   when clustered` and creates nothing.
@@ -145,8 +147,9 @@ async fn a_twice_evacuated_instance_goes_home() {
 /// One member, standalone: `lxc cluster evacuate` answers `Cluster member not found`,
 /// `lxc cluster show` `Server is not clustered`, `lxc launch --target` `Target only
 /// allowed when clustered` (nothing created). Then `lxc cluster enable solo`:
-/// `lxc cluster evacuate solo --force` stops `cs1` in place (EVACUATED), a launch is
-/// refused in LXD's words, `lxc cluster restore solo --force` starts `cs1` again and
+/// `lxc cluster evacuate solo --force` stops `cs1` in place (EVACUATED); `lxc restart`
+/// and `lxc start` there are refused with `Cluster member is evacuated` (a stop is not
+/// refused for it), a launch is refused in LXD's words, `lxc cluster restore solo --force` starts `cs1` again and
 /// leaves the stopped `cs2` stopped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_only_member_evacuates_like_lxd() {
@@ -198,6 +201,20 @@ async fn the_only_member_evacuates_like_lxd() {
     );
     assert_eq!(states(&m).await, [("solo".into(), "EVACUATED".into())]);
     assert_eq!(row(&m, "cs1").await, ("STOPPED".into(), "solo".into()));
+    for args in [["restart", "cs1"], ["start", "cs2"]] {
+        let out = m.lxc(&args).await;
+        assert!(
+            out.failure().contains("Error: Cluster member is evacuated"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    let out = m.lxc(&["stop", "cs1"]).await;
+    assert!(
+        out.failure().contains("The instance is already stopped"),
+        "{}",
+        out.stderr
+    );
     nowhere_to_launch(&m, "cs3").await;
     let out = m.lxc(&["cluster", "restore", "solo", "--force"]).await;
     assert!(

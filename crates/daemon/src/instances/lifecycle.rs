@@ -520,6 +520,13 @@ pub async fn change_state(
         return Err(ApiError::not_found("Instance not found"));
     };
     let action = parsed?;
+    // LXD 5.0.2 refuses every action but stop on an evacuated member before it looks at
+    // the instance (`lxc restart` of a stopped instance there says so too).
+    if action != Action::Stop
+        && member.is_some_and(|m| !member_takes(m.state, &m.name, &found.rec.config))
+    {
+        return Err(ApiError::forbidden("Cluster member is evacuated"));
+    }
     if req.stateful {
         return Err(ApiError::bad_request(
             "Stateful stop and start are not supported",
@@ -527,11 +534,6 @@ pub async fn change_state(
     }
     if !action.refused_in_operation() {
         action.check(instance_status(d, &id), &found.rec.kind)?;
-    }
-    if action == Action::Start
-        && member.is_some_and(|m| !member_takes(m.state, &m.name, &found.rec.config))
-    {
-        return Err(ApiError::forbidden("Cluster member is evacuated"));
     }
     let wait = StopWait::from_request(req.timeout, req.force);
     let resources = BTreeMap::from([("instances".to_string(), vec![url(name)])]);
