@@ -91,13 +91,20 @@ pub(super) async fn run(d: &Daemon, mut plan: Plan, opts: &MoveOptions) -> ApiRe
                         Ok(running) => {
                             Ok(MoveReport::from_plan(&plan, &rep, running, None, started))
                         }
-                        Err(e) => Err(e),
+                        Err(e) => {
+                            // As after a switch: recovery asks the target until it answers.
+                            super::recover::spawn_one(d, plan.id.clone());
+                            Err(e)
+                        }
                     }
                 }
-                Undo::Unknown(why) => Err(ApiError::internal(format!(
-                    "{}; the move could not be undone yet ({why}): the next start of this member resolves it",
-                    e.message
-                ))),
+                Undo::Unknown(why) => {
+                    super::recover::spawn_one(d, plan.id.clone());
+                    Err(ApiError::internal(format!(
+                        "{}; the move could not be undone yet ({why}): it is resolved in the background",
+                        e.message
+                    )))
+                }
             }
         }
     }

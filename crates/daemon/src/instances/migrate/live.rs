@@ -186,14 +186,21 @@ pub(super) async fn run(d: &Daemon, mut plan: Plan, opts: &MoveOptions) -> ApiRe
             cancel_outgoing(&vms, &runtime).await;
             match undo(d, &plan, true, &e.message).await {
                 Undo::Undone => Err(e),
-                Undo::Switched => {
-                    let running = finish(d, &plan, &mut rep).await?;
-                    Ok(report(&rep, &ctx, running))
+                Undo::Switched => match finish(d, &plan, &mut rep).await {
+                    Ok(running) => Ok(report(&rep, &ctx, running)),
+                    Err(e) => {
+                        // As after a switch: recovery asks the target until it answers.
+                        super::recover::spawn_one(d, plan.id.clone());
+                        Err(e)
+                    }
+                },
+                Undo::Unknown(why) => {
+                    super::recover::spawn_one(d, plan.id.clone());
+                    Err(ApiError::internal(format!(
+                        "{}; the move could not be undone yet ({why}): it is resolved in the background",
+                        e.message
+                    )))
                 }
-                Undo::Unknown(why) => Err(ApiError::internal(format!(
-                    "{}; the move could not be undone yet ({why}): the next start of this member resolves it",
-                    e.message
-                ))),
             }
         }
     }
