@@ -74,6 +74,20 @@ fn begin(member: &str, kind: EvacuationKind, entries: Vec<PlanEntry>) -> Command
     }
 }
 
+/// Begins evacuating m1 with `a` and `b` (running) planned onto m2.
+fn begin_a_and_b_to_m2(store: &Store) {
+    store
+        .execute(&begin(
+            "m1",
+            EvacuationKind::Evacuate,
+            vec![
+                entry("a", PlanAction::Migrate, "m2", true),
+                entry("b", PlanAction::Migrate, "m2", true),
+            ],
+        ))
+        .unwrap();
+}
+
 #[test]
 fn evacuation_journal_and_refusals() {
     let store = Store::in_memory().unwrap();
@@ -256,16 +270,7 @@ fn late_instances_replans_and_what_counts_as_unfinished() {
     instance(&store, "a", None);
     instance(&store, "b", None);
     instance(&store, "late", None);
-    store
-        .execute(&begin(
-            "m1",
-            EvacuationKind::Evacuate,
-            vec![
-                entry("a", PlanAction::Migrate, "m2", true),
-                entry("b", PlanAction::Migrate, "m2", true),
-            ],
-        ))
-        .unwrap();
+    begin_a_and_b_to_m2(&store);
     let unfinished = |store: &Store| {
         store
             .read(|c| db::evacuations::has_unfinished(c, "m1"))
@@ -433,16 +438,7 @@ fn a_second_evacuation_carries_the_first_journal_along() {
     };
 
     // m1's evacuation puts a and b on m2
-    store
-        .execute(&begin(
-            "m1",
-            EvacuationKind::Evacuate,
-            vec![
-                entry("a", PlanAction::Migrate, "m2", true),
-                entry("b", PlanAction::Migrate, "m2", true),
-            ],
-        ))
-        .unwrap();
+    begin_a_and_b_to_m2(&store);
     for (id, name) in [("mv0", "a"), ("mv1", "b")] {
         hand_over(&store, id, name, "m1", "m2");
         store.execute(&step("m1", name, PlanStep::Done)).unwrap();

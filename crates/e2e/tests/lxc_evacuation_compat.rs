@@ -49,6 +49,12 @@ async fn states(m: &Member) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `lxc ARGS` on `m` fails, saying `text`.
+async fn refused(m: &Member, args: &[&str], text: &str) {
+    let out = m.lxc(args).await;
+    assert!(out.failure().contains(text), "{args:?}: {}", out.stderr);
+}
+
 /// `lxc cluster evacuate|restore NAME --force` through `via` succeeds.
 async fn job(via: &Member, action: &str, name: &str) {
     let out = via.lxc(&["cluster", action, name, "--force"]).await;
@@ -57,13 +63,12 @@ async fn job(via: &Member, action: &str, name: &str) {
 
 /// A launch nowhere to go: `lxc launch` fails, and the API answers LXD's 400.
 async fn nowhere_to_launch(m: &Member, name: &str) {
-    let out = m.lxc(&["launch", "busybox", name]).await;
-    assert!(
-        out.failure()
-            .contains("Error: No suitable cluster member could be found"),
-        "{}",
-        out.stderr
-    );
+    refused(
+        m,
+        &["launch", "busybox", name],
+        "Error: No suitable cluster member could be found",
+    )
+    .await;
     let body = serde_json::json!({
         "name": name,
         "source": {"type": "image", "alias": "busybox"},
@@ -160,28 +165,24 @@ async fn the_only_member_evacuates_like_lxd() {
     m.lxc(&["init", "busybox", "cs2"]).await.success();
 
     tracing::info!("--- standalone: LXD's refusals");
-    let out = m.lxc(&["cluster", "evacuate", "solo", "--force"]).await;
-    assert!(
-        out.failure()
-            .contains("Failed to update cluster member state: Cluster member not found"),
-        "{}",
-        out.stderr
-    );
-    let out = m.lxc(&["cluster", "show", "solo"]).await;
-    assert!(
-        out.failure().contains("Error: Server is not clustered"),
-        "{}",
-        out.stderr
-    );
-    let out = m
-        .lxc(&["launch", "busybox", "cs3", "--target", "solo"])
-        .await;
-    assert!(
-        out.failure()
-            .contains("Error: Target only allowed when clustered"),
-        "{}",
-        out.stderr
-    );
+    refused(
+        &m,
+        &["cluster", "evacuate", "solo", "--force"],
+        "Failed to update cluster member state: Cluster member not found",
+    )
+    .await;
+    refused(
+        &m,
+        &["cluster", "show", "solo"],
+        "Error: Server is not clustered",
+    )
+    .await;
+    refused(
+        &m,
+        &["launch", "busybox", "cs3", "--target", "solo"],
+        "Error: Target only allowed when clustered",
+    )
+    .await;
     let out = m.lxc(&["list", "-f", "csv", "-c", "n"]).await;
     assert_eq!(out.success().stdout, "cs1\ncs2\n");
 
@@ -202,19 +203,9 @@ async fn the_only_member_evacuates_like_lxd() {
     assert_eq!(states(&m).await, [("solo".into(), "EVACUATED".into())]);
     assert_eq!(row(&m, "cs1").await, ("STOPPED".into(), "solo".into()));
     for args in [["restart", "cs1"], ["start", "cs2"]] {
-        let out = m.lxc(&args).await;
-        assert!(
-            out.failure().contains("Error: Cluster member is evacuated"),
-            "{args:?}: {}",
-            out.stderr
-        );
+        refused(&m, &args, "Error: Cluster member is evacuated").await;
     }
-    let out = m.lxc(&["stop", "cs1"]).await;
-    assert!(
-        out.failure().contains("The instance is already stopped"),
-        "{}",
-        out.stderr
-    );
+    refused(&m, &["stop", "cs1"], "The instance is already stopped").await;
     nowhere_to_launch(&m, "cs3").await;
     let out = m.lxc(&["cluster", "restore", "solo", "--force"]).await;
     assert!(
