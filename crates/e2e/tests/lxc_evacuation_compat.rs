@@ -10,6 +10,7 @@
 //!   client cannot send `force`);
 //! - `lxc restart` of a stopped instance on an evacuated member: `Cluster member is
 //!   evacuated`, as LXD says for every action but stop (drover said it is not running);
+//!   elsewhere LXD's `The instance is already stopped`;
 //! - on a standalone server: evacuating answers `Cluster member not found`, `lxc cluster
 //!   show` says `Server is not clustered`, `lxc launch --target` says `Target only allowed
 //!   when clustered` and creates nothing.
@@ -218,6 +219,7 @@ async fn the_only_member_evacuates_like_lxd() {
     assert_eq!(states(&m).await, [("solo".into(), "ONLINE".into())]);
     assert_eq!(row(&m, "cs1").await, ("RUNNING".into(), "solo".into()));
     assert_eq!(row(&m, "cs2").await, ("STOPPED".into(), "solo".into()));
+    refused(&m, &["restart", "cs2"], "The instance is already stopped").await;
 
     tracing::info!("--- the member still leads after a restart while evacuated");
     job(&m, "evacuate", "solo").await;

@@ -444,7 +444,7 @@ impl Action {
             (Self::Start, _) if running => "The instance is already running".to_string(),
             (Self::Stop, _) if !running => "The instance is already stopped".to_string(),
             (Self::Restart, Frozen) => "Instance is not running".to_string(),
-            (Self::Restart, _) if !running => "The instance isn't running".to_string(),
+            (Self::Restart, _) if !running => "The instance is already stopped".to_string(),
             (Self::Freeze | Self::Unfreeze, _) if !running => format!("The {what} isn't running"),
             (Self::Freeze, Frozen) => format!("The {what} is already frozen"),
             (Self::Unfreeze, Running) => format!("The {what} is already running"),
@@ -790,7 +790,12 @@ mod tests {
             ),
             (Action::Start, Frozen, c, "The instance is already running"),
             (Action::Restart, Frozen, c, "Instance is not running"),
-            (Action::Restart, Stopped, c, "The instance isn't running"),
+            (
+                Action::Restart,
+                Stopped,
+                c,
+                "The instance is already stopped",
+            ),
             (
                 Action::Freeze,
                 Frozen,
