@@ -15,6 +15,8 @@
 //!   show` says `Server is not clustered`, `lxc launch --target` says `Target only allowed
 //!   when clustered` and creates nothing.
 //!
+//! - `lxc monitor --type=operation` shows a new operation `Pending` too, as LXD does.
+//!
 //! Members listen on 127.0.42.11–16 (free ports).
 
 use std::time::Duration;
@@ -236,7 +238,9 @@ async fn the_only_member_evacuates_like_lxd() {
 /// What does this test do?
 ///
 /// Two members formed through the API (two voters): `lxc cluster evacuate m1` moves the
-/// running `cd1` to m2, `lxc cluster restore m1` brings it back running.
+/// running `cd1` to m2 — `lxc monitor --type=operation` shows the evacuation's operation
+/// `Pending` once (as LXD announces a new one), `Running` and `Success` — and `lxc cluster restore m1` brings it
+/// back running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn either_of_two_members_evacuates() {
     require_lxc();
@@ -246,7 +250,61 @@ async fn either_of_two_members_evacuates() {
     m1.lxc(&["launch", "busybox", "cd1", "--target", "m1"])
         .await
         .success();
+    let mut monitor = m2
+        .lxc_command(&["monitor", "--type=operation", "-f", "json"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn lxc monitor");
+    let seen = drover_e2e::collect_output(monitor.stdout.take().expect("piped stdout"));
+    let events = || {
+        seen.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .collect::<Vec<_>>()
+    };
+    let mut tick = 0;
+    wait_until("lxc monitor live", Duration::from_secs(20), || {
+        tick += 1;
+        let value = tick.to_string();
+        async move {
+            m1.lxc(&["config", "set", "cd1", "user.tick", &value])
+                .await
+                .success();
+            !events().is_empty()
+        }
+    })
+    .await;
     job(m2, "evacuate", "m1").await;
+    wait_until(
+        "the evacuation's events",
+        Duration::from_secs(20),
+        || async {
+            events().iter().any(|e| {
+                e["metadata"]["description"] == "Evacuating cluster member"
+                    && e["metadata"]["status"] == "Success"
+            })
+        },
+    )
+    .await;
+    // lxc hands each event to its printer on a goroutine of its own: their order on its
+    // output is not the order they came in (LXD's own Pending shows up after Running too).
+    let statuses: Vec<String> = events()
+        .iter()
+        .filter(|e| e["metadata"]["description"] == "Evacuating cluster member")
+        .map(|e| {
+            e["metadata"]["status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    let count = |s: &str| statuses.iter().filter(|x| *x == s).count();
+    assert_eq!(count("Pending"), 1, "{statuses:?}");
+    assert!(count("Running") >= 1, "{statuses:?}");
+    assert_eq!(count("Success"), 1, "{statuses:?}");
     assert_eq!(row(m2, "cd1").await, ("RUNNING".into(), "m2".into()));
     let all = states(m1).await;
     assert_eq!(

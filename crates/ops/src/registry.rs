@@ -118,6 +118,14 @@ impl Registry {
                 },
             );
         }
+        // LXD announces a new operation twice: created (`Pending`), then started.
+        if self.bus.has_listeners() {
+            self.publish(&Operation {
+                status: OperationStatus::Pending,
+                status_code: OperationStatus::Pending.code(),
+                ..op.clone()
+            });
+        }
         self.publish(&op);
         OpHandle {
             registry: self.clone(),
@@ -371,7 +379,7 @@ mod tests {
                     .to_string(),
             );
         }
-        assert_eq!(statuses, ["Running", "Running", "Success"]);
+        assert_eq!(statuses, ["Pending", "Running", "Running", "Success"]);
     }
 
     #[tokio::test]
