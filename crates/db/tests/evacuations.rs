@@ -74,6 +74,17 @@ fn begin(member: &str, kind: EvacuationKind, entries: Vec<PlanEntry>) -> Command
     }
 }
 
+/// A store with members m1–m3 and instances `a` and `b` on m1.
+fn three_members_with_a_and_b() -> Store {
+    let store = Store::in_memory().unwrap();
+    for m in ["m1", "m2", "m3"] {
+        member(&store, m);
+    }
+    instance(&store, "a", None);
+    instance(&store, "b", None);
+    store
+}
+
 /// Begins evacuating m1 with `a` and `b` (running) planned onto m2.
 fn begin_a_and_b_to_m2(store: &Store) {
     store
@@ -90,12 +101,7 @@ fn begin_a_and_b_to_m2(store: &Store) {
 
 #[test]
 fn evacuation_journal_and_refusals() {
-    let store = Store::in_memory().unwrap();
-    for m in ["m1", "m2", "m3"] {
-        member(&store, m);
-    }
-    instance(&store, "a", None);
-    instance(&store, "b", None);
+    let store = three_members_with_a_and_b();
     instance(&store, "c", Some("m9"));
 
     // --- begin evacuating m1
@@ -263,12 +269,7 @@ fn evacuation_journal_and_refusals() {
 /// - a re-planned instance keeps its new target; one that now stays loses its origin
 #[test]
 fn late_instances_replans_and_what_counts_as_unfinished() {
-    let store = Store::in_memory().unwrap();
-    for m in ["m1", "m2", "m3"] {
-        member(&store, m);
-    }
-    instance(&store, "a", None);
-    instance(&store, "b", None);
+    let store = three_members_with_a_and_b();
     instance(&store, "late", None);
     begin_a_and_b_to_m2(&store);
     let unfinished = |store: &Store| {
@@ -425,12 +426,7 @@ fn target_in_journal(store: &Store, member: &str, instance: &str) -> String {
 
 #[test]
 fn a_second_evacuation_carries_the_first_journal_along() {
-    let store = Store::in_memory().unwrap();
-    for m in ["m1", "m2", "m3"] {
-        member(&store, m);
-    }
-    instance(&store, "a", None);
-    instance(&store, "b", None);
+    let store = three_members_with_a_and_b();
     let finish = |m: &str| Command::FinishEvacuation {
         member: m.into(),
         kind: EvacuationKind::Evacuate,

@@ -108,6 +108,25 @@ pub fn disk_add<'a>(inst: &'a str, dev: &'a str, opts: &[&'a str]) -> Vec<&'a st
     args
 }
 
+/// `lxc cluster list -f csv` through `m`: (name, STATE) per member. The state is counted
+/// from the end of the row: the ROLES column may be quoted with a comma inside.
+///
+/// # Panics
+///
+/// When `lxc` fails.
+pub async fn lxc_member_states(m: &crate::Member) -> Vec<(String, String)> {
+    let out = m.lxc(&["cluster", "list", "-f", "csv"]).await;
+    out.success()
+        .stdout
+        .lines()
+        .map(|l| {
+            let cols: Vec<&str> = l.split(',').collect();
+            let state = cols.get(cols.len().saturating_sub(2)).copied();
+            (cols[0].to_string(), state.unwrap_or_default().to_string())
+        })
+        .collect()
+}
+
 /// Collects, in the background, what `out` yields (a child's piped stdout, say) as text.
 pub fn collect_output(
     mut out: impl tokio::io::AsyncRead + Unpin + Send + 'static,

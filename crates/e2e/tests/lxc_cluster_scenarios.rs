@@ -27,7 +27,8 @@
 use std::time::Duration;
 
 use drover_e2e::{
-    CLUSTER_SETTLE, HttpsClient, Member, Output, free_address, lxc_remote, require_lxc, wait_until,
+    CLUSTER_SETTLE, HttpsClient, Member, Output, free_address, lxc_member_states, lxc_remote,
+    require_lxc, wait_until,
 };
 
 /// The `lxc list -f csv` row of `name` as `m` sees it, if any.
@@ -38,22 +39,6 @@ async fn row(m: &Member, name: &str) -> Option<String> {
         .lines()
         .find(|l| l.starts_with(&format!("{name},")))
         .map(str::to_string)
-}
-
-/// `lxc cluster list -f csv` of `m`: (name, state) per member.
-async fn members(m: &Member) -> Vec<(String, String)> {
-    let out = m.lxc(&["cluster", "list", "-f", "csv"]).await;
-    out.success();
-    out.stdout
-        .lines()
-        .map(|l| {
-            // NAME,URL,"ROLES",ARCH,FAILURE DOMAIN,DESCRIPTION,STATE,MESSAGE: the roles may
-            // be quoted with a comma inside, so the state is counted from the end.
-            let cols: Vec<&str> = l.split(',').collect();
-            let state = cols.get(cols.len().saturating_sub(2)).copied();
-            (cols[0].to_string(), state.unwrap_or_default().to_string())
-        })
-        .collect()
 }
 
 /// The join token `lxc cluster add` printed.
@@ -135,7 +120,7 @@ async fn all_members(m: &Member, want: usize, state: &str) {
         &format!("{want} members {state}"),
         CLUSTER_SETTLE,
         || async {
-            let list = members(m).await;
+            let list = lxc_member_states(m).await;
             list.len() == want && list.iter().all(|(_, s)| s == state)
         },
     )
@@ -360,7 +345,7 @@ async fn an_operator_runs_a_cluster_with_lxc() {
     tracing::info!("--- lxc cluster evacuate m1 --force, then restore");
     let out = m2.lxc(&["cluster", "evacuate", "m1", "--force"]).await;
     out.success();
-    let states = members(&m3).await;
+    let states = lxc_member_states(&m3).await;
     assert!(
         states.contains(&("m1".to_string(), "EVACUATED".to_string())),
         "{states:?}"

@@ -21,7 +21,7 @@
 
 use std::time::Duration;
 
-use drover_e2e::{Member, form_cluster, free_address, require_lxc, wait_until};
+use drover_e2e::{Member, form_cluster, free_address, lxc_member_states, require_lxc, wait_until};
 
 /// `name`'s `(STATE, LOCATION)` in `lxc list` as `m` shows it.
 async fn row(m: &Member, name: &str) -> (String, String) {
@@ -35,21 +35,6 @@ async fn row(m: &Member, name: &str) -> (String, String) {
         .to_string();
     let cols: Vec<&str> = line.split(',').collect();
     (cols[1].to_string(), cols[2].to_string())
-}
-
-/// `lxc cluster list -f csv` of `m`: (name, STATE) per member (the state counted from the
-/// end: the roles column may hold a quoted comma).
-async fn states(m: &Member) -> Vec<(String, String)> {
-    let out = m.lxc(&["cluster", "list", "-f", "csv"]).await;
-    out.success()
-        .stdout
-        .lines()
-        .map(|l| {
-            let cols: Vec<&str> = l.split(',').collect();
-            let state = cols.get(cols.len().saturating_sub(2)).copied();
-            (cols[0].to_string(), state.unwrap_or_default().to_string())
-        })
-        .collect()
 }
 
 /// `lxc ARGS` on `m` fails, saying `text`.
@@ -129,7 +114,7 @@ async fn a_twice_evacuated_instance_goes_home() {
     assert!(y != x && y != "m2", "ce1 on {y}");
     job(m1, "evacuate", &y).await;
     assert_eq!(row(m1, "ce1").await, ("STOPPED".to_string(), y.clone()));
-    let all = states(by_name(&x)).await;
+    let all = lxc_member_states(by_name(&x)).await;
     assert!(all.iter().all(|(_, s)| s == "EVACUATED"), "{all:?}");
     nowhere_to_launch(by_name(&y), "ce3").await;
 
@@ -141,7 +126,7 @@ async fn a_twice_evacuated_instance_goes_home() {
     job(by_name(&y), "restore", "m2").await;
     assert_eq!(row(m1, "ce1").await, ("RUNNING".into(), "m2".into()));
     assert_eq!(row(m1, "ce2").await, ("STOPPED".into(), "m2".into()));
-    let all = states(m1).await;
+    let all = lxc_member_states(m1).await;
     assert!(all.iter().all(|(_, s)| s == "ONLINE"), "{all:?}");
     let out = m1
         .lxc(&["config", "get", "ce1", "volatile.evacuate.origin"])
@@ -203,7 +188,10 @@ async fn the_only_member_evacuates_like_lxd() {
         "{}",
         out.stdout
     );
-    assert_eq!(states(&m).await, [("solo".into(), "EVACUATED".into())]);
+    assert_eq!(
+        lxc_member_states(&m).await,
+        [("solo".into(), "EVACUATED".into())]
+    );
     assert_eq!(row(&m, "cs1").await, ("STOPPED".into(), "solo".into()));
     for args in [["restart", "cs1"], ["start", "cs2"]] {
         refused(&m, &args, "Error: Cluster member is evacuated").await;
@@ -218,7 +206,10 @@ async fn the_only_member_evacuates_like_lxd() {
         "{}",
         out.stdout
     );
-    assert_eq!(states(&m).await, [("solo".into(), "ONLINE".into())]);
+    assert_eq!(
+        lxc_member_states(&m).await,
+        [("solo".into(), "ONLINE".into())]
+    );
     assert_eq!(row(&m, "cs1").await, ("RUNNING".into(), "solo".into()));
     assert_eq!(row(&m, "cs2").await, ("STOPPED".into(), "solo".into()));
     refused(&m, &["restart", "cs2"], "The instance is already stopped").await;
@@ -306,7 +297,7 @@ async fn either_of_two_members_evacuates() {
     assert!(count("Running") >= 1, "{statuses:?}");
     assert_eq!(count("Success"), 1, "{statuses:?}");
     assert_eq!(row(m2, "cd1").await, ("RUNNING".into(), "m2".into()));
-    let all = states(m1).await;
+    let all = lxc_member_states(m1).await;
     assert_eq!(
         all,
         [
