@@ -643,7 +643,7 @@ impl Member {
                 let Ok(bytes) = std::fs::read(&path) else {
                     continue;
                 };
-                let tail = &bytes[bytes.len().saturating_sub(4000)..];
+                let tail = &bytes[bytes.len().saturating_sub(16000)..];
                 eprintln!(
                     "--- end of {}\n{}\n--- end of file",
                     path.display(),

@@ -263,11 +263,6 @@ pub(super) async fn resume_local(d: &Daemon, id: &str, q: &MoveQuery) -> Resumed
     if vms.vm_config(&runtime).await.is_err() {
         return Resumed::not(format!("no QEMU of the move runs on {:?}", d.member()));
     }
-    // The agent's port is connected before the guest runs again, as on the source (where
-    // the daemon was connected): the guest never sees it closed.
-    if let Err(e) = vms.attach_agent(&runtime).await {
-        tracing::warn!(instance = %q.instance, error = %e, "agent port not attached before resuming");
-    }
     let asked = std::time::Instant::now();
     // The marker goes to disk while QEMU loads the end of the stream: its sync then costs
     // the guest's pause nothing. Written before the outcome is known, it is taken back
@@ -294,6 +289,13 @@ pub(super) async fn resume_local(d: &Daemon, id: &str, q: &MoveQuery) -> Resumed
     }
     let arrived_after = asked.elapsed();
     let status = arrived.unwrap_or_default();
+    // The agent's port is connected before the guest runs again, as on the source (where
+    // the daemon was connected): the guest never sees it closed. Only once the whole
+    // stream is loaded: a connection makes QEMU's virtio-serial write to the guest's
+    // memory, which must not happen while that memory is still arriving.
+    if let Err(e) = vms.attach_agent(&runtime).await {
+        tracing::warn!(instance = %q.instance, error = %e, "agent port not attached before resuming");
+    }
     if status == "paused"
         && let Err(e) = vms.resume(&runtime).await
     {
