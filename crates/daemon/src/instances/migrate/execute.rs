@@ -83,29 +83,36 @@ pub(super) async fn run(d: &Daemon, mut plan: Plan, opts: &MoveOptions) -> ApiRe
         Err(Failure::BeforeSwitch(e)) => {
             rep.stage(MoveStage::Rollback);
             tracing::warn!(move_id = %plan.id, error = %e.message, "move failed: rolling back");
-            match undo(d, &plan, ctx.switch_proposed, &e.message).await {
-                Undo::Undone => Err(e),
-                Undo::Switched => {
-                    // The switch had committed after all: finish the move instead.
-                    match finish(d, &plan, &mut rep).await {
-                        Ok(running) => {
-                            Ok(MoveReport::from_plan(&plan, &rep, running, None, started))
-                        }
-                        Err(e) => {
-                            // As after a switch: recovery asks the target until it answers.
-                            super::recover::spawn_one(d, plan.id.clone());
-                            Err(e)
-                        }
-                    }
-                }
-                Undo::Unknown(why) => {
-                    super::recover::spawn_one(d, plan.id.clone());
-                    Err(ApiError::internal(format!(
-                        "{}; the move could not be undone yet ({why}): it is resolved in the background",
-                        e.message
-                    )))
-                }
-            }
+            undo_or_finish(d, &plan, ctx.switch_proposed, e, &mut rep)
+                .await
+                .map(|running| MoveReport::from_plan(&plan, &rep, running, None, started))
+        }
+    }
+}
+
+/// After move `plan` failed with `e` before its switch (`switch_proposed`: the switch may
+/// have committed unseen): undoes it and fails with `e`, or, when the switch had committed
+/// after all, finishes it and returns whether the instance runs on the target. Whatever is
+/// left unresolved (the target did not answer, the undo's outcome is unknown) goes to the
+/// background recovery.
+pub(super) async fn undo_or_finish(
+    d: &Daemon,
+    plan: &Plan,
+    switch_proposed: bool,
+    e: ApiError,
+    rep: &mut Reporter,
+) -> ApiResult<bool> {
+    match undo(d, plan, switch_proposed, &e.message).await {
+        Undo::Undone => Err(e),
+        Undo::Switched => finish(d, plan, rep)
+            .await
+            .inspect_err(|_| super::recover::spawn_one(d, plan.id.clone())),
+        Undo::Unknown(why) => {
+            super::recover::spawn_one(d, plan.id.clone());
+            Err(ApiError::internal(format!(
+                "{}; the move could not be undone yet ({why}): it is resolved in the background",
+                e.message
+            )))
         }
     }
 }

@@ -62,7 +62,7 @@ use driver_qemu::{MigrationParams, MigrationProgress, VmConfig};
 use tokio::io::AsyncReadExt;
 
 use super::checks::Plan;
-use super::execute::{Undo, finish, journal, undo};
+use super::execute::{finish, journal};
 use super::live_target::{Arrived, PrepareLive, Resumed};
 use super::progress::{MoveStage, Reporter};
 use super::{MoveOptions, MoveReport, internal};
@@ -184,24 +184,9 @@ pub(super) async fn run(d: &Daemon, mut plan: Plan, opts: &MoveOptions) -> ApiRe
             rep.stage(MoveStage::Rollback);
             tracing::warn!(move_id = %plan.id, error = %e.message, "live move failed: rolling back");
             cancel_outgoing(&vms, &runtime).await;
-            match undo(d, &plan, true, &e.message).await {
-                Undo::Undone => Err(e),
-                Undo::Switched => match finish(d, &plan, &mut rep).await {
-                    Ok(running) => Ok(report(&rep, &ctx, running)),
-                    Err(e) => {
-                        // As after a switch: recovery asks the target until it answers.
-                        super::recover::spawn_one(d, plan.id.clone());
-                        Err(e)
-                    }
-                },
-                Undo::Unknown(why) => {
-                    super::recover::spawn_one(d, plan.id.clone());
-                    Err(ApiError::internal(format!(
-                        "{}; the move could not be undone yet ({why}): it is resolved in the background",
-                        e.message
-                    )))
-                }
-            }
+            super::execute::undo_or_finish(d, &plan, true, e, &mut rep)
+                .await
+                .map(|running| report(&rep, &ctx, running))
         }
     }
 }
