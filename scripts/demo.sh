@@ -6,6 +6,14 @@
 # m2 and show it again. The members keep running afterwards; the last lines say how to use
 # and stop them. Running it again reuses the cluster.
 set -euo pipefail
+# Root is needed (packages, containers, mounts): re-run through sudo when not root.
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    exec sudo -E "$0" "$@"
+  fi
+  echo "$(basename "$0"): run it as root (it installs packages and runs containers)" >&2
+  exit 1
+fi
 cd "$(dirname "$0")/.."
 
 root=${DROVER_DEMO_DIR:-$PWD/.drover-demo}

@@ -2,6 +2,14 @@
 # The whole gate: formatting, lints, every test (unit, integration with real droverd and real
 # containers, the lxc 5.0.2 and pylxd compatibility tests) and the doc tests. Needs root.
 set -euo pipefail
+# Root is needed (packages, containers, mounts): re-run through sudo when not root.
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    exec sudo -E "$0" "$@"
+  fi
+  echo "$(basename "$0"): run it as root (it installs packages and runs containers)" >&2
+  exit 1
+fi
 cd "$(dirname "$0")/.."
 
 scripts/install-deps.sh
