@@ -381,20 +381,9 @@ fn step(member: &str, instance: &str, step: PlanStep) -> Command {
 /// Moves `name` from `source` to `target` the way a move does: journaled, then switched.
 fn hand_over(store: &Store, id: &str, name: &str, source: &str, target: &str) {
     store
-        .execute(&Command::CreateMove(db::moves::MoveRecord {
-            id: id.into(),
-            project: "default".into(),
-            instance: name.into(),
-            source: source.into(),
-            target: target.into(),
-            pool: "default".into(),
-            copy_data: true,
-            was_running: true,
-            step: db::moves::MoveStep::Started,
-            error: String::new(),
-            created_at: "2026-01-01T00:00:00Z".into(),
-            updated_at: "2026-01-01T00:00:00Z".into(),
-        }))
+        .execute(&Command::CreateMove(common::move_of(
+            id, name, source, target,
+        )))
         .unwrap();
     store
         .execute(&Command::SwitchMoveOwner {

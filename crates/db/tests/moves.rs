@@ -5,28 +5,11 @@
 //!   and backward steps are refused and change nothing
 #![allow(clippy::unwrap_used)]
 
-use db::moves::{MoveRecord, MoveStep};
+use db::moves::MoveStep;
 use db::{Command, Error, Store};
 
 mod common;
-use common::instance;
-
-fn move_of(id: &str, name: &str, source: &str, target: &str) -> MoveRecord {
-    MoveRecord {
-        id: id.into(),
-        project: "default".into(),
-        instance: name.into(),
-        source: source.into(),
-        target: target.into(),
-        pool: "default".into(),
-        copy_data: true,
-        was_running: true,
-        step: MoveStep::Started,
-        error: String::new(),
-        created_at: "2026-01-01T00:00:00Z".into(),
-        updated_at: "2026-01-01T00:00:00Z".into(),
-    }
-}
+use common::{instance, move_of};
 
 fn step(store: &Store, id: &str, step: MoveStep) -> db::Result<()> {
     store.execute(&Command::SetMoveStep {

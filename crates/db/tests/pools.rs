@@ -6,7 +6,7 @@
 //! - volume rows follow their instance: renamed, moved by the move's switch, deleted
 #![allow(clippy::unwrap_used)]
 
-use db::moves::{MoveRecord, MoveStep};
+use db::moves::MoveRecord;
 use db::pools::PoolState;
 use db::volumes::VolumeRecord;
 use db::{Command, Error, Store};
@@ -149,18 +149,8 @@ fn volume_rows_follow_their_instance() {
     // --- a move's switch moves the volume too
     store
         .execute(&Command::CreateMove(MoveRecord {
-            id: "mv".into(),
-            project: "default".into(),
-            instance: "c2".into(),
-            source: "m1".into(),
-            target: "m2".into(),
-            pool: "default".into(),
-            copy_data: true,
             was_running: false,
-            step: MoveStep::Started,
-            error: String::new(),
-            created_at: "2026-01-01T00:00:00Z".into(),
-            updated_at: "2026-01-01T00:00:00Z".into(),
+            ..common::move_of("mv", "c2", "m1", "m2")
         }))
         .unwrap();
     store
