@@ -3,6 +3,7 @@
 use api::profiles::{Profile, ProfilePut};
 
 use crate::error::{ApiError, ApiResult};
+use crate::instances::profile_apply::{self, Change};
 use crate::instances::validate;
 use crate::state::Daemon;
 
@@ -64,14 +65,16 @@ pub async fn update(
         Default::default()
     };
     config.extend(req.config.unwrap_or_default());
+    // An empty value unsets the key (`lxc profile unset`), as LXD stores no empty value.
+    config.retain(|_, v| !v.is_empty());
     let mut devices = if merge {
         current.devices
     } else {
         Default::default()
     };
     devices.extend(req.devices.unwrap_or_default());
-    validate::config(&config)?;
-    validate::devices(&devices)?;
+    validate::config(&config).map_err(profile_error)?;
+    validate::devices(&devices).map_err(profile_error)?;
     for dev in devices.values() {
         if let Some(pool) = dev.get("pool").cloned() {
             let p = pool.clone();
@@ -82,7 +85,7 @@ pub async fn update(
             }
         }
     }
-    check_users(d, project, name, &config, &devices).await?;
+    let changes = check_users(d, project, name, &config, &devices).await?;
     let description = if merge {
         req.description.unwrap_or(current.description)
     } else {
@@ -102,19 +105,54 @@ pub async fn update(
         project,
         None,
     );
-    Ok(())
+    apply_to_running(d, changes).await
+}
+
+/// LXD's words for a profile's bad config or device: the instance's without the
+/// `Invalid config: ` / `Invalid devices: ` in front.
+fn profile_error(mut e: ApiError) -> ApiError {
+    for prefix in ["Invalid config: ", "Invalid devices: "] {
+        if let Some(rest) = e.message.strip_prefix(prefix) {
+            e.message = rest.to_string();
+        }
+    }
+    e
+}
+
+/// Has the member of each instance apply its [`Change`] (new limits, disks mounted or
+/// unmounted while it runs), as LXD updates every instance using a changed profile. The
+/// profile stays changed when an instance cannot follow (LXD keeps it too); the error names
+/// each such instance.
+async fn apply_to_running(d: &Daemon, changes: Vec<(String, Change)>) -> ApiResult<()> {
+    let mut failed = Vec::new();
+    for (member, change) in changes.iter().filter(|(_, c)| c.is_live()) {
+        if let Err(e) = profile_apply::apply_on(d, member, change).await {
+            tracing::warn!(instance = %change.name, %member, error = %e.message, "profile change not applied");
+            failed.push(format!(
+                "Failed to update instance {:?}: {}",
+                change.name, e.message
+            ));
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(failed.join("; ")))
+    }
 }
 
 /// Checks that every instance using profile `name` stays valid with its new `config` and
 /// `devices`: expanded config valid, a root disk still there and on the same pool (volumes
-/// do not move when a profile changes).
+/// do not move when a profile changes), no host disk on a virtual machine. Returns, per
+/// instance, its member and what changes for it.
 async fn check_users(
     d: &Daemon,
     project: &str,
     name: &str,
     config: &api::ConfigMap,
     devices: &api::DeviceMap,
-) -> ApiResult<()> {
+) -> ApiResult<Vec<(String, Change)>> {
+    let mut changes = Vec::new();
     let (p, n) = (project.to_string(), name.to_string());
     let users = d
         .read(move |c| {
@@ -143,21 +181,32 @@ async fn check_users(
                 inst.name
             ))
         };
-        validate::config(&crate::instances::expand_config(&inst.config, &new))
-            .map_err(|e| refuse(e.message))?;
-        let old_pool =
-            crate::instances::root_pool(&crate::instances::expand_devices(&inst.devices, &old));
-        let new_pool =
-            crate::instances::root_pool(&crate::instances::expand_devices(&inst.devices, &new));
-        match new_pool {
+        let new_config = crate::instances::expand_config(&inst.config, &new);
+        validate::config(&new_config).map_err(|e| refuse(e.message))?;
+        let old_devices = crate::instances::expand_devices(&inst.devices, &old);
+        let new_devices = crate::instances::expand_devices(&inst.devices, &new);
+        match crate::instances::root_pool(&new_devices) {
             None => return Err(refuse("it would have no root disk device".into())),
-            Some(p) if Some(&p) != old_pool.as_ref() => {
+            Some(p) if Some(&p) != crate::instances::root_pool(&old_devices).as_ref() => {
                 return Err(refuse(format!("its root disk would move to pool {p:?}")));
             }
             Some(_) => {}
         }
+        crate::instances::disks::check_kind(&inst.kind, &new_devices)
+            .map_err(|e| refuse(e.message))?;
+        changes.push((
+            inst.member.clone(),
+            Change {
+                project: project.to_string(),
+                name: inst.name.clone(),
+                old_config: crate::instances::expand_config(&inst.config, &old),
+                new_config,
+                old_devices,
+                new_devices,
+            },
+        ));
     }
-    Ok(())
+    Ok(changes)
 }
 
 /// Creates a profile.
@@ -166,10 +215,11 @@ pub async fn create(d: &Daemon, project: &str, req: api::profiles::ProfilesPost)
     if req.name.is_empty() || req.name.contains('/') {
         return Err(ApiError::bad_request("Invalid profile name"));
     }
-    let config = req.put.config.unwrap_or_default();
+    let mut config = req.put.config.unwrap_or_default();
+    config.retain(|_, v| !v.is_empty());
     let devices = req.put.devices.unwrap_or_default();
-    validate::config(&config)?;
-    validate::devices(&devices)?;
+    validate::config(&config).map_err(profile_error)?;
+    validate::devices(&devices).map_err(profile_error)?;
     d.write(db::Command::CreateProfile {
         project: project.to_string(),
         name: req.name.clone(),

@@ -208,6 +208,7 @@ pub fn internal_router(d: &Daemon) -> axum::Router {
         .merge(crate::image_share::routes(d.clone()))
         .merge(crate::certificates::internal_routes(d.clone()))
         .merge(crate::instances::migrate::internal::routes(d.clone()))
+        .merge(crate::instances::profile_apply::routes(d.clone()))
         .merge(reset::routes(d.clone()))
 }
 

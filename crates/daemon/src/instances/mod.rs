@@ -7,6 +7,7 @@ pub mod disks;
 pub mod files;
 mod lifecycle;
 pub mod migrate;
+pub mod profile_apply;
 mod update;
 pub mod validate;
 mod view;
