@@ -60,6 +60,8 @@ pub async fn update(
         (false, None) => devices.clear(),
         (true, None) => {}
     }
+    // An empty value unsets the key, as LXD stores no empty value.
+    config.retain(|_, v| !v.is_empty());
     // Keys LXD keeps across a PUT even when the client drops them.
     for (k, v) in &rec.config {
         if (k.starts_with("volatile.") || k.starts_with("image."))
@@ -225,7 +227,8 @@ async fn renamed_locked(d: &Daemon, project: &str, name: &str, new_name: &str) -
     rename_now(d, project, name, new_name).await
 }
 
-/// LXD's refusals of a rename: unknown instance, running instance, name in use.
+/// LXD's refusals of a rename, in LXD 5.0.2's order: unknown instance, name in use, then
+/// running instance (`container` for a container, as LXD words it).
 async fn check_renamable(
     d: &Daemon,
     project: &str,
@@ -233,11 +236,6 @@ async fn check_renamable(
     new_name: &str,
 ) -> ApiResult<InstanceRecord> {
     let rec = super::load(d, project, name).await?;
-    if runtime_status(d, &runtime_id(project, name)) == InstanceStatus::Running {
-        return Err(ApiError::bad_request(
-            "Renaming of running instance not allowed",
-        ));
-    }
     let (p, n) = (project.to_string(), new_name.to_string());
     if d.read(move |c| db::instances::get(c, &p, &n))
         .await?
@@ -245,6 +243,20 @@ async fn check_renamable(
     {
         return Err(ApiError::conflict(format!(
             "Name {new_name:?} already in use"
+        )));
+    }
+    // A frozen instance still runs, for LXD too.
+    if matches!(
+        runtime_status(d, &runtime_id(project, name)),
+        InstanceStatus::Running | InstanceStatus::Frozen
+    ) {
+        let kind = if rec.kind == "virtual-machine" {
+            "instance"
+        } else {
+            "container"
+        };
+        return Err(ApiError::bad_request(format!(
+            "Renaming of running {kind} not allowed"
         )));
     }
     Ok(rec)

@@ -128,9 +128,10 @@ pub(super) async fn check(
         }
     }
     if target == source {
-        return Err(ApiError::bad_request(format!(
-            "Instance {name:?} is already on cluster member {target:?}"
-        )));
+        // LXD 5.0.2's words for a move onto the member that holds the instance.
+        return Err(ApiError::bad_request(
+            "Target must be different than instance's current location",
+        ));
     }
     match target_member.state {
         // A restore brings its instances home.
