@@ -16,7 +16,7 @@
 //!
 //! The other server keys of LXD 5.0.2 ([`STORED_ONLY`]) are accepted with LXD's checks of
 //! their type, stored and shown in `GET /1.0`, so clients and scripts that set them work;
-//! drover does not act on them. `core.trust_password` is refused (drover trusts clients
+//! drover does not act on them; so are free-form `user.*` keys. `core.trust_password` is refused (drover trusts clients
 //! through certificate tokens only). Any other key is refused with 400, as LXD refuses
 //! unknown keys.
 
@@ -177,6 +177,8 @@ fn validate(key: &str, value: &str) -> ApiResult<()> {
         "core.trust_password" => Err(refuse(
             "not supported by drover: add clients with `lxc config trust add` tokens".into(),
         )),
+        // Free-form user keys, as LXD 5.0.2 takes them.
+        _ if key.starts_with("user.") => Ok(()),
         _ => match STORED_ONLY.iter().find(|(k, _)| *k == key) {
             Some((_, kind)) => check_kind(*kind, value).map_err(refuse),
             None => Err(refuse("unknown key".into())),
