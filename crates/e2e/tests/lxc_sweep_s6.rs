@@ -1,0 +1,262 @@
+//! A black-box sweep with LXD's `lxc` 5.0.2 against clusters formed the way an outside
+//! operator forms them: `lxc config set core.https_address`, `lxc cluster enable`, `lxc
+//! cluster add` for a token, and the join as `PUT /1.0/cluster` (through `lxc query`) on
+//! the new member with `cluster_token`. Each test covers what a side-by-side run against a
+//! real LXD 5.0.2 cluster found answering differently. Instance names start with `sw`.
+//!
+//! Members listen on 127.0.51.11–20 (free ports).
+
+use drover_e2e::{CLUSTER_SETTLE, Member, free_address, printed_token, require_lxc, wait_until};
+
+/// Runs `lxc args` on `m`, which must fail saying exactly `Error: {want}`.
+async fn refused(m: &Member, args: &[&str], want: &str) {
+    let out = m.lxc(args).await;
+    let stderr = out.failure();
+    assert!(
+        stderr.lines().any(|l| l == format!("Error: {want}")),
+        "lxc {args:?}: want `Error: {want}`, got:\n{stderr}"
+    );
+}
+
+/// What `cmd` prints inside `name` (which must succeed).
+async fn inside(m: &Member, name: &str, cmd: &str) -> String {
+    let out = m.lxc(&["exec", name, "--", "sh", "-c", cmd]).await;
+    out.success();
+    out.stdout.clone()
+}
+
+/// Starts `ips.len()` members and forms a cluster `m1`, `m2`, ... of them with `lxc` only:
+/// `lxc config set core.https_address` and `lxc cluster enable m1` on the first, `lxc
+/// cluster add mN` there, and `lxc query -X PUT /1.0/cluster` on each joiner with the
+/// token in `cluster_token`. Returns once every member lists all of them ONLINE.
+async fn form_with_lxc(ips: &[&str]) -> Vec<Member> {
+    let mut members: Vec<Member> = Vec::new();
+    let mut via = String::new();
+    for (i, ip) in ips.iter().enumerate() {
+        let m = Member::start().await;
+        let name = format!("m{}", i + 1);
+        let address = free_address(ip).to_string();
+        if i == 0 {
+            m.lxc(&["config", "set", "core.https_address", &address])
+                .await
+                .success();
+            m.lxc(&["cluster", "enable", &name]).await.success();
+            via = address;
+        } else {
+            let token = printed_token(&members[0].lxc(&["cluster", "add", &name]).await);
+            let der = tls::fetch_certificate(via.parse().expect("cluster address"))
+                .await
+                .expect("fetch the cluster certificate");
+            let body = serde_json::json!({
+                "server_name": name,
+                "enabled": true,
+                "server_address": address,
+                "cluster_address": via,
+                "cluster_certificate": tls::certificate_pem(&der),
+                "cluster_token": token,
+                "member_config": [],
+            });
+            m.lxc(&[
+                "query",
+                "-X",
+                "PUT",
+                "/1.0/cluster",
+                "--data",
+                &body.to_string(),
+            ])
+            .await
+            .success();
+        }
+        members.push(m);
+    }
+    for m in &members {
+        wait_until("every member ONLINE", CLUSTER_SETTLE, || async {
+            let states = drover_e2e::lxc_member_states(m).await;
+            states.len() == ips.len() && states.iter().all(|(_, s)| s == "ONLINE")
+        })
+        .await;
+    }
+    members
+}
+
+/// The memory limit (bytes) the kernel holds for the process `pid`'s cgroup (v1
+/// `memory.limit_in_bytes` or v2 `memory.max`).
+fn memory_limit(pid: i64) -> String {
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).expect("its cgroups");
+    for line in cgroups.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next(), parts.next(), parts.next());
+        let (Some(controllers), Some(path)) = (controllers, path) else {
+            continue;
+        };
+        let file = if controllers.split(',').any(|c| c == "memory") {
+            format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes")
+        } else if controllers.is_empty() {
+            format!("/sys/fs/cgroup{path}/memory.max")
+        } else {
+            continue;
+        };
+        if let Ok(v) = std::fs::read_to_string(&file) {
+            return v.trim().to_string();
+        }
+    }
+    panic!("no memory cgroup for pid {pid}:\n{cgroups}");
+}
+
+/// What does this test do?
+///
+/// Two members formed with `lxc` and a `cluster_token` join; `sw1` runs on m2 with
+/// profiles `default,swp`. Everything is asked through m1:
+/// - `lxc profile device add swp data disk source=<dir> path=/mnt/data` mounts the host
+///   directory into the running `sw1` at once, as LXD applies a profile to the instances
+///   using it; `lxc profile device remove` unmounts it at once
+/// - `lxc profile set swp limits.memory 80MiB` reaches the running `sw1`'s cgroup at once,
+///   `lxc profile unset` lifts it
+/// - a bad profile key or device is refused in LXD's words (no `Invalid config:` /
+///   `Invalid devices:` in front) and changes nothing
+/// - `lxc profile unset` and a `PATCH` with an empty value remove the key (LXD stores no
+///   empty value); `lxc config set user.sweep yes` (a free-form server key) is taken and
+///   read back through m2
+/// - `lxc move sw1 sw9` of the running `sw1`: `Renaming of running container not allowed`;
+///   onto a name in use: `Name "sw2" already in use` first, as LXD checks
+/// - `lxc move sw2 --target m1` of an instance already on m1: LXD's `Target must be
+///   different than instance's current location`, nothing moved
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn profile_changes_reach_running_instances_and_refusals_use_lxd_words() {
+    require_lxc();
+    let members = form_with_lxc(&["127.0.51.11", "127.0.51.12"]).await;
+    let m1 = &members[0];
+    m1.import_busybox().await;
+    let host = tempfile::tempdir().expect("a host directory");
+    std::fs::write(host.path().join("hello"), "from the profile\n").expect("write hello");
+    m1.lxc(&["profile", "create", "swp"]).await.success();
+    m1.lxc(&[
+        "launch", "busybox", "sw1", "--target", "m2", "-p", "default", "-p", "swp",
+    ])
+    .await
+    .success();
+    m1.lxc(&["init", "busybox", "sw2", "--target", "m1"])
+        .await
+        .success();
+
+    tracing::info!("--- a profile disk reaches the running instance on the other member");
+    let src = format!("source={}", host.path().display());
+    m1.lxc(&[
+        "profile",
+        "device",
+        "add",
+        "swp",
+        "data",
+        "disk",
+        &src,
+        "path=/mnt/data",
+    ])
+    .await
+    .success();
+    assert_eq!(
+        inside(m1, "sw1", "cat /mnt/data/hello").await,
+        "from the profile\n"
+    );
+    m1.lxc(&["profile", "device", "remove", "swp", "data"])
+        .await
+        .success();
+    assert_eq!(
+        inside(m1, "sw1", "grep -c ' /mnt/data ' /proc/mounts || true").await,
+        "0\n",
+        "the profile's disk is unmounted at once"
+    );
+
+    tracing::info!("--- profile limits reach the running instance");
+    let pid = members[1].pid("sw1").await;
+    m1.lxc(&["profile", "set", "swp", "limits.memory", "80MiB"])
+        .await
+        .success();
+    assert_eq!(memory_limit(pid), (80u64 << 20).to_string());
+    m1.lxc(&["profile", "unset", "swp", "limits.memory"])
+        .await
+        .success();
+    assert_ne!(memory_limit(pid), (80u64 << 20).to_string(), "lifted");
+
+    tracing::info!("--- bad profile config and devices, in LXD's words");
+    refused(
+        m1,
+        &["profile", "set", "swp", "bogus.key", "1"],
+        "Unknown configuration key: bogus.key",
+    )
+    .await;
+    refused(
+        m1,
+        &["profile", "device", "add", "swp", "bad", "disk", "path=/x"],
+        r#"Device validation failed for "bad": Disk entry is missing the required "source" or "path" property"#,
+    )
+    .await;
+    let out = m1.lxc(&["profile", "show", "swp"]).await;
+    assert!(
+        out.success().stdout.contains("config: {}") && out.stdout.contains("devices: {}"),
+        "nothing changed:\n{}",
+        out.stdout
+    );
+
+    tracing::info!("--- an empty value unsets a key, as LXD stores none");
+    m1.lxc(&["profile", "set", "swp", "user.note", "x"])
+        .await
+        .success();
+    m1.lxc(&["profile", "unset", "swp", "user.note"])
+        .await
+        .success();
+    m1.lxc(&[
+        "query",
+        "-X",
+        "PATCH",
+        "/1.0/instances/sw2",
+        "--data",
+        r#"{"config": {"user.gone": ""}}"#,
+    ])
+    .await
+    .success();
+    let out = m1.lxc(&["profile", "show", "swp"]).await;
+    assert!(
+        out.success().stdout.contains("config: {}"),
+        "{}",
+        out.stdout
+    );
+    let out = m1.lxc(&["config", "show", "sw2"]).await;
+    assert!(!out.success().stdout.contains("user."), "{}", out.stdout);
+
+    tracing::info!("--- free-form user.* server keys, as LXD 5.0.2 takes them");
+    m1.lxc(&["config", "set", "user.sweep", "yes"])
+        .await
+        .success();
+    let out = members[1].lxc(&["config", "get", "user.sweep"]).await;
+    assert_eq!(out.success().stdout, "yes\n");
+    m1.lxc(&["config", "unset", "user.sweep"]).await.success();
+    refused(
+        m1,
+        &["config", "set", "zz.sweep", "1"],
+        "cannot set 'zz.sweep' to '1': unknown key",
+    )
+    .await;
+
+    tracing::info!("--- renames and moves refused in LXD's words");
+    refused(
+        m1,
+        &["move", "sw1", "sw9"],
+        "Renaming of running container not allowed",
+    )
+    .await;
+    refused(m1, &["move", "sw1", "sw2"], r#"Name "sw2" already in use"#).await;
+    let out = m1.lxc(&["move", "sw2", "--target", "m1"]).await;
+    assert!(
+        out.failure()
+            .contains("Target must be different than instance's current location"),
+        "{}",
+        out.stderr
+    );
+    let out = m1.lxc(&["list", "-c", "nsL", "-f", "csv"]).await;
+    assert_eq!(
+        out.success().stdout,
+        "sw1,RUNNING,m2\nsw2,STOPPED,m1\n",
+        "nothing renamed or moved"
+    );
+    m1.lxc(&["delete", "--force", "sw1", "sw2"]).await.success();
+}
