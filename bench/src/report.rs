@@ -82,7 +82,8 @@ impl Ratio {
     }
 }
 
-fn ratio_round(x: f64) -> f64 {
+/// `x` rounded to 3 decimals, as ratios are reported.
+pub fn ratio_round(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 

@@ -36,6 +36,11 @@ pub struct StartStopArgs {
     /// inherits, e.g. `DROVER_LOG=info,drover_driver_oci=debug`).
     #[arg(long)]
     pub daemon_log: Option<PathBuf>,
+    /// Measure each run side after side (all four cells through the API, then all four on
+    /// the raw runtime), as before session 6, instead of interleaving the one-by-one cells
+    /// container by container.
+    #[arg(long)]
+    pub phases: bool,
 }
 
 /// The four measured cells, in the order a run measures them.
@@ -66,6 +71,10 @@ struct CellResult {
     /// `drover` and `raw`: total wall time for the N containers, per run.
     series: std::collections::BTreeMap<&'static str, Summary>,
     ratio: Ratio,
+    /// `start_one_by_one` of an interleaved run: the median over every measured start of
+    /// drover's time over the raw start right before or after it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    per_start_ratio_median: Option<f64>,
 }
 
 /// Extra facts of this benchmark.
@@ -144,6 +153,10 @@ pub async fn run(args: StartStopArgs) -> Result<()> {
     meta.finish();
 
     let raw = raw.ok_or_else(|| anyhow!("raw floor missing"))?;
+    let per_start: Vec<f64> = samples
+        .iter()
+        .flat_map(|s| s.per_start.iter().copied())
+        .collect();
     let cells: Vec<CellResult> = CELLS
         .iter()
         .enumerate()
@@ -155,6 +168,8 @@ pub async fn run(args: StartStopArgs) -> Result<()> {
                 description,
                 series: [("drover", Summary::of(&d)), ("raw", Summary::of(&r))].into(),
                 ratio: Ratio::new("drover/raw", &d, &r),
+                per_start_ratio_median: (i == 0 && !per_start.is_empty())
+                    .then(|| report::ratio_round(report::median(&per_start))),
             }
         })
         .collect();
@@ -175,7 +190,13 @@ pub async fn run(args: StartStopArgs) -> Result<()> {
                 .to_string(),
             isolation: format!("{:?}", raw.runtime().isolation()),
             droverd: bin.display().to_string(),
-            order: "per run: drover then raw on even runs, raw then drover on odd runs",
+            order: if args.phases {
+                "per run: drover then raw on even runs, raw then drover on odd runs"
+            } else {
+                "one-by-one cells interleaved container by container (drover first for even \
+                 containers of even runs and odd containers of odd runs); all-at-once cells \
+                 drover then raw on even runs, raw then drover on odd runs"
+            },
             droverd_cpu_ms_per_op: report::round(cpu_ms / (4 * args.n * args.runs) as f64),
         },
         cells,
@@ -194,6 +215,8 @@ pub async fn run(args: StartStopArgs) -> Result<()> {
 struct RunSamples {
     drover: [f64; 4],
     raw: [f64; 4],
+    /// drover/raw of each container's one-by-one start (interleaved runs only).
+    per_start: Vec<f64>,
 }
 
 async fn measure(
@@ -242,21 +265,19 @@ async fn measure(
         if run == args.warmup {
             cpu0 = daemon.cpu_ms();
         }
-        let (drover, raw_t) = if run % 2 == 0 {
-            let d = drover_run(api, names, warm).await?;
-            (d, raw_run(raw).await?)
+        let samples = if args.phases {
+            phased_run(api, names, raw, warm, run % 2 == 0).await?
         } else {
-            let r = raw_run(raw).await?;
-            (drover_run(api, names, warm).await?, r)
+            interleaved_run(api, names, raw, warm, run % 2 == 0).await?
         };
         eprintln!(
             "{} {run}: drover {:?} raw {:?} ms",
             if warm { "warm-up" } else { "run" },
-            drover.map(report::round),
-            raw_t.map(report::round),
+            samples.drover.map(report::round),
+            samples.raw.map(report::round),
         );
         if !warm {
-            out.push(RunSamples { drover, raw: raw_t });
+            out.push(samples);
         }
     }
     let cpu = match (cpu0, daemon.cpu_ms()) {
@@ -264,6 +285,139 @@ async fn measure(
         _ => f64::NAN,
     };
     Ok((out, cpu))
+}
+
+/// One run measured side after side (`--phases`): all four cells through the API, then all
+/// four on the raw runtime (the other way round when `drover_first` is false).
+async fn phased_run(
+    api: &Api,
+    names: &[String],
+    raw: &RawFloor,
+    verify: bool,
+    drover_first: bool,
+) -> Result<RunSamples> {
+    let (drover, raw) = if drover_first {
+        let d = drover_run(api, names, verify).await?;
+        (d, raw_run(raw).await?)
+    } else {
+        let r = raw_run(raw).await?;
+        (drover_run(api, names, verify).await?, r)
+    };
+    Ok(RunSamples {
+        drover,
+        raw,
+        per_start: Vec::new(),
+    })
+}
+
+/// One run with the one-by-one cells interleaved: container `i` is started (then, in the
+/// stop cell, stopped) through the API and on the raw runtime back to back, the side that
+/// goes first alternating with `i`. Both sides then run under the same conditions at every
+/// step (as many containers up, the same moment's load), so a drift of the machine during
+/// the cell falls on both alike. The all-at-once cells cannot be interleaved: they run side
+/// after side, `drover_first` saying which side goes first.
+async fn interleaved_run(
+    api: &Api,
+    names: &[String],
+    raw: &RawFloor,
+    verify: bool,
+    drover_first: bool,
+) -> Result<RunSamples> {
+    let (mut d, mut r) = ([0.0; 4], [0.0; 4]);
+    let mut per_start = Vec::with_capacity(names.len());
+    let mut pids = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let (dt, (rt, pid)) = if drover_first == (i % 2 == 0) {
+            let dt = timed_api(api, name, "start").await?;
+            (dt, timed_raw_start(raw, i).await?)
+        } else {
+            let r = timed_raw_start(raw, i).await?;
+            (timed_api(api, name, "start").await?, r)
+        };
+        d[0] += dt;
+        r[0] += rt;
+        per_start.push(dt / rt);
+        pids.push(pid);
+    }
+    drover_stoppable(api, names, verify).await?;
+    for pid in &pids {
+        stoppable(*pid).await?;
+    }
+    for (i, (name, pid)) in names.iter().zip(&pids).enumerate() {
+        let (dt, rt) = if drover_first == (i % 2 == 0) {
+            let dt = timed_api(api, name, "stop").await?;
+            (dt, timed_raw_stop(raw, i, *pid).await?)
+        } else {
+            let rt = timed_raw_stop(raw, i, *pid).await?;
+            (timed_api(api, name, "stop").await?, rt)
+        };
+        d[1] += dt;
+        r[1] += rt;
+    }
+    let (da, ra) = if drover_first {
+        let da = drover_all_at_once(api, names, verify).await?;
+        (da, raw_all_at_once(raw).await?)
+    } else {
+        let ra = raw_all_at_once(raw).await?;
+        (drover_all_at_once(api, names, verify).await?, ra)
+    };
+    [d[2], d[3]] = da;
+    [r[2], r[3]] = ra;
+    Ok(RunSamples {
+        drover: d,
+        raw: r,
+        per_start,
+    })
+}
+
+/// One state change through the API, awaited: its wall time, ms.
+async fn timed_api(api: &Api, name: &str, action: &str) -> Result<f64> {
+    let t0 = Instant::now();
+    let r = api.change_state(name, action).await?;
+    api.wait(&r).await?;
+    Ok(ms_since(t0))
+}
+
+/// Starts raw container `i`: the wall time (ms) and PID 1.
+async fn timed_raw_start(raw: &RawFloor, i: usize) -> Result<(f64, i32)> {
+    let t0 = Instant::now();
+    let pid = raw.start(i).await?;
+    Ok((ms_since(t0), pid))
+}
+
+/// Cleanly stops raw container `i` whose PID 1 is `pid`: the wall time, ms.
+async fn timed_raw_stop(raw: &RawFloor, i: usize, pid: i32) -> Result<f64> {
+    let t0 = Instant::now();
+    raw.stop(i, pid).await?;
+    Ok(ms_since(t0))
+}
+
+/// The all-at-once cells through the API: the [start, stop] totals, ms.
+async fn drover_all_at_once(api: &Api, names: &[String], verify: bool) -> Result<[f64; 2]> {
+    let mut t = [0.0; 2];
+    for (cell, action) in [(0, "start"), (1, "stop")] {
+        let t0 = Instant::now();
+        let ops = try_join_all(names.iter().map(|n| api.change_state(n, action))).await?;
+        try_join_all(ops.iter().map(|op| api.wait(op))).await?;
+        t[cell] = ms_since(t0);
+        if action == "start" {
+            drover_stoppable(api, names, verify).await?;
+        }
+    }
+    Ok(t)
+}
+
+/// The all-at-once cells on the raw runtime: the [start, stop] totals, ms.
+async fn raw_all_at_once(raw: &RawFloor) -> Result<[f64; 2]> {
+    let t0 = Instant::now();
+    let pids = try_join_all((0..raw.len()).map(|i| raw.start(i))).await?;
+    let start = ms_since(t0);
+    for pid in &pids {
+        stoppable(*pid).await?;
+    }
+    let t0 = Instant::now();
+    try_join_all(pids.iter().enumerate().map(|(i, pid)| raw.stop(i, *pid))).await?;
+    Ok([start, ms_since(t0)])
 }
 
 fn ms_since(t: Instant) -> f64 {
@@ -287,15 +441,7 @@ async fn drover_run(api: &Api, names: &[String], verify: bool) -> Result<[f64; 4
         api.wait(&r).await?;
     }
     t[1] = ms_since(t0);
-    for (cell, action) in [(2, "start"), (3, "stop")] {
-        let t0 = Instant::now();
-        let ops = try_join_all(names.iter().map(|n| api.change_state(n, action))).await?;
-        try_join_all(ops.iter().map(|op| api.wait(op))).await?;
-        t[cell] = ms_since(t0);
-        if action == "start" {
-            drover_stoppable(api, names, verify).await?;
-        }
-    }
+    [t[2], t[3]] = drover_all_at_once(api, names, verify).await?;
     Ok(t)
 }
 
@@ -347,11 +493,10 @@ pub(crate) async fn stoppable(pid: i32) -> Result<()> {
 
 /// One run on the raw runtime: the four cells.
 async fn raw_run(raw: &RawFloor) -> Result<[f64; 4]> {
-    let n = raw.len();
     let mut t = [0.0; 4];
     let t0 = Instant::now();
-    let mut pids = Vec::with_capacity(n);
-    for i in 0..n {
+    let mut pids = Vec::with_capacity(raw.len());
+    for i in 0..raw.len() {
         pids.push(raw.start(i).await?);
     }
     t[0] = ms_since(t0);
@@ -363,15 +508,7 @@ async fn raw_run(raw: &RawFloor) -> Result<[f64; 4]> {
         raw.stop(i, *pid).await?;
     }
     t[1] = ms_since(t0);
-    let t0 = Instant::now();
-    let pids = try_join_all((0..n).map(|i| raw.start(i))).await?;
-    t[2] = ms_since(t0);
-    for pid in &pids {
-        stoppable(*pid).await?;
-    }
-    let t0 = Instant::now();
-    try_join_all(pids.iter().enumerate().map(|(i, pid)| raw.stop(i, *pid))).await?;
-    t[3] = ms_since(t0);
+    [t[2], t[3]] = raw_all_at_once(raw).await?;
     Ok(t)
 }
 
@@ -455,4 +592,7 @@ fn print_table(r: &StartStopResult) {
             rows
         )
     );
+    if let Some(r) = r.cells.first().and_then(|c| c.per_start_ratio_median) {
+        println!("start one by one, the median of each start's drover/raw (interleaved): {r:.2}");
+    }
 }
