@@ -296,13 +296,8 @@ async fn phased_run(
     verify: bool,
     drover_first: bool,
 ) -> Result<RunSamples> {
-    let (drover, raw) = if drover_first {
-        let d = drover_run(api, names, verify).await?;
-        (d, raw_run(raw).await?)
-    } else {
-        let r = raw_run(raw).await?;
-        (drover_run(api, names, verify).await?, r)
-    };
+    let (drover, raw) =
+        in_order(drover_first, drover_run(api, names, verify), raw_run(raw)).await?;
     Ok(RunSamples {
         drover,
         raw,
@@ -327,13 +322,12 @@ async fn interleaved_run(
     let mut per_start = Vec::with_capacity(names.len());
     let mut pids = Vec::with_capacity(names.len());
     for (i, name) in names.iter().enumerate() {
-        let (dt, (rt, pid)) = if drover_first == (i % 2 == 0) {
-            let dt = timed_api(api, name, "start").await?;
-            (dt, timed_raw_start(raw, i).await?)
-        } else {
-            let r = timed_raw_start(raw, i).await?;
-            (timed_api(api, name, "start").await?, r)
-        };
+        let (dt, (rt, pid)) = in_order(
+            drover_first == (i % 2 == 0),
+            timed_api(api, name, "start"),
+            timed_raw_start(raw, i),
+        )
+        .await?;
         d[0] += dt;
         r[0] += rt;
         per_start.push(dt / rt);
@@ -344,23 +338,21 @@ async fn interleaved_run(
         stoppable(*pid).await?;
     }
     for (i, (name, pid)) in names.iter().zip(&pids).enumerate() {
-        let (dt, rt) = if drover_first == (i % 2 == 0) {
-            let dt = timed_api(api, name, "stop").await?;
-            (dt, timed_raw_stop(raw, i, *pid).await?)
-        } else {
-            let rt = timed_raw_stop(raw, i, *pid).await?;
-            (timed_api(api, name, "stop").await?, rt)
-        };
+        let (dt, rt) = in_order(
+            drover_first == (i % 2 == 0),
+            timed_api(api, name, "stop"),
+            timed_raw_stop(raw, i, *pid),
+        )
+        .await?;
         d[1] += dt;
         r[1] += rt;
     }
-    let (da, ra) = if drover_first {
-        let da = drover_all_at_once(api, names, verify).await?;
-        (da, raw_all_at_once(raw).await?)
-    } else {
-        let ra = raw_all_at_once(raw).await?;
-        (drover_all_at_once(api, names, verify).await?, ra)
-    };
+    let (da, ra) = in_order(
+        drover_first,
+        drover_all_at_once(api, names, verify),
+        raw_all_at_once(raw),
+    )
+    .await?;
     [d[2], d[3]] = da;
     [r[2], r[3]] = ra;
     Ok(RunSamples {
@@ -368,6 +360,22 @@ async fn interleaved_run(
         raw: r,
         per_start,
     })
+}
+
+/// Runs `drover` then `raw`, or `raw` then `drover` when `drover_first` is false; returns
+/// their results in that same (drover, raw) order.
+async fn in_order<A, B>(
+    drover_first: bool,
+    drover: impl Future<Output = Result<A>>,
+    raw: impl Future<Output = Result<B>>,
+) -> Result<(A, B)> {
+    if drover_first {
+        let a = drover.await?;
+        Ok((a, raw.await?))
+    } else {
+        let b = raw.await?;
+        Ok((drover.await?, b))
+    }
 }
 
 /// One state change through the API, awaited: its wall time, ms.
