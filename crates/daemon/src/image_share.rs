@@ -64,7 +64,26 @@ async fn serve_part(
         "rootfs" => d.images.rootfs_file(&fp),
         _ => return Err(ApiError::not_found("not found")),
     };
-    let file = match tokio::fs::File::open(&path).await {
+    let (len, body) = file_body(&path).await?;
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, len.to_string()),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// The bytes of the image file `path` as a streamed body, and its length (404 when the
+/// file is missing).
+///
+/// # Errors
+///
+/// 404 when the file does not exist, 500 when it cannot be opened.
+pub async fn file_body(path: &FsPath) -> ApiResult<(u64, Body)> {
+    let file = match tokio::fs::File::open(path).await {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(ApiError::not_found("Image file not found"));
@@ -72,26 +91,24 @@ async fn serve_part(
         Err(e) => return Err(ApiError::internal(format!("open {}: {e}", path.display()))),
     };
     let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-    let stream = futures::stream::unfold(file, |mut f| async move {
+    Ok((len, Body::from_stream(file_stream(file))))
+}
+
+/// `file` read in chunks of 256 KiB.
+pub fn file_stream(
+    file: tokio::fs::File,
+) -> impl futures::Stream<Item = Result<axum::body::Bytes, std::io::Error>> + Send + 'static {
+    futures::stream::unfold(file, |mut f| async move {
         let mut buf = vec![0u8; 256 * 1024];
         match f.read(&mut buf).await {
             Ok(0) => None,
             Ok(n) => {
                 buf.truncate(n);
-                Some((Ok::<_, std::io::Error>(axum::body::Bytes::from(buf)), f))
+                Some((Ok(axum::body::Bytes::from(buf)), f))
             }
             Err(e) => Some((Err(e), f)),
         }
-    });
-    Ok((
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-            (header::CONTENT_LENGTH, len.to_string()),
-        ],
-        Body::from_stream(stream),
-    )
-        .into_response())
+    })
 }
 
 /// Makes sure this member holds the files of image `fingerprint`, fetching them from another

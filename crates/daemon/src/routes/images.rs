@@ -186,6 +186,75 @@ async fn get_one(State(d): State<Daemon>, Path(fp): Path<String>) -> ApiResult<R
     Ok(sync(images::get(&d, &fp).await?))
 }
 
+/// `GET /1.0/images/{fp}/export` (`lxc image export`, pylxd's `Image.export()`): a unified
+/// image is its tarball (`Content-Disposition: inline;filename=<fp>.tar.gz`), a split one a
+/// `multipart/form-data` body with parts `metadata` and `rootfs`, as LXD sends them. A
+/// member that does not hold the image's files fetches them from one that does first.
+async fn export(State(d): State<Daemon>, Path(fp): Path<String>) -> ApiResult<Response> {
+    let img = images::get(&d, &fp).await?;
+    crate::image_share::ensure_local(&d, &img.fingerprint).await?;
+    let fp = &img.fingerprint;
+    let image = d.images.image_file(fp);
+    let rootfs = d.images.rootfs_file(fp);
+    // LXD 5.0.2 names the files after the fingerprint, whatever the upload was called.
+    let filename = format!("{fp}{}", file_ext(&image).await);
+    if !tokio::fs::try_exists(&rootfs).await.unwrap_or(false) {
+        let (len, body) = crate::image_share::file_body(&image).await?;
+        return Response::builder()
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .header(header::CONTENT_LENGTH, len)
+            .header(
+                header::CONTENT_DISPOSITION,
+                format!("inline;filename={filename}"),
+            )
+            .body(body)
+            .map_err(|e| ApiError::internal(e.to_string()));
+    }
+    let boundary = uuid::Uuid::new_v4().simple().to_string();
+    let mut parts = Vec::new();
+    for (name, file, path) in [
+        ("metadata", format!("meta-{filename}"), image),
+        ("rootfs", format!("{fp}{}", file_ext(&rootfs).await), rootfs),
+    ] {
+        let f = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| ApiError::internal(format!("open {}: {e}", path.display())))?;
+        let head = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; \
+             filename=\"{file}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        );
+        parts.push(futures::stream::once(async move { Ok(Bytes::from(head)) }).boxed());
+        parts.push(crate::image_share::file_stream(f).boxed());
+        parts.push(futures::stream::once(async { Ok(Bytes::from_static(b"\r\n")) }).boxed());
+    }
+    let tail = format!("--{boundary}--\r\n");
+    parts.push(futures::stream::once(async move { Ok(Bytes::from(tail)) }).boxed());
+    Response::builder()
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(Body::from_stream(futures::stream::iter(parts).flatten()))
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// The extension of an exported image file, from its first bytes.
+async fn file_ext(path: &FsPath) -> &'static str {
+    let mut magic = [0u8; 6];
+    let read = match tokio::fs::File::open(path).await {
+        Ok(mut f) => tokio::io::AsyncReadExt::read(&mut f, &mut magic)
+            .await
+            .unwrap_or(0),
+        Err(_) => 0,
+    };
+    match &magic[..read.min(6)] {
+        [0x1f, 0x8b, ..] => ".tar.gz",
+        [0xfd, b'7', b'z', b'X', b'Z', 0] => ".tar.xz",
+        [b'h', b's', b'q', b's', ..] => ".squashfs",
+        _ => ".tar",
+    }
+}
+
 async fn delete(State(d): State<Daemon>, Path(fp): Path<String>) -> ApiResult<Response> {
     Ok(accepted(images::delete(&d, &fp).await?))
 }
@@ -250,6 +319,7 @@ pub fn routes() -> Router<Daemon> {
             "/1.0/images/{fp}",
             get(get_one).put(edit).patch(edit).delete(delete),
         )
+        .route("/1.0/images/{fp}/export", get(export))
 }
 
 #[cfg(test)]
