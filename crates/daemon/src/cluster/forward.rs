@@ -331,28 +331,27 @@ async fn route_operation(d: &Daemon, id: String, req: Request) -> ApiResult<Rout
     let target = query_param(&req, "target");
     let wait = req.uri().path().ends_with("/wait");
     let read = req.method() == axum::http::Method::GET;
-    let Some(peer) = super::operations::locate(d, &id, target.as_deref()).await? else {
-        if read && let Some(op) = journaled_operation(d, &id, wait).await? {
+    let peer = super::operations::locate(d, &id, target.as_deref()).await?;
+    if wait && read {
+        let timeout = query_param(&req, "timeout").and_then(|t| t.parse::<i64>().ok());
+        let deadline = timeout
+            .filter(|t| *t >= 0)
+            .map(|t| Instant::now() + Duration::from_secs(t.unsigned_abs()));
+        return Ok(match wait_anywhere(d, &id, peer, deadline).await? {
+            Some(answer) => Route::Answered(answer),
+            None => Route::Here(req),
+        });
+    }
+    let Some(peer) = peer else {
+        if read && let Some(op) = journaled_operation(d, &id).await? {
             return Ok(Route::Answered(op));
         }
         return Ok(Route::Here(req));
     };
-    if wait {
-        let timeout = query_param(&req, "timeout").and_then(|t| t.parse::<i64>().ok());
-        return match wait_remote(&peer, &id, timeout).await {
-            Err(e) if e.status == axum::http::StatusCode::SERVICE_UNAVAILABLE => {
-                journaled_operation(d, &id, true)
-                    .await?
-                    .map(Route::Answered)
-                    .ok_or(e)
-            }
-            other => other.map(Route::Answered),
-        };
-    }
     if !req.uri().path().ends_with("/websocket") {
         return match proxy(d, &peer, req).await {
             Err(e) if read && e.status == axum::http::StatusCode::SERVICE_UNAVAILABLE => {
-                journaled_operation(d, &id, false)
+                journaled_operation(d, &id)
                     .await?
                     .map(Route::Answered)
                     .ok_or(e)
@@ -373,21 +372,77 @@ async fn route_operation(d: &Daemon, id: String, req: Request) -> ApiResult<Rout
     ))
 }
 
-/// How long a wait on an evacuation whose coordinator is down lasts before it answers
-/// from the journal (so that a client waiting in a loop does not spin).
+/// How often a wait on an evacuation whose coordinator is down looks for it again.
 const JOURNAL_WAIT: Duration = Duration::from_secs(2);
 
 /// The answer for operation `id` when it is an evacuation or restore whose coordinator
-/// cannot answer: its record from the replicated journal (after [`JOURNAL_WAIT`] for a
-/// `wait`), `None` when it is not one.
-async fn journaled_operation(d: &Daemon, id: &str, wait: bool) -> ApiResult<Option<Response>> {
-    let Some(op) = super::evacuate::record::operation(d, id).await? else {
-        return Ok(None);
-    };
-    if wait {
+/// cannot answer: its record from the replicated journal, `None` when it is not one.
+async fn journaled_operation(d: &Daemon, id: &str) -> ApiResult<Option<Response>> {
+    Ok(super::evacuate::record::operation(d, id)
+        .await?
+        .map(crate::routes::sync))
+}
+
+/// `/1.0/operations/{id}/wait` of an operation `peer` runs (`None`: no member answered
+/// for it), until it is final or `deadline` has passed, as LXD's wait answers.
+///
+/// An evacuation or restore whose coordinator is down (killed, restarting) is still
+/// running as far as the replicated journal goes: the wait goes on, looking for the
+/// coordinator again every [`JOURNAL_WAIT`], since its restart resumes the job under the
+/// same id (a restarted coordinator that does not know the operation yet has not resumed
+/// it yet). It stops with a 503 that says so once the coordinator is `Offline` (no
+/// heartbeat for `cluster.offline_threshold`), and answers the journal's record (still
+/// `Running`) when the deadline comes first. Answering a running operation to a wait
+/// without a deadline would read as a failure to pylxd, which raises on any status that
+/// is not final.
+///
+/// `None` when no member runs the operation and the journal does not know it.
+async fn wait_anywhere(
+    d: &Daemon,
+    id: &str,
+    mut peer: Option<Peer>,
+    deadline: Option<Instant>,
+) -> ApiResult<Option<Response>> {
+    loop {
+        let mut unreachable = None;
+        if let Some(p) = &peer {
+            let left = deadline.map(|dl| {
+                i64::try_from(dl.saturating_duration_since(Instant::now()).as_secs())
+                    .unwrap_or(i64::MAX)
+            });
+            match wait_remote(p, id, left).await {
+                // Not found: a coordinator that restarted serves before it resumed the job.
+                Err(e)
+                    if e.status == axum::http::StatusCode::SERVICE_UNAVAILABLE
+                        || e.status == axum::http::StatusCode::NOT_FOUND =>
+                {
+                    unreachable = Some(e);
+                }
+                other => return other.map(Some),
+            }
+        }
+        let Some(op) = super::evacuate::record::operation(d, id).await? else {
+            return unreachable.map_or(Ok(None), Err);
+        };
+        let now = Instant::now();
+        if deadline.is_some_and(|dl| now + JOURNAL_WAIT >= dl) {
+            if let Some(dl) = deadline {
+                tokio::time::sleep(dl.saturating_duration_since(now)).await;
+            }
+            return Ok(Some(crate::routes::sync(op)));
+        }
+        if !crate::cluster::evacuate::online_members(d)
+            .await?
+            .contains(&op.location)
+        {
+            return Err(ApiError::unavailable(format!(
+                "Cluster member {:?} is offline: operation {id} ({}) goes on when it is back",
+                op.location, op.description
+            )));
+        }
         tokio::time::sleep(JOURNAL_WAIT).await;
+        peer = super::operations::locate(d, id, None).await.ok().flatten();
     }
-    Ok(Some(crate::routes::sync(op)))
 }
 
 /// `/1.0/operations/{id}/wait?timeout=` of an operation `peer` runs: waits on it in
