@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""pylxd waits on an evacuation while its coordinator is killed, and exports an image.
+
+usage: pylxd_sweep_s6.py SOCKET_M1 SOCKET_M2 SOCKET_M3 IMAGE_TARBALL
+
+The cluster (m1, m2, m3) is formed and m1 holds the `busybox` image. Through pylxd:
+
+1. `images.get(fp).export()` through m3, which does not hold the image's files yet: the
+   bytes are the tarball that was imported (their SHA-256 is the fingerprint);
+2. six instances on m2 (four running, each with its own file; two stopped), the running
+   ones slow to stop (`boot.stop_signal` their init ignores, then killed after 4 s);
+3. evacuation of m2 through m3, and `operations.wait_for_operation` on it in a thread;
+   once the plan has started, the script prints `KILL m2` and reads one line from stdin:
+   the test kills m2's droverd with SIGKILL, starts it again on the same state dir and
+   then answers;
+4. the wait returns the operation's `Success` (it does not raise), m2 is `Evacuated`,
+   every instance is listed once, on m1 or m3, in the power state it had;
+5. restore: every instance back on m2, in its power state, its file intact.
+
+Prints one `ok:` line per step; on a mismatch prints `FAIL:` and exits 1.
+"""
+
+import hashlib
+import sys
+import threading
+import time
+import traceback
+
+import pylxd
+
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from steps import check, fail  # noqa: E402 - after the line above
+
+RUNNING = [f"s6r{n}" for n in range(4)]
+STOPPED = [f"s6s{n}" for n in range(2)]
+# A signal the image's init does not trap: each running instance takes 4 s to stop, so the
+# evacuation is still under way when m2 is killed.
+SLOW_STOP = {"boot.stop_signal": "SIGWINCH", "boot.host_shutdown_timeout": "4"}
+
+
+def placement(client):
+    """name -> (location, status) of every instance, asserting each is listed once."""
+    seen = {}
+    for i in client.instances.all(recursion=1):
+        if i.name in seen:
+            fail(f"{i.name} is listed twice")
+        seen[i.name] = (i.location, i.status)
+    return seen
+
+
+def plan_steps(client, op_id):
+    md = client.api.operations[op_id].get().json()["metadata"]["metadata"] or {}
+    return [p["step"] for p in md.get("evacuation_plan", [])]
+
+
+def member_state(client, member, action):
+    r = client.api.cluster.members[member].state.post(json={"action": action})
+    check(f"{action} {member}: HTTP status", r.status_code, 202)
+    return r.json()["operation"].split("/")[-1]
+
+
+def main():
+    if len(sys.argv) != 5:
+        fail(f"usage: {sys.argv[0]} SOCKET_M1 SOCKET_M2 SOCKET_M3 IMAGE_TARBALL")
+    c1, c2, c3 = (pylxd.Client(endpoint=s) for s in sys.argv[1:4])
+    with open(sys.argv[4], "rb") as f:
+        tarball = f.read()
+
+    # 1. Export through a member that has to fetch the files first.
+    fp = c1.images.get_by_alias("busybox").fingerprint
+    exported = c3.images.get(fp).export().read()
+    check("export: same bytes as imported", exported == tarball, True)
+    check("export: sha256 is the fingerprint", hashlib.sha256(exported).hexdigest(), fp)
+
+    # 2. The instances on m2.
+    for name in RUNNING + STOPPED:
+        inst = c1.instances.create(
+            {
+                "name": name,
+                "config": SLOW_STOP if name in RUNNING else {},
+                "source": {"type": "image", "alias": "busybox"},
+            },
+            wait=True,
+            target="m2",
+        )
+        if name in RUNNING:
+            inst.start(wait=True)
+            res = inst.execute(["sh", "-c", f"echo {name} > /root/mine"])
+            check(f"{name}: file written", res.exit_code, 0)
+    before = placement(c1)
+    want = {n: ("m2", "Running" if n in RUNNING else "Stopped") for n in RUNNING + STOPPED}
+    check("before the evacuation", before, want)
+
+    # 3. Evacuate m2 through m3 and wait in a thread while m2 is killed and restarted.
+    op_id = member_state(c3, "m2", "evacuate")
+    result = {}
+
+    def waiter():
+        try:
+            result["status"] = c3.operations.wait_for_operation(op_id).status
+        except Exception as e:  # noqa: BLE001 - what pylxd raised is the result
+            result["status"] = f"{type(e).__name__}: {e!s}"
+
+    thread = threading.Thread(target=waiter, daemon=True)
+    thread.start()
+    deadline = time.time() + 60
+    while "done" not in plan_steps(c3, op_id):
+        if time.time() > deadline:
+            fail("the evacuation made no progress in 60 s")
+        time.sleep(0.05)
+    steps = plan_steps(c3, op_id)
+    if all(s == "done" for s in steps):
+        fail(f"the evacuation finished before m2 could be killed: {steps}")
+    print(f"ok: plan under way: {steps}", flush=True)
+    print("KILL m2", flush=True)
+    answer = sys.stdin.readline().strip()
+    check("the test restarted m2", answer, "RESTARTED")
+
+    # 4. The wait ends with the evacuation's result, not an exception.
+    thread.join(180)
+    check("wait_for_operation still waiting", thread.is_alive(), False)
+    check("wait_for_operation across the crash", result.get("status"), "Success")
+    check("m2 after the evacuation", c1.cluster.members.get("m2").status, "Evacuated")
+    after = placement(c2)
+    for name, (where, status) in after.items():
+        if where not in ("m1", "m3"):
+            fail(f"{name} is on {where!r} after the evacuation")
+        check(f"{name}: power state after the evacuation", status, want[name][1])
+    check("instances after the evacuation", sorted(after), sorted(want))
+
+    # 5. Restore brings everything home.
+    op_id = member_state(c1, "m2", "restore")
+    check("restore", c1.operations.wait_for_operation(op_id).status, "Success")
+    check("after the restore", placement(c3), want)
+    for name in RUNNING:
+        res = c2.instances.get(name).execute(["cat", "/root/mine"])
+        check(f"{name}: its file after the round trip", res.stdout, f"{name}\n")
+    print("pylxd sweep s6: all steps passed", flush=True)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except SystemExit:
+        raise
+    except Exception as e:  # noqa: BLE001 - any exception is a failed step
+        traceback.print_exc()
+        fail(f"{type(e).__name__}: {e}")
