@@ -84,17 +84,20 @@ async fn import_now(d: &Daemon, upload: &Upload, meta: &UploadMeta) -> ApiResult
     }
     let store = d.images.clone();
     let upload = upload.clone();
-    let imported = tokio::task::spawn_blocking(move || match &upload {
+    let stored = tokio::task::spawn_blocking(move || match &upload {
         Upload::Unified(file) => store.import_unified(file, &opts),
         Upload::Split { metadata, rootfs } => store.import_split(metadata, rootfs, &opts),
     })
-    .await?
-    .map_err(|e| match e {
-        storage::ImageError::AlreadyExists(_) => {
-            ApiError::conflict("Image with same fingerprint already exists")
+    .await?;
+    let imported = match stored {
+        Ok(i) => i,
+        Err(storage::ImageError::AlreadyExists(fp)) => adopt_orphan(d, &fp, meta).await?,
+        Err(e) => {
+            return Err(ApiError::bad_request(format!(
+                "Failed importing image: {e}"
+            )));
         }
-        e => ApiError::bad_request(format!("Failed importing image: {e}")),
-    })?;
+    };
     let now = ops::now_rfc3339();
     let mut properties = imported.properties.clone();
     properties.extend(meta.properties.clone());
@@ -112,6 +115,10 @@ async fn import_now(d: &Daemon, upload: &Upload, meta: &UploadMeta) -> ApiResult
         last_used_at: ZERO_TIME.into(),
     };
     if let Err(e) = d.write(db::Command::CreateImage(rec)).await {
+        // Files another import of the same image recorded meanwhile are that image's.
+        if recorded(d, &imported.fingerprint).await? {
+            return Err(same_fingerprint());
+        }
         let store = d.images.clone();
         let fp = imported.fingerprint.clone();
         let _ = tokio::task::spawn_blocking(move || store.delete(&fp)).await;
@@ -135,6 +142,42 @@ async fn import_now(d: &Daemon, upload: &Upload, meta: &UploadMeta) -> ApiResult
         None,
     );
     Ok(imported)
+}
+
+fn same_fingerprint() -> ApiError {
+    ApiError::conflict("Image with same fingerprint already exists")
+}
+
+/// Whether the cluster DB has an image record for `fingerprint`.
+async fn recorded(d: &Daemon, fingerprint: &str) -> ApiResult<bool> {
+    let fp = fingerprint.to_string();
+    Ok(d.read(move |c| db::images::get_by_prefix(c, &fp))
+        .await?
+        .is_some_and(|r| r.fingerprint == fingerprint))
+}
+
+/// The upload of image `fingerprint` whose files this member already stores: LXD's
+/// conflict when the cluster knows the image; otherwise the files are an orphan (left by a
+/// DB this member dropped when it left a cluster, or by a crash before the record was
+/// written) and the upload takes them over, so the image can be imported again.
+async fn adopt_orphan(
+    d: &Daemon,
+    fingerprint: &str,
+    meta: &UploadMeta,
+) -> ApiResult<ImportedImage> {
+    if recorded(d, fingerprint).await? {
+        return Err(same_fingerprint());
+    }
+    let store = d.images.clone();
+    let fp = fingerprint.to_string();
+    let mut image = tokio::task::spawn_blocking(move || store.get(&fp))
+        .await?
+        .map_err(|e| ApiError::bad_request(format!("Failed importing image: {e}")))?;
+    tracing::warn!(image = %fingerprint, "image files without a record taken over by an upload");
+    if let Some(name) = meta.filename.as_ref().filter(|n| !n.is_empty()) {
+        image.filename = name.clone();
+    }
+    Ok(image)
 }
 
 /// `virtual-machine` for an image whose metadata says `properties.type: virtual-machine`
