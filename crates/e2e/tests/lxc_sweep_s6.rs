@@ -260,3 +260,56 @@ async fn profile_changes_reach_running_instances_and_refusals_use_lxd_words() {
     );
     m1.lxc(&["delete", "--force", "sw1", "sw2"]).await.success();
 }
+
+/// What does this test do?
+///
+/// Two members formed with `lxc`; `sw5` launched on m2 (so m2 fetches the busybox image
+/// files from m1), then deleted. `lxc cluster remove m2`: m2 goes back to a standalone
+/// server (`lxc cluster list` there: `LXD server isn't part of a cluster`), with the image
+/// files still on its disk but no record of them. `lxc image import` of the same image on
+/// it works (drover answered `Image with same fingerprint already exists` and the image
+/// could never be used there again), a second import is LXD's conflict, and `lxc launch`
+/// from it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_imports_again_the_images_it_held() {
+    require_lxc();
+    let members = form_with_lxc(&["127.0.51.13", "127.0.51.14"]).await;
+    let (m1, m2) = (&members[0], &members[1]);
+    m1.import_busybox().await;
+    m1.lxc(&["launch", "busybox", "sw5", "--target", "m2"])
+        .await
+        .success();
+    m1.lxc(&["delete", "--force", "sw5"]).await.success();
+    m1.lxc(&["cluster", "remove", "m2"]).await.success();
+    wait_until("m2 is standalone again", CLUSTER_SETTLE, || async {
+        let out = m2.lxc(&["cluster", "list"]).await;
+        out.code != 0 && out.stderr.contains("LXD server isn't part of a cluster")
+    })
+    .await;
+    let out = m2.lxc(&["image", "list", "-f", "csv"]).await;
+    assert_eq!(out.success().stdout, "", "no image record left");
+
+    let image = tokio::task::spawn_blocking(drover_e2e::busybox_image)
+        .await
+        .expect("build the busybox image");
+    let path = image.to_str().expect("utf-8 path");
+    let out = m2
+        .lxc(&["image", "import", path, "--alias", "busybox"])
+        .await;
+    assert!(
+        out.success()
+            .stdout
+            .contains("Image imported with fingerprint"),
+        "{}",
+        out.stdout
+    );
+    refused(
+        m2,
+        &["image", "import", path, "--alias", "other"],
+        "Image with same fingerprint already exists",
+    )
+    .await;
+    m2.lxc(&["launch", "busybox", "sw6"]).await.success();
+    assert_eq!(inside(m2, "sw6", "cat /etc/hostname").await, "sw6\n");
+    m2.lxc(&["delete", "--force", "sw6"]).await.success();
+}
