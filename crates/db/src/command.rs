@@ -814,7 +814,7 @@ pub fn apply(tx: &Transaction<'_>, cmd: &Command) -> Result<()> {
             };
             if !instances.is_empty() && !force {
                 return Err(Error::Refused(format!(
-                    "Node still has the following instances: {}",
+                    "Node still has the following containers: {}",
                     instances.join(", ")
                 )));
             }

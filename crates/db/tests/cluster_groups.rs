@@ -193,7 +193,7 @@ fn removing_a_member_needs_force_while_it_has_instances() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "Node still has the following instances: c1, c2"
+        "Node still has the following containers: c1, c2"
     );
     assert!(store.read(|c| db::members::get(c, "m3")).unwrap().is_some());
 

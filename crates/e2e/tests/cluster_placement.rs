@@ -275,7 +275,7 @@ async fn a_member_is_removed_only_when_empty_unless_forced() {
     let out = m2.drover(&["cluster", "remove", "m3"]).await;
     assert!(
         out.failure()
-            .contains("Node still has the following instances: c1"),
+            .contains("Node still has the following containers: c1"),
         "{}",
         out.stderr
     );
@@ -283,7 +283,7 @@ async fn a_member_is_removed_only_when_empty_unless_forced() {
     let out = m1.lxc(&["cluster", "remove", "m3"]).await;
     assert!(
         out.failure()
-            .contains("Node still has the following instances: c1"),
+            .contains("Node still has the following containers: c1"),
         "{}",
         out.stderr
     );

@@ -121,6 +121,8 @@ fn memory_limit(pid: i64) -> String {
 ///   onto a name in use: `Name "sw2" already in use` first, as LXD checks
 /// - `lxc move sw2 --target m1` of an instance already on m1: LXD's `Target must be
 ///   different than instance's current location`, nothing moved
+/// - `lxc cluster remove m2` while `sw1` is there: LXD's `Node still has the following
+///   containers: sw1`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn profile_changes_reach_running_instances_and_refusals_use_lxd_words() {
     require_lxc();
@@ -258,6 +260,12 @@ async fn profile_changes_reach_running_instances_and_refusals_use_lxd_words() {
         "sw1,RUNNING,m2\nsw2,STOPPED,m1\n",
         "nothing renamed or moved"
     );
+    refused(
+        m1,
+        &["cluster", "remove", "m2"],
+        "Node still has the following containers: sw1",
+    )
+    .await;
     m1.lxc(&["delete", "--force", "sw1", "sw2"]).await.success();
 }
 

@@ -18,7 +18,7 @@ use crate::state::Daemon;
 /// # Errors
 ///
 /// 404 for an unknown member; 400 while it holds instances and `force` is false (LXD's
-/// `Node still has the following instances: ...`), or when it is the only member; 503
+/// `Node still has the following containers: ...`), or when it is the only member; 503
 /// without a leader; 500 when the Raft group refuses the change.
 pub async fn remove(d: &Daemon, name: &str, force: bool, forwarded: bool) -> ApiResult<()> {
     d.replicator().ensure_linearizable().await?;
@@ -46,7 +46,7 @@ pub async fn remove(d: &Daemon, name: &str, force: bool, forwarded: bool) -> Api
     held.sort_unstable();
     if !held.is_empty() && !force {
         return Err(ApiError::bad_request(format!(
-            "Node still has the following instances: {}",
+            "Node still has the following containers: {}",
             held.join(", ")
         )));
     }
