@@ -41,7 +41,45 @@ pub async fn list(d: &Daemon, forwarded: bool) -> ApiResult<Vec<ClusterMember>> 
     {
         return Ok(members);
     }
-    local_view(d).await
+    let mut members = local_view(d).await?;
+    if !forwarded && d.cluster.is_clustered() {
+        confirm_unheard(d, &mut members).await;
+    }
+    Ok(members)
+}
+
+/// How long a member this one has not heard from has to answer for itself.
+const CONFIRM_DEADLINE: Duration = Duration::from_secs(2);
+
+/// In this member's own view (the leader did not answer: it is down, or being elected),
+/// the members it has no recent contact with are `Offline`: a follower only hears from
+/// the leader. Each of them that answers is shown as it sees itself, so a live member is
+/// not reported `Offline` while the cluster elects a new leader.
+async fn confirm_unheard(d: &Daemon, members: &mut [ClusterMember]) {
+    let me = d.member();
+    let asks = members
+        .iter()
+        .filter(|m| m.status == "Offline" && m.server_name != me)
+        .map(|m| {
+            let (name, address) = (m.server_name.clone(), m.url.trim_start_matches("https://"));
+            let address = address.to_string();
+            async move {
+                let own = view_of(d, &address, CONFIRM_DEADLINE)
+                    .await?
+                    .into_iter()
+                    .find(|v| v.server_name == name)?;
+                Some(own)
+            }
+        });
+    for own in futures::future::join_all(asks).await.into_iter().flatten() {
+        if let Some(m) = members
+            .iter_mut()
+            .find(|m| m.server_name == own.server_name)
+        {
+            m.status = own.status;
+            m.message = own.message;
+        }
+    }
 }
 
 /// The member `name`.
@@ -62,13 +100,18 @@ async fn from_leader(d: &Daemon) -> Option<Vec<ClusterMember>> {
         return None;
     }
     let address = metrics.members.get(&leader)?.address.clone();
+    view_of(d, &address, Duration::from_secs(5)).await
+}
+
+/// The members as the member at `address` sees them itself (its answer within `deadline`).
+async fn view_of(d: &Daemon, address: &str, deadline: Duration) -> Option<Vec<ClusterMember>> {
     let cluster = d.cluster.identity()?;
     let client = super::member_client(d.https.identity(), cluster.fingerprint()).ok()?;
     let url = format!("https://{address}/1.0/cluster/members?recursion=1");
     let answer = client
         .get(&url)
         .header(FORWARDED, "1")
-        .timeout(Duration::from_secs(5))
+        .timeout(deadline)
         .send()
         .await
         .ok()?;
