@@ -1,18 +1,27 @@
 #!/usr/bin/env python3
 """pylxd waits on an evacuation while its coordinator is killed, and exports an image.
 
-usage: pylxd_sweep_s6.py SOCKET_M1 SOCKET_M2 SOCKET_M3 IMAGE_TARBALL
+usage: pylxd_sweep_s6.py evacuation|leader SOCKET_M1 SOCKET_M2 SOCKET_M3 IMAGE_TARBALL
 
-The cluster (m1, m2, m3) is formed and m1 holds the `busybox` image. Through pylxd:
+The cluster (m1, m2, m3) is formed and m1 holds the `busybox` image.
+
+`leader`: the script has the test SIGKILL the Raft leader's droverd (it prints `KILL mN`
+and reads `DONE KILL mN`), then reads the members through each live member until one of
+them is the new leader: each live member must be `Online` in every answer (a follower
+only hears from the leader, and used to list the other follower `Offline` until the
+election ended); then it has the dead member started again (`START mN`) and waits for all
+three `Online`.
+
+`evacuation`, through pylxd:
 
 1. `images.get(fp).export()` through m3, which does not hold the image's files yet: the
    bytes are the tarball that was imported (their SHA-256 is the fingerprint);
 2. six instances on m2 (four running, each with its own file; two stopped), the running
    ones slow to stop (`boot.stop_signal` their init ignores, then killed after 4 s);
 3. evacuation of m2 through m3, and `operations.wait_for_operation` on it in a thread;
-   once the plan has started, the script prints `KILL m2` and reads one line from stdin:
-   the test kills m2's droverd with SIGKILL, starts it again on the same state dir and
-   then answers;
+   once the plan has started, the script has the test kill m2's droverd with SIGKILL
+   (it prints `KILL m2` and reads the test's `DONE KILL m2` from stdin) and, 2 s later,
+   start it again on the same state dir (`START m2`);
 4. the wait returns the operation's `Success` (it does not raise), m2 is `Evacuated`,
    every instance is listed once, on m1 or m3, in the power state it had;
 5. restore: every instance back on m2, in its power state, its file intact.
@@ -48,6 +57,12 @@ def placement(client):
     return seen
 
 
+def ask(request):
+    """Has the test kill (`KILL mN`) or start again (`START mN`) a member's droverd."""
+    print(request, flush=True)
+    check(f"the test did {request}", sys.stdin.readline().strip(), f"DONE {request}")
+
+
 def plan_steps(client, op_id):
     md = client.api.operations[op_id].get().json()["metadata"]["metadata"] or {}
     return [p["step"] for p in md.get("evacuation_plan", [])]
@@ -59,11 +74,51 @@ def member_state(client, member, action):
     return r.json()["operation"].split("/")[-1]
 
 
+def leader(clients):
+    names = sorted(clients)
+    old = [m.server_name for m in clients["m1"].cluster.members.all() if "database-leader" in m.roles]
+    check("one leader", len(old), 1)
+    old = old[0]
+    live = [n for n in names if n != old]
+    ask(f"KILL {old}")
+    deadline = time.time() + 60
+    polls = 0
+    while True:
+        leaders = set()
+        for via in live:
+            seen = {m.server_name: m for m in clients[via].cluster.members.all()}
+            for name in live:
+                if seen[name].status != "Online":
+                    fail(f"through {via}, live member {name} is {seen[name].status!r}")
+            leaders |= {n for n, m in seen.items() if "database-leader" in m.roles}
+            single = clients[via].cluster.members.get(live[0] if via != live[0] else live[1])
+            if single.status != "Online":
+                fail(f"through {via}, members.get({single.server_name}) is {single.status!r}")
+        polls += 1
+        if len(leaders) == 1 and leaders <= set(live):
+            break
+        if time.time() > deadline:
+            fail(f"no new leader within 60 s (leaders listed: {sorted(leaders)})")
+        time.sleep(0.2)
+    print(f"ok: live members Online in all {polls} polls; new leader {leaders.pop()}", flush=True)
+    ask(f"START {old}")
+    deadline = time.time() + 90
+    while {m.status for m in clients[live[0]].cluster.members.all()} != {"Online"}:
+        if time.time() > deadline:
+            fail("the restarted member is not Online within 90 s")
+        time.sleep(0.5)
+    print("ok: all three Online again", flush=True)
+
+
 def main():
-    if len(sys.argv) != 5:
-        fail(f"usage: {sys.argv[0]} SOCKET_M1 SOCKET_M2 SOCKET_M3 IMAGE_TARBALL")
-    c1, c2, c3 = (pylxd.Client(endpoint=s) for s in sys.argv[1:4])
-    with open(sys.argv[4], "rb") as f:
+    if len(sys.argv) != 6 or sys.argv[1] not in ("evacuation", "leader"):
+        fail(f"usage: {sys.argv[0]} evacuation|leader SOCKET_M1 SOCKET_M2 SOCKET_M3 IMAGE")
+    c1, c2, c3 = (pylxd.Client(endpoint=s) for s in sys.argv[2:5])
+    if sys.argv[1] == "leader":
+        leader({"m1": c1, "m2": c2, "m3": c3})
+        print("pylxd sweep s6: all steps passed", flush=True)
+        return
+    with open(sys.argv[5], "rb") as f:
         tarball = f.read()
 
     # 1. Export through a member that has to fetch the files first.
@@ -112,9 +167,9 @@ def main():
     if all(s == "done" for s in steps):
         fail(f"the evacuation finished before m2 could be killed: {steps}")
     print(f"ok: plan under way: {steps}", flush=True)
-    print("KILL m2", flush=True)
-    answer = sys.stdin.readline().strip()
-    check("the test restarted m2", answer, "RESTARTED")
+    ask("KILL m2")
+    time.sleep(2)
+    ask("START m2")
 
     # 4. The wait ends with the evacuation's result, not an exception.
     thread.join(180)

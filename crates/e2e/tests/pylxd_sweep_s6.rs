@@ -2,40 +2,35 @@
 //! crashes under it: `python/pylxd_sweep_s6.py` against real daemons, with the test
 //! killing and restarting a member when the script asks for it.
 //!
-//! Members listen on 127.0.52.1–3 (free ports).
+//! Members listen on 127.0.52.1–3 and 127.0.52.4–6 (free ports).
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use drover_e2e::{form_cluster, require_pylxd, workspace_root};
+use drover_e2e::{Member, form_cluster, require_pylxd, workspace_root};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// How long the whole script may take.
 const SCRIPT_DEADLINE: Duration = Duration::from_secs(600);
 
-/// What does this test do?
+/// Runs `crates/e2e/python/pylxd_sweep_s6.py <scenario>` with the members' sockets and the
+/// busybox image tarball, doing what it asks on its stdout: `KILL mN` (SIGKILL of that
+/// member's droverd) and `START mN` (started again on the same state dir), each answered
+/// `DONE <request>` on its stdin. Returns the requests done.
 ///
-/// Forms a cluster of three members, imports the busybox image on m1, and runs
-/// `crates/e2e/python/pylxd_sweep_s6.py` with the three sockets and the image tarball. The
-/// script exports the image through m3 (which must fetch it first; the bytes must be the
-/// tarball), puts six instances on m2, evacuates m2 and waits on the operation with
-/// `operations.wait_for_operation` in a thread. When the plan is under way it prints
-/// `KILL m2`: the test then SIGKILLs m2's droverd, starts it again on the same state dir
-/// and answers `RESTARTED`. The wait must end with the evacuation's `Success` (before,
-/// the member answering for the down coordinator returned the operation still `Running`
-/// after 2 s, which pylxd raises as an error with an empty message), every instance must
-/// be listed once, off m2, in its power state, and a restore must bring them all back
-/// with their data.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pylxd_waits_on_an_evacuation_across_a_coordinator_crash() {
+/// # Panics
+///
+/// When the script fails, does not finish in time or asks for something unknown.
+async fn run_script(members: &mut [Member], scenario: &str) -> Vec<String> {
     require_pylxd();
-    let mut members = form_cluster(&["127.0.52.1", "127.0.52.2", "127.0.52.3"]).await;
-    members[0].import_busybox().await;
     let image = tokio::task::spawn_blocking(drover_e2e::busybox_image)
         .await
         .expect("build the busybox image");
     let script = workspace_root().join("crates/e2e/python/pylxd_sweep_s6.py");
-    let mut args: Vec<String> = vec![script.to_str().expect("utf-8 path").to_string()];
+    let mut args: Vec<String> = vec![
+        script.to_str().expect("utf-8 path").to_string(),
+        scenario.to_string(),
+    ];
     args.extend(
         members
             .iter()
@@ -43,7 +38,7 @@ async fn pylxd_waits_on_an_evacuation_across_a_coordinator_crash() {
     );
     args.push(image.to_str().expect("utf-8 path").to_string());
 
-    tracing::info!("--- run pylxd_sweep_s6.py");
+    tracing::info!(scenario, "--- run pylxd_sweep_s6.py");
     let mut child = tokio::process::Command::new("python3")
         .args(&args)
         .stdin(Stdio::piped())
@@ -62,23 +57,34 @@ async fn pylxd_waits_on_an_evacuation_across_a_coordinator_crash() {
     });
 
     let mut printed = String::new();
-    let mut killed = false;
+    let mut done = Vec::new();
     drover_e2e::within("pylxd_sweep_s6.py", SCRIPT_DEADLINE, async {
         while let Some(line) = stdout.next_line().await.expect("read the script's output") {
             tracing::info!(line = %line, "script");
             printed.push_str(&line);
             printed.push('\n');
-            if line == "KILL m2" {
-                members[1].kill();
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                members[1].start_again().await;
-                killed = true;
-                stdin
-                    .write_all(b"RESTARTED\n")
-                    .await
-                    .expect("answer the script");
-                stdin.flush().await.expect("flush");
+            let request = match line.split_once(' ') {
+                Some((verb @ ("KILL" | "START"), name)) => (verb, name),
+                _ => continue,
+            };
+            let index: usize = request
+                .1
+                .strip_prefix('m')
+                .and_then(|n| n.parse().ok())
+                .filter(|n| (1..=members.len()).contains(n))
+                .unwrap_or_else(|| panic!("the script asked for {line:?}"));
+            let m = &mut members[index - 1];
+            if request.0 == "KILL" {
+                m.kill();
+            } else {
+                m.start_again().await;
             }
+            done.push(line.clone());
+            stdin
+                .write_all(format!("DONE {line}\n").as_bytes())
+                .await
+                .expect("answer the script");
+            stdin.flush().await.expect("flush");
         }
     })
     .await;
@@ -86,7 +92,44 @@ async fn pylxd_waits_on_an_evacuation_across_a_coordinator_crash() {
     let err = err_task.await.unwrap_or_default();
     assert!(
         status.success() && printed.contains("pylxd sweep s6: all steps passed"),
-        "pylxd_sweep_s6.py failed ({status}):\n{printed}\n--- stderr\n{err}"
+        "pylxd_sweep_s6.py {scenario} failed ({status}):\n{printed}\n--- stderr\n{err}"
     );
-    assert!(killed, "the script never asked for the kill:\n{printed}");
+    done
+}
+
+/// What does this test do?
+///
+/// Forms a cluster of three members, imports the busybox image on m1, and runs the
+/// script's `evacuation` scenario. It exports the image through m3 (which must fetch it
+/// first; the bytes must be the tarball), puts six instances on m2, evacuates m2 and
+/// waits on the operation with `operations.wait_for_operation` in a thread. When the plan
+/// is under way it has the test SIGKILL m2's droverd and, 2 s later, start it again. The
+/// wait must end with the evacuation's `Success` (before, the member answering for the
+/// down coordinator returned the operation still `Running` after 2 s, which pylxd raises
+/// as an error with an empty message), every instance must be listed once, off m2, in its
+/// power state, and a restore must bring them all back with their data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pylxd_waits_on_an_evacuation_across_a_coordinator_crash() {
+    require_pylxd();
+    let mut members = form_cluster(&["127.0.52.1", "127.0.52.2", "127.0.52.3"]).await;
+    members[0].import_busybox().await;
+    let done = run_script(&mut members, "evacuation").await;
+    assert_eq!(done, ["KILL m2", "START m2"]);
+}
+
+/// What does this test do?
+///
+/// Forms a cluster of three members and runs the script's `leader` scenario: the test
+/// SIGKILLs the Raft leader's droverd when the script asks, and the script lists the
+/// members (`cluster.members.all()` and `.get()`) through each live member every 200 ms
+/// until one of them is listed as the new leader. A live member must never be listed
+/// `Offline` in that window (before, each follower fell back to its own view, in which the
+/// other follower, never heard from directly, was `Offline` until the election ended,
+/// about 5 s here). Then the dead member is started again and all three must be `Online`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pylxd_sees_live_members_online_while_a_leader_is_elected() {
+    require_pylxd();
+    let mut members = form_cluster(&["127.0.52.4", "127.0.52.5", "127.0.52.6"]).await;
+    let done = run_script(&mut members, "leader").await;
+    assert_eq!(done.len(), 2, "{done:?}");
 }
