@@ -459,9 +459,6 @@ fn console_ticks(m: &Member, id: &str) -> Vec<u64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "flaky, issue 7: in the CI run of 029efe2 an exec into the VM hung for 30 s after \
-            the killed source's recovery finished the move (the guest counted on the target); \
-            cause not found yet. Run with --run-ignored all"]
 async fn a_daemon_dying_in_the_hand_over_leaves_the_vm_running_once_on_the_target() {
     drover_e2e::init_tracing();
     if !qemu_installed() {
