@@ -124,9 +124,20 @@ fn profile_error(mut e: ApiError) -> ApiError {
 /// profile stays changed when an instance cannot follow (LXD keeps it too); the error names
 /// each such instance.
 async fn apply_to_running(d: &Daemon, changes: Vec<(String, Change)>) -> ApiResult<()> {
+    // All at once: one slow member does not hold the others' instances back.
+    let applied = futures::future::join_all(changes.iter().filter(|(_, c)| c.is_live()).map(
+        |(member, change)| async move {
+            (
+                member,
+                change,
+                profile_apply::apply_on(d, member, change).await,
+            )
+        },
+    ))
+    .await;
     let mut failed = Vec::new();
-    for (member, change) in changes.iter().filter(|(_, c)| c.is_live()) {
-        if let Err(e) = profile_apply::apply_on(d, member, change).await {
+    for (member, change, outcome) in applied {
+        if let Err(e) = outcome {
             tracing::warn!(instance = %change.name, %member, error = %e.message, "profile change not applied");
             failed.push(format!(
                 "Failed to update instance {:?}: {}",

@@ -105,10 +105,10 @@ fn memory_limit(pid: i64) -> String {
 
 /// What does this test do?
 ///
-/// Two members formed with `lxc` and a `cluster_token` join; `sw1` runs on m2 with
-/// profiles `default,swp`. Everything is asked through m1:
+/// Two members formed with `lxc` and a `cluster_token` join; `sw1` runs on m2 and `sw3`
+/// on m1 with profiles `default,swp`. Everything is asked through m1:
 /// - `lxc profile device add swp data disk source=<dir> path=/mnt/data` mounts the host
-///   directory into the running `sw1` at once, as LXD applies a profile to the instances
+///   directory into the running `sw1` and `sw3` at once, as LXD applies a profile to the instances
 ///   using it; `lxc profile device remove` unmounts it at once
 /// - `lxc profile set swp limits.memory 80MiB` reaches the running `sw1`'s cgroup at once,
 ///   `lxc profile unset` lifts it
@@ -137,6 +137,11 @@ async fn profile_changes_reach_running_instances_and_refusals_use_lxd_words() {
     ])
     .await
     .success();
+    m1.lxc(&[
+        "launch", "busybox", "sw3", "--target", "m1", "-p", "default", "-p", "swp",
+    ])
+    .await
+    .success();
     m1.lxc(&["init", "busybox", "sw2", "--target", "m1"])
         .await
         .success();
@@ -155,10 +160,13 @@ async fn profile_changes_reach_running_instances_and_refusals_use_lxd_words() {
     ])
     .await
     .success();
-    assert_eq!(
-        inside(m1, "sw1", "cat /mnt/data/hello").await,
-        "from the profile\n"
-    );
+    for name in ["sw1", "sw3"] {
+        assert_eq!(
+            inside(m1, name, "cat /mnt/data/hello").await,
+            "from the profile\n",
+            "{name}"
+        );
+    }
     m1.lxc(&["profile", "device", "remove", "swp", "data"])
         .await
         .success();
@@ -257,7 +265,7 @@ async fn profile_changes_reach_running_instances_and_refusals_use_lxd_words() {
     let out = m1.lxc(&["list", "-c", "nsL", "-f", "csv"]).await;
     assert_eq!(
         out.success().stdout,
-        "sw1,RUNNING,m2\nsw2,STOPPED,m1\n",
+        "sw1,RUNNING,m2\nsw2,STOPPED,m1\nsw3,RUNNING,m1\n",
         "nothing renamed or moved"
     );
     refused(
@@ -266,7 +274,9 @@ async fn profile_changes_reach_running_instances_and_refusals_use_lxd_words() {
         "Node still has the following containers: sw1",
     )
     .await;
-    m1.lxc(&["delete", "--force", "sw1", "sw2"]).await.success();
+    m1.lxc(&["delete", "--force", "sw1", "sw2", "sw3"])
+        .await
+        .success();
 }
 
 /// What does this test do?
