@@ -122,7 +122,7 @@ fn profile_error(mut e: ApiError) -> ApiError {
 /// Has the member of each instance apply its [`Change`] (new limits, disks mounted or
 /// unmounted while it runs), as LXD updates every instance using a changed profile. The
 /// profile stays changed when an instance cannot follow (LXD keeps it too); the error names
-/// each such instance.
+/// each such instance in LXD's words.
 async fn apply_to_running(d: &Daemon, changes: Vec<(String, Change)>) -> ApiResult<()> {
     // All at once: one slow member does not hold the others' instances back.
     let applied = futures::future::join_all(changes.iter().filter(|(_, c)| c.is_live()).map(
@@ -140,15 +140,18 @@ async fn apply_to_running(d: &Daemon, changes: Vec<(String, Change)>) -> ApiResu
         if let Err(e) = outcome {
             tracing::warn!(instance = %change.name, %member, error = %e.message, "profile change not applied");
             failed.push(format!(
-                "Failed to update instance {:?}: {}",
-                change.name, e.message
+                " - Project: {}, Instance: {}: {}",
+                change.project, change.name, e.message
             ));
         }
     }
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(ApiError::bad_request(failed.join("; ")))
+        Err(ApiError::bad_request(format!(
+            "The following instances failed to update (profile change still saved):\n{}",
+            failed.join("\n")
+        )))
     }
 }
 

@@ -109,7 +109,8 @@ fn memory_limit(pid: i64) -> String {
 /// on m1 with profiles `default,swp`. Everything is asked through m1:
 /// - `lxc profile device add swp data disk source=<dir> path=/mnt/data` mounts the host
 ///   directory into the running `sw1` and `sw3` at once, as LXD applies a profile to the instances
-///   using it; `lxc profile device remove` unmounts it at once
+///   using it; `lxc profile device remove` unmounts it at once; a disk whose source is
+///   missing is reported per instance in LXD's words, the profile change kept (as LXD)
 /// - `lxc profile set swp limits.memory 80MiB` reaches the running `sw1`'s cgroup at once,
 ///   `lxc profile unset` lifts it
 /// - a bad profile key or device is refused in LXD's words (no `Invalid config:` /
@@ -175,6 +176,30 @@ async fn profile_changes_reach_running_instances_and_refusals_use_lxd_words() {
         "0\n",
         "the profile's disk is unmounted at once"
     );
+
+    tracing::info!("--- an instance that cannot follow: LXD's report, the profile kept");
+    let out = m1
+        .lxc(&[
+            "profile",
+            "device",
+            "add",
+            "swp",
+            "gone",
+            "disk",
+            "source=/nonexistent-sweep",
+            "path=/mnt/gone",
+        ])
+        .await;
+    let stderr = out.failure();
+    for want in [
+        "Error: The following instances failed to update (profile change still saved):",
+        r#" - Project: default, Instance: sw1: Failed add validation for device "gone": Missing source path "/nonexistent-sweep" for disk "gone""#,
+    ] {
+        assert!(stderr.lines().any(|l| l == want), "{want}\n{stderr}");
+    }
+    m1.lxc(&["profile", "device", "remove", "swp", "gone"])
+        .await
+        .success();
 
     tracing::info!("--- profile limits reach the running instance");
     let pid = members[1].pid("sw1").await;
