@@ -20,13 +20,12 @@ Prints one `ok:` line per step; on a mismatch prints `FAIL:` and exits 1.
 """
 
 import sys
-import traceback
 
 import pylxd
 from pylxd.exceptions import LXDAPIException
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-from steps import check, fail  # noqa: E402 - after the line above
+from steps import check, fail, run  # noqa: E402 - after the line above
 
 NAME = "pyc1"
 
@@ -142,10 +141,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except SystemExit:
-        raise
-    except Exception as e:  # noqa: BLE001 - any exception is a failed step
-        traceback.print_exc()
-        fail(f"{type(e).__name__}: {e}")
+    run(main)

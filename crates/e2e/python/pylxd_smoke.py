@@ -10,12 +10,11 @@ what was expected and exits 1.
 """
 
 import sys
-import traceback
 
 import pylxd
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-from steps import check, fail  # noqa: E402 - after the line above
+from steps import check, fail, run  # noqa: E402 - after the line above
 
 NAME = "py1"
 
@@ -90,10 +89,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except SystemExit:
-        raise
-    except Exception as e:  # noqa: BLE001 - any exception is a failed step
-        traceback.print_exc()
-        fail(f"{type(e).__name__}: {e}")
+    run(main)

@@ -33,12 +33,11 @@ import hashlib
 import sys
 import threading
 import time
-import traceback
 
 import pylxd
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-from steps import check, fail  # noqa: E402 - after the line above
+from steps import check, fail, run  # noqa: E402 - after the line above
 
 RUNNING = [f"s6r{n}" for n in range(4)]
 STOPPED = [f"s6s{n}" for n in range(2)]
@@ -194,10 +193,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except SystemExit:
-        raise
-    except Exception as e:  # noqa: BLE001 - any exception is a failed step
-        traceback.print_exc()
-        fail(f"{type(e).__name__}: {e}")
+    run(main)
