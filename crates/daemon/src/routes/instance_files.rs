@@ -3,7 +3,7 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
@@ -63,8 +63,13 @@ async fn delete_file(
 }
 
 pub fn routes() -> Router<Daemon> {
+    // A pushed file is as large as it is (`lxc file push`, pylxd's `files.put`): axum's
+    // default 2 MiB limit refused anything bigger, which LXD does not.
     Router::new().route(
         "/1.0/instances/{name}/files",
-        get(get_file).post(post_file).delete(delete_file),
+        get(get_file)
+            .post(post_file)
+            .delete(delete_file)
+            .layer(DefaultBodyLimit::disable()),
     )
 }
