@@ -17,19 +17,21 @@ three `Online`.
 1. `images.get(fp).export()` through m3, which does not hold the image's files yet: the
    bytes are the tarball that was imported (their SHA-256 is the fingerprint);
 2. six instances on m2 (four running, each with its own file; two stopped), the running
-   ones slow to stop (`boot.stop_signal` their init ignores, then killed after 4 s);
+   ones slow to stop; an 8 MiB file pushed through m1 into one of them and read back
+   through m3 (`boot.stop_signal` their init ignores, then killed after 4 s);
 3. evacuation of m2 through m3, and `operations.wait_for_operation` on it in a thread;
    once the plan has started, the script has the test kill m2's droverd with SIGKILL
    (it prints `KILL m2` and reads the test's `DONE KILL m2` from stdin) and, 2 s later,
    start it again on the same state dir (`START m2`);
 4. the wait returns the operation's `Success` (it does not raise), m2 is `Evacuated`,
    every instance is listed once, on m1 or m3, in the power state it had;
-5. restore: every instance back on m2, in its power state, its file intact.
+5. restore: every instance back on m2, in its power state, its files intact.
 
 Prints one `ok:` line per step; on a mismatch prints `FAIL:` and exits 1.
 """
 
 import hashlib
+import os
 import sys
 import threading
 import time
@@ -141,6 +143,12 @@ def main():
             inst.start(wait=True)
             res = inst.execute(["sh", "-c", f"echo {name} > /root/mine"])
             check(f"{name}: file written", res.exit_code, 0)
+    # 8 MiB pushed through m1 to an instance on m2 and read back through m3 (axum's default
+    # 2 MiB body limit refused anything bigger); it must survive the round trip below.
+    big = os.urandom(8 * 1024 * 1024)
+    big_sum = hashlib.sha256(big).hexdigest()
+    c1.instances.get(RUNNING[0]).files.put("/root/big", big)
+    check("8 MiB file read back through m3", c3.instances.get(RUNNING[0]).files.get("/root/big") == big, True)
     before = placement(c1)
     want = {n: ("m2", "Running" if n in RUNNING else "Stopped") for n in RUNNING + STOPPED}
     check("before the evacuation", before, want)
@@ -189,6 +197,8 @@ def main():
     for name in RUNNING:
         res = c2.instances.get(name).execute(["cat", "/root/mine"])
         check(f"{name}: its file after the round trip", res.stdout, f"{name}\n")
+    res = c3.instances.get(RUNNING[0]).execute(["sha256sum", "/root/big"])
+    check("8 MiB file after the round trip", res.stdout.split()[:1], [big_sum])
     print("pylxd sweep s6: all steps passed", flush=True)
 
 

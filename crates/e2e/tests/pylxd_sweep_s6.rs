@@ -101,13 +101,15 @@ async fn run_script(members: &mut [Member], scenario: &str) -> Vec<String> {
 ///
 /// Forms a cluster of three members, imports the busybox image on m1, and runs the
 /// script's `evacuation` scenario. It exports the image through m3 (which must fetch it
-/// first; the bytes must be the tarball), puts six instances on m2, evacuates m2 and
-/// waits on the operation with `operations.wait_for_operation` in a thread. When the plan
-/// is under way it has the test SIGKILL m2's droverd and, 2 s later, start it again. The
-/// wait must end with the evacuation's `Success` (before, the member answering for the
-/// down coordinator returned the operation still `Running` after 2 s, which pylxd raises
-/// as an error with an empty message), every instance must be listed once, off m2, in its
-/// power state, and a restore must bring them all back with their data.
+/// first; the bytes must be the tarball), puts six instances on m2, pushes an 8 MiB file
+/// into one through m1 (refused by a 2 MiB body limit before) and reads it back through
+/// m3, evacuates m2 and waits on the operation with `operations.wait_for_operation` in a
+/// thread. When the plan is under way it has the test SIGKILL m2's droverd and, 2 s
+/// later, start it again. The wait must end with the evacuation's `Success` (before, the
+/// member answering for the down coordinator returned the operation still `Running`
+/// after 2 s, which pylxd raises as an error with an empty message), every instance must
+/// be listed once, off m2, in its power state, and a restore must bring them all back
+/// with their data (the 8 MiB file's checksum included).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pylxd_waits_on_an_evacuation_across_a_coordinator_crash() {
     require_pylxd();
