@@ -819,6 +819,16 @@ pub fn apply(tx: &Transaction<'_>, cmd: &Command) -> Result<()> {
                 )));
             }
             tx.execute("DELETE FROM instances WHERE member = ?1", params![name])?;
+            // Their volumes and the member's own pool rows go with them, as in LXD: no
+            // volume of a removed member stays listed, no pool lists it as a user.
+            tx.execute(
+                "DELETE FROM storage_volumes WHERE member = ?1",
+                params![name],
+            )?;
+            tx.execute(
+                "DELETE FROM storage_pool_members WHERE member = ?1",
+                params![name],
+            )?;
             tx.execute(
                 "DELETE FROM cluster_group_members WHERE member_id = ?1",
                 params![id],

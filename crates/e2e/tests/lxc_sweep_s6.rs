@@ -356,3 +356,54 @@ async fn a_removed_member_imports_again_the_images_it_held() {
     assert_eq!(inside(m2, "sw6", "cat /etc/hostname").await, "sw6\n");
     m2.lxc(&["delete", "--force", "sw6"]).await.success();
 }
+
+/// What does this test do?
+///
+/// Two members formed with `lxc`; the stopped `sw7` on m2. `lxc cluster remove m2 --force
+/// --yes` through m1 takes m2 and its instance out, and its volume too: `lxc storage
+/// volume list default` and `lxc storage show default` (`used_by`) on m1 no longer name
+/// `sw7` (drover kept listing the removed member's volumes as ghosts), and the name can be
+/// used again on m1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_force_removed_member_leaves_no_volume_behind() {
+    require_lxc();
+    let members = form_with_lxc(&["127.0.51.15", "127.0.51.16"]).await;
+    let m1 = &members[0];
+    m1.import_busybox().await;
+    m1.lxc(&["init", "busybox", "sw7", "--target", "m2"])
+        .await
+        .success();
+    let out = m1
+        .lxc(&["storage", "volume", "list", "default", "-f", "csv"])
+        .await;
+    assert!(out.success().stdout.contains("sw7"), "{}", out.stdout);
+
+    m1.lxc(&["cluster", "remove", "m2", "--force", "--yes"])
+        .await
+        .success();
+    let states = drover_e2e::lxc_member_states(m1).await;
+    assert_eq!(states, vec![("m1".to_string(), "ONLINE".to_string())]);
+    for args in [
+        &["list", "-f", "csv"][..],
+        &["storage", "volume", "list", "default", "-f", "csv"][..],
+        &["storage", "show", "default"][..],
+    ] {
+        let out = m1.lxc(args).await;
+        assert!(
+            !out.success().stdout.contains("sw7"),
+            "lxc {args:?} still names sw7:\n{}",
+            out.stdout
+        );
+    }
+    m1.lxc(&["launch", "busybox", "sw7"]).await.success();
+    let out = m1
+        .lxc(&["storage", "volume", "list", "default", "-f", "csv"])
+        .await;
+    assert_eq!(
+        out.success().stdout.matches("sw7").count(),
+        1,
+        "{}",
+        out.stdout
+    );
+    m1.lxc(&["delete", "--force", "sw7"]).await.success();
+}
