@@ -292,12 +292,17 @@ pub async fn run(cfg: Config, bus: ops::EventBus) -> anyhow::Result<()> {
         image_fetches: Default::default(),
         cluster: cluster_state,
     });
-    instances::reattach_all(&d)
+    let to_start = instances::reattach_all(&d)
         .await
         .map_err(|e| anyhow::anyhow!(e.message))
         .context("re-attach instances")?;
 
+    // Before the autostarts: each records the instance's power state through the Raft
+    // leader and waits until this member has applied it, which needs this member's Raft
+    // endpoint listening (without it every autostart of a restarted member timed out after
+    // 10 s and failed, and the member, deaf to the leader, called elections).
     d.https.start_from_config(&d).await;
+    instances::autostart_all(&d, to_start).await;
     cluster::events::spawn_relays(&d);
     cluster::reset::spawn_watch(&d);
     let reporter = d.clone();

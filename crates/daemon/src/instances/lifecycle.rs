@@ -656,9 +656,13 @@ async fn unfreeze_instance(d: &Daemon, rec: &InstanceRecord) -> ApiResult<()> {
     Ok(())
 }
 
-/// After a daemon (re)start: learn which instances still run, and start those that should
-/// run (`boot.autostart=true`, or unset and last seen running, as LXD does).
-pub async fn reattach_all(d: &Daemon) -> ApiResult<()> {
+/// After a daemon (re)start: learn which instances still run; returns those that should
+/// run and do not (`boot.autostart=true`, or unset and last seen running, as LXD does), for
+/// [`autostart_all`].
+///
+/// Nothing here writes to the cluster DB: in a cluster a write of this member only returns
+/// once this member has applied it, which needs its Raft endpoint (HTTPS) listening.
+pub async fn reattach_all(d: &Daemon) -> ApiResult<Vec<InstanceRecord>> {
     crate::volumes::recover_all(d).await?;
     let member = d.member();
     let instances = d
@@ -702,6 +706,13 @@ pub async fn reattach_all(d: &Daemon) -> ApiResult<()> {
             Err(e) => tracing::warn!(instance = %rec.name, error = %e, "runtime state unknown"),
         }
     }
+    Ok(to_start)
+}
+
+/// Starts the instances [`reattach_all`] found stopped that should run, one after the
+/// other. In a cluster, call it once this member's HTTPS listener (its Raft endpoint)
+/// serves: each start records `volatile.last_state.power` through the leader.
+pub async fn autostart_all(d: &Daemon, to_start: Vec<InstanceRecord>) {
     for rec in to_start {
         let lock = d.instance_lock(&runtime_id(&rec.project, &rec.name));
         let _guard = lock.lock().await;
@@ -710,7 +721,6 @@ pub async fn reattach_all(d: &Daemon) -> ApiResult<()> {
             Err(e) => tracing::warn!(instance = %rec.name, error = %e.message, "autostart failed"),
         }
     }
-    Ok(())
 }
 
 /// Stops instance `name` of `project` on this member for an evacuation, under its lock:

@@ -19,8 +19,8 @@ use db::profiles::ProfileRecord;
 
 pub use create::create;
 pub use lifecycle::{
-    change_state, check_member_accepts, instance_status, is_frozen, member_takes, reattach_all,
-    runtime_status, start_for_restore, stop_for_evacuation,
+    autostart_all, change_state, check_member_accepts, instance_status, is_frozen, member_takes,
+    reattach_all, runtime_status, start_for_restore, stop_for_evacuation,
 };
 pub use update::{delete, move_renamed, rename, update};
 pub use view::{etag, instance_state, instance_view, log_file};
