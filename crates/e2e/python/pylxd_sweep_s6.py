@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """pylxd waits on an evacuation while its coordinator is killed, and exports an image.
 
-usage: pylxd_sweep_s6.py evacuation|leader SOCKET_M1 SOCKET_M2 SOCKET_M3 IMAGE_TARBALL
+usage: pylxd_sweep_s6.py evacuation|leader|reboot SOCKET_M1 SOCKET_M2 SOCKET_M3 IMAGE_TARBALL
 
 The cluster (m1, m2, m3) is formed and m1 holds the `busybox` image.
 
@@ -11,6 +11,12 @@ them is the new leader: each live member must be `Online` in every answer (a fol
 only hears from the leader, and used to list the other follower `Offline` until the
 election ended); then it has the dead member started again (`START mN`) and waits for all
 three `Online`.
+
+`reboot`: three running instances with `boot.autostart=true` on m2; the test SIGKILLs m2's
+droverd (`KILL m2`), the script kills the instances' init processes (as a power loss
+would), the test starts m2 again (`START m2`). m2 must answer within 8 s (each autostart
+used to wait 10 s for a write m2 could not apply, its Raft endpoint not listening yet,
+and fail), and every instance must run again with `volatile.last_state.power=RUNNING`.
 
 `evacuation`, through pylxd:
 
@@ -32,6 +38,7 @@ Prints one `ok:` line per step; on a mismatch prints `FAIL:` and exits 1.
 
 import hashlib
 import os
+import signal
 import sys
 import threading
 import time
@@ -111,12 +118,48 @@ def leader(clients):
     print("ok: all three Online again", flush=True)
 
 
+def reboot(c1, c3):
+    names = [f"s6b{n}" for n in range(3)]
+    pids = []
+    for name in names:
+        inst = c1.instances.create(
+            {
+                "name": name,
+                "config": {"boot.autostart": "true"},
+                "source": {"type": "image", "alias": "busybox"},
+            },
+            wait=True,
+            target="m2",
+        )
+        inst.start(wait=True)
+        pids.append(inst.state().pid)
+    ask("KILL m2")
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    t0 = time.time()
+    ask("START m2")
+    took = time.time() - t0
+    print(f"ok: m2 answered {took:.1f} s after its start", flush=True)
+    if took > 8:
+        fail(f"m2 took {took:.1f} s to answer with {len(names)} instances to autostart")
+    for name in names:
+        inst = c3.instances.get(name)
+        check(f"{name}: status after the restart", inst.status, "Running")
+        check(f"{name}: last power state", inst.config.get("volatile.last_state.power"), "RUNNING")
+        if inst.state().pid in pids:
+            fail(f"{name}: its old init still runs")
+
+
 def main():
-    if len(sys.argv) != 6 or sys.argv[1] not in ("evacuation", "leader"):
-        fail(f"usage: {sys.argv[0]} evacuation|leader SOCKET_M1 SOCKET_M2 SOCKET_M3 IMAGE")
+    scenarios = ("evacuation", "leader", "reboot")
+    if len(sys.argv) != 6 or sys.argv[1] not in scenarios:
+        fail(f"usage: {sys.argv[0]} {'|'.join(scenarios)} SOCKET_M1 SOCKET_M2 SOCKET_M3 IMAGE")
     c1, c2, c3 = (pylxd.Client(endpoint=s) for s in sys.argv[2:5])
-    if sys.argv[1] == "leader":
-        leader({"m1": c1, "m2": c2, "m3": c3})
+    if sys.argv[1] != "evacuation":
+        if sys.argv[1] == "leader":
+            leader({"m1": c1, "m2": c2, "m3": c3})
+        else:
+            reboot(c1, c3)
         print("pylxd sweep s6: all steps passed", flush=True)
         return
     with open(sys.argv[5], "rb") as f:

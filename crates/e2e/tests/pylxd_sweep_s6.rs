@@ -2,7 +2,7 @@
 //! crashes under it: `python/pylxd_sweep_s6.py` against real daemons, with the test
 //! killing and restarting a member when the script asks for it.
 //!
-//! Members listen on 127.0.52.1–3 and 127.0.52.4–6 (free ports).
+//! Members listen on 127.0.52.1–3, 127.0.52.4–6 and 127.0.52.7–9 (free ports).
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -134,4 +134,22 @@ async fn pylxd_sees_live_members_online_while_a_leader_is_elected() {
     let mut members = form_cluster(&["127.0.52.4", "127.0.52.5", "127.0.52.6"]).await;
     let done = run_script(&mut members, "leader").await;
     assert_eq!(done.len(), 2, "{done:?}");
+}
+
+/// What does this test do?
+///
+/// Forms a cluster of three members, imports the busybox image on m1, and runs the
+/// script's `reboot` scenario: three running instances with `boot.autostart=true` on m2,
+/// then m2's droverd SIGKILLed and the instances' init processes killed (a power loss),
+/// then m2 started again. m2 must answer within 8 s and every instance must run again,
+/// recorded `RUNNING` (before, each autostart waited 10 s for a DB write m2 could not
+/// apply, its Raft endpoint not listening until the autostarts were done, and failed;
+/// 30 s for three).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pylxd_sees_a_restarted_member_autostart_its_instances_at_once() {
+    require_pylxd();
+    let mut members = form_cluster(&["127.0.52.7", "127.0.52.8", "127.0.52.9"]).await;
+    members[0].import_busybox().await;
+    let done = run_script(&mut members, "reboot").await;
+    assert_eq!(done, ["KILL m2", "START m2"]);
 }
