@@ -212,7 +212,10 @@ pub async fn create(
         )));
     }
     let image = resolve_image(d, &req).await?;
-    check_image_type(&req.kind, image.as_ref())?;
+    // A copy has no image of its own: its type was checked against the source's.
+    if copy_from.is_none() {
+        check_image_type(&req.kind, image.as_ref())?;
+    }
     if req.kind == "virtual-machine" {
         check_vm_memory(&expanded)?;
     }
