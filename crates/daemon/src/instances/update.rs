@@ -356,11 +356,17 @@ pub(super) async fn delete_now(d: &Daemon, rec: &InstanceRecord) -> ApiResult<()
     if let Some(pool) = pool {
         crate::volumes::delete(d, &pool, rec).await?;
     }
-    let run_dir = d.paths.run.join(&id);
-    if let Err(e) = tokio::fs::remove_dir_all(&run_dir).await
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(instance = %rec.name, error = %e, "runtime files not removed");
+    // A VM's files (its console log above all) go too: a later instance of the same name
+    // must not show the deleted one's console.
+    for run_dir in [
+        d.paths.run.join(&id),
+        d.paths.state_dir.join("vms").join(&id),
+    ] {
+        if let Err(e) = tokio::fs::remove_dir_all(&run_dir).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(instance = %rec.name, error = %e, "runtime files not removed");
+        }
     }
     d.bus
         .lifecycle("instance-deleted", url(&rec.name), &rec.project, None);
