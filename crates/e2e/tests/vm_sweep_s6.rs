@@ -1,0 +1,99 @@
+//! Virtual machines driven the way an LXD user drives them, with the `lxc` 5.0.2 client on
+//! real droverd members and real QEMU (TCG here, 128 MiB guests), for what the other VM
+//! tests leave out.
+//!
+//! What does this test do?
+//! - `lxc copy` of a stopped VM makes a second VM that boots from its own copy of the disk
+//!   (its hostname is the copy's name); `lxc delete -f` of the running copy and `lxc delete`
+//!   of the original leave no runtime files, so a new VM of the same name shows an empty
+//!   console log, not the deleted one's
+//!
+//! Skipped, saying so, only when qemu-system-x86_64 is not installed.
+
+use std::time::{Duration, Instant};
+
+use drover_e2e::{KillVms, Member, import_busybox_vm, qemu_installed};
+
+/// How long a booted guest may take to answer an exec (TCG on a loaded machine).
+const BOOT: Duration = Duration::from_secs(120);
+
+/// Waits until `lxc exec NAME -- hostname` answers (the guest booted); what it printed.
+async fn hostname(m: &Member, name: &str) -> String {
+    let deadline = Instant::now() + BOOT;
+    loop {
+        let out = m.lxc(&["exec", name, "--", "hostname"]).await;
+        if out.code == 0 {
+            return out.stdout.trim().to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} never answered an exec: {}",
+            out.stderr
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The `lxc list -f csv -c nst` rows.
+async fn rows(m: &Member) -> Vec<String> {
+    let out = m.lxc(&["list", "-f", "csv", "-c", "nst"]).await;
+    out.success().stdout.lines().map(str::to_string).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_vm_copies_and_a_deleted_one_leaves_no_console_behind() {
+    if !qemu_installed() {
+        eprintln!("SKIPPED vm_sweep_s6: qemu-system-x86_64 is not installed");
+        return;
+    }
+    drover_e2e::require_lxc();
+    let m = Member::start().await;
+    let _kill = KillVms::of(std::slice::from_ref(&m));
+    import_busybox_vm(&m).await;
+    let vm = ["--vm", "-c", "limits.memory=128MiB"];
+
+    m.lxc(&[&["launch", "busybox-vm", "sv1"][..], &vm[..]].concat())
+        .await
+        .success();
+    assert_eq!(hostname(&m, "sv1").await, "sv1");
+    m.lxc(&["stop", "sv1"]).await.success();
+
+    // The copy: LXD copies a stopped VM; it boots from its own disk under its own name.
+    m.lxc(&["copy", "sv1", "sv2"]).await.success();
+    assert!(
+        rows(&m)
+            .await
+            .contains(&"sv2,STOPPED,VIRTUAL-MACHINE".to_string()),
+        "{:?}",
+        rows(&m).await
+    );
+    m.lxc(&["start", "sv2"]).await.success();
+    assert_eq!(hostname(&m, "sv2").await, "sv2");
+    let log = m.lxc(&["console", "sv2", "--show-log"]).await;
+    assert!(
+        log.success().stdout.contains("DROVER-VM-READY"),
+        "{}",
+        log.stdout
+    );
+
+    // Deleting (the running copy by force, the stopped original) leaves no VM files.
+    m.lxc(&["delete", "-f", "sv2"]).await.success();
+    m.lxc(&["delete", "sv1"]).await.success();
+    let vms = m.state_dir().join("vms");
+    let left: Vec<_> = std::fs::read_dir(&vms)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "runtime files left in {vms:?}: {left:?}");
+
+    // A new, never started VM of a deleted one's name has no console output yet.
+    m.lxc(&[&["init", "busybox-vm", "sv2"][..], &vm[..]].concat())
+        .await
+        .success();
+    let log = m.lxc(&["console", "sv2", "--show-log"]).await;
+    assert!(
+        !log.stdout.contains("DROVER-VM-READY"),
+        "a new VM shows the deleted one's console: {}",
+        log.stdout
+    );
+    m.lxc(&["delete", "sv2"]).await.success();
+}
