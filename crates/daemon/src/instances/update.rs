@@ -262,6 +262,12 @@ async fn check_renamable(
     Ok(rec)
 }
 
+/// The runtime directories instance `id` may have: a container's (`containers/`) and a
+/// VM's (`vms/`), each with its console log.
+fn runtime_dirs(d: &Daemon, id: &str) -> [std::path::PathBuf; 2] {
+    [d.paths.run.join(id), d.paths.state_dir.join("vms").join(id)]
+}
+
 /// The body of a rename; the caller holds both names' locks.
 async fn rename_now(d: &Daemon, project: &str, name: &str, new_name: &str) -> ApiResult<()> {
     let rec = check_renamable(d, project, name, new_name).await?;
@@ -279,15 +285,17 @@ async fn rename_now(d: &Daemon, project: &str, name: &str, new_name: &str) -> Ap
         }
         return Err(e);
     }
-    // The console log goes with the instance.
-    let (old_dir, new_dir) = (
-        d.paths.run.join(runtime_id(project, name)),
-        d.paths.run.join(runtime_id(project, new_name)),
-    );
-    if let Err(e) = tokio::fs::rename(&old_dir, &new_dir).await
-        && e.kind() != std::io::ErrorKind::NotFound
+    // The console log goes with the instance (a container's or a VM's).
+    let new_dirs = runtime_dirs(d, &runtime_id(project, new_name));
+    for (old_dir, new_dir) in runtime_dirs(d, &runtime_id(project, name))
+        .into_iter()
+        .zip(new_dirs)
     {
-        tracing::warn!(instance = %new_name, error = %e, "runtime files not moved");
+        if let Err(e) = tokio::fs::rename(&old_dir, &new_dir).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(instance = %new_name, error = %e, "runtime files not moved");
+        }
     }
     d.bus.lifecycle(
         "instance-renamed",
@@ -358,10 +366,7 @@ pub(super) async fn delete_now(d: &Daemon, rec: &InstanceRecord) -> ApiResult<()
     }
     // A VM's files (its console log above all) go too: a later instance of the same name
     // must not show the deleted one's console.
-    for run_dir in [
-        d.paths.run.join(&id),
-        d.paths.state_dir.join("vms").join(&id),
-    ] {
+    for run_dir in runtime_dirs(d, &id) {
         if let Err(e) = tokio::fs::remove_dir_all(&run_dir).await
             && e.kind() != std::io::ErrorKind::NotFound
         {
