@@ -4,8 +4,9 @@
 //!
 //! What does this test do?
 //! - `lxc copy` of a stopped VM makes a second VM that boots from its own copy of the disk
-//!   (its hostname is the copy's name); `lxc delete -f` of the running copy and `lxc delete`
-//!   of the original leave no runtime files, so a new VM of the same name shows an empty
+//!   (its hostname is the copy's name); a renamed VM (`lxc move sv1 sv1b`) keeps its console
+//!   log; `lxc delete -f` of the running copy and `lxc delete` of the original leave no
+//!   runtime files, so a new VM of the same name shows an empty
 //!   console log, not the deleted one's
 //!
 //! Skipped, saying so, only when qemu-system-x86_64 is not installed.
@@ -76,9 +77,18 @@ async fn a_stopped_vm_copies_and_a_deleted_one_leaves_no_console_behind() {
         log.stdout
     );
 
+    // A renamed VM keeps its console log, as in LXD.
+    m.lxc(&["move", "sv1", "sv1b"]).await.success();
+    let log = m.lxc(&["console", "sv1b", "--show-log"]).await;
+    assert!(
+        log.success().stdout.contains("DROVER-VM-READY"),
+        "the renamed VM lost its console log: {}",
+        log.stdout
+    );
+
     // Deleting (the running copy by force, the stopped original) leaves no VM files.
     m.lxc(&["delete", "-f", "sv2"]).await.success();
-    m.lxc(&["delete", "sv1"]).await.success();
+    m.lxc(&["delete", "sv1b"]).await.success();
     let vms = m.state_dir().join("vms");
     let left: Vec<_> = std::fs::read_dir(&vms)
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
