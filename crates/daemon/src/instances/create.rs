@@ -132,6 +132,24 @@ fn check_vm_memory(expanded: &ConfigMap) -> ApiResult<()> {
     Ok(())
 }
 
+/// A VM's `limits.cpu` must fit in this member: QEMU would start (or refuse to start) a
+/// guest with more vCPUs than the host has only after the instance was created.
+fn check_vm_cpu(expanded: &ConfigMap) -> ApiResult<()> {
+    let Some(v) = expanded.get("limits.cpu").filter(|v| !v.trim().is_empty()) else {
+        return Ok(());
+    };
+    let count = driver_qemu::vm::parse_cpu_count(v.trim())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let host = std::thread::available_parallelism()
+        .map_or(u32::MAX, |n| u32::try_from(n.get()).unwrap_or(u32::MAX));
+    if count > host {
+        return Err(ApiError::bad_request(format!(
+            "limits.cpu {v} is more than this member has ({host} CPUs)"
+        )));
+    }
+    Ok(())
+}
+
 /// Refuses `name` when an instance of `project` has it (LXD's 409).
 ///
 /// # Errors
@@ -218,6 +236,7 @@ pub async fn create(
     }
     if req.kind == "virtual-machine" {
         check_vm_memory(&expanded)?;
+        check_vm_cpu(&expanded)?;
     }
 
     // Reserve the name, then check the DB: a concurrent create of the same name loses.
