@@ -107,3 +107,47 @@ async fn a_stopped_vm_copies_and_a_deleted_one_leaves_no_console_behind() {
     );
     m.lxc(&["delete", "sv2"]).await.success();
 }
+
+/// What does this test do?
+///
+/// `lxc launch busybox-vm bx --vm` with more vCPUs than the member has, or memory outside
+/// what a VM can have, fails with a clear `Error:` and creates nothing (no instance, no
+/// volume): before, a VM with `limits.cpu=500` was created and only its start failed
+/// (QEMU's "Invalid SMP CPUs"), leaving a stopped instance behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_larger_than_its_member_is_refused_before_anything_is_created() {
+    if !qemu_installed() {
+        eprintln!("SKIPPED vm_sweep_s6: qemu-system-x86_64 is not installed");
+        return;
+    }
+    drover_e2e::require_lxc();
+    let m = Member::start().await;
+    let _kill = KillVms::of(std::slice::from_ref(&m));
+    import_busybox_vm(&m).await;
+    for (limit, why) in [
+        (
+            "limits.cpu=500",
+            "limits.cpu 500 is more than this member has",
+        ),
+        (
+            "limits.memory=100TiB",
+            "limits.memory 100TiB is more than this member has",
+        ),
+        (
+            "limits.memory=64MiB",
+            "limits.memory 64MiB is too small for a virtual machine",
+        ),
+    ] {
+        let out = m
+            .lxc(&["launch", "busybox-vm", "bx", "--vm", "-c", limit])
+            .await;
+        let err = out.failure();
+        assert!(err.contains(&format!("Error: {why}")), "{limit}: {err}");
+        assert!(rows(&m).await.is_empty(), "{limit}: {:?}", rows(&m).await);
+        assert!(
+            m.volume_entries().iter().all(|v| !v.contains("bx")),
+            "{limit}: a volume was left: {:?}",
+            m.volume_entries()
+        );
+    }
+}
