@@ -97,6 +97,15 @@ async fn run_script(members: &mut [Member], scenario: &str) -> Vec<String> {
     done
 }
 
+/// Forms a cluster of three members on `ips`, imports the busybox image on m1 and runs the
+/// script's `name` scenario ([`run_script`]); the requests it made.
+async fn scenario(ips: &[&str], name: &str) -> Vec<String> {
+    require_pylxd();
+    let mut members = form_cluster(ips).await;
+    members[0].import_busybox().await;
+    run_script(&mut members, name).await
+}
+
 /// What does this test do?
 ///
 /// Forms a cluster of three members, imports the busybox image on m1, and runs the
@@ -112,27 +121,23 @@ async fn run_script(members: &mut [Member], scenario: &str) -> Vec<String> {
 /// with their data (the 8 MiB file's checksum included).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pylxd_waits_on_an_evacuation_across_a_coordinator_crash() {
-    require_pylxd();
-    let mut members = form_cluster(&["127.0.52.1", "127.0.52.2", "127.0.52.3"]).await;
-    members[0].import_busybox().await;
-    let done = run_script(&mut members, "evacuation").await;
+    let done = scenario(&["127.0.52.1", "127.0.52.2", "127.0.52.3"], "evacuation").await;
     assert_eq!(done, ["KILL m2", "START m2"]);
 }
 
 /// What does this test do?
 ///
-/// Forms a cluster of three members and runs the script's `leader` scenario: the test
-/// SIGKILLs the Raft leader's droverd when the script asks, and the script lists the
-/// members (`cluster.members.all()` and `.get()`) through each live member every 200 ms
-/// until one of them is listed as the new leader. A live member must never be listed
-/// `Offline` in that window (before, each follower fell back to its own view, in which the
-/// other follower, never heard from directly, was `Offline` until the election ended,
-/// about 5 s here). Then the dead member is started again and all three must be `Online`.
+/// Forms a cluster of three members (the image on m1) and runs the script's `leader`
+/// scenario: the test SIGKILLs the Raft leader's droverd when the script asks, and the
+/// script lists the members (`cluster.members.all()` and `.get()`) through each live
+/// member every 200 ms until one of them is listed as the new leader. A live member must
+/// never be listed `Offline` in that window (before, each follower fell back to its own
+/// view, in which the other follower, never heard from directly, was `Offline` until the
+/// election ended, about 5 s here). Then the dead member is started again and all three
+/// must be `Online`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pylxd_sees_live_members_online_while_a_leader_is_elected() {
-    require_pylxd();
-    let mut members = form_cluster(&["127.0.52.4", "127.0.52.5", "127.0.52.6"]).await;
-    let done = run_script(&mut members, "leader").await;
+    let done = scenario(&["127.0.52.4", "127.0.52.5", "127.0.52.6"], "leader").await;
     assert_eq!(done.len(), 2, "{done:?}");
 }
 
@@ -147,9 +152,6 @@ async fn pylxd_sees_live_members_online_while_a_leader_is_elected() {
 /// 30 s for three).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pylxd_sees_a_restarted_member_autostart_its_instances_at_once() {
-    require_pylxd();
-    let mut members = form_cluster(&["127.0.52.7", "127.0.52.8", "127.0.52.9"]).await;
-    members[0].import_busybox().await;
-    let done = run_script(&mut members, "reboot").await;
+    let done = scenario(&["127.0.52.7", "127.0.52.8", "127.0.52.9"], "reboot").await;
     assert_eq!(done, ["KILL m2", "START m2"]);
 }
