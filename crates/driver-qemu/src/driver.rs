@@ -264,6 +264,10 @@ impl QemuDriver {
         let out = tokio::time::timeout(LAUNCH_TIMEOUT, child.wait_with_output())
             .await
             .map_err(|_| runtime_err("start", format!("no answer within {LAUNCH_TIMEOUT:?}")))??;
+        // What QEMU said while starting is the instance's `qemu.log` (`lxc info --show-log`).
+        if let Err(e) = tokio::fs::write(paths.qemu_log(), &out.stderr).await {
+            tracing::warn!(id, error = %e, "QEMU's start-up output not logged");
+        }
         if !out.status.success() {
             paths.clean();
             return Err(runtime_err(

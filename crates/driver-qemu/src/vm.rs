@@ -209,7 +209,7 @@ impl VmPaths {
     pub fn config(&self) -> PathBuf {
         self.dir.join("vm.json")
     }
-    /// QEMU's own log (`-D`).
+    /// What QEMU printed while starting (its `qemu.log`, as LXD names it).
     pub fn qemu_log(&self) -> PathBuf {
         self.dir.join("qemu.log")
     }
