@@ -23,7 +23,7 @@ pub use lifecycle::{
     reattach_all, runtime_status, start_for_restore, stop_for_evacuation,
 };
 pub use update::{delete, move_renamed, rename, update};
-pub use view::{etag, instance_state, instance_view, log_file};
+pub use view::{etag, instance_state, instance_view, log_file, log_name};
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::Daemon;

@@ -61,12 +61,27 @@ pub async fn instance_view(
     })
 }
 
+/// The log file `GET /1.0/instances/{name}/logs` lists for `rec`: LXD's `qemu.log` for
+/// a VM (what `lxc info --show-log` reads), `lxc.log` for a container.
+pub fn log_name(rec: &InstanceRecord) -> &'static str {
+    if rec.kind == "virtual-machine" {
+        "qemu.log"
+    } else {
+        "lxc.log"
+    }
+}
+
 /// The log file `file` of `rec`: `lxc.log` is PID 1's console output since its last start
-/// (empty if none), `exec_<id>.stdout`/`.stderr` the recorded output of an exec.
+/// (empty if none), a VM's `qemu.log` what QEMU printed at its last start,
+/// `exec_<id>.stdout`/`.stderr` the recorded output of an exec.
 pub async fn log_file(d: &Daemon, rec: &InstanceRecord, file: &str) -> ApiResult<String> {
-    let dir = d.paths.run.join(runtime_id(&rec.project, &rec.name));
+    let id = runtime_id(&rec.project, &rec.name);
+    let dir = d.paths.run.join(&id);
     let path = match file {
         "lxc.log" => dir.join(driver_oci::CONSOLE_LOG),
+        "qemu.log" if rec.kind == "virtual-machine" => {
+            d.paths.state_dir.join("vms").join(&id).join("qemu.log")
+        }
         f if f.starts_with("exec_")
             && (f.ends_with(".stdout") || f.ends_with(".stderr"))
             && !f.contains('/') =>
@@ -77,7 +92,10 @@ pub async fn log_file(d: &Daemon, rec: &InstanceRecord, file: &str) -> ApiResult
     };
     match tokio::fs::read(&path).await {
         Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && file == "lxc.log" => {
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && (file == "lxc.log" || file == "qemu.log") =>
+        {
             Ok(String::new())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -283,12 +283,13 @@ async fn logs(
     Path(name): Path<String>,
     Query(q): Query<CommonQuery>,
 ) -> ApiResult<Response> {
-    instances::load(&d, q.project(), &name).await?;
-    Ok(sync([format!("/1.0/instances/{name}/logs/lxc.log")]))
+    let rec = instances::load(&d, q.project(), &name).await?;
+    let file = instances::log_name(&rec);
+    Ok(sync([format!("/1.0/instances/{name}/logs/{file}")]))
 }
 
 /// A log file of the instance as plain text: `lxc.log` (PID 1's console output, under LXD's
-/// name) or the recorded output of an exec (`exec_<id>.stdout`).
+/// name), a VM's `qemu.log`, or the recorded output of an exec (`exec_<id>.stdout`).
 async fn log_file(
     State(d): State<Daemon>,
     Path((name, file)): Path<(String, String)>,
