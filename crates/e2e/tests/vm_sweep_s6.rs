@@ -113,7 +113,8 @@ async fn a_stopped_vm_copies_and_a_deleted_one_leaves_no_console_behind() {
 /// `lxc launch busybox-vm bx --vm` with more vCPUs than the member has, or memory outside
 /// what a VM can have, fails with a clear `Error:` and creates nothing (no instance, no
 /// volume): before, a VM with `limits.cpu=500` was created and only its start failed
-/// (QEMU's "Invalid SMP CPUs"), leaving a stopped instance behind.
+/// (QEMU's "Invalid SMP CPUs"), leaving a stopped instance behind. A start QEMU refuses
+/// (`limits.cpu=500` set later) points to `lxc info --show-log`, which shows QEMU's words.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vm_larger_than_its_member_is_refused_before_anything_is_created() {
     if !qemu_installed() {
@@ -150,4 +151,34 @@ async fn a_vm_larger_than_its_member_is_refused_before_anything_is_created() {
             m.volume_entries()
         );
     }
+
+    // A start QEMU refuses: `lxc` says to look at `lxc info --show-log`, which shows why
+    // (LXD's `qemu.log` of a VM).
+    m.lxc(&[
+        "init",
+        "busybox-vm",
+        "bx",
+        "--vm",
+        "-c",
+        "limits.memory=128MiB",
+    ])
+    .await
+    .success();
+    m.lxc(&["config", "set", "bx", "limits.cpu=500"])
+        .await
+        .success();
+    let err = m.lxc(&["start", "bx"]).await.failure().to_string();
+    assert!(err.contains("lxc info --show-log"), "{err}");
+    let out = m.lxc(&["info", "bx", "--show-log"]).await;
+    assert!(
+        out.success().stdout.contains("Invalid SMP CPUs 500"),
+        "{}",
+        out.stdout
+    );
+    let logs = m.raw("GET", "/1.0/instances/bx/logs", None).await;
+    assert_eq!(
+        logs.body["metadata"],
+        serde_json::json!(["/1.0/instances/bx/logs/qemu.log"])
+    );
+    m.lxc(&["delete", "bx"]).await.success();
 }
