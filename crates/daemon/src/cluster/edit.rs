@@ -132,6 +132,13 @@ pub async fn update(
             "Unsupported cluster member role {role:?}"
         )));
     }
+    // As LXD: a member is always in a group. A PUT without `groups` (pylxd's
+    // `ClusterMember.save()` sends `{}`) used to leave it in none, out of `@default`.
+    if req.groups.is_empty() {
+        return Err(ApiError::bad_request(
+            "Cluster members need to belong to at least one group",
+        ));
+    }
     let groups = d.read(db::cluster_groups::list).await?;
     if let Some(g) = req
         .groups
