@@ -5,7 +5,9 @@ usage: pylxd_sweep_s6.py evacuation|leader|reboot SOCKET_M1 SOCKET_M2 SOCKET_M3 
 
 The cluster (m1, m2, m3) is formed and m1 holds the `busybox` image.
 
-`leader`: the script has the test SIGKILL the Raft leader's droverd (it prints `KILL mN`
+`leader`: pylxd's `ClusterMember.save()` of m2 (a `PUT {}`) is refused and m2 stays in
+group `default` (it used to be left in no group); then the script has the test SIGKILL
+the Raft leader's droverd (it prints `KILL mN`
 and reads `DONE KILL mN`), then reads the members through each live member until one of
 them is the new leader: each live member must be `Online` in every answer (a follower
 only hears from the leader, and used to list the other follower `Offline` until the
@@ -44,6 +46,7 @@ import threading
 import time
 
 import pylxd
+from pylxd.exceptions import LXDAPIException
 
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 from steps import check, fail, run  # noqa: E402 - after the line above
@@ -82,7 +85,19 @@ def member_state(client, member, action):
     return r.json()["operation"].split("/")[-1]
 
 
+def save_refused(client):
+    """pylxd's `ClusterMember.save()` sends `PUT {}`: refused, the member kept in its group."""
+    member = client.cluster.members.get("m2")
+    try:
+        member.save(wait=True)
+        fail("PUT {} on a member was accepted")
+    except LXDAPIException as e:
+        check("members.get(m2).save()", str(e), "Cluster members need to belong to at least one group")
+    check("m2 groups after save()", client.cluster.members.get("m2").groups, ["default"])
+
+
 def leader(clients):
+    save_refused(clients["m3"])
     names = sorted(clients)
     old = [m.server_name for m in clients["m1"].cluster.members.all() if "database-leader" in m.roles]
     check("one leader", len(old), 1)

@@ -128,7 +128,9 @@ async fn pylxd_waits_on_an_evacuation_across_a_coordinator_crash() {
 /// What does this test do?
 ///
 /// Forms a cluster of three members (the image on m1) and runs the script's `leader`
-/// scenario: the test SIGKILLs the Raft leader's droverd when the script asks, and the
+/// scenario: pylxd's `ClusterMember.save()` (a `PUT {}`) must be refused with LXD's
+/// words and leave m2 in group `default` (it used to leave it in no group); then the test
+/// SIGKILLs the Raft leader's droverd when the script asks, and the
 /// script lists the members (`cluster.members.all()` and `.get()`) through each live
 /// member every 200 ms until one of them is listed as the new leader. A live member must
 /// never be listed `Offline` in that window (before, each follower fell back to its own
