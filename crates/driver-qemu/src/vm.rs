@@ -122,7 +122,7 @@ impl VmConfig {
     }
 }
 
-/// Parses `limits.memory` for a VM (`256MiB`, `1GiB`, `512MB`, bytes) into MiB.
+/// Parses `limits.memory` for a VM (`256MiB`, `1GiB`, `512MB`, up to `EiB`, bytes) into MiB.
 pub fn parse_memory_mib(v: &str) -> Result<u64> {
     let bad = || DriverError::Invalid(format!("invalid limits.memory {v:?} for a VM"));
     let split = v
@@ -140,6 +140,12 @@ pub fn parse_memory_mib(v: &str) -> Result<u64> {
         "MiB" => 1024.0 * 1024.0,
         "GiB" => 1024.0 * 1024.0 * 1024.0,
         "TiB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        // LXD's units go on to peta and exa: such a VM is refused as too large, not as
+        // a value nobody can read.
+        "PB" => 1e15,
+        "EB" => 1e18,
+        "PiB" => 1024.0_f64.powi(5),
+        "EiB" => 1024.0_f64.powi(6),
         _ => return Err(bad()),
     };
     let mib = (num * mult / (1024.0 * 1024.0)).floor();
@@ -454,6 +460,8 @@ mod tests {
         assert_eq!(parse_memory_mib("1GiB").ok(), Some(1024));
         assert_eq!(parse_memory_mib("512MB").ok(), Some(488));
         assert_eq!(parse_memory_mib("268435456").ok(), Some(256));
+        assert_eq!(parse_memory_mib("1PiB").ok(), Some(1 << 30));
+        assert_eq!(parse_memory_mib("1EiB").ok(), Some(1 << 40));
         assert!(parse_memory_mib("50%").is_err());
         assert!(parse_memory_mib("lots").is_err());
         assert!(parse_memory_mib("0").is_err());
