@@ -131,8 +131,8 @@ async fn a_vm_larger_than_its_member_is_refused_before_anything_is_created() {
             "limits.cpu 500 is more than this member has",
         ),
         (
-            "limits.memory=100TiB",
-            "limits.memory 100TiB is more than this member has",
+            "limits.memory=1PiB",
+            "limits.memory 1PiB is more than this member has",
         ),
         (
             "limits.memory=64MiB",
