@@ -43,29 +43,7 @@ async fn form_with_lxc(ips: &[&str]) -> Vec<Member> {
             m.lxc(&["cluster", "enable", &name]).await.success();
             via = address;
         } else {
-            let token = printed_token(&members[0].lxc(&["cluster", "add", &name]).await);
-            let der = tls::fetch_certificate(via.parse().expect("cluster address"))
-                .await
-                .expect("fetch the cluster certificate");
-            let body = serde_json::json!({
-                "server_name": name,
-                "enabled": true,
-                "server_address": address,
-                "cluster_address": via,
-                "cluster_certificate": tls::certificate_pem(&der),
-                "cluster_token": token,
-                "member_config": [],
-            });
-            m.lxc(&[
-                "query",
-                "-X",
-                "PUT",
-                "/1.0/cluster",
-                "--data",
-                &body.to_string(),
-            ])
-            .await
-            .success();
+            join_with_lxc(&members[0], &via, &m, &name, &address).await;
         }
         members.push(m);
     }
@@ -77,6 +55,34 @@ async fn form_with_lxc(ips: &[&str]) -> Vec<Member> {
         .await;
     }
     members
+}
+
+/// Joins `m` as `name` on `address`: a token from `lxc cluster add` on `first`, then `lxc
+/// query -X PUT /1.0/cluster` on `m` with it in `cluster_token`, through `via`.
+async fn join_with_lxc(first: &Member, via: &str, m: &Member, name: &str, address: &str) {
+    let token = printed_token(&first.lxc(&["cluster", "add", name]).await);
+    let der = tls::fetch_certificate(via.parse().expect("cluster address"))
+        .await
+        .expect("fetch the cluster certificate");
+    let body = serde_json::json!({
+        "server_name": name,
+        "enabled": true,
+        "server_address": address,
+        "cluster_address": via,
+        "cluster_certificate": tls::certificate_pem(&der),
+        "cluster_token": token,
+        "member_config": [],
+    });
+    m.lxc(&[
+        "query",
+        "-X",
+        "PUT",
+        "/1.0/cluster",
+        "--data",
+        &body.to_string(),
+    ])
+    .await
+    .success();
 }
 
 /// The memory limit (bytes) the kernel holds for the process `pid`'s cgroup (v1
@@ -406,4 +412,33 @@ async fn a_force_removed_member_leaves_no_volume_behind() {
         out.stdout
     );
     m1.lxc(&["delete", "--force", "sw7"]).await.success();
+}
+
+/// What does this test do?
+///
+/// A member joins (`lxc query -X PUT /1.0/cluster` with a `cluster_token`) and, at once,
+/// `lxc cluster evacuate m2 --force` and `lxc cluster restore m2 --force` run through m1:
+/// both return (the operations run on m2 and end within milliseconds; m1 used to forward
+/// them before it relayed m2's events, so `lxc` never saw them end and waited for ever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operation_on_a_member_that_just_joined_is_seen_to_end() {
+    require_lxc();
+    let m1 = Member::start().await;
+    let via = free_address("127.0.51.17").to_string();
+    m1.lxc(&["config", "set", "core.https_address", &via])
+        .await
+        .success();
+    m1.lxc(&["cluster", "enable", "m1"]).await.success();
+    let m2 = Member::start().await;
+    let address = free_address("127.0.51.18").to_string();
+    join_with_lxc(&m1, &via, &m2, "m2", &address).await;
+    m1.lxc(&["cluster", "evacuate", "m2", "--force"])
+        .await
+        .success();
+    m1.lxc(&["cluster", "restore", "m2", "--force"])
+        .await
+        .success();
+    let states = drover_e2e::lxc_member_states(&m1).await;
+    assert_eq!(states.len(), 2, "{states:?}");
+    assert!(states.iter().all(|(_, s)| s == "ONLINE"), "{states:?}");
 }

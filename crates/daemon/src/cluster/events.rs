@@ -20,7 +20,8 @@
 //! backoff from [`BACKOFF_MIN`] to [`BACKOFF_MAX`]. Events published while a member was
 //! unreachable are not replayed (LXD does not either).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -41,6 +42,42 @@ const PING_EVERY: Duration = Duration::from_secs(15);
 
 /// The event types relayed between members.
 const RELAYED: &str = "/1.0/events?type=operation,lifecycle";
+
+/// The members whose events this member relays right now (one daemon per process).
+static CONNECTED: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Mutex::default);
+
+/// Marks member `name`'s relay connected while it lives.
+struct Connected(String);
+
+impl Connected {
+    fn new(name: &str) -> Self {
+        crate::state::lock(&CONNECTED).insert(name.to_string());
+        Self(name.to_string())
+    }
+}
+
+impl Drop for Connected {
+    fn drop(&mut self) {
+        crate::state::lock(&CONNECTED).remove(&self.0);
+    }
+}
+
+/// Waits (at most `timeout`) until this member relays member `name`'s events, so that a
+/// client here that waits on an operation `name` is about to start sees it end (a member
+/// that just joined, or whose relay is reconnecting, would otherwise finish it unseen and
+/// leave `lxc` waiting for ever). Returns whether the relay is up.
+pub async fn wait_relayed(name: &str, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if crate::state::lock(&CONNECTED).contains(name) {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 /// Starts the supervisor of this member's relays; it lives as long as the runtime and
 /// does nothing while this member is not clustered.
@@ -100,6 +137,7 @@ async fn relay(d: Daemon, name: String, address: String) {
                     Ok(ws) => {
                         tracing::info!(member = %name, "relaying the member's events");
                         backoff = BACKOFF_MIN;
+                        let _up = Connected::new(&name);
                         pump(&d, ws).await;
                         tracing::info!(member = %name, "events relay lost its member; reconnecting");
                     }

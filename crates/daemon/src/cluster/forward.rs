@@ -489,6 +489,19 @@ async fn route_create(d: &Daemon, project: &str, req: Request) -> ApiResult<Rout
     Ok(Route::Answered(proxy(d, &peer, req).await?))
 }
 
+/// How long a change forwarded to a member waits for this member to relay that member's
+/// events (just after a join, or while the relay reconnects).
+const RELAY_WAIT: Duration = Duration::from_secs(3);
+
+/// Before a change goes to member `name`, where it may start an operation: waits (at most
+/// [`RELAY_WAIT`]) until this member relays `name`'s events, so that its clients see that
+/// operation end.
+pub async fn wait_relayed(name: &str) {
+    if !super::events::wait_relayed(name, RELAY_WAIT).await {
+        tracing::warn!(member = %name, "forwarding before its events are relayed here");
+    }
+}
+
 /// Sends `req` as is to `peer` and returns its answer as is; an operation it created is
 /// remembered as running there. The request is marked with one more hop than it came with.
 ///
@@ -522,6 +535,10 @@ pub async fn proxy(d: &Daemon, peer: &Peer, req: Request) -> ApiResult<Response>
         out = out.body(bytes);
     }
     tracing::debug!(member = %peer.name(), method = %parts.method, path = %path, "forwarding");
+    // A change may start an operation there: its end must reach this member's clients.
+    if parts.method != axum::http::Method::GET {
+        wait_relayed(peer.name()).await;
+    }
     let answer = async {
         let resp = out.send().await?;
         let status = resp.status();

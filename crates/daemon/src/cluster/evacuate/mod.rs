@@ -199,6 +199,8 @@ async fn forward(d: &Daemon, name: &str, req: &MemberStatePost) -> ApiResult<api
     let body = serde_json::to_value(req)
         .map_err(|e| ApiError::internal(format!("encode request: {e}")))?;
     let path = format!("/1.0/cluster/members/{name}/state");
+    // The operation runs there: its end must reach this member's clients.
+    super::forward::wait_relayed(name).await;
     let op = peer
         .request(reqwest::Method::POST, &path, Some(&body))
         .await?
