@@ -103,11 +103,15 @@ impl PushHeaders {
     }
 }
 
+/// The refusal of the files API on a virtual machine.
+const VM_FILES: &str = "Files of a virtual machine are not reachable through drover's VM agent, which only runs commands: use lxc exec (for example lxc exec VM -- cat /etc/hostname)";
+
 /// The root filesystem of `rec` on this member, mounted if need be.
 async fn rootfs(d: &Daemon, rec: &InstanceRecord) -> ApiResult<PathBuf> {
     if rec.kind != "container" {
-        // LXD reaches a VM's files through its agent, which drover's VMs do not run.
-        return Err(ApiError::bad_request("VM agent isn't currently running"));
+        // LXD reaches a VM's files through its agent; drover's agent runs commands only.
+        // Saying the agent is not running would be false (exec works) and misleading.
+        return Err(ApiError::bad_request(VM_FILES));
     }
     let (store, d2, rec) = (d.store.clone(), d.clone(), rec.clone());
     tokio::task::spawn_blocking(move || {
