@@ -4,7 +4,8 @@
 //!
 //! What does this test do?
 //! - `lxc copy` of a stopped VM makes a second VM that boots from its own copy of the disk
-//!   (its hostname is the copy's name); a renamed VM (`lxc move sv1 sv1b`) keeps its console
+//!   (its hostname is the copy's name); `lxc file pull` from it says to use `lxc exec`
+//!   instead of claiming its agent does not run; a renamed VM (`lxc move sv1 sv1b`) keeps its console
 //!   log; `lxc delete -f` of the running copy and `lxc delete` of the original leave no
 //!   runtime files, so a new VM of the same name shows an empty
 //!   console log, not the deleted one's
@@ -70,6 +71,13 @@ async fn a_stopped_vm_copies_and_a_deleted_one_leaves_no_console_behind() {
     );
     m.lxc(&["start", "sv2"]).await.success();
     assert_eq!(hostname(&m, "sv2").await, "sv2");
+    // Its agent runs (exec works): the files API must not say it does not.
+    let out = m.lxc(&["file", "pull", "sv2/etc/hostname", "-"]).await;
+    let err = out.failure();
+    assert!(
+        err.contains("use lxc exec") && !err.contains("isn't currently running"),
+        "{err}"
+    );
     let log = m.lxc(&["console", "sv2", "--show-log"]).await;
     assert!(
         log.success().stdout.contains("DROVER-VM-READY"),
