@@ -69,6 +69,9 @@ pub fn config(config: &ConfigMap) -> ApiResult<()> {
             "boot.autostart"
             | "security.privileged"
             | "security.nesting"
+            // LXD's VM firmware switch, common in VM recipes; drover boots the kernel
+            // directly (no firmware), so it is accepted and has nothing to change.
+            | "security.secureboot"
             | "migration.stateful" => check_bool(k, v)?,
             "boot.host_shutdown_timeout"
             | "boot.autostart.delay"
@@ -311,6 +314,8 @@ mod tests {
         assert!(config(&cfg("limits.memory", "lots")).is_err());
         assert!(config(&cfg("boot.autostart", "maybe")).is_err());
         assert!(config(&cfg("boot.host_shutdown_timeout", "-3")).is_err());
+        assert!(config(&cfg("security.secureboot", "false")).is_ok());
+        assert!(config(&cfg("security.secureboot", "maybe")).is_err());
         let e = config(&cfg("bogus.key", "1")).expect_err("unknown key");
         assert_eq!(
             e.message,
