@@ -42,16 +42,25 @@ async fn rows(m: &Member) -> Vec<String> {
     out.success().stdout.lines().map(str::to_string).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stopped_vm_copies_and_a_deleted_one_leaves_no_console_behind() {
+/// A member with the busybox-vm image, and the guard that kills its QEMUs; `None` (the
+/// test skipped, saying so) without QEMU.
+async fn member() -> Option<(Member, KillVms)> {
     if !qemu_installed() {
         eprintln!("SKIPPED vm_sweep_s6: qemu-system-x86_64 is not installed");
-        return;
+        return None;
     }
     drover_e2e::require_lxc();
     let m = Member::start().await;
-    let _kill = KillVms::of(std::slice::from_ref(&m));
+    let kill = KillVms::of(std::slice::from_ref(&m));
     import_busybox_vm(&m).await;
+    Some((m, kill))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_vm_copies_and_a_deleted_one_leaves_no_console_behind() {
+    let Some((m, _kill)) = member().await else {
+        return;
+    };
     let vm = ["--vm", "-c", "limits.memory=128MiB"];
 
     m.lxc(&[&["launch", "busybox-vm", "sv1"][..], &vm[..]].concat())
@@ -125,14 +134,9 @@ async fn a_stopped_vm_copies_and_a_deleted_one_leaves_no_console_behind() {
 /// (`limits.cpu=500` set later) points to `lxc info --show-log`, which shows QEMU's words.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vm_larger_than_its_member_is_refused_before_anything_is_created() {
-    if !qemu_installed() {
-        eprintln!("SKIPPED vm_sweep_s6: qemu-system-x86_64 is not installed");
+    let Some((m, _kill)) = member().await else {
         return;
-    }
-    drover_e2e::require_lxc();
-    let m = Member::start().await;
-    let _kill = KillVms::of(std::slice::from_ref(&m));
-    import_busybox_vm(&m).await;
+    };
     for (limit, why) in [
         (
             "limits.cpu=500",
