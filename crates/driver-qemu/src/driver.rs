@@ -77,6 +77,9 @@ pub struct QemuDriver {
     accel: Arc<tokio::sync::OnceCell<AccelProbe>>,
     probe_timeout: Duration,
     vms: Arc<Mutex<HashMap<String, Arc<VmHandle>>>>,
+    /// VMs waiting for their guest to power off (a clean stop), each with whether a force
+    /// stop interrupted the wait.
+    stopping: Arc<Mutex<HashMap<String, bool>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -141,6 +144,7 @@ impl QemuDriver {
             accel: Arc::default(),
             probe_timeout,
             vms: Arc::default(),
+            stopping: Arc::default(),
         })
     }
 
@@ -318,6 +322,29 @@ impl QemuDriver {
         Ok(agent)
     }
 
+    /// Kills the QEMU of VM `id` if a clean stop is waiting for its guest (LXD: a force
+    /// stop interrupts a pending shutdown); whether there was such a stop. The stop that
+    /// waited then ends at once, as killed.
+    pub async fn interrupt_stop(&self, id: &str) -> bool {
+        if !lock(&self.stopping).contains_key(id) {
+            return false;
+        }
+        let Ok(Some(h)) = self.get(id).await else {
+            return false;
+        };
+        if let Some(flag) = lock(&self.stopping).get_mut(id) {
+            *flag = true;
+            tracing::info!(
+                id,
+                pid = h.pid,
+                "force stop: killing QEMU during a clean stop"
+            );
+            vm::kill(h.pid);
+            return true;
+        }
+        false
+    }
+
     /// Ends QEMU at once: `quit`, then SIGKILL if it lingers. Forgets the VM.
     pub(crate) async fn kill_vm(&self, id: &str, h: &VmHandle) {
         if let Err(e) = h.qmp.quit().await {
@@ -467,7 +494,14 @@ impl InstanceDriver for QemuDriver {
             }
             match h.qmp.system_powerdown().await {
                 Ok(()) => {
-                    if vm::wait_exit(h.pid, timeout).await {
+                    lock(&self.stopping).insert(id.to_owned(), false);
+                    let exited = vm::wait_exit(h.pid, timeout).await;
+                    let interrupted = lock(&self.stopping).remove(id).unwrap_or(false);
+                    if exited && interrupted {
+                        self.forget(id, &h);
+                        return Ok(StopOutcome::Killed);
+                    }
+                    if exited {
                         tracing::info!(id, "VM stopped cleanly (ACPI power button)");
                         self.forget(id, &h);
                         return Ok(StopOutcome::Clean);
