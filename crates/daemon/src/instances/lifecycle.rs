@@ -542,12 +542,22 @@ pub async fn change_state(
         .create(OperationClass::Task, action.description(), resources, None);
     let record = op.record();
     let (d, project, name) = (d.clone(), project.to_string(), name.to_string());
+    // A force stop while a clean stop waits for a VM's guest ends that wait (as LXD's does)
+    // instead of queueing behind it for up to boot.host_shutdown_timeout.
+    let interrupt = held.is_none() && action == Action::Stop && wait == StopWait::Kill;
     tokio::spawn(async move {
+        let interrupted = match (&d.vms, interrupt) {
+            (Some(vms), true) => vms.interrupt_stop(&id).await,
+            _ => false,
+        };
         let (_guard, checked) = match held {
             // Read and checked above, under the lock: still true.
             Some(guard) => (guard, Some(found)),
             None => (lock.lock_owned().await, None),
         };
+        if interrupted && runtime_status(&d, &id) == InstanceStatus::Stopped {
+            return op.succeed(None);
+        }
         match run_action(&d, &project, &name, action, wait, checked).await {
             Ok(()) => op.succeed(None),
             Err(e) => op.fail(e.message),
