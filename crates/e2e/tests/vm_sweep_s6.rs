@@ -197,3 +197,62 @@ async fn a_vm_larger_than_its_member_is_refused_before_anything_is_created() {
     );
     m.lxc(&["delete", "bx"]).await.success();
 }
+
+/// What does this test do?
+///
+/// A VM whose guest ignores the power button (its watcher killed) is asked to stop cleanly
+/// (`lxc stop`, `boot.host_shutdown_timeout=60`); while that stop waits, `lxc stop -f`
+/// ends the VM at once, as LXD's force stop interrupts a pending shutdown, and both
+/// commands succeed. Before, the force stop queued behind the clean stop for the whole
+/// timeout and then failed with "The instance is already stopped".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_force_stop_cuts_a_pending_clean_stop_short() {
+    let Some((m, _kill)) = member().await else {
+        return;
+    };
+    m.lxc(&[
+        "launch",
+        "busybox-vm",
+        "fs1",
+        "--vm",
+        "-c",
+        "limits.memory=128MiB",
+        "-c",
+        "boot.host_shutdown_timeout=60",
+    ])
+    .await
+    .success();
+    assert_eq!(hostname(&m, "fs1").await, "fs1");
+    // The guest powers off when a `dd` reading the power button returns: without it, the
+    // button does nothing.
+    m.lxc(&["exec", "fs1", "--", "sh", "-c", "kill $(pidof dd)"])
+        .await
+        .success();
+    let clean = m
+        .lxc_command(&["stop", "fs1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn lxc stop");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let t = Instant::now();
+    m.lxc(&["stop", "-f", "fs1"]).await.success();
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(15), "lxc stop -f took {took:?}");
+    let out = tokio::time::timeout(Duration::from_secs(15), clean.wait_with_output())
+        .await
+        .expect("the clean stop ends with the force stop")
+        .expect("lxc stop");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        rows(&m)
+            .await
+            .contains(&"fs1,STOPPED,VIRTUAL-MACHINE".to_string())
+    );
+    m.lxc(&["delete", "fs1"]).await.success();
+}
