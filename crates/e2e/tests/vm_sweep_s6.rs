@@ -5,10 +5,14 @@
 //! What does this test do?
 //! - `lxc copy` of a stopped VM makes a second VM that boots from its own copy of the disk
 //!   (its hostname is the copy's name); `lxc file pull` from it says to use `lxc exec`
-//!   instead of claiming its agent does not run; a renamed VM (`lxc move sv1 sv1b`) keeps its console
-//!   log; `lxc delete -f` of the running copy and `lxc delete` of the original leave no
-//!   runtime files, so a new VM of the same name shows an empty
-//!   console log, not the deleted one's
+//!   instead of claiming its agent does not run; a renamed VM (`lxc move sv1 sv1b`) keeps
+//!   its console log; `lxc delete -f` of the running copy and `lxc delete` of the original
+//!   leave no runtime files, so a new VM of the same name shows an empty console log, not
+//!   the deleted one's
+//! - a VM asking for more vCPUs or memory than its member has is refused before anything is
+//!   created; a start QEMU refuses shows QEMU's words in `lxc info --show-log`;
+//!   `security.secureboot=false` is accepted
+//! - `lxc stop -f` ends a clean stop that waits for a guest ignoring the power button
 //!
 //! Skipped, saying so, only when qemu-system-x86_64 is not installed.
 
