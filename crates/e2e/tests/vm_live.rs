@@ -18,7 +18,9 @@
 //!
 //! - evacuating a member with two running VMs (`shared-fs` and `dir`) and two running
 //!   containers live-migrates the VMs (they never stop: their counters go on in the same
-//!   boot) and cold-migrates the containers; restore brings all four home the same way
+//!   boot) and cold-migrates the containers; restore brings all four home the same way;
+//!   a third VM set to `cluster.evacuate=migrate` leaves stopped (restarted on its target:
+//!   a new boot id) and comes home the same way (another new boot id), not live
 //!
 //! - the hand-over's crash window: the source daemon dies right after the target resumed
 //!   the VM (before the ownership switch), and later the target daemon dies right after
@@ -393,9 +395,21 @@ async fn evacuation_moves_running_vms_live_and_restore_brings_them_home() {
     let (ms, _kill) = cluster(["127.0.31.7", "127.0.31.8", "127.0.31.9"], tmp.path()).await;
     ms[0].import_busybox().await;
 
-    tracing::info!("--- on m2: two running VMs with counters, two running containers");
+    tracing::info!("--- on m2: three running VMs with counters, two running containers");
     launch_on(&ms[0], "m2", "ev1", "shared").await;
     launch_on(&ms[0], "m2", "ev2", "local").await;
+    // And one that moves stopped (`cluster.evacuate=migrate`), both ways.
+    launch_on(&ms[0], "m2", "ev3", "shared").await;
+    let r = ms[0]
+        .raw(
+            "PATCH",
+            "/1.0/instances/ev3",
+            Some(r#"{"config": {"cluster.evacuate": "migrate"}}"#),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let boot_id = "cat /proc/sys/kernel/random/boot_id";
+    let ev3_boot = sh(&ms[0], "ev3", boot_id).await;
     create_on(&ms[0], "m2", "ec1", "local", &[], true).await;
     create_on(&ms[0], "m2", "ec2", "shared", &[], true).await;
     let mut before = Vec::new();
@@ -403,16 +417,22 @@ async fn evacuation_moves_running_vms_live_and_restore_brings_them_home() {
         before.push((vm, last_tick(&ms[0], vm).await));
     }
 
-    tracing::info!("--- evacuate m2: the VMs live, the containers cold");
+    tracing::info!("--- evacuate m2: ev1 and ev2 live, ev3 and the containers cold");
     let done = evacuation(&ms[0], "m2", "evacuate").await;
     let plan = plan_of(&done);
     eprintln!("evacuation plan: {plan:#?}");
     for vm in ["ev1", "ev2"] {
         assert_eq!(plan[vm]["action"], "live-migrate", "{:?}", plan[vm]);
     }
-    for c in ["ec1", "ec2"] {
+    for c in ["ec1", "ec2", "ev3"] {
         assert_eq!(plan[c]["action"], "migrate", "{:?}", plan[c]);
     }
+    assert_ne!(location(&ms[0], "ev3").await, "m2");
+    let ev3_away = sh(&ms[0], "ev3", boot_id).await;
+    assert_ne!(
+        ev3_away, ev3_boot,
+        "ev3 (migrate) was not restarted on its way out"
+    );
     for (vm, (tick, boot)) in &before {
         let at = location(&ms[0], vm).await;
         assert_ne!(at, "m2", "{vm} stayed on m2");
@@ -423,7 +443,7 @@ async fn evacuation_moves_running_vms_live_and_restore_brings_them_home() {
         assert_eq!(ms[0].status(c).await, api::InstanceStatus::Running);
     }
 
-    tracing::info!("--- restore m2: everything comes home, the VMs live");
+    tracing::info!("--- restore m2: everything comes home, ev1 and ev2 live, ev3 cold");
     let mut before = Vec::new();
     for vm in ["ev1", "ev2"] {
         before.push((vm, last_tick(&ms[0], vm).await));
@@ -432,10 +452,16 @@ async fn evacuation_moves_running_vms_live_and_restore_brings_them_home() {
     for (vm, (tick, boot)) in &before {
         goes_on_counting(&ms[0], vm, "m2", *tick, boot).await;
     }
-    for c in ["ec1", "ec2"] {
+    for c in ["ec1", "ec2", "ev3"] {
         assert_eq!(location(&ms[0], c).await, "m2");
         assert_eq!(ms[0].status(c).await, api::InstanceStatus::Running);
     }
+    // The way it left: stopped, started again at home.
+    assert_ne!(
+        sh(&ms[0], "ev3", boot_id).await,
+        ev3_away,
+        "ev3 (migrate) came home live"
+    );
 }
 
 /// The test-only crash points (crates/daemon/src/cluster/evacuate/crash.rs).

@@ -532,8 +532,7 @@ async fn move_back(
         return Ok(());
     }
     let peer = super::super::peer::Peer::connect(d, &now).await?;
-    // A running VM comes home live (a container cannot: it moves stopped).
-    let live = crate::instances::load(d, project, name).await?.kind == "virtual-machine";
+    let live = comes_home_live(d, project, name).await?;
     let body = serde_json::json!({"name": name, "migration": true, "live": live});
     let path = format!("/1.0/instances/{name}?project={project}&target={member}");
     let op = peer
@@ -561,6 +560,23 @@ async fn move_back(
             MOVE_BACK_TIMEOUT.as_secs()
         ))),
     }
+}
+
+/// Whether instance `name` moves home live: a VM does, the way an evacuation moved it away
+/// (`auto` or `live-migrate`), unless its `cluster.evacuate` (own or from a profile) is
+/// `migrate`: then it left stopped and comes home stopped too, started again on arrival. A
+/// container cannot move live. (A stopped VM moves stopped whatever is asked.)
+async fn comes_home_live(d: &Daemon, project: &str, name: &str) -> ApiResult<bool> {
+    let rec = crate::instances::load(d, project, name).await?;
+    if rec.kind != "virtual-machine" {
+        return Ok(false);
+    }
+    let profiles = crate::instances::load_profiles(d, project, &rec.profiles)
+        .await
+        .unwrap_or_default();
+    let config = crate::instances::expand_config(&rec.config, &profiles);
+    let mode = config.get(cluster::EVACUATE_KEY).map_or("", String::as_str);
+    Ok(api::evacuation::EvacuateMode::parse(mode) != Some(api::evacuation::EvacuateMode::Migrate))
 }
 
 /// Forgets where an instance was evacuated from, once it is home.
