@@ -234,6 +234,70 @@ pub async fn list(d: &Daemon) -> ApiResult<Vec<Image>> {
     Ok(recs.into_iter().map(|r| view(r, &aliases)).collect())
 }
 
+/// One file of an exported image: the name LXD 5.0.2 gives it and where it is here.
+#[derive(Debug)]
+pub struct ExportFile {
+    /// `<fingerprint><ext>` (`meta-` before it for a split image's metadata), whatever the
+    /// upload was called.
+    pub name: String,
+    /// Its path on this member.
+    pub path: PathBuf,
+}
+
+/// What an export of an image sends (`lxc image export`, pylxd's `Image.export()`).
+#[derive(Debug)]
+pub enum Export {
+    /// A unified image: its one tarball.
+    Unified(ExportFile),
+    /// A split image: its metadata tarball and its rootfs.
+    Split {
+        /// The metadata tarball.
+        metadata: ExportFile,
+        /// The rootfs (tarball or squashfs).
+        rootfs: ExportFile,
+    },
+}
+
+/// The files of image `fp` (a fingerprint prefix) to export, on this member: a member that
+/// does not hold them fetches them from one that does first.
+pub async fn export(d: &Daemon, fp: &str) -> ApiResult<Export> {
+    let img = get(d, fp).await?;
+    crate::image_share::ensure_local(d, &img.fingerprint).await?;
+    let fp = &img.fingerprint;
+    let (image, rootfs) = (d.images.image_file(fp), d.images.rootfs_file(fp));
+    let name = format!("{fp}{}", file_ext(&image).await);
+    if !tokio::fs::try_exists(&rootfs).await.unwrap_or(false) {
+        return Ok(Export::Unified(ExportFile { name, path: image }));
+    }
+    Ok(Export::Split {
+        metadata: ExportFile {
+            name: format!("meta-{name}"),
+            path: image,
+        },
+        rootfs: ExportFile {
+            name: format!("{fp}{}", file_ext(&rootfs).await),
+            path: rootfs,
+        },
+    })
+}
+
+/// The extension of an image file, from its first bytes.
+async fn file_ext(path: &std::path::Path) -> &'static str {
+    let mut magic = [0u8; 6];
+    let read = match tokio::fs::File::open(path).await {
+        Ok(mut f) => tokio::io::AsyncReadExt::read(&mut f, &mut magic)
+            .await
+            .unwrap_or(0),
+        Err(_) => 0,
+    };
+    match &magic[..read.min(6)] {
+        [0x1f, 0x8b, ..] => ".tar.gz",
+        [0xfd, b'7', b'z', b'X', b'Z', 0] => ".tar.xz",
+        [b'h', b's', b'q', b's', ..] => ".squashfs",
+        _ => ".tar",
+    }
+}
+
 /// The image with fingerprint (prefix) `fp`.
 pub async fn get(d: &Daemon, fp: &str) -> ApiResult<Image> {
     let fp = fp.to_string();

@@ -187,41 +187,40 @@ async fn get_one(State(d): State<Daemon>, Path(fp): Path<String>) -> ApiResult<R
 }
 
 /// `GET /1.0/images/{fp}/export` (`lxc image export`, pylxd's `Image.export()`): a unified
-/// image is its tarball (`Content-Disposition: inline;filename=<fp>.tar.gz`), a split one a
-/// `multipart/form-data` body with parts `metadata` and `rootfs`, as LXD sends them. A
-/// member that does not hold the image's files fetches them from one that does first.
+/// image is its tarball (`Content-Disposition: inline;filename=<name>`), a split one a
+/// `multipart/form-data` body with parts `metadata` and `rootfs`, as LXD sends them.
 async fn export(State(d): State<Daemon>, Path(fp): Path<String>) -> ApiResult<Response> {
-    let img = images::get(&d, &fp).await?;
-    crate::image_share::ensure_local(&d, &img.fingerprint).await?;
-    let fp = &img.fingerprint;
-    let image = d.images.image_file(fp);
-    let rootfs = d.images.rootfs_file(fp);
-    // LXD 5.0.2 names the files after the fingerprint, whatever the upload was called.
-    let filename = format!("{fp}{}", file_ext(&image).await);
-    if !tokio::fs::try_exists(&rootfs).await.unwrap_or(false) {
-        let (len, body) = crate::image_share::file_body(&image).await?;
-        return Response::builder()
-            .header(header::CONTENT_TYPE, "application/octet-stream")
-            .header(header::CONTENT_LENGTH, len)
-            .header(
-                header::CONTENT_DISPOSITION,
-                format!("inline;filename={filename}"),
-            )
-            .body(body)
-            .map_err(|e| ApiError::internal(e.to_string()));
+    match images::export(&d, &fp).await? {
+        images::Export::Unified(file) => {
+            let (len, body) = crate::image_share::file_body(&file.path).await?;
+            Response::builder()
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .header(header::CONTENT_LENGTH, len)
+                .header(
+                    header::CONTENT_DISPOSITION,
+                    format!("inline;filename={}", file.name),
+                )
+                .body(body)
+                .map_err(|e| ApiError::internal(e.to_string()))
+        }
+        images::Export::Split { metadata, rootfs } => {
+            multipart([("metadata", metadata), ("rootfs", rootfs)]).await
+        }
     }
+}
+
+/// A `multipart/form-data` response of `files` (part name, file), streamed.
+async fn multipart<const N: usize>(files: [(&str, images::ExportFile); N]) -> ApiResult<Response> {
     let boundary = uuid::Uuid::new_v4().simple().to_string();
     let mut parts = Vec::new();
-    for (name, file, path) in [
-        ("metadata", format!("meta-{filename}"), image),
-        ("rootfs", format!("{fp}{}", file_ext(&rootfs).await), rootfs),
-    ] {
-        let f = tokio::fs::File::open(&path)
+    for (part, file) in files {
+        let f = tokio::fs::File::open(&file.path)
             .await
-            .map_err(|e| ApiError::internal(format!("open {}: {e}", path.display())))?;
+            .map_err(|e| ApiError::internal(format!("open {}: {e}", file.path.display())))?;
         let head = format!(
-            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; \
-             filename=\"{file}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{part}\"; \
+             filename=\"{}\"\r\nContent-Type: application/octet-stream\r\n\r\n",
+            file.name
         );
         parts.push(futures::stream::once(async move { Ok(Bytes::from(head)) }).boxed());
         parts.push(crate::image_share::file_stream(f).boxed());
@@ -236,23 +235,6 @@ async fn export(State(d): State<Daemon>, Path(fp): Path<String>) -> ApiResult<Re
         )
         .body(Body::from_stream(futures::stream::iter(parts).flatten()))
         .map_err(|e| ApiError::internal(e.to_string()))
-}
-
-/// The extension of an exported image file, from its first bytes.
-async fn file_ext(path: &FsPath) -> &'static str {
-    let mut magic = [0u8; 6];
-    let read = match tokio::fs::File::open(path).await {
-        Ok(mut f) => tokio::io::AsyncReadExt::read(&mut f, &mut magic)
-            .await
-            .unwrap_or(0),
-        Err(_) => 0,
-    };
-    match &magic[..read.min(6)] {
-        [0x1f, 0x8b, ..] => ".tar.gz",
-        [0xfd, b'7', b'z', b'X', b'Z', 0] => ".tar.xz",
-        [b'h', b's', b'q', b's', ..] => ".squashfs",
-        _ => ".tar",
-    }
 }
 
 async fn delete(State(d): State<Daemon>, Path(fp): Path<String>) -> ApiResult<Response> {
