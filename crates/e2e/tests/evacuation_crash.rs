@@ -368,18 +368,17 @@ async fn coordinator_killed_at_each_point_of_evacuation_and_restore() {
         assert_eq!(r.metadata()["location"], "m1", "{}", r.text);
         assert_eq!(plan_of(r.metadata()).len(), N, "{}", r.text);
     }
-    let r = w.ms[2]
-        .raw("GET", "/1.0/operations?recursion=1", None)
-        .await;
-    let running = r.metadata()["running"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    assert!(
-        running.iter().any(|o| o["id"] == id.as_str()),
-        "the evacuation is listed: {}",
-        r.text
-    );
+    // Listed too (m3 catches up with the leader first; while one is being elected, its
+    // view may lag a moment).
+    wait_until("the evacuation is listed on m3", JOB, || async {
+        let r = w.ms[2]
+            .raw("GET", "/1.0/operations?recursion=1", None)
+            .await;
+        r.metadata()["running"]
+            .as_array()
+            .is_some_and(|ops| ops.iter().any(|o| o["id"] == id.as_str()))
+    })
+    .await;
     w.ms[0].start_again().await;
 
     tracing::info!("--- resumed; kill -9 in the middle of the moves");

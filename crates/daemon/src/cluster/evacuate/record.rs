@@ -37,6 +37,9 @@ fn record(id: &str, rows: &[EvacuationRow]) -> Option<Operation> {
     })
 }
 
+/// How long a listing of operations waits to catch up with the leader.
+const LIST_CATCH_UP: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Every job the journal says runs, by operation id.
 async fn journaled(d: &Daemon) -> ApiResult<BTreeMap<String, Vec<EvacuationRow>>> {
     let rows = d.read(db::evacuations::list).await?;
@@ -77,6 +80,11 @@ pub async fn operation(d: &Daemon, id: &str) -> ApiResult<Option<Operation>> {
 ///
 /// On a DB failure.
 pub async fn operations(d: &Daemon) -> ApiResult<Vec<Operation>> {
+    // A follower learns that an entry is committed with the leader's next message (up to a
+    // heartbeat later): right after a coordinator died, its journal may be committed but not
+    // applied here yet. Catch up first, as a lookup by id does; during an election, list
+    // what this member has after a short while rather than hang.
+    let _ = tokio::time::timeout(LIST_CATCH_UP, d.replicator().ensure_linearizable()).await;
     Ok(journaled(d)
         .await?
         .iter()
