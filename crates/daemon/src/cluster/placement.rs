@@ -42,11 +42,17 @@ pub async fn choose(
         };
     }
     let Some(target) = target else {
-        // A copy is made where its source is (drover copies volumes within a member).
+        // A copy is made where its source is (drover copies volumes within a member),
+        // unless that member takes no instances (evacuated): then the scheduler picks, as
+        // LXD's does for every copy, and the copy is made there from the source.
         if req.source.kind == "copy" && !req.source.source.is_empty() {
             let (p, n) = (project.to_string(), req.source.source.clone());
             if let Some(src) = d.read(move |c| db::instances::get(c, &p, &n)).await? {
-                return Ok(src.member);
+                let name = src.member.clone();
+                let holder = d.read(move |c| db::members::get(c, &name)).await?;
+                if holder.is_none_or(|m| m.state.accepts_instances()) {
+                    return Ok(src.member);
+                }
             }
         }
         return schedule(d, project, req, None).await;

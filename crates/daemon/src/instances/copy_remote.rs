@@ -95,11 +95,15 @@ async fn copy_then_move(
     copy.start = false;
     let body = serde_json::to_value(&copy)
         .map_err(|e| ApiError::internal(format!("encode the copy request: {e}")))?;
-    let path = format!("/1.0/instances?project={project}");
-    run_on(peer, Method::POST, &path, Some(&body)).await?;
     let me = d.member();
+    // In transit: the source's member makes the copy even when it is evacuated.
+    let path = format!("/1.0/instances?project={project}&transit={me}");
+    run_on(peer, Method::POST, &path, Some(&body)).await?;
     let moved = serde_json::json!({"name": req.name, "migration": true, "live": false});
-    let path = format!("/1.0/instances/{}?project={project}&target={me}", req.name);
+    let path = format!(
+        "/1.0/instances/{}?project={project}&target={me}&transit={me}",
+        req.name
+    );
     if let Err(e) = run_on(peer, Method::POST, &path, Some(&moved)).await {
         let path = format!("/1.0/instances/{}?project={project}", req.name);
         if let Err(undo) = run_on(peer, Method::DELETE, &path, None).await {

@@ -169,10 +169,35 @@ pub(super) async fn check_name_free(d: &Daemon, project: &str, name: &str) -> Ap
 }
 
 /// Validates `req` and starts the create operation.
-pub async fn create(
+pub async fn create(d: &Daemon, project: &str, req: InstancesPost) -> ApiResult<api::Operation> {
+    create_with(d, project, req, false).await
+}
+
+/// [`create`] of the copy another member asked for to take it over at once
+/// ([`super::copy_remote`]): made here, where its source is, even when this member is
+/// evacuated (an instance left on an evacuated member can be copied elsewhere, as in LXD).
+/// It is stopped and the asking member moves it away as soon as it is made.
+pub async fn create_in_transit(
+    d: &Daemon,
+    project: &str,
+    req: InstancesPost,
+) -> ApiResult<api::Operation> {
+    create_with(d, project, req, true).await
+}
+
+/// Whether this member takes a copy in transit: it is evacuated, and no evacuation or
+/// restore is under way on it (those would not know of the copy).
+async fn takes_transit_copy(d: &Daemon) -> ApiResult<bool> {
+    let member = d.member();
+    let rec = d.read(move |c| db::members::get(c, &member)).await?;
+    Ok(rec.is_some_and(|m| m.state == api::MemberState::Evacuated))
+}
+
+async fn create_with(
     d: &Daemon,
     project: &str,
     mut req: InstancesPost,
+    transit: bool,
 ) -> ApiResult<api::Operation> {
     Daemon::check_project(project)?;
     if req.name.is_empty() {
@@ -200,7 +225,10 @@ pub async fn create(
     }
     validate::config(&req.config)?;
     validate::devices(&req.devices)?;
-    super::check_member_accepts(d).await?;
+    let in_transit = transit && copy_from.is_some() && !req.start && takes_transit_copy(d).await?;
+    if !in_transit {
+        super::check_member_accepts(d).await?;
+    }
     let profile_names = req
         .profiles
         .clone()

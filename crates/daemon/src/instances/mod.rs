@@ -17,7 +17,7 @@ use api::{ConfigMap, DeviceMap};
 use db::instances::InstanceRecord;
 use db::profiles::ProfileRecord;
 
-pub use create::create;
+pub use create::{create, create_in_transit};
 pub use lifecycle::{
     autostart_all, change_state, check_member_accepts, instance_status, is_frozen, member_takes,
     reattach_all, runtime_status, start_for_restore, stop_for_evacuation,

@@ -88,12 +88,17 @@ async fn list(
 struct CreateTarget {
     #[serde(default)]
     target: Option<String>,
+    /// Set by a member asking this one for a copy it takes over at once
+    /// ([`instances::create_in_transit`]); honoured only on a request a member forwarded.
+    #[serde(default)]
+    transit: Option<String>,
 }
 
 async fn create(
     State(d): State<Daemon>,
     Query(q): Query<CommonQuery>,
     Query(t): Query<CreateTarget>,
+    forwarded: Option<Extension<Forwarded>>,
     body: Bytes,
 ) -> ApiResult<Response> {
     let mut req: api::InstancesPost = parse_body(&body)?;
@@ -102,6 +107,11 @@ async fn create(
     if let Some(group) = t.target.as_deref().and_then(|t| t.strip_prefix('@')) {
         req.config
             .insert(cluster::GROUP_KEY.to_string(), group.to_string());
+    }
+    if t.transit.is_some() && forwarded.is_some() {
+        return Ok(accepted(
+            instances::create_in_transit(&d, q.project(), req).await?,
+        ));
     }
     Ok(accepted(instances::create(&d, q.project(), req).await?))
 }
@@ -166,9 +176,15 @@ async fn post_one(
     Path(name): Path<String>,
     Query(q): Query<CommonQuery>,
     Query(t): Query<instances::migrate::TargetQuery>,
+    forwarded: Option<Extension<Forwarded>>,
     body: Bytes,
 ) -> ApiResult<Response> {
     let req: InstancePost = parse_body(&body)?;
+    if req.migration && t.transit.is_some() && forwarded.is_some() {
+        let target = t.target.as_deref();
+        let op = instances::migrate::start_move_in_transit(&d, q.project(), &name, &req, target);
+        return Ok(accepted(op.await?));
+    }
     if req.migration && !req.name.is_empty() && req.name != name {
         let op = instances::move_renamed(&d, q.project(), &name, &req, t.target.as_deref());
         return Ok(accepted(op.await?));

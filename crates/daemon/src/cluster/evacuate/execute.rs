@@ -443,6 +443,7 @@ async fn migrate(
         live: entry.action == Some(PlanAction::LiveMigrate),
         id: Some(id),
         start: autostart || entry.was_running,
+        keep_stopped: false,
         progress: Some(Arc::new(on_progress)),
     };
     let report = move_instance(d, project, name, opts).await?;

@@ -167,9 +167,10 @@ pub(super) async fn check(
         .unwrap_or_else(|| Ok(Vec::new()))
         .map_err(crate::instances::missing_profile)?;
     let devices = expand_devices(&rec.devices, &profiles);
-    let autostart = crate::instances::validate::is_true(
-        crate::instances::expand_config(&rec.config, &profiles).get("boot.autostart"),
-    );
+    let autostart = !opts.keep_stopped
+        && crate::instances::validate::is_true(
+            crate::instances::expand_config(&rec.config, &profiles).get("boot.autostart"),
+        );
     for (dev, conf) in &devices {
         let kind = conf.get("type").map(String::as_str).unwrap_or("");
         let is_root = kind == "disk" && conf.get("path").map(String::as_str) == Some("/");

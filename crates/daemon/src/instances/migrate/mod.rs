@@ -64,6 +64,9 @@ pub struct MoveOptions {
     /// Start the instance on the target even if it was stopped. A running instance, or a
     /// stopped one with `boot.autostart=true`, runs on the target afterwards anyway.
     pub start: bool,
+    /// A stopped instance stays stopped on the target whatever its `boot.autostart` (a
+    /// copy on its way to the member it was made for: LXD leaves a copy stopped).
+    pub keep_stopped: bool,
     /// Told of every progress change.
     pub progress: Option<ProgressFn>,
 }
@@ -75,6 +78,7 @@ impl std::fmt::Debug for MoveOptions {
             .field("live", &self.live)
             .field("id", &self.id)
             .field("start", &self.start)
+            .field("keep_stopped", &self.keep_stopped)
             .finish_non_exhaustive()
     }
 }
@@ -145,6 +149,10 @@ pub struct TargetQuery {
     /// The member to move to.
     #[serde(default)]
     pub target: Option<String>,
+    /// Set by a member taking over a copy it asked for ([`start_move_in_transit`]);
+    /// honoured only on a request a member forwarded.
+    #[serde(default)]
+    pub transit: Option<String>,
 }
 
 /// `POST /1.0/instances/{name}` with `migration: true`: validates everything, then runs
@@ -161,6 +169,34 @@ pub async fn start_move(
     name: &str,
     req: &InstancePost,
     target: Option<&str>,
+) -> ApiResult<api::Operation> {
+    start_move_with(d, project, name, req, target, false).await
+}
+
+/// [`start_move`] of a stopped copy to the member that asked for it
+/// ([`crate::instances::create_in_transit`]): it stays stopped there, `boot.autostart` or
+/// not.
+///
+/// # Errors
+///
+/// As [`start_move`].
+pub async fn start_move_in_transit(
+    d: &Daemon,
+    project: &str,
+    name: &str,
+    req: &InstancePost,
+    target: Option<&str>,
+) -> ApiResult<api::Operation> {
+    start_move_with(d, project, name, req, target, true).await
+}
+
+async fn start_move_with(
+    d: &Daemon,
+    project: &str,
+    name: &str,
+    req: &InstancePost,
+    target: Option<&str>,
+    keep_stopped: bool,
 ) -> ApiResult<api::Operation> {
     let target = target.filter(|t| !t.is_empty()).ok_or_else(|| {
         ApiError::bad_request("Moving an instance needs a target cluster member (?target=<member>)")
@@ -188,6 +224,7 @@ pub async fn start_move(
     let opts = MoveOptions {
         target: target.to_string(),
         live: req.live,
+        keep_stopped,
         ..MoveOptions::default()
     };
     let plan = checks::check(d, project, name, &opts).await?;

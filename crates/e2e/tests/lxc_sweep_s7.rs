@@ -1,0 +1,116 @@
+//! A black-box sweep of evacuation and everyday `lxc` 5.0.2 commands against three real
+//! droverd members formed through the API (tokens, `PUT /1.0/cluster`), for what a
+//! side-by-side run against a real LXD 5.0.2 cluster found answering differently. Instance
+//! names start with `s7`.
+//!
+//! Members listen on 127.0.62.1–9 (free ports).
+
+use drover_e2e::{Member, form_cluster, lxc_member_states};
+
+/// `name`'s `(STATE, LOCATION)` in `lxc list` as `m` shows it.
+async fn row(m: &Member, name: &str) -> (String, String) {
+    let out = m.lxc(&["list", "-f", "csv", "-c", "nsL"]).await;
+    let line = out
+        .success()
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{name},")))
+        .unwrap_or_else(|| panic!("{name} not listed:\n{}", out.stdout))
+        .to_string();
+    let cols: Vec<&str> = line.split(',').collect();
+    (cols[1].to_string(), cols[2].to_string())
+}
+
+/// `lxc config get NAME KEY` through `m`.
+async fn config_get(m: &Member, name: &str, key: &str) -> String {
+    let out = m.lxc(&["config", "get", name, key]).await;
+    out.success().stdout.trim().to_string()
+}
+
+/// What does this test do?
+///
+/// Three members; `s7a` (running, `cluster.evacuate=stop`, `boot.autostart=true`, a file
+/// written in it) on m1, `s7d` (stopped, `boot.autostart=true`) on m2.
+/// - `lxc cluster evacuate m1 --force`: `s7a` is stopped in place on the EVACUATED m1
+/// - `lxc copy s7a s7b` (through m1 itself) makes the copy on another member, as LXD's
+///   scheduler does, and `lxc copy s7a s7c --target m3` makes it on m3: both STOPPED
+///   (LXD never starts a copy, `boot.autostart` or not), with the file, without the
+///   source's `volatile.last_state.power`, and nothing of them is left on m1 (drover
+///   refused both with `Cluster member is evacuated`)
+/// - `lxc copy s7d s7e --target m3` of a stopped `boot.autostart=true` instance: the copy
+///   is STOPPED on m3 (drover started it there)
+/// - `lxc cluster restore m1 --force`: `s7a` runs on m1 again; the copies stay where they
+///   are, stopped
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_left_on_an_evacuated_member_is_copied_elsewhere_stopped() {
+    drover_e2e::require_lxc();
+    let ms = form_cluster(&["127.0.62.1", "127.0.62.2", "127.0.62.3"]).await;
+    let (m1, m2, m3) = (&ms[0], &ms[1], &ms[2]);
+    m1.import_busybox().await;
+    for (name, target) in [("s7a", "m1"), ("s7d", "m2")] {
+        m1.lxc(&[
+            "launch",
+            "busybox",
+            name,
+            "--target",
+            target,
+            "-c",
+            "cluster.evacuate=stop",
+            "-c",
+            "boot.autostart=true",
+        ])
+        .await
+        .success();
+    }
+    m2.lxc(&["exec", "s7a", "--", "sh", "-c", "echo kept > /root/mark"])
+        .await
+        .success();
+    m2.lxc(&["stop", "s7d"]).await.success();
+
+    tracing::info!("--- evacuate m1: s7a stays there, stopped");
+    m2.lxc(&["cluster", "evacuate", "m1", "--force"])
+        .await
+        .success();
+    assert!(
+        lxc_member_states(m3)
+            .await
+            .contains(&("m1".to_string(), "EVACUATED".to_string()))
+    );
+    assert_eq!(row(m2, "s7a").await, ("STOPPED".into(), "m1".into()));
+
+    tracing::info!("--- copies of s7a, made away from the evacuated m1, stay stopped");
+    m1.lxc(&["copy", "s7a", "s7b"]).await.success();
+    m2.lxc(&["copy", "s7a", "s7c", "--target", "m3"])
+        .await
+        .success();
+    let (state, at) = row(m3, "s7b").await;
+    assert_eq!(state, "STOPPED");
+    assert!(at == "m2" || at == "m3", "s7b on {at}");
+    assert_eq!(row(m3, "s7c").await, ("STOPPED".into(), "m3".into()));
+    for copy in ["s7b", "s7c"] {
+        assert_eq!(config_get(m1, copy, "volatile.last_state.power").await, "");
+        assert_eq!(config_get(m1, copy, "volatile.evacuate.origin").await, "");
+    }
+    assert_eq!(m1.volume_entries(), vec!["default_s7a".to_string()]);
+    assert_eq!(row(m2, "s7a").await, ("STOPPED".into(), "m1".into()));
+
+    tracing::info!("--- a copy of a stopped autostart instance onto another member is stopped");
+    m1.lxc(&["copy", "s7d", "s7e", "--target", "m3"])
+        .await
+        .success();
+    assert_eq!(row(m1, "s7e").await, ("STOPPED".into(), "m3".into()));
+
+    tracing::info!("--- restore m1: s7a runs there again, the copies stay");
+    m3.lxc(&["cluster", "restore", "m1", "--force"])
+        .await
+        .success();
+    assert_eq!(row(m2, "s7a").await, ("RUNNING".into(), "m1".into()));
+    assert_eq!(row(m2, "s7b").await.0, "STOPPED");
+    assert_eq!(row(m2, "s7c").await, ("STOPPED".into(), "m3".into()));
+    m1.lxc(&["start", "s7c"]).await.success();
+    let out = m1.lxc(&["exec", "s7c", "--", "cat", "/root/mark"]).await;
+    assert_eq!(out.success().stdout.trim(), "kept");
+    m1.lxc(&["delete", "-f", "s7a", "s7b", "s7c", "s7d", "s7e"])
+        .await
+        .success();
+}
