@@ -159,7 +159,7 @@ async fn refused_requests_answer_lxd_errors_and_change_nothing() {
             "/1.0/instances",
             create_body("1abc", json!({})),
             400,
-            "Invalid instance name: Name must not start with a digit or hyphen",
+            "Invalid instance name: Name must not start with a number",
         ),
         case(
             "name starting with a hyphen",
@@ -167,7 +167,7 @@ async fn refused_requests_answer_lxd_errors_and_change_nothing() {
             "/1.0/instances",
             create_body("-x", json!({})),
             400,
-            "Invalid instance name: Name must not start with a digit or hyphen",
+            r#"Invalid instance name: Name must not start with "-" character"#,
         ),
         case(
             "name with an underscore",

@@ -8,7 +8,7 @@ use crate::error::{ApiError, ApiResult};
 pub const EVACUATE_MODES: &[&str] = &["auto", "live-migrate", "migrate", "stop", "force-stop"];
 
 /// Checks an instance name by LXD's rules: 1–63 characters, ASCII letters, digits and
-/// hyphens, not starting with a digit or hyphen, not ending with a hyphen.
+/// hyphens, not starting with a digit or hyphen, not ending with a hyphen (LXD's words).
 pub fn name(name: &str) -> ApiResult<()> {
     let bad = |why: &str| {
         Err(ApiError::bad_request(format!(
@@ -21,14 +21,18 @@ pub fn name(name: &str) -> ApiResult<()> {
     if name.len() > 63 {
         return bad("Name must be 1-63 characters long");
     }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        return bad("Name can only contain alphanumeric and hyphen characters");
+    // LXD 5.0.2's order and words: first and last character, then the character set.
+    if name.starts_with('-') {
+        return bad("Name must not start with \"-\" character");
     }
-    if name.starts_with(|c: char| c.is_ascii_digit() || c == '-') {
-        return bad("Name must not start with a digit or hyphen");
+    if name.starts_with(|c: char| c.is_ascii_digit()) {
+        return bad("Name must not start with a number");
     }
     if name.ends_with('-') {
-        return bad("Name must not end with a hyphen");
+        return bad("Name must not end with \"-\" character");
+    }
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return bad("Name can only contain alphanumeric and hyphen characters");
     }
     Ok(())
 }
@@ -301,6 +305,19 @@ mod tests {
         for bad in ["", "1c", "-c", "c-", "c_1", "c.1", "c 1", &"a".repeat(64)] {
             assert!(name(bad).is_err(), "{bad}");
         }
+        let why = |n: &str| name(n).expect_err(n).message;
+        assert_eq!(
+            why("1_x"),
+            "Invalid instance name: Name must not start with a number"
+        );
+        assert_eq!(
+            why("-x"),
+            r#"Invalid instance name: Name must not start with "-" character"#
+        );
+        assert_eq!(
+            why("x_-"),
+            r#"Invalid instance name: Name must not end with "-" character"#
+        );
     }
 
     #[test]
