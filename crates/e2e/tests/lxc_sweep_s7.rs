@@ -114,3 +114,56 @@ async fn an_instance_left_on_an_evacuated_member_is_copied_elsewhere_stopped() {
         .await
         .success();
 }
+
+/// What does this test do?
+///
+/// Three members; `s7h` runs on m1.
+/// - `lxc cluster evacuate m1 --force` moves it to X; the operator stops it, moves it to
+///   the third member Y (`lxc move --target`) and starts it there
+/// - `lxc cluster restore m1 --force` leaves it on Y, running (moved by hand since the
+///   evacuation), and its `volatile.evacuate.origin` is gone: m1 is back and nothing is
+///   away from it any more
+/// - evacuating and restoring m1 again, an evacuation that never touched `s7h`, leaves it
+///   on Y (drover kept the origin and the second restore pulled it onto m1)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_moved_by_hand_after_an_evacuation_stays_for_good() {
+    drover_e2e::require_lxc();
+    let ms = form_cluster(&["127.0.62.4", "127.0.62.5", "127.0.62.6"]).await;
+    let (m1, m2) = (&ms[0], &ms[1]);
+    m1.import_busybox().await;
+    m1.lxc(&["launch", "busybox", "s7h", "--target", "m1"])
+        .await
+        .success();
+
+    m2.lxc(&["cluster", "evacuate", "m1", "--force"])
+        .await
+        .success();
+    let (state, x) = row(m2, "s7h").await;
+    assert_eq!(state, "RUNNING");
+    assert_ne!(x, "m1");
+    assert_eq!(
+        config_get(m2, "s7h", "volatile.evacuate.origin").await,
+        "m1"
+    );
+    let y = if x == "m2" { "m3" } else { "m2" };
+    m2.lxc(&["stop", "s7h"]).await.success();
+    m2.lxc(&["move", "s7h", "--target", y]).await.success();
+    m2.lxc(&["start", "s7h"]).await.success();
+
+    tracing::info!("--- restore: s7h stays on {y}, its origin gone");
+    m2.lxc(&["cluster", "restore", "m1", "--force"])
+        .await
+        .success();
+    assert_eq!(row(m1, "s7h").await, ("RUNNING".into(), y.to_string()));
+    assert_eq!(config_get(m1, "s7h", "volatile.evacuate.origin").await, "");
+
+    tracing::info!("--- another evacuation and restore of m1 leave s7h alone");
+    m2.lxc(&["cluster", "evacuate", "m1", "--force"])
+        .await
+        .success();
+    m2.lxc(&["cluster", "restore", "m1", "--force"])
+        .await
+        .success();
+    assert_eq!(row(m1, "s7h").await, ("RUNNING".into(), y.to_string()));
+    m1.lxc(&["delete", "-f", "s7h"]).await.success();
+}

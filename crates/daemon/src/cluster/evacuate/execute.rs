@@ -208,6 +208,9 @@ async fn step(
     let (project, name) = (entry.project.as_str(), entry.instance.as_str());
     let action = entry.action.unwrap_or(PlanAction::None);
     match action {
+        // A restore leaves an instance moved by hand since the evacuation where it is: it
+        // is no longer away from this member, so a later restore leaves it alone too.
+        PlanAction::None if entry.source != member => forget_origin(d, member, project, name).await,
         PlanAction::None => Ok(()),
         PlanAction::Stop | PlanAction::ForceStop => {
             progress.stamp(project, name, [StageTime::now("stopping")]);
@@ -589,6 +592,20 @@ async fn clear_origin(d: &Daemon, project: &str, name: &str) -> ApiResult<()> {
         last_used_at: None,
     })
     .await
+}
+
+/// Clears the `volatile.evacuate.origin` of instance `name` when it is `member` (an instance
+/// deleted meanwhile has none left to clear).
+async fn forget_origin(d: &Daemon, member: &str, project: &str, name: &str) -> ApiResult<()> {
+    let rec = match crate::instances::load(d, project, name).await {
+        Ok(rec) => rec,
+        Err(e) if e.status == axum::http::StatusCode::NOT_FOUND => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if rec.config.get(cluster::ORIGIN_KEY).map(String::as_str) != Some(member) {
+        return Ok(());
+    }
+    clear_origin(d, project, name).await
 }
 
 /// Sets the member's final state, publishes the lifecycle event and ends the operation
