@@ -32,6 +32,8 @@ pub const SNAPSHOT_PATH: &str = "/internal/raft/snapshot";
 pub const PROPOSE_PATH: &str = "/internal/raft/propose";
 /// `POST`: a follower asks the leader for a linearizable read index.
 pub const READ_INDEX_PATH: &str = "/internal/raft/read-index";
+/// `POST`: the leader handing its leadership over asks a voter to stand for election now.
+pub const CAMPAIGN_PATH: &str = "/internal/raft/campaign";
 
 /// The URL scheme members speak to each other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
@@ -9,7 +10,9 @@ use openraft::{BasicNode, ChangeMembers, RaftMetrics, ServerState};
 use serde::{Deserialize, Serialize};
 
 use crate::batcher::{Batcher, Written};
-use crate::network::{CallError, Contacts, PROPOSE_PATH, READ_INDEX_PATH, Transport};
+use crate::network::{
+    CAMPAIGN_PATH, CallError, Contacts, PROPOSE_PATH, READ_INDEX_PATH, Transport,
+};
 use crate::{Applied, Raft, RejectKind};
 
 /// Why a write did not take effect.
@@ -176,6 +179,23 @@ pub(crate) enum ReadIndexAnswer {
     Stopped { message: String },
 }
 
+/// A request from the leader that hands its leadership over: stand for election now.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct CampaignRequest {
+    /// The leader asking (it must be the one the receiver follows).
+    pub leader: u64,
+}
+
+/// The answer to a [`CampaignRequest`].
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "answer", rename_all = "snake_case")]
+pub(crate) enum CampaignAnswer {
+    /// The receiver stands for election.
+    Started,
+    /// The receiver does not: why.
+    Refused { why: String },
+}
+
 /// One attempt's outcome: finished, or worth retrying (with why).
 enum Step<T> {
     Done(T),
@@ -210,6 +230,8 @@ struct Inner {
     transport: Transport,
     contacts: Contacts,
     deadline: Duration,
+    /// Whether this member stands for election ([`Replicator::set_electable`]).
+    electable: AtomicBool,
 }
 
 impl std::fmt::Debug for Inner {
@@ -221,6 +243,9 @@ impl std::fmt::Debug for Inner {
             .finish_non_exhaustive()
     }
 }
+
+/// How long a leader handing over waits for one voter's answer to a campaign request.
+const CAMPAIGN_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The longest pause between two attempts while waiting for the group to settle.
 const RETRY_PACE: Duration = Duration::from_millis(100);
@@ -243,6 +268,7 @@ impl Replicator {
                 transport,
                 contacts,
                 deadline,
+                electable: AtomicBool::new(true),
             }),
         }
     }
@@ -613,7 +639,67 @@ impl Replicator {
     /// votes and replicates, but never becomes the leader: a member under maintenance).
     /// Not persisted: a restarted member stands again.
     pub fn set_electable(&self, electable: bool) {
+        self.inner.electable.store(electable, Ordering::SeqCst);
         self.inner.raft.runtime_config().elect(electable);
+    }
+
+    /// Answers a [`CampaignRequest`]: when `leader` is the leader this member follows and
+    /// this member stands for election, it starts an election now.
+    pub(crate) async fn campaign_here(&self, leader: u64) -> CampaignAnswer {
+        let refused = |why: String| CampaignAnswer::Refused { why };
+        if !self.inner.electable.load(Ordering::SeqCst) {
+            return refused("this member does not stand for election".into());
+        }
+        let known = self.leader_id();
+        if known != Some(leader) || leader == self.inner.id {
+            return refused(format!(
+                "member {leader} is not the leader this member follows ({known:?})"
+            ));
+        }
+        match self.inner.raft.trigger().elect().await {
+            Ok(()) => CampaignAnswer::Started,
+            Err(e) => refused(e.to_string()),
+        }
+    }
+
+    /// While this leader hands over: asks the voter most likely to win (the one whose log
+    /// matches the most of ours, heard from lately) to stand for election at once, instead
+    /// of letting every follower wait out its election timeout. The old leader votes for
+    /// it, so it wins without the other followers' leases running out. Best effort: on any
+    /// refusal the next voter is asked, and if none starts, the timeouts still elect one.
+    async fn ask_successor(&self) {
+        let m = self.metrics();
+        let mut voters: Vec<(u64, Option<u64>, String)> = m
+            .members
+            .iter()
+            .filter(|(id, s)| {
+                **id != m.id
+                    && s.voter
+                    && s.last_contact.is_some_and(|c| c < Duration::from_secs(2))
+            })
+            .map(|(id, s)| (*id, s.matched_index, s.address.clone()))
+            .collect();
+        voters.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let request = CampaignRequest { leader: m.id };
+        for (id, matched, addr) in voters {
+            match self
+                .inner
+                .transport
+                .post::<_, CampaignAnswer>(&addr, CAMPAIGN_PATH, &request, CAMPAIGN_TIMEOUT)
+                .await
+            {
+                Ok(CampaignAnswer::Started) => {
+                    tracing::info!(member = id, ?matched, "asked to stand for raft election");
+                    return;
+                }
+                Ok(CampaignAnswer::Refused { why }) => {
+                    tracing::info!(member = id, %why, "did not stand for raft election");
+                }
+                Err(e) => {
+                    tracing::info!(member = id, error = %error_chain(&e), "campaign request failed");
+                }
+            }
+        }
     }
 
     /// Hands leadership over when this member leads: it stops standing for election and
@@ -635,6 +721,7 @@ impl Replicator {
         }
         let config = self.inner.raft.runtime_config();
         config.heartbeat(false);
+        self.ask_successor().await;
         let me = self.inner.id;
         let outcome = self
             .wait_for(timeout, "another raft leader", move |m| {

@@ -21,7 +21,10 @@ use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::network::{APPEND_PATH, PROPOSE_PATH, READ_INDEX_PATH, SNAPSHOT_PATH, VOTE_PATH};
+use crate::network::{
+    APPEND_PATH, CAMPAIGN_PATH, PROPOSE_PATH, READ_INDEX_PATH, SNAPSHOT_PATH, VOTE_PATH,
+};
+use crate::replicator::CampaignRequest;
 use crate::{Replicator, TypeConfig};
 
 /// Decides whether a request on the `/internal/raft/*` routes comes from a cluster member.
@@ -72,6 +75,7 @@ pub fn router(replicator: Replicator, guard: Arc<dyn PeerGuard>) -> Router {
         .route(SNAPSHOT_PATH, post(snapshot))
         .route(PROPOSE_PATH, post(propose))
         .route(READ_INDEX_PATH, post(read_index))
+        .route(CAMPAIGN_PATH, post(campaign))
         .with_state(replicator)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(guard, check_peer))
@@ -186,4 +190,22 @@ async fn propose(State(r): State<Replicator>, body: Bytes) -> Result<Response, U
 
 async fn read_index(State(r): State<Replicator>) -> Response {
     answer(&r.read_index_here().await)
+}
+
+/// A leader handing over asks this member to stand for election; only that leader may.
+async fn campaign(
+    State(r): State<Replicator>,
+    sender: Option<Extension<Sender>>,
+    body: Bytes,
+) -> Result<Response, Undecodable> {
+    let rpc: CampaignRequest = decode("campaign", &body)?;
+    if let Some(Extension(Sender(Some(actual)))) = sender
+        && actual != rpc.leader
+    {
+        return Err(Undecodable(
+            StatusCode::FORBIDDEN,
+            format!("member {actual} may not speak for member {}", rpc.leader),
+        ));
+    }
+    Ok(answer(&r.campaign_here(rpc.leader).await))
 }

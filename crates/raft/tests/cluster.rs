@@ -15,6 +15,9 @@
 //!   no other wait (read your writes)
 //! - group commit: 20 writes proposed at once share log entries, and each keeps its own
 //!   outcome (the duplicates among them are rejected, the others applied)
+//! - a leader handing over asks a voter to stand for election at once: with followers that
+//!   would wait a minute before standing on their own, the most up-to-date electable voter
+//!   leads within the hand-over; one that does not stand refuses and the next one is asked
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -308,5 +311,76 @@ async fn concurrent_writes_share_entries_and_keep_their_outcomes() -> anyhow::Re
         entries < 20,
         "20 concurrent writes took {entries} entries: none were batched"
     );
+    Ok(())
+}
+
+/// Member 1 leads 2 and 3, which would not stand for election on their own for a minute:
+/// only the campaign request of a hand-over elects one within its 10 s.
+async fn slow_followers(tmp: &std::path::Path) -> anyhow::Result<[Member; 3]> {
+    let patient = Settings {
+        election_min: std::time::Duration::from_secs(60),
+        election_max: std::time::Duration::from_secs(90),
+        ..Settings::default()
+    };
+    let m1 = Member::start_new(1, &tmp.join("m1"), &Settings::default()).await?;
+    let m2 = Member::start_new(2, &tmp.join("m2"), &patient).await?;
+    let m3 = Member::start_new(3, &tmp.join("m3"), &patient).await?;
+    assert!(m1.replicator.bootstrap_single().await?);
+    let bootstrapped = tokio::time::Instant::now();
+    m1.wait("leader of its own group", |m| m.role == Role::Leader)
+        .await?;
+    m1.replicator.add_learner(2, &m2.addr.to_string()).await?;
+    m1.replicator.add_learner(3, &m3.addr.to_string()).await?;
+    m1.replicator.promote(2).await?;
+    m1.replicator.promote(3).await?;
+    m1.replicator.propose(create("before")).await?;
+    converge(&[&m1, &m2, &m3], &m1).await?;
+    // The old leader grants its vote only once its own lease (its election_max, 3 s) has
+    // run out since it was elected; a cluster evacuates its leader later than that.
+    tokio::time::sleep_until(bootstrapped + std::time::Duration::from_millis(3500)).await;
+    Ok([m1, m2, m3])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_handing_over_has_a_voter_stand_at_once() -> anyhow::Result<()> {
+    init_tracing();
+    let tmp = tempfile::tempdir()?;
+    let [m1, m2, m3] = slow_followers(tmp.path()).await?;
+    let started = std::time::Instant::now();
+    let leader = m1
+        .replicator
+        .hand_over_leadership(std::time::Duration::from_secs(10))
+        .await?;
+    tracing::info!(?leader, elapsed = ?started.elapsed(), "handed over");
+    assert_eq!(
+        leader,
+        Some(2),
+        "the voter asked first (lowest id of equals) leads"
+    );
+    for m in [&m1, &m2, &m3] {
+        m.wait("member 2 leads", |m| m.leader == Some(2)).await?;
+    }
+    // The group goes on: a write through the old leader is forwarded to the new one.
+    m1.replicator.propose(create("after")).await?;
+    converge(&[&m1, &m2, &m3], &m2).await?;
+    assert_eq!(m3.instances(), vec!["after", "before"]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_voter_that_does_not_stand_refuses_and_the_next_is_asked() -> anyhow::Result<()> {
+    init_tracing();
+    let tmp = tempfile::tempdir()?;
+    let [m1, m2, m3] = slow_followers(tmp.path()).await?;
+    // Member 2 is under maintenance too (evacuated): it votes but does not stand.
+    m2.replicator.set_electable(false);
+    let leader = m1
+        .replicator
+        .hand_over_leadership(std::time::Duration::from_secs(10))
+        .await?;
+    assert_eq!(leader, Some(3));
+    m2.wait("member 3 leads", |m| m.leader == Some(3)).await?;
+    m3.replicator.propose(create("after")).await?;
+    converge(&[&m1, &m2, &m3], &m3).await?;
     Ok(())
 }
