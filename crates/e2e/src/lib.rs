@@ -37,7 +37,9 @@ pub use evacuation::{member_status, plan_of, post_member_state};
 pub use events::expect_lifecycle;
 pub use https::{HttpsClient, free_address};
 pub use image::busybox_image;
-pub use lxc::{Output, collect_output, disk_add, lxc_member_states, lxc_remote};
+pub use lxc::{
+    Output, collect_output, disk_add, lxc_member_states, lxc_remote, lxc_state_location,
+};
 pub use member::{ExecOutput, Member, busybox_request};
 pub use placement::{create_on, instance_list, local_pool, location, wait_op};
 pub use prereq::{droverd_bin, require_lxc, require_pylxd, workspace_root};

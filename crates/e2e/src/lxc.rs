@@ -127,6 +127,24 @@ pub async fn lxc_member_states(m: &crate::Member) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `name`'s `(STATE, LOCATION)` in `lxc list -f csv -c nsL` as `m` shows it.
+///
+/// # Panics
+///
+/// When `lxc` fails or does not list `name`.
+pub async fn lxc_state_location(m: &crate::Member, name: &str) -> (String, String) {
+    let out = m.lxc(&["list", "-f", "csv", "-c", "nsL"]).await;
+    let line = out
+        .success()
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&format!("{name},")))
+        .unwrap_or_else(|| panic!("{name} not listed:\n{}", out.stdout))
+        .to_string();
+    let cols: Vec<&str> = line.split(',').collect();
+    (cols[1].to_string(), cols[2].to_string())
+}
+
 /// Collects, in the background, what `out` yields (a child's piped stdout, say) as text.
 pub fn collect_output(
     mut out: impl tokio::io::AsyncRead + Unpin + Send + 'static,

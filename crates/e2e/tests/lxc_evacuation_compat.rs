@@ -21,21 +21,10 @@
 
 use std::time::Duration;
 
-use drover_e2e::{Member, form_cluster, free_address, lxc_member_states, require_lxc, wait_until};
-
-/// `name`'s `(STATE, LOCATION)` in `lxc list` as `m` shows it.
-async fn row(m: &Member, name: &str) -> (String, String) {
-    let out = m.lxc(&["list", "-f", "csv", "-c", "nsL"]).await;
-    let line = out
-        .success()
-        .stdout
-        .lines()
-        .find(|l| l.starts_with(&format!("{name},")))
-        .unwrap_or_else(|| panic!("{name} not listed:\n{}", out.stdout))
-        .to_string();
-    let cols: Vec<&str> = line.split(',').collect();
-    (cols[1].to_string(), cols[2].to_string())
-}
+use drover_e2e::{
+    Member, form_cluster, free_address, lxc_member_states, lxc_state_location as row, require_lxc,
+    wait_until,
+};
 
 /// `lxc ARGS` on `m` fails, saying `text`.
 async fn refused(m: &Member, args: &[&str], text: &str) {

@@ -5,21 +5,7 @@
 //!
 //! Members listen on 127.0.62.1–9 (free ports).
 
-use drover_e2e::{Member, form_cluster, lxc_member_states};
-
-/// `name`'s `(STATE, LOCATION)` in `lxc list` as `m` shows it.
-async fn row(m: &Member, name: &str) -> (String, String) {
-    let out = m.lxc(&["list", "-f", "csv", "-c", "nsL"]).await;
-    let line = out
-        .success()
-        .stdout
-        .lines()
-        .find(|l| l.starts_with(&format!("{name},")))
-        .unwrap_or_else(|| panic!("{name} not listed:\n{}", out.stdout))
-        .to_string();
-    let cols: Vec<&str> = line.split(',').collect();
-    (cols[1].to_string(), cols[2].to_string())
-}
+use drover_e2e::{Member, form_cluster, lxc_member_states, lxc_state_location as row};
 
 /// `lxc config get NAME KEY` through `m`.
 async fn config_get(m: &Member, name: &str, key: &str) -> String {

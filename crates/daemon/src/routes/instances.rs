@@ -182,7 +182,7 @@ async fn post_one(
     let req: InstancePost = parse_body(&body)?;
     if req.migration && t.transit.is_some() && forwarded.is_some() {
         let target = t.target.as_deref();
-        let op = instances::migrate::start_move_in_transit(&d, q.project(), &name, &req, target);
+        let op = instances::migrate::start_move_with(&d, q.project(), &name, &req, target, true);
         return Ok(accepted(op.await?));
     }
     if req.migration && !req.name.is_empty() && req.name != name {

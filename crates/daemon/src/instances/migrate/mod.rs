@@ -149,7 +149,7 @@ pub struct TargetQuery {
     /// The member to move to.
     #[serde(default)]
     pub target: Option<String>,
-    /// Set by a member taking over a copy it asked for ([`start_move_in_transit`]);
+    /// Set by a member taking over a copy it asked for ([`start_move_with`]);
     /// honoured only on a request a member forwarded.
     #[serde(default)]
     pub transit: Option<String>,
@@ -173,24 +173,14 @@ pub async fn start_move(
     start_move_with(d, project, name, req, target, false).await
 }
 
-/// [`start_move`] of a stopped copy to the member that asked for it
-/// ([`crate::instances::create_in_transit`]): it stays stopped there, `boot.autostart` or
-/// not.
+/// [`start_move`]; with `keep_stopped`, a stopped instance stays stopped on the target
+/// whatever its `boot.autostart` (a copy moved to the member that asked for it,
+/// [`crate::instances::create_in_transit`]: LXD leaves a copy stopped).
 ///
 /// # Errors
 ///
 /// As [`start_move`].
-pub async fn start_move_in_transit(
-    d: &Daemon,
-    project: &str,
-    name: &str,
-    req: &InstancePost,
-    target: Option<&str>,
-) -> ApiResult<api::Operation> {
-    start_move_with(d, project, name, req, target, true).await
-}
-
-async fn start_move_with(
+pub async fn start_move_with(
     d: &Daemon,
     project: &str,
     name: &str,
