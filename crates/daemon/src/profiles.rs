@@ -38,14 +38,15 @@ async fn used_by(d: &Daemon, project: &str, name: &str) -> ApiResult<Vec<String>
     Ok(names.iter().map(|n| crate::instances::url(n)).collect())
 }
 
-/// The profile `name`.
+/// The profile `name` (`GET /1.0/profiles/{name}`; a missing one answers LXD 5.0.2's
+/// `Fetch profile: Profile not found`, what `lxc profile show|set|copy` print).
 pub async fn get(d: &Daemon, project: &str, name: &str) -> ApiResult<Profile> {
     Daemon::check_project(project)?;
     let (p, n) = (project.to_string(), name.to_string());
     let rec = d
         .read(move |c| db::profiles::get(c, &p, &n))
         .await?
-        .ok_or_else(|| ApiError::not_found("Profile not found"))?;
+        .ok_or_else(|| ApiError::not_found("Fetch profile: Profile not found"))?;
     let used = used_by(d, project, name).await?;
     Ok(view(rec, used))
 }

@@ -153,3 +153,42 @@ async fn an_instance_moved_by_hand_after_an_evacuation_stays_for_good() {
     assert_eq!(row(m1, "s7h").await, ("RUNNING".into(), y.to_string()));
     m1.lxc(&["delete", "-f", "s7h"]).await.success();
 }
+
+/// What does this test do?
+///
+/// On one member, refusals print LXD 5.0.2's words (seen on a real LXD 5.0.2 cluster):
+/// - `lxc profile show nope` and `lxc profile set nope ...`: `Fetch profile: Profile not
+///   found`
+/// - `lxc launch busybox 1s7`: `Invalid instance name: Name must not start with a
+///   number` (checked before the character set: `1s7_x` says the same), and nothing is
+///   created
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_print_lxd_words() {
+    drover_e2e::require_lxc();
+    let m = Member::start().await;
+    m.import_busybox().await;
+    for args in [
+        &["profile", "show", "nope"][..],
+        &["profile", "set", "nope", "user.a", "b"],
+    ] {
+        let out = m.lxc(args).await;
+        assert!(
+            out.failure()
+                .lines()
+                .any(|l| l == "Error: Fetch profile: Profile not found"),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+    for name in ["1s7", "1s7_x"] {
+        let out = m.lxc(&["launch", "busybox", name]).await;
+        assert!(
+            out.failure()
+                .contains("Error: Invalid instance name: Name must not start with a number"),
+            "{name}: {}",
+            out.stderr
+        );
+    }
+    let out = m.lxc(&["list", "-f", "csv", "-c", "n"]).await;
+    assert_eq!(out.success().stdout, "");
+}
