@@ -132,8 +132,8 @@ async fn refused_requests_answer_lxd_errors_and_change_nothing() {
     let evacuate = json!({"cluster.evacuate": "sometimes"});
     let memory = json!({"limits.memory": "lots"});
     let unknown = json!({"bogus.key": "1"});
-    let evacuate_err = r#"Invalid config: Invalid value for key "cluster.evacuate" ("sometimes"): must be one of auto, live-migrate, migrate, stop, force-stop"#;
-    let memory_err = r#"Invalid config: Invalid value for key "limits.memory" ("lots"): invalid memory limit "lots""#;
+    let evacuate_err = r#"Invalid config: Invalid value "sometimes" (not one of [auto migrate live-migrate stop force-stop])"#;
+    let memory_err = "Invalid config: Invalid value: lots";
     let unknown_err = "Invalid config: Unknown configuration key: bogus.key";
 
     let cases = vec![

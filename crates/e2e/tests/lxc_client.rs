@@ -127,7 +127,7 @@ async fn lxc_drives_droverd_unchanged() {
         .await;
     let stderr = out.failure();
     assert!(
-        stderr.contains(r#"Invalid value for key "limits.memory" ("lots")"#),
+        stderr.contains("Error: Invalid config: Invalid value: lots"),
         "{stderr}"
     );
     let out = m.lxc(&["config", "get", "c1", "limits.memory"]).await;

@@ -162,6 +162,10 @@ async fn an_instance_moved_by_hand_after_an_evacuation_stays_for_good() {
 /// - `lxc launch busybox 1s7`: `Invalid instance name: Name must not start with a
 ///   number` (checked before the character set: `1s7_x` says the same), and nothing is
 ///   created
+/// - a bad `cluster.evacuate` (`lxc config set`, `lxc profile set`), boolean, integer or
+///   `limits.cpu` is refused in LXD's words (`Invalid value "bogus" (not one of [auto
+///   migrate live-migrate stop force-stop])`, drover's `force-stop` added) and changes
+///   nothing
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_print_lxd_words() {
     drover_e2e::require_lxc();
@@ -191,4 +195,41 @@ async fn refusals_print_lxd_words() {
     }
     let out = m.lxc(&["list", "-f", "csv", "-c", "n"]).await;
     assert_eq!(out.success().stdout, "");
+
+    tracing::info!("--- bad values of cluster.evacuate and typed keys, in LXD's words");
+    m.lxc(&["init", "busybox", "s7v"]).await.success();
+    m.lxc(&["profile", "create", "s7p"]).await.success();
+    let evacuate =
+        r#"Invalid value "bogus" (not one of [auto migrate live-migrate stop force-stop])"#;
+    for (args, want) in [
+        (
+            &["config", "set", "s7v", "cluster.evacuate", "bogus"][..],
+            format!("Error: Invalid config: {evacuate}"),
+        ),
+        (
+            &["profile", "set", "s7p", "cluster.evacuate", "bogus"],
+            format!("Error: {evacuate}"),
+        ),
+        (
+            &["config", "set", "s7v", "boot.autostart", "maybe"],
+            r#"Error: Invalid config: Invalid value for a boolean "maybe""#.to_string(),
+        ),
+        (
+            &["config", "set", "s7v", "boot.host_shutdown_timeout", "soon"],
+            r#"Error: Invalid config: Invalid value for an integer "soon""#.to_string(),
+        ),
+        (
+            &["config", "set", "s7v", "limits.cpu", "x"],
+            "Error: Invalid config: Invalid CPU limit syntax".to_string(),
+        ),
+    ] {
+        let out = m.lxc(args).await;
+        assert!(
+            out.failure().lines().any(|l| l == want),
+            "{args:?}: want {want}, got {}",
+            out.stderr
+        );
+    }
+    assert_eq!(config_get(&m, "s7v", "cluster.evacuate").await, "");
+    m.lxc(&["delete", "s7v"]).await.success();
 }
