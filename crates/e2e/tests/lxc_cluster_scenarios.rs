@@ -324,7 +324,7 @@ async fn an_operator_runs_a_cluster_with_lxc() {
         .await
         .success();
     let out = m3.lxc(&["file", "pull", "scn1/root/note.txt", "-"]).await;
-    assert!(out.failure().contains("not found"), "{}", out.stderr);
+    assert!(out.failure().contains("Error: Not Found"), "{}", out.stderr);
 
     tracing::info!("--- lxc move: stopped, running refused, running --stateless");
     m1.lxc(&["stop", "scn1"]).await.success();

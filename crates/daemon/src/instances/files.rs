@@ -148,7 +148,8 @@ fn split(path: &str) -> ApiResult<(String, String)> {
 
 fn io_error(e: Errno, path: &str) -> ApiError {
     match e {
-        Errno::ENOENT | Errno::ENOTDIR => ApiError::not_found("not found"),
+        // LXD 5.0.2's words for a missing file (`lxc file pull`, `delete`, `push`).
+        Errno::ENOENT | Errno::ENOTDIR => ApiError::not_found("Not Found"),
         Errno::EEXIST => ApiError::conflict(format!("File {path:?} already exists")),
         Errno::ENOTEMPTY => ApiError::bad_request(format!("Directory {path:?} is not empty")),
         e => ApiError::internal(format!("{path}: {e}")),
