@@ -78,6 +78,14 @@ pub fn list(conn: &Connection) -> Result<Vec<MemberRecord>> {
     rows.map(|r| finish(r?)).collect()
 }
 
+/// The schema version each member last reported ([`MemberRecord::schema`]), by id: what
+/// every write checks (a statement compiled once).
+pub fn schemas(conn: &Connection) -> Result<Vec<i64>> {
+    let mut stmt = conn.prepare_cached("SELECT schema FROM members ORDER BY id")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<i64>>>()?)
+}
+
 /// The member `name`, if any.
 pub fn get(conn: &Connection, name: &str) -> Result<Option<MemberRecord>> {
     // Cached: every state change reads its member (a statement compiled once).

@@ -135,17 +135,12 @@ async fn try_report(replicator: &raft::Replicator, store: &Arc<db::Store>) -> Ap
     Ok(())
 }
 
-/// The DB's schema version and what every member reports.
+/// The DB's schema version and what every member reports: one short hold of the DB, run
+/// in place (every write asks, see [`check_writable`]).
 async fn versions(store: &Arc<db::Store>) -> ApiResult<(i64, Vec<i64>)> {
     let store = store.clone();
-    Ok(tokio::task::spawn_blocking(move || {
-        store.read(|c| {
-            let reported = db::members::list(c)?
-                .into_iter()
-                .map(|m| m.schema)
-                .collect();
-            Ok((db::schema_version(c)?, reported))
-        })
+    Ok(crate::state::blocking_in_place(move || {
+        store.read(|c| Ok((db::schema_version(c)?, db::members::schemas(c)?)))
     })
     .await??)
 }

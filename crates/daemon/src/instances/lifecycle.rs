@@ -482,7 +482,7 @@ pub async fn change_state(
     let (p, n, member, d2) = (project.to_string(), name.to_string(), d.member(), d.clone());
     // The profiles too, for a stop (its signal and timeout): one blocking step. A start
     // being prepared reads the member and the profiles once, with its other records.
-    let (found, member) = blocking_in_place(move || -> ApiResult<_> {
+    let (found, member) = crate::state::blocking_in_place(move || -> ApiResult<_> {
         let (found, member) = d2.store.read(|c| {
             let found = match db::instances::get(c, &p, &n)? {
                 Some(rec) => {
@@ -564,25 +564,6 @@ pub async fn change_state(
         }
     });
     Ok(record)
-}
-
-/// Runs `f`, short blocking work on the request's path (one hold of the DB, a few calls on
-/// local files: ~0.3 ms), on this worker thread: `block_in_place` hands the thread's other
-/// tasks to another worker first, so nothing waits behind it.
-///
-/// A hand-off to a blocking thread (`spawn_blocking`) costs two thread wake-ups, and on a
-/// busy machine each may wait for a CPU: timed over 80 starts at load 9–13, the way there
-/// and back took 0.07 ms at the median but 1.0–2.8 ms on average, more than the work. On a
-/// current-thread runtime (tests) `block_in_place` is not allowed: there it is handed off.
-async fn blocking_in_place<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, tokio::task::JoinError> {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
-        Ok(tokio::task::block_in_place(f))
-    } else {
-        tokio::task::spawn_blocking(f).await
-    }
 }
 
 /// An instance record and its profiles (none when one is missing), read together; for a
@@ -776,18 +757,6 @@ pub async fn start_for_restore(d: &Daemon, project: &str, name: &str) -> ApiResu
 mod tests {
     use super::*;
     use api::MemberState;
-
-    #[tokio::test]
-    async fn blocking_work_runs_on_a_current_thread_runtime() {
-        assert_eq!(blocking_in_place(|| 7).await.ok(), Some(7));
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn blocking_work_runs_in_place_on_a_multi_thread_runtime() {
-        let here = std::thread::current().id();
-        let ran_on = blocking_in_place(|| std::thread::current().id()).await.ok();
-        assert_eq!(ran_on, Some(here));
-    }
 
     #[test]
     fn state_refusals_are_lxds_words() {
