@@ -233,3 +233,39 @@ async fn refusals_print_lxd_words() {
     assert_eq!(config_get(&m, "s7v", "cluster.evacuate").await, "");
     m.lxc(&["delete", "s7v"]).await.success();
 }
+
+/// What does this test do?
+///
+/// Two members; a lifecycle event stream on m1. `lxc cluster set m2 scheduler.instance
+/// manual` through m1 is told as LXD 5.0.2 tells it: `cluster-member-updated` of
+/// `/1.0/cluster/members/m2` (drover sent nothing), and so is `lxc cluster unset`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_update_is_a_lifecycle_event() {
+    use futures::StreamExt;
+    drover_e2e::require_lxc();
+    let ms = form_cluster(&["127.0.62.7", "127.0.62.8"]).await;
+    let m1 = &ms[0];
+    let mut events = m1.client().events(&["lifecycle"]).await.expect("events");
+    for args in [
+        &["cluster", "set", "m2", "scheduler.instance", "manual"][..],
+        &["cluster", "unset", "m2", "scheduler.instance"],
+    ] {
+        m1.lxc(args).await.success();
+        drover_e2e::within(
+            "cluster-member-updated",
+            std::time::Duration::from_secs(30),
+            async {
+                while let Some(ev) = events.next().await {
+                    let ev = ev.expect("event");
+                    if ev.metadata["action"] == "cluster-member-updated"
+                        && ev.metadata["source"] == "/1.0/cluster/members/m2"
+                    {
+                        return;
+                    }
+                }
+                panic!("the event stream ended");
+            },
+        )
+        .await;
+    }
+}

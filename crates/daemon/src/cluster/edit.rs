@@ -164,7 +164,15 @@ pub async fn update(
         config: req.config,
         groups: wanted,
     })
-    .await
+    .await?;
+    // As LXD 5.0.2 tells `lxc monitor --type=lifecycle` of `lxc cluster set|edit`.
+    d.bus.lifecycle(
+        "cluster-member-updated",
+        format!("/1.0/cluster/members/{name}"),
+        "default",
+        None,
+    );
+    Ok(())
 }
 
 /// The request a `PUT` (`patch == false`: `body` as is) or a `PATCH` (`body`'s fields over
