@@ -234,38 +234,90 @@ async fn refusals_print_lxd_words() {
     m.lxc(&["delete", "s7v"]).await.success();
 }
 
+/// One change of [`member_group_and_server_changes_are_lifecycle_events`]: the `lxc`
+/// arguments, the event's action and source, and a key of its context with its value.
+type Step<'a> = (&'a [&'a str], &'a str, &'a str, Option<(&'a str, &'a str)>);
+
 /// What does this test do?
 ///
-/// Two members; a lifecycle event stream on m1. `lxc cluster set m2 scheduler.instance
-/// manual` through m1 is told as LXD 5.0.2 tells it: `cluster-member-updated` of
-/// `/1.0/cluster/members/m2` (drover sent nothing), and so is `lxc cluster unset`.
+/// Two members; a lifecycle event stream on m1. Changes through m1 are told as LXD 5.0.2
+/// tells them (drover sent nothing for any of them):
+/// - `lxc cluster set m2 scheduler.instance manual` and `lxc cluster unset`:
+///   `cluster-member-updated` of `/1.0/cluster/members/m2`
+/// - `lxc cluster group create s7g`: `cluster-group-created`; `lxc cluster group edit`:
+///   `cluster-group-updated` with the group as context; `lxc cluster group rename s7g
+///   s7g2`: `cluster-group-renamed` of the new name with `old_name`
+/// - `lxc config set user.s7 x` (a server key): `config-updated` of `/1.0`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_member_update_is_a_lifecycle_event() {
+async fn member_group_and_server_changes_are_lifecycle_events() {
     use futures::StreamExt;
     drover_e2e::require_lxc();
     let ms = form_cluster(&["127.0.62.7", "127.0.62.8"]).await;
     let m1 = &ms[0];
     let mut events = m1.client().events(&["lifecycle"]).await.expect("events");
-    for args in [
-        &["cluster", "set", "m2", "scheduler.instance", "manual"][..],
-        &["cluster", "unset", "m2", "scheduler.instance"],
-    ] {
-        m1.lxc(args).await.success();
-        drover_e2e::within(
+    let steps: [Step<'_>; 6] = [
+        (
+            &["cluster", "set", "m2", "scheduler.instance", "manual"],
             "cluster-member-updated",
-            std::time::Duration::from_secs(30),
-            async {
-                while let Some(ev) = events.next().await {
-                    let ev = ev.expect("event");
-                    if ev.metadata["action"] == "cluster-member-updated"
-                        && ev.metadata["source"] == "/1.0/cluster/members/m2"
-                    {
-                        return;
-                    }
+            "/1.0/cluster/members/m2",
+            None,
+        ),
+        (
+            &["cluster", "unset", "m2", "scheduler.instance"],
+            "cluster-member-updated",
+            "/1.0/cluster/members/m2",
+            None,
+        ),
+        (
+            &["cluster", "group", "create", "s7g"],
+            "cluster-group-created",
+            "/1.0/cluster/groups/s7g",
+            None,
+        ),
+        (
+            &[
+                "query",
+                "-X",
+                "PATCH",
+                "/1.0/cluster/groups/s7g",
+                "--data",
+                r#"{"description": "edge"}"#,
+            ],
+            "cluster-group-updated",
+            "/1.0/cluster/groups/s7g",
+            Some(("description", "edge")),
+        ),
+        (
+            &["cluster", "group", "rename", "s7g", "s7g2"],
+            "cluster-group-renamed",
+            "/1.0/cluster/groups/s7g2",
+            Some(("old_name", "s7g")),
+        ),
+        (
+            &["config", "set", "user.s7", "x"],
+            "config-updated",
+            "/1.0",
+            None,
+        ),
+    ];
+    for (args, action, source, context) in steps {
+        m1.lxc(args).await.success();
+        let ev = drover_e2e::within(action, std::time::Duration::from_secs(30), async {
+            while let Some(ev) = events.next().await {
+                let ev = ev.expect("event");
+                if ev.metadata["action"] == action && ev.metadata["source"] == source {
+                    return ev;
                 }
-                panic!("the event stream ended");
-            },
-        )
+            }
+            panic!("the event stream ended");
+        })
         .await;
+        if let Some((key, value)) = context {
+            assert_eq!(
+                ev.metadata["context"][key], value,
+                "{action}: {:?}",
+                ev.metadata
+            );
+        }
     }
 }

@@ -95,12 +95,16 @@ pub async fn create(d: &Daemon, req: ClusterGroupsPost) -> ApiResult<()> {
         )));
     }
     check_members(d, &req.members).await?;
+    let source = url(&req.name);
     d.write(db::Command::CreateClusterGroup {
         name: req.name,
         description: req.description,
         members: req.members,
     })
-    .await
+    .await?;
+    d.bus
+        .lifecycle("cluster-group-created", source, "default", None);
+    Ok(())
 }
 
 /// `PUT` (`patch == false`: the body replaces description and members) or `PATCH` (only
@@ -127,12 +131,17 @@ pub async fn update(
     });
     let req: ClusterGroupPut = super::edit::request(current, body, patch, &[])?;
     check_members(d, &req.members).await?;
+    // LXD's event carries the group as it is now.
+    let context = serde_json::json!({"description": req.description, "members": req.members});
     d.write(db::Command::UpdateClusterGroup {
         name: name.to_string(),
         description: req.description,
         members: req.members,
     })
-    .await
+    .await?;
+    d.bus
+        .lifecycle("cluster-group-updated", url(name), "default", Some(context));
+    Ok(())
 }
 
 /// `POST /1.0/cluster/groups/{name}`: rename.
@@ -155,11 +164,22 @@ pub async fn rename(d: &Daemon, name: &str, req: ClusterGroupPost) -> ApiResult<
             req.name
         )));
     }
+    let source = url(&req.name);
     d.write(db::Command::RenameClusterGroup {
         name: name.to_string(),
         new_name: req.name,
     })
-    .await
+    .await?;
+    let context = serde_json::json!({"old_name": name});
+    d.bus
+        .lifecycle("cluster-group-renamed", source, "default", Some(context));
+    Ok(())
+}
+
+/// The URL of group `name`, the source of its lifecycle events (LXD 5.0.2 tells of a
+/// group created, updated or renamed, not of one deleted).
+fn url(name: &str) -> String {
+    format!("/1.0/cluster/groups/{name}")
 }
 
 /// `DELETE /1.0/cluster/groups/{name}`.

@@ -37,13 +37,21 @@ fn if_match(headers: &HeaderMap) -> Option<String> {
 async fn put(State(d): State<Daemon>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
     let req: ServerPut = parse_body(&body)?;
     crate::server_config::update(&d, req, false, if_match(&headers)).await?;
+    config_updated(&d);
     Ok(empty())
 }
 
 async fn patch(State(d): State<Daemon>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
     let req: ServerPut = parse_body(&body)?;
     crate::server_config::update(&d, req, true, if_match(&headers)).await?;
+    config_updated(&d);
     Ok(empty())
+}
+
+/// LXD 5.0.2 tells of every accepted `PUT`/`PATCH /1.0`, a change or not.
+fn config_updated(d: &Daemon) {
+    d.bus
+        .lifecycle("config-updated", "/1.0".to_string(), "default", None);
 }
 
 pub fn routes() -> Router<Daemon> {
