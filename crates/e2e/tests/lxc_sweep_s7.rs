@@ -248,6 +248,8 @@ type Step<'a> = (&'a [&'a str], &'a str, &'a str, Option<(&'a str, &'a str)>);
 ///   `cluster-group-updated` with the group as context; `lxc cluster group rename s7g
 ///   s7g2`: `cluster-group-renamed` of the new name with `old_name`
 /// - `lxc config set user.s7 x` (a server key): `config-updated` of `/1.0`
+/// - `lxc cluster add m9`: `cluster-token-created` of `/1.0/cluster/members`; `lxc
+///   cluster revoke-token m9`: `operation-cancelled` of the token's operation
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn member_group_and_server_changes_are_lifecycle_events() {
     use futures::StreamExt;
@@ -255,7 +257,7 @@ async fn member_group_and_server_changes_are_lifecycle_events() {
     let ms = form_cluster(&["127.0.62.7", "127.0.62.8"]).await;
     let m1 = &ms[0];
     let mut events = m1.client().events(&["lifecycle"]).await.expect("events");
-    let steps: [Step<'_>; 6] = [
+    let steps: [Step<'_>; 8] = [
         (
             &["cluster", "set", "m2", "scheduler.instance", "manual"],
             "cluster-member-updated",
@@ -299,13 +301,32 @@ async fn member_group_and_server_changes_are_lifecycle_events() {
             "/1.0",
             None,
         ),
+        (
+            &["cluster", "add", "m9"],
+            "cluster-token-created",
+            "/1.0/cluster/members",
+            None,
+        ),
+        (
+            &["cluster", "revoke-token", "m9"],
+            "operation-cancelled",
+            "/1.0/operations/",
+            None,
+        ),
     ];
     for (args, action, source, context) in steps {
         m1.lxc(args).await.success();
         let ev = drover_e2e::within(action, std::time::Duration::from_secs(30), async {
             while let Some(ev) = events.next().await {
                 let ev = ev.expect("event");
-                if ev.metadata["action"] == action && ev.metadata["source"] == source {
+                // A source ending in `/` names a collection: any item of it matches.
+                let at = ev.metadata["source"].as_str().unwrap_or_default();
+                let matches = if source.ends_with('/') {
+                    at.starts_with(source)
+                } else {
+                    at == source
+                };
+                if ev.metadata["action"] == action && matches {
                     return ev;
                 }
             }

@@ -99,6 +99,13 @@ pub async fn create(d: &Daemon, name: &str) -> ApiResult<api::Operation> {
         op.fail(e.message.clone());
         return Err(e);
     }
+    // As LXD 5.0.2 tells `lxc monitor --type=lifecycle` of `lxc cluster add`.
+    d.bus.lifecycle(
+        "cluster-token-created",
+        "/1.0/cluster/members".to_string(),
+        "default",
+        None,
+    );
     let revoked = op.cancellable();
     let snapshot = op.record();
     let d2 = d.clone();

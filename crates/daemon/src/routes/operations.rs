@@ -75,6 +75,13 @@ async fn cancel(State(d): State<Daemon>, Path(id): Path<String>) -> ApiResult<Re
     match d.ops.cancel(&id) {
         Ok(true) => {
             let _ = d.ops.wait(&id, Some(CANCEL_SETTLE)).await;
+            // As LXD 5.0.2 tells `lxc monitor --type=lifecycle` (`lxc cluster revoke-token`).
+            d.bus.lifecycle(
+                "operation-cancelled",
+                format!("/1.0/operations/{id}"),
+                "default",
+                None,
+            );
             Ok(empty())
         }
         Ok(false) => Err(ApiError::bad_request("This operation can't be cancelled")),
