@@ -342,3 +342,50 @@ async fn member_group_and_server_changes_are_lifecycle_events() {
         }
     }
 }
+
+/// What does this test do?
+///
+/// Three members; `s7r` runs on m3.
+/// - `lxc cluster evacuate m3` moves it to X (its origin: m3); the empty, evacuated m3 is
+///   removed for good (`lxc cluster remove m3`)
+/// - `lxc cluster evacuate X` moves it to the last member Y, and records X as its origin
+///   (drover kept the origin of the removed m3)
+/// - `lxc cluster restore X` brings it home to X, running, its origin cleared (drover
+///   left it on Y, and the restore did not even list it)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_from_a_removed_member_comes_home_to_its_new_member() {
+    drover_e2e::require_lxc();
+    let ms = form_cluster(&["127.0.62.11", "127.0.62.12", "127.0.62.13"]).await;
+    let m1 = &ms[0];
+    m1.import_busybox().await;
+    m1.lxc(&["launch", "busybox", "s7r", "--target", "m3"])
+        .await
+        .success();
+    m1.lxc(&["cluster", "evacuate", "m3", "--force"])
+        .await
+        .success();
+    let (state, x) = row(m1, "s7r").await;
+    assert_eq!(state, "RUNNING");
+    assert_ne!(x, "m3");
+    assert_eq!(
+        config_get(m1, "s7r", "volatile.evacuate.origin").await,
+        "m3"
+    );
+    m1.lxc(&["cluster", "remove", "m3"]).await.success();
+    let y = if x == "m1" { "m2" } else { "m1" };
+
+    tracing::info!("--- evacuate {x}: s7r goes to {y}, from {x}");
+    m1.lxc(&["cluster", "evacuate", &x, "--force"])
+        .await
+        .success();
+    assert_eq!(row(m1, "s7r").await, ("RUNNING".into(), y.to_string()));
+    assert_eq!(config_get(m1, "s7r", "volatile.evacuate.origin").await, x);
+
+    tracing::info!("--- restore {x}: s7r comes home");
+    m1.lxc(&["cluster", "restore", &x, "--force"])
+        .await
+        .success();
+    assert_eq!(row(m1, "s7r").await, ("RUNNING".into(), x.clone()));
+    assert_eq!(config_get(m1, "s7r", "volatile.evacuate.origin").await, "");
+    m1.lxc(&["delete", "-f", "s7r"]).await.success();
+}

@@ -248,6 +248,9 @@ async fn prepare(
     if req.dry_run {
         return Ok(Prepared::DryRun(entries));
     }
+    if kind == EvacuationKind::Evacuate {
+        forget_removed_origins(d, &snap, name).await?;
+    }
     d.write(db::Command::BeginEvacuation {
         member: name.to_string(),
         kind,
@@ -262,6 +265,39 @@ async fn prepare(
         EvacuationKind::Restore => d.replicator().set_electable(true),
     }
     Ok(Prepared::Begun)
+}
+
+/// Clears the `volatile.evacuate.origin` of every instance on `member` that names a member
+/// no longer in the cluster (evacuated, then removed for good). An evacuation records the
+/// origin only when there is none (an instance moved on by a second evacuation still goes
+/// home to the first member), so such an instance would keep the stale origin through the
+/// evacuation of `member` and the restore of `member` would leave it where it went.
+async fn forget_removed_origins(
+    d: &Daemon,
+    snap: &cluster::Snapshot,
+    member: &str,
+) -> ApiResult<()> {
+    let members: BTreeSet<String> = d
+        .read(db::members::list)
+        .await?
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    for inst in snap.instances.iter().filter(|i| i.member == member) {
+        let origin = inst.config_value(cluster::ORIGIN_KEY);
+        if origin.is_empty() || members.contains(origin) {
+            continue;
+        }
+        tracing::info!(instance = %inst.name, origin, "forgetting the origin of a removed member");
+        d.write(db::Command::PatchInstanceConfig {
+            project: inst.project.clone(),
+            name: inst.name.clone(),
+            changes: [(cluster::ORIGIN_KEY.to_string(), None)].into(),
+            last_used_at: None,
+        })
+        .await?;
+    }
+    Ok(())
 }
 
 /// How long an evacuated leader waits for another voter to take over.
