@@ -2,11 +2,11 @@
 # Installs what drover needs on a fresh Debian machine of this kind: the OCI runtimes,
 # busybox-static (the built-in image), rsync, LXD's own clients for the compatibility tests
 # (lxd-client for `lxc` 5.0.2, pylxd from PyPI), QEMU 7.2 for virtual machines and what the
-# VM image build needs (e2fsprogs). Idempotent; quiet when all is
-# there.
+# VM image build needs (e2fsprogs), and gcc (cargo links with it; a VM test builds a small
+# guest program with it). Idempotent; quiet when all is there.
 set -euo pipefail
 
-pkgs=(crun runc busybox-static lxd-client rsync iproute2 util-linux python3 e2fsprogs)
+pkgs=(crun runc busybox-static lxd-client rsync iproute2 util-linux python3 e2fsprogs gcc)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
