@@ -389,3 +389,59 @@ async fn an_instance_from_a_removed_member_comes_home_to_its_new_member() {
     assert_eq!(config_get(m1, "s7r", "volatile.evacuate.origin").await, "");
     m1.lxc(&["delete", "-f", "s7r"]).await.success();
 }
+
+/// What does this test do?
+///
+/// Three members; `s7k` runs on m1.
+/// - `lxc cluster evacuate m1` moves it to X (its origin: m1); m1 is restored with mode
+///   `skip` (the API; `lxc` 5.0.2 cannot send a mode): ONLINE, `s7k` stays on X with its
+///   origin m1, as EVACUATION.md says
+/// - `lxc cluster evacuate X` moves `s7k` on and records X as its origin (drover kept m1,
+///   a member back in service)
+/// - `lxc cluster restore X` brings it home to X (drover left it where X's evacuation put
+///   it, and the restore did not list it)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_kept_away_by_a_skipped_restore_comes_home_to_its_new_member() {
+    drover_e2e::require_lxc();
+    let ms = form_cluster(&["127.0.62.14", "127.0.62.15", "127.0.62.16"]).await;
+    let m1 = &ms[0];
+    m1.import_busybox().await;
+    m1.lxc(&["launch", "busybox", "s7k", "--target", "m1"])
+        .await
+        .success();
+    m1.lxc(&["cluster", "evacuate", "m1", "--force"])
+        .await
+        .success();
+    let (_, x) = row(m1, "s7k").await;
+    assert_ne!(x, "m1");
+    let body = serde_json::json!({"action": "restore", "mode": "skip"});
+    let op = drover_e2e::post_member_state(m1, "m1", &body).await;
+    drover_e2e::wait_op(m1, &op, std::time::Duration::from_secs(60))
+        .await
+        .expect("restore with skip");
+    assert!(
+        lxc_member_states(m1)
+            .await
+            .contains(&("m1".to_string(), "ONLINE".to_string()))
+    );
+    assert_eq!(row(m1, "s7k").await, ("RUNNING".into(), x.clone()));
+    assert_eq!(
+        config_get(m1, "s7k", "volatile.evacuate.origin").await,
+        "m1"
+    );
+
+    tracing::info!("--- evacuate {x}, then restore it: s7k comes home to {x}");
+    m1.lxc(&["cluster", "evacuate", &x, "--force"])
+        .await
+        .success();
+    let (state, y) = row(m1, "s7k").await;
+    assert_eq!(state, "RUNNING");
+    assert_ne!(y, x);
+    assert_eq!(config_get(m1, "s7k", "volatile.evacuate.origin").await, x);
+    m1.lxc(&["cluster", "restore", &x, "--force"])
+        .await
+        .success();
+    assert_eq!(row(m1, "s7k").await, ("RUNNING".into(), x.clone()));
+    assert_eq!(config_get(m1, "s7k", "volatile.evacuate.origin").await, "");
+    m1.lxc(&["delete", "-f", "s7k"]).await.success();
+}

@@ -249,7 +249,7 @@ async fn prepare(
         return Ok(Prepared::DryRun(entries));
     }
     if kind == EvacuationKind::Evacuate {
-        forget_removed_origins(d, &snap, name).await?;
+        forget_stale_origins(d, &snap, name).await?;
     }
     d.write(db::Command::BeginEvacuation {
         member: name.to_string(),
@@ -268,27 +268,26 @@ async fn prepare(
 }
 
 /// Clears the `volatile.evacuate.origin` of every instance on `member` that names a member
-/// no longer in the cluster (evacuated, then removed for good). An evacuation records the
-/// origin only when there is none (an instance moved on by a second evacuation still goes
-/// home to the first member), so such an instance would keep the stale origin through the
-/// evacuation of `member` and the restore of `member` would leave it where it went.
-async fn forget_removed_origins(
-    d: &Daemon,
-    snap: &cluster::Snapshot,
-    member: &str,
-) -> ApiResult<()> {
-    let members: BTreeSet<String> = d
+/// no instance is away from any more: one removed from the cluster since (evacuated, then
+/// removed for good) or one back in service (restored with `skip`, which keeps origins).
+/// An evacuation records the origin only when there is none (an instance moved on by a
+/// second evacuation still goes home to the first member, which is still evacuated), so
+/// such an instance would keep the stale origin through the evacuation of `member`, and
+/// the restore of `member` would leave it where it went.
+async fn forget_stale_origins(d: &Daemon, snap: &cluster::Snapshot, member: &str) -> ApiResult<()> {
+    let away: BTreeSet<String> = d
         .read(db::members::list)
         .await?
         .into_iter()
+        .filter(|m| m.state != MemberState::Created)
         .map(|m| m.name)
         .collect();
     for inst in snap.instances.iter().filter(|i| i.member == member) {
         let origin = inst.config_value(cluster::ORIGIN_KEY);
-        if origin.is_empty() || members.contains(origin) {
+        if origin.is_empty() || away.contains(origin) {
             continue;
         }
-        tracing::info!(instance = %inst.name, origin, "forgetting the origin of a removed member");
+        tracing::info!(instance = %inst.name, origin, "forgetting a stale evacuation origin");
         d.write(db::Command::PatchInstanceConfig {
             project: inst.project.clone(),
             name: inst.name.clone(),
