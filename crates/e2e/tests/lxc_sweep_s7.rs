@@ -7,6 +7,13 @@
 
 use drover_e2e::{Member, form_cluster, lxc_member_states, lxc_state_location as row};
 
+/// `lxc cluster evacuate|restore MEMBER --force` through `via` succeeds.
+async fn job(via: &Member, action: &str, member: &str) {
+    via.lxc(&["cluster", action, member, "--force"])
+        .await
+        .success();
+}
+
 /// `lxc config get NAME KEY` through `m`.
 async fn config_get(m: &Member, name: &str, key: &str) -> String {
     let out = m.lxc(&["config", "get", name, key]).await;
@@ -54,9 +61,7 @@ async fn an_instance_left_on_an_evacuated_member_is_copied_elsewhere_stopped() {
     m2.lxc(&["stop", "s7d"]).await.success();
 
     tracing::info!("--- evacuate m1: s7a stays there, stopped");
-    m2.lxc(&["cluster", "evacuate", "m1", "--force"])
-        .await
-        .success();
+    job(m2, "evacuate", "m1").await;
     assert!(
         lxc_member_states(m3)
             .await
@@ -87,9 +92,7 @@ async fn an_instance_left_on_an_evacuated_member_is_copied_elsewhere_stopped() {
     assert_eq!(row(m1, "s7e").await, ("STOPPED".into(), "m3".into()));
 
     tracing::info!("--- restore m1: s7a runs there again, the copies stay");
-    m3.lxc(&["cluster", "restore", "m1", "--force"])
-        .await
-        .success();
+    job(m3, "restore", "m1").await;
     assert_eq!(row(m2, "s7a").await, ("RUNNING".into(), "m1".into()));
     assert_eq!(row(m2, "s7b").await.0, "STOPPED");
     assert_eq!(row(m2, "s7c").await, ("STOPPED".into(), "m3".into()));
@@ -121,9 +124,7 @@ async fn an_instance_moved_by_hand_after_an_evacuation_stays_for_good() {
         .await
         .success();
 
-    m2.lxc(&["cluster", "evacuate", "m1", "--force"])
-        .await
-        .success();
+    job(m2, "evacuate", "m1").await;
     let (state, x) = row(m2, "s7h").await;
     assert_eq!(state, "RUNNING");
     assert_ne!(x, "m1");
@@ -137,19 +138,13 @@ async fn an_instance_moved_by_hand_after_an_evacuation_stays_for_good() {
     m2.lxc(&["start", "s7h"]).await.success();
 
     tracing::info!("--- restore: s7h stays on {y}, its origin gone");
-    m2.lxc(&["cluster", "restore", "m1", "--force"])
-        .await
-        .success();
+    job(m2, "restore", "m1").await;
     assert_eq!(row(m1, "s7h").await, ("RUNNING".into(), y.to_string()));
     assert_eq!(config_get(m1, "s7h", "volatile.evacuate.origin").await, "");
 
     tracing::info!("--- another evacuation and restore of m1 leave s7h alone");
-    m2.lxc(&["cluster", "evacuate", "m1", "--force"])
-        .await
-        .success();
-    m2.lxc(&["cluster", "restore", "m1", "--force"])
-        .await
-        .success();
+    job(m2, "evacuate", "m1").await;
+    job(m2, "restore", "m1").await;
     assert_eq!(row(m1, "s7h").await, ("RUNNING".into(), y.to_string()));
     m1.lxc(&["delete", "-f", "s7h"]).await.success();
 }
@@ -361,9 +356,7 @@ async fn an_instance_from_a_removed_member_comes_home_to_its_new_member() {
     m1.lxc(&["launch", "busybox", "s7r", "--target", "m3"])
         .await
         .success();
-    m1.lxc(&["cluster", "evacuate", "m3", "--force"])
-        .await
-        .success();
+    job(m1, "evacuate", "m3").await;
     let (state, x) = row(m1, "s7r").await;
     assert_eq!(state, "RUNNING");
     assert_ne!(x, "m3");
@@ -375,16 +368,12 @@ async fn an_instance_from_a_removed_member_comes_home_to_its_new_member() {
     let y = if x == "m1" { "m2" } else { "m1" };
 
     tracing::info!("--- evacuate {x}: s7r goes to {y}, from {x}");
-    m1.lxc(&["cluster", "evacuate", &x, "--force"])
-        .await
-        .success();
+    job(m1, "evacuate", &x).await;
     assert_eq!(row(m1, "s7r").await, ("RUNNING".into(), y.to_string()));
     assert_eq!(config_get(m1, "s7r", "volatile.evacuate.origin").await, x);
 
     tracing::info!("--- restore {x}: s7r comes home");
-    m1.lxc(&["cluster", "restore", &x, "--force"])
-        .await
-        .success();
+    job(m1, "restore", &x).await;
     assert_eq!(row(m1, "s7r").await, ("RUNNING".into(), x.clone()));
     assert_eq!(config_get(m1, "s7r", "volatile.evacuate.origin").await, "");
     m1.lxc(&["delete", "-f", "s7r"]).await.success();
@@ -409,9 +398,7 @@ async fn an_instance_kept_away_by_a_skipped_restore_comes_home_to_its_new_member
     m1.lxc(&["launch", "busybox", "s7k", "--target", "m1"])
         .await
         .success();
-    m1.lxc(&["cluster", "evacuate", "m1", "--force"])
-        .await
-        .success();
+    job(m1, "evacuate", "m1").await;
     let (_, x) = row(m1, "s7k").await;
     assert_ne!(x, "m1");
     let body = serde_json::json!({"action": "restore", "mode": "skip"});
@@ -431,16 +418,12 @@ async fn an_instance_kept_away_by_a_skipped_restore_comes_home_to_its_new_member
     );
 
     tracing::info!("--- evacuate {x}, then restore it: s7k comes home to {x}");
-    m1.lxc(&["cluster", "evacuate", &x, "--force"])
-        .await
-        .success();
+    job(m1, "evacuate", &x).await;
     let (state, y) = row(m1, "s7k").await;
     assert_eq!(state, "RUNNING");
     assert_ne!(y, x);
     assert_eq!(config_get(m1, "s7k", "volatile.evacuate.origin").await, x);
-    m1.lxc(&["cluster", "restore", &x, "--force"])
-        .await
-        .success();
+    job(m1, "restore", &x).await;
     assert_eq!(row(m1, "s7k").await, ("RUNNING".into(), x.clone()));
     assert_eq!(config_get(m1, "s7k", "volatile.evacuate.origin").await, "");
     m1.lxc(&["delete", "-f", "s7k"]).await.success();
