@@ -3,7 +3,7 @@
 //! side-by-side run against a real LXD 5.0.2 cluster found answering differently. Instance
 //! names start with `s7`.
 //!
-//! Members listen on 127.0.62.1–9 (free ports).
+//! Members listen on 127.0.62.1–16 (free ports).
 
 use drover_e2e::{Member, form_cluster, lxc_member_states, lxc_state_location as row};
 
