@@ -428,3 +428,36 @@ async fn an_instance_kept_away_by_a_skipped_restore_comes_home_to_its_new_member
     assert_eq!(config_get(m1, "s7k", "volatile.evacuate.origin").await, "");
     m1.lxc(&["delete", "-f", "s7k"]).await.success();
 }
+
+/// What does this test do?
+///
+/// Two members, formed and at once a lifecycle event stream opened on m2; `lxc cluster set
+/// m2 user.s7 yes` through m1 right away is seen on m2's stream (`cluster-member-updated`
+/// of m1): a listener sees the whole cluster from the moment it is connected (drover lost
+/// the events of m1 while m2 did not relay them yet, just after the join).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_right_after_a_join_sees_the_other_members_events() {
+    use futures::StreamExt;
+    drover_e2e::require_lxc();
+    let ms = form_cluster(&["127.0.62.9", "127.0.62.10"]).await;
+    let (m1, m2) = (&ms[0], &ms[1]);
+    let mut events = m2.client().events(&["lifecycle"]).await.expect("events");
+    m1.lxc(&["cluster", "set", "m2", "user.s7", "yes"])
+        .await
+        .success();
+    let ev = drover_e2e::within(
+        "cluster-member-updated on m2",
+        std::time::Duration::from_secs(30),
+        async {
+            while let Some(ev) = events.next().await {
+                let ev = ev.expect("event");
+                if ev.metadata["action"] == "cluster-member-updated" {
+                    return ev;
+                }
+            }
+            panic!("the event stream ended");
+        },
+    )
+    .await;
+    assert_eq!(ev.location, "m1", "{ev:?}");
+}

@@ -79,6 +79,45 @@ pub async fn wait_relayed(name: &str, timeout: Duration) -> bool {
     }
 }
 
+/// When each relay of this member began (it starts within [`SUPERVISE_EVERY`] of a join or
+/// of this member's start).
+static STARTED: LazyLock<Mutex<HashMap<String, std::time::Instant>>> =
+    LazyLock::new(Mutex::default);
+
+/// Waits (at most `timeout`) until this member relays the events of every other member
+/// whose relay is new (begun less than `timeout` ago, or about to begin), so that a client
+/// subscribing here just after a join, or just after this member started, sees what then
+/// happens anywhere in the cluster; an event of another member would otherwise be lost to
+/// it. A relay that has been trying for longer (its member is down) is not waited for, so
+/// a listener is not held up in a cluster with a member down.
+pub async fn wait_all_relayed(d: &Daemon, timeout: Duration) {
+    if !d.cluster.is_clustered() {
+        return;
+    }
+    let Ok(members) = d.read(db::members::list).await else {
+        return;
+    };
+    let me = d.member();
+    let deadline = tokio::time::Instant::now() + timeout;
+    for m in members
+        .iter()
+        .filter(|m| m.name != me && !m.address.is_empty())
+    {
+        loop {
+            if crate::state::lock(&CONNECTED).contains(&m.name) {
+                break;
+            }
+            let fresh = crate::state::lock(&STARTED)
+                .get(&m.name)
+                .is_none_or(|t| t.elapsed() < timeout);
+            if !fresh || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// Starts the supervisor of this member's relays; it lives as long as the runtime and
 /// does nothing while this member is not clustered.
 pub fn spawn_relays(d: &Daemon) -> JoinHandle<()> {
@@ -128,6 +167,7 @@ async fn supervise(d: Daemon) {
 
 /// Republishes member `name`'s own events here, reconnecting with backoff, until aborted.
 async fn relay(d: Daemon, name: String, address: String) {
+    crate::state::lock(&STARTED).insert(name.clone(), std::time::Instant::now());
     let mut backoff = BACKOFF_MIN;
     loop {
         match d.cluster.peers.get(&d) {

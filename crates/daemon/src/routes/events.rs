@@ -10,6 +10,10 @@ use futures::{SinkExt, StreamExt};
 use crate::cluster::forward::Forwarded;
 use crate::state::Daemon;
 
+/// How long a new client listener waits for this member to relay the other members'
+/// events (only just after a join, or while a relay reconnects).
+const RELAY_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 #[derive(Debug, serde::Deserialize)]
 struct EventsQuery {
     #[serde(default, rename = "type")]
@@ -32,6 +36,10 @@ async fn events(
         .filter(|k| !k.is_empty())
         .map(str::to_string)
         .collect();
+    if !own_only {
+        // A client (not a member's relay): the whole cluster's events from now on.
+        crate::cluster::events::wait_all_relayed(&d, RELAY_WAIT).await;
+    }
     let mut rx = d.bus.subscribe();
     ws.on_upgrade(move |socket| async move {
         let (mut tx, mut incoming) = socket.split();
