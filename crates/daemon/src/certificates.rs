@@ -7,10 +7,11 @@
 //!   token: a `token` operation whose metadata (`request`, `secret`, `fingerprint`,
 //!   `addresses`, optional `expiresAt`) `lxc config trust add` turns into the token it
 //!   prints. Deleting the operation revokes the token.
-//! - From an untrusted client: only with a token in `password` (what `lxc remote add`
-//!   sends) or `trust_token`. A token is single use; the certificate added is the client's
-//!   own, with the name, type and projects the token was made for. drover has no trust
-//!   password.
+//! - From an untrusted client: with the trust password (`core.trust_password`) in
+//!   `password`, the certificate given (or the client's own) with the name, type and
+//!   projects asked for, as LXD 5.0.2 adds it; or with a token in `password` (what `lxc
+//!   remote add` sends) or `trust_token`. A token is single use; the certificate added is
+//!   the client's own, with the name, type and projects the token was made for.
 //!
 //! In a cluster a token is redeemed through any member, as LXD looks for the token
 //! operation on every member: a member that does not hold the secret asks the others on
@@ -135,6 +136,11 @@ pub async fn add(d: &Daemon, caller: &Caller, mut req: CertificatesPost) -> ApiR
             return Err(ApiError::bad_request("Client is already trusted"));
         }
         Caller::Socket | Caller::Trusted(_) => {}
+        Caller::Untrusted(_)
+            if crate::server_config::trust_password_matches(d, &req.password).await? =>
+        {
+            req.password.clear();
+        }
         Caller::Untrusted(_) => {
             let secret = if req.trust_token.is_empty() {
                 &req.password
@@ -167,8 +173,15 @@ pub async fn add(d: &Daemon, caller: &Caller, mut req: CertificatesPost) -> ApiR
         )));
     }
     let der = if !req.certificate.is_empty() {
+        // LXD decodes with Go's base64, which skips line breaks: pylxd sends the PEM body
+        // with its lines.
+        let body: String = req
+            .certificate
+            .chars()
+            .filter(|c| !matches!(c, '\r' | '\n'))
+            .collect();
         base64::engine::general_purpose::STANDARD
-            .decode(req.certificate.trim())
+            .decode(body.trim())
             .map_err(|e| ApiError::bad_request(format!("Invalid certificate material: {e}")))?
     } else {
         match caller.peer() {
@@ -364,8 +377,8 @@ fn decode_token(token: &str) -> Option<CertificateAddToken> {
 /// returns the request it was made for.
 fn redeem(d: &Daemon, token: &str) -> ApiResult<CertificatesPost> {
     let Some(decoded) = decode_token(token) else {
-        // Not a token: it would be a trust password, and drover has none.
-        tracing::warn!("refusing a trust password (drover only accepts tokens)");
+        // Not a token, nor the trust password (checked before).
+        tracing::warn!("refusing a wrong trust password");
         return Err(not_authorized());
     };
     take(d, &decoded.secret)

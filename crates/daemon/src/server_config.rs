@@ -16,9 +16,13 @@
 //!
 //! The other server keys of LXD 5.0.2 ([`STORED_ONLY`]) are accepted with LXD's checks of
 //! their type, stored and shown in `GET /1.0`, so clients and scripts that set them work;
-//! drover does not act on them; so are free-form `user.*` keys. `core.trust_password` is refused (drover trusts clients
-//! through certificate tokens only). Any other key is refused with 400, as LXD refuses
-//! unknown keys.
+//! drover does not act on them; so are free-form `user.*` keys. Any other key is refused
+//! with 400, as LXD refuses unknown keys.
+//!
+//! `core.trust_password` is kept as a salted, stretched hash (never the password itself)
+//! and shown as `true` while set, as LXD shows it; an untrusted client that sends it in
+//! `POST /1.0/certificates` is trusted (what pylxd's `Client.authenticate` and `lxc remote
+//! add` without a token do against LXD 5.0.2).
 
 use api::ConfigMap;
 use api::server::ServerPut;
@@ -31,6 +35,64 @@ use crate::state::Daemon;
 
 /// The server config key bounding the life of certificate add tokens.
 pub const REMOTE_TOKEN_EXPIRY: &str = "core.remote_token_expiry";
+
+/// The trust password key: stored hashed ([`hash_password`]), shown as [`PASSWORD_SET`].
+pub const TRUST_PASSWORD: &str = "core.trust_password";
+
+/// What `GET /1.0` shows for a trust password that is set (LXD shows `true`); given back
+/// in a `PUT /1.0` it keeps the password.
+const PASSWORD_SET: &str = "true";
+
+/// How many SHA-256 rounds stretch a trust password.
+const PASSWORD_ROUNDS: u32 = 20_000;
+
+/// `<salt hex>$<hash hex>` of `password` under a new random salt.
+fn hash_password(password: &str) -> String {
+    let salt = uuid::Uuid::new_v4();
+    let salt = hex::encode(salt.as_bytes());
+    format!("{salt}${}", stretch(&salt, password))
+}
+
+fn stretch(salt: &str, password: &str) -> String {
+    let mut digest = sha2::Sha256::new();
+    digest.update(salt.as_bytes());
+    digest.update(password.as_bytes());
+    let mut out = digest.finalize();
+    for _ in 1..PASSWORD_ROUNDS {
+        out = sha2::Sha256::digest(out);
+    }
+    hex::encode(out)
+}
+
+/// Whether `password` is the one `stored` (a [`hash_password`] value) was made from.
+fn password_matches(stored: &str, password: &str) -> bool {
+    let Some((salt, want)) = stored.split_once('$') else {
+        return false;
+    };
+    let got = stretch(salt, password);
+    // Same length always (hex of SHA-256); compare every byte.
+    got.len() == want.len()
+        && got
+            .bytes()
+            .zip(want.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+/// Whether the cluster has a trust password and `password` is it.
+///
+/// # Errors
+///
+/// When the config cannot be read.
+pub async fn trust_password_matches(d: &Daemon, password: &str) -> ApiResult<bool> {
+    if password.is_empty() {
+        return Ok(false);
+    }
+    let config = d.read(db::config::all).await?;
+    Ok(config
+        .get(TRUST_PASSWORD)
+        .is_some_and(|stored| password_matches(stored, password)))
+}
 
 /// The ETag of the server config (what `PUT /1.0` replaces).
 pub fn etag(config: &ConfigMap) -> String {
@@ -174,9 +236,7 @@ fn validate(key: &str, value: &str) -> ApiResult<()> {
             Ok(n) if n >= 1 => Ok(()),
             _ => Err(refuse("expected a positive integer".into())),
         },
-        "core.trust_password" => Err(refuse(
-            "not supported by drover: add clients with `lxc config trust add` tokens".into(),
-        )),
+        TRUST_PASSWORD => Ok(()),
         // Free-form user keys, as LXD 5.0.2 takes them.
         _ if key.starts_with("user.") => Ok(()),
         _ => match STORED_ONLY.iter().find(|(k, _)| *k == key) {
@@ -189,6 +249,9 @@ fn validate(key: &str, value: &str) -> ApiResult<()> {
 /// The server config as `GET /1.0` shows it: a clustered member shows its own address
 /// under `core.https_address` and `cluster.https_address`.
 pub async fn shown(d: &Daemon, mut config: ConfigMap) -> ApiResult<ConfigMap> {
+    if let Some(v) = config.get_mut(TRUST_PASSWORD) {
+        *v = PASSWORD_SET.into();
+    }
     if d.cluster.is_clustered() {
         let own = crate::cluster::own_address(d).await?;
         config.insert(HTTPS_ADDRESS.into(), own.clone());
@@ -228,6 +291,10 @@ pub async fn update(
     for (k, v) in req.config {
         if v.is_empty() {
             desired.remove(&k);
+        } else if k == TRUST_PASSWORD {
+            // `true` is what GET shows for a password set: given back, it keeps it.
+            let kept = current.get(&k).filter(|_| v == PASSWORD_SET).cloned();
+            desired.insert(k, kept.unwrap_or_else(|| hash_password(&v)));
         } else {
             desired.insert(k, v);
         }
@@ -342,12 +409,23 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_refused() {
-        let e = validate("core.trust_password", "x").expect_err("unknown");
+        let e = validate("core.trust_passwrd", "x").expect_err("unknown");
         assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
         assert!(validate(HTTPS_ADDRESS, "127.0.0.11:8443").is_ok());
         assert!(validate(HTTPS_ADDRESS, "not an address").is_err());
         let e = validate("images.auto_update_intervall", "6").expect_err("unknown");
         assert!(e.to_string().contains("unknown key"), "{e}");
+    }
+
+    #[test]
+    fn trust_passwords_are_kept_hashed() {
+        let stored = hash_password("s3cret");
+        assert!(!stored.contains("s3cret"), "{stored}");
+        assert_ne!(stored, hash_password("s3cret"), "salted");
+        assert!(password_matches(&stored, "s3cret"));
+        assert!(!password_matches(&stored, "s3creT"));
+        assert!(!password_matches(&stored, ""));
+        assert!(!password_matches("garbage", "s3cret"));
     }
 
     #[test]
@@ -380,7 +458,6 @@ mod tests {
             ("images.default_architecture", "vax"),
             ("storage.images_volume", "images"),
             ("instances.nic.host_name", "eth0"),
-            ("core.trust_password", "secret"),
         ] {
             let e = validate(key, bad).expect_err(key);
             assert!(
