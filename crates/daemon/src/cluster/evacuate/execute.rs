@@ -238,6 +238,12 @@ async fn step(
                 entry.source
             ));
             move_back(d, member, entry, progress).await?;
+            // One that was stopped where it went (that member was evacuated in turn, say)
+            // but ran before: a move keeps it stopped, so it is started here.
+            if entry.was_running {
+                progress.say(format!("Starting {name:?} in project {project:?}"));
+                crate::instances::start_for_restore(d, project, name).await?;
+            }
             clear_origin(d, project, name).await
         }
     }
