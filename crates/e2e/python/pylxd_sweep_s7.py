@@ -1,9 +1,18 @@
 #!/usr/bin/env python3
 """What a Python script trusting itself to a drover cluster through pylxd 2.4 runs into.
 
-usage: pylxd_sweep_s7.py trust SOCKET_M1 SOCKET_M2 SOCKET_M3
+usage: pylxd_sweep_s7.py trust|restore SOCKET_M1 SOCKET_M2 SOCKET_M3
 
-The cluster (m1, m2, m3) is formed. Two client certificates are made here (with
+The cluster (m1, m2, m3) is formed (and, for `restore`, holds the `busybox` image).
+
+`restore`: two running instances on m2; m2 evacuated (both run elsewhere), then one of
+them stopped by hand; m3 and then m1 evacuated too (m1's evacuation has nowhere to move
+them: both stopped in place on m1). Restoring m2 must bring both home, the one stopped by
+the evacuation running again (it used to come home stopped, though it ran before and its
+`volatile.last_state.power` said `RUNNING`), the one stopped by hand stopped; then m1 and
+m3 are restored and everything is where it was.
+
+`trust`: two client certificates are made here (with
 `cryptography`, which pylxd needs anyway); through pylxd:
 
 1. `certificates.create("", pem)` on m1's unix socket adds the first one (pylxd sends the
@@ -122,11 +131,78 @@ def trust(u1, u2, u3):
     check("password after unset", config.get("core.trust_password"), None)
 
 
+def member_state(client, member, action):
+    r = client.api.cluster.members[member].state.post(json={"action": action})
+    check(f"{action} {member}: HTTP status", r.status_code, 202)
+    op = client.operations.get(r.json()["operation"])
+    op.wait()
+    check(f"{action} {member}", client.operations.get(op.id).status, "Success")
+
+
+def placement(client):
+    """name -> (location, status) of the scenario's instances."""
+    return {
+        i.name: (i.location, i.status)
+        for i in client.instances.all(recursion=1)
+        if i.name.startswith("s7")
+    }
+
+
+def restore(u1, u2, u3):
+    for name in ("s7home", "s7off"):
+        u1.instances.create(
+            {"name": name, "source": {"type": "image", "alias": "busybox"}},
+            wait=True,
+            target="m2",
+        ).start(wait=True)
+    member_state(u3, "m2", "evacuate")
+    away = placement(u2)
+    for name, (where, status) in sorted(away.items()):
+        if where == "m2" or status != "Running":
+            fail(f"{name} after the evacuation of m2: {where} {status}")
+    u3.instances.get("s7off").stop(wait=True)
+    member_state(u1, "m3", "evacuate")
+    member_state(u2, "m1", "evacuate")
+    check(
+        "after m3 and m1 are evacuated",
+        placement(u3),
+        {"s7home": ("m1", "Stopped"), "s7off": ("m1", "Stopped")},
+    )
+    member_state(u1, "m2", "restore")
+    check(
+        "after m2 is restored",
+        placement(u3),
+        {"s7home": ("m2", "Running"), "s7off": ("m2", "Stopped")},
+    )
+    check(
+        "s7home origin",
+        u2.instances.get("s7home").config.get("volatile.evacuate.origin"),
+        None,
+    )
+    member_state(u3, "m1", "restore")
+    member_state(u2, "m3", "restore")
+    check(
+        "members",
+        sorted((m.server_name, m.status) for m in u1.cluster.members.all()),
+        [("m1", "Online"), ("m2", "Online"), ("m3", "Online")],
+    )
+    check(
+        "after every restore",
+        placement(u1),
+        {"s7home": ("m2", "Running"), "s7off": ("m2", "Stopped")},
+    )
+    inst = u1.instances.get("s7home")
+    inst.stop(wait=True, force=True)
+    for name in ("s7home", "s7off"):
+        u1.instances.get(name).delete(wait=True)
+
+
 def main():
-    if len(sys.argv) != 5 or sys.argv[1] not in ("trust",):
-        fail(f"usage: {sys.argv[0]} trust SOCKET_M1 SOCKET_M2 SOCKET_M3")
+    scenarios = {"trust": trust, "restore": restore}
+    if len(sys.argv) != 5 or sys.argv[1] not in scenarios:
+        fail(f"usage: {sys.argv[0]} trust|restore SOCKET_M1 SOCKET_M2 SOCKET_M3")
     u1, u2, u3 = (pylxd.Client(endpoint=s) for s in sys.argv[2:5])
-    trust(u1, u2, u3)
+    scenarios[sys.argv[1]](u1, u2, u3)
     print("pylxd sweep s7: all steps passed", flush=True)
 
 

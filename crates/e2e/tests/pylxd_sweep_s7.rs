@@ -1,19 +1,22 @@
 //! What a Python script trusting itself to a drover cluster through pylxd 2.4 runs into:
 //! `python/pylxd_sweep_s7.py` against real daemons.
 //!
-//! Members listen on 127.0.63.1–3 (free ports).
+//! Members listen on 127.0.63.1–3 and 127.0.63.4–6 (free ports).
 
 use drover_e2e::{form_cluster, require_pylxd, workspace_root};
 
-/// Forms a cluster of three members on `ips` and runs the script's `name` scenario with
-/// their sockets.
+/// Forms a cluster of three members on `ips` (the busybox image imported on m1 when
+/// `image`) and runs the script's `name` scenario with their sockets.
 ///
 /// # Panics
 ///
 /// When the script fails (with its output).
-async fn scenario(ips: &[&str], name: &str) {
+async fn scenario(ips: &[&str], name: &str, image: bool) {
     require_pylxd();
     let members = form_cluster(ips).await;
+    if image {
+        members[0].import_busybox().await;
+    }
     let script = workspace_root().join("crates/e2e/python/pylxd_sweep_s7.py");
     let sockets: Vec<String> = members
         .iter()
@@ -43,5 +46,19 @@ async fn scenario(ips: &[&str], name: &str) {
 /// the password it must be trusted on every member; unset, the key is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pylxd_authenticates_with_the_trust_password_and_adds_pem_certificates() {
-    scenario(&["127.0.63.1", "127.0.63.2", "127.0.63.3"], "trust").await;
+    scenario(&["127.0.63.1", "127.0.63.2", "127.0.63.3"], "trust", false).await;
+}
+
+/// What does this test do?
+///
+/// Forms a cluster of three members (the image on m1) and runs the script's `restore`
+/// scenario: two running instances on m2, m2 evacuated, one of them then stopped by hand,
+/// m3 and m1 evacuated as well (m1's evacuation stops both in place, nowhere being left).
+/// Restoring m2 must bring both home: the one the evacuation stopped running (it used to
+/// come home stopped although `volatile.last_state.power` said `RUNNING`), the one
+/// stopped by hand stopped. After m1 and m3 are restored, all three are `Online` and the
+/// instances are unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pylxd_sees_a_restore_start_what_a_later_evacuation_stopped() {
+    scenario(&["127.0.63.4", "127.0.63.5", "127.0.63.6"], "restore", true).await;
 }
