@@ -160,6 +160,13 @@ fn evacuation_journal_and_refusals() {
         3
     );
 
+    // --- a second evacuation of m1 while its first is under way is refused
+    let twice = store.execute(&begin("m1", EvacuationKind::Evacuate, vec![]));
+    assert!(
+        matches!(&twice, Err(Error::Refused(m)) if m == "Cluster member is already evacuated"),
+        "{twice:?}"
+    );
+
     // --- evacuating again while evacuating (after a partial run) keeps the power state
     // of what the first run stopped
     store
@@ -184,6 +191,14 @@ fn evacuation_journal_and_refusals() {
             })
             .unwrap();
     }
+    // The partial run ends: m1 stays evacuating, and may be evacuated again.
+    store
+        .execute(&Command::FinishEvacuation {
+            member: "m1".into(),
+            kind: EvacuationKind::Evacuate,
+            state: MemberState::Evacuating,
+        })
+        .unwrap();
     store
         .execute(&begin(
             "m1",
@@ -237,9 +252,18 @@ fn evacuation_journal_and_refusals() {
 
     // --- restore
     store
-        .execute(&begin("m1", EvacuationKind::Restore, vec![]))
+        .execute(&begin(
+            "m1",
+            EvacuationKind::Restore,
+            vec![entry("a", PlanAction::MoveBack, "m1", true)],
+        ))
         .unwrap();
     assert_eq!(state(&store, "m1"), MemberState::Restoring);
+    let twice = store.execute(&begin("m1", EvacuationKind::Restore, vec![]));
+    assert!(
+        matches!(&twice, Err(Error::Refused(m)) if m == "Cannot restore \"m1\" while a restore operation is in progress"),
+        "{twice:?}"
+    );
     store
         .execute(&Command::FinishEvacuation {
             member: "m1".into(),
