@@ -1,9 +1,16 @@
 #!/usr/bin/env python3
 """What a Python script trusting itself to a drover cluster through pylxd 2.4 runs into.
 
-usage: pylxd_sweep_s7.py trust|restore SOCKET_M1 SOCKET_M2 SOCKET_M3
+usage: pylxd_sweep_s7.py trust|restore|twice SOCKET_M1 SOCKET_M2 SOCKET_M3
 
-The cluster (m1, m2, m3) is formed (and, for `restore`, holds the `busybox` image).
+The cluster (m1, m2, m3) is formed (and, for `restore` and `twice`, holds the `busybox`
+image).
+
+`twice`: an instance slow to stop runs on m2. m2 is evacuated and, while that runs (m2
+`Evacuating`), evacuated again: the second operation fails with `Cluster member is already
+evacuated` (drover used to run a second plan of the same member alongside the first and
+report both a success), the first succeeds. The same for the restore (`Cannot restore "m2"
+while a restore operation is in progress`). The instance ends home, running.
 
 `restore`: two running instances on m2; m2 evacuated (both run elsewhere), then one of
 them stopped by hand; m3 and then m1 evacuated too (m1's evacuation has nowhere to move
@@ -32,6 +39,7 @@ import datetime
 import os
 import sys
 import tempfile
+import time
 import warnings
 
 import pylxd
@@ -197,10 +205,54 @@ def restore(u1, u2, u3):
         u1.instances.get(name).delete(wait=True)
 
 
+def twice(u1, u2, u3):
+    inst = u1.instances.create(
+        {
+            "name": "s7slow",
+            "config": {"boot.stop_signal": "SIGWINCH", "boot.host_shutdown_timeout": "3"},
+            "source": {"type": "image", "alias": "busybox"},
+        },
+        wait=True,
+        target="m2",
+    )
+    inst.start(wait=True)
+    for action, busy, refusal in (
+        ("evacuate", "Evacuating", "Cluster member is already evacuated"),
+        ("restore", "Restoring", 'Cannot restore "m2" while a restore operation is in progress'),
+    ):
+        r = u1.api.cluster.members["m2"].state.post(json={"action": action})
+        first = r.json()["operation"]
+        deadline = time.monotonic() + 10
+        while u3.cluster.members.get("m2").status != busy:
+            if time.monotonic() > deadline:
+                fail(f"m2 never listed {busy}")
+            time.sleep(0.05)
+        r = u2.api.cluster.members["m2"].state.post(json={"action": action})
+        check(f"second {action}: HTTP status", r.status_code, 202)
+        try:
+            u3.operations.wait_for_operation(r.json()["operation"])
+            fail(f"a second {action} of m2 while the first runs succeeded")
+        except LXDAPIException as e:
+            check(f"second {action}: error", str(e), refusal)
+        check(f"first {action}", u3.operations.wait_for_operation(first).status, "Success")
+        where = u1.instances.get("s7slow")
+        if (where.location == "m2") != (action == "restore") or where.status != "Running":
+            fail(f"after the {action}: {where.location} {where.status}")
+        print(f"ok: after the {action}: {where.location} {where.status}", flush=True)
+    check(
+        "m2 at the end",
+        (u1.cluster.members.get("m2").status, u1.instances.get("s7slow").location),
+        ("Online", "m2"),
+    )
+    inst = u1.instances.get("s7slow")
+    inst.stop(wait=True, force=True)
+    inst.delete(wait=True)
+
+
 def main():
-    scenarios = {"trust": trust, "restore": restore}
+    scenarios = {"trust": trust, "restore": restore, "twice": twice}
     if len(sys.argv) != 5 or sys.argv[1] not in scenarios:
-        fail(f"usage: {sys.argv[0]} trust|restore SOCKET_M1 SOCKET_M2 SOCKET_M3")
+        fail(f"usage: {sys.argv[0]} trust|restore|twice SOCKET_M1 SOCKET_M2 SOCKET_M3")
     u1, u2, u3 = (pylxd.Client(endpoint=s) for s in sys.argv[2:5])
     scenarios[sys.argv[1]](u1, u2, u3)
     print("pylxd sweep s7: all steps passed", flush=True)

@@ -1,7 +1,7 @@
 //! What a Python script trusting itself to a drover cluster through pylxd 2.4 runs into:
 //! `python/pylxd_sweep_s7.py` against real daemons.
 //!
-//! Members listen on 127.0.63.1–3 and 127.0.63.4–6 (free ports).
+//! Members listen on 127.0.63.1–3, 127.0.63.4–6 and 127.0.63.7–9 (free ports).
 
 use drover_e2e::{form_cluster, require_pylxd, workspace_root};
 
@@ -61,4 +61,17 @@ async fn pylxd_authenticates_with_the_trust_password_and_adds_pem_certificates()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pylxd_sees_a_restore_start_what_a_later_evacuation_stopped() {
     scenario(&["127.0.63.4", "127.0.63.5", "127.0.63.6"], "restore", true).await;
+}
+
+/// What does this test do?
+///
+/// Forms a cluster of three members (the image on m1) and runs the script's `twice`
+/// scenario: while m2's evacuation of an instance slow to stop runs (m2 `Evacuating`), a
+/// second evacuation of m2 must fail with `Cluster member is already evacuated` (it used
+/// to run a second plan of m2 alongside the first and succeed), and the first succeed; the
+/// same for a second restore during the restore (`Cannot restore "m2" while a restore
+/// operation is in progress`). The instance ends home and running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pylxd_sees_a_second_evacuation_of_a_member_refused_while_the_first_runs() {
+    scenario(&["127.0.63.7", "127.0.63.8", "127.0.63.9"], "twice", true).await;
 }
