@@ -409,7 +409,7 @@ impl Action {
             "restart" => Ok(Self::Restart),
             "freeze" => Ok(Self::Freeze),
             "unfreeze" => Ok(Self::Unfreeze),
-            other => Err(ApiError::bad_request(format!("Unknown action {other:?}"))),
+            other => Err(ApiError::bad_request(format!("Unknown action: '{other}'"))),
         }
     }
 
@@ -421,12 +421,6 @@ impl Action {
             Self::Freeze => "Freezing instance",
             Self::Unfreeze => "Unfreezing instance",
         }
-    }
-
-    /// Whether LXD refuses the action in its operation rather than in the request: a
-    /// freeze or unfreeze that does not fit the status fails its operation.
-    fn refused_in_operation(self) -> bool {
-        matches!(self, Self::Freeze | Self::Unfreeze)
     }
 
     /// LXD 5.0.2's refusal when the status of an instance of type `kind` does not allow the
@@ -454,7 +448,8 @@ impl Action {
     }
 }
 
-/// `PUT /1.0/instances/{name}/state`: validates, then runs the change as an operation.
+/// `PUT /1.0/instances/{name}/state`: validates the request (its action, the member taking
+/// instances), then runs the change as an operation, which checks the instance's status.
 ///
 /// The operation acts on what is true under the instance lock, so that a change queued
 /// behind another (a rename, a delete, a second stop) sees its effect. When the lock is free
@@ -532,9 +527,6 @@ pub async fn change_state(
             "Stateful stop and start are not supported",
         ));
     }
-    if !action.refused_in_operation() {
-        action.check(instance_status(d, &id), &found.rec.kind)?;
-    }
     let wait = StopWait::from_request(req.timeout, req.force);
     let resources = BTreeMap::from([("instances".to_string(), vec![url(name)])]);
     let op = d
@@ -592,8 +584,9 @@ async fn run_action(
         }) => (rec, Some(profiles), inputs),
         None => (super::load(d, project, name).await?, None, None),
     };
-    // Again, under the lock (what was checked in the request may have changed since), or
-    // for the first time (a freeze or unfreeze).
+    // Under the lock: an action the status does not allow fails its operation, as in LXD
+    // 5.0.2 (the request itself is accepted: pylxd's `start()` of a running instance, which
+    // does not wait, raises nothing).
     action.check(instance_status(d, &runtime_id(project, name)), &rec.kind)?;
     match action {
         Action::Start => start_instance_quiet(d, &rec, inputs, false).await,
