@@ -220,9 +220,15 @@ impl Peer {
             req = req.json(body);
         }
         let call = async {
-            let resp = req.send().await.map_err(|e| self.unreachable(&e))?;
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| self.unreachable(&e, deadline))?;
             let status = resp.status();
-            let bytes = resp.bytes().await.map_err(|e| self.unreachable(&e))?;
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| self.unreachable(&e, deadline))?;
             Ok::<_, ApiError>((status, bytes))
         };
         let (status, bytes) = tokio::time::timeout(deadline, call)
@@ -244,13 +250,20 @@ impl Peer {
             .into_sync()
     }
 
-    fn unreachable(&self, e: &reqwest::Error) -> ApiError {
-        if e.is_timeout() {
-            return self.timed_out(REQUEST_DEADLINE);
+    /// The error of a call that failed in transport: a connection that could not be made
+    /// (refused, or not made within the client's connect timeout) says so; a call that got
+    /// no answer says how long it waited (`deadline`).
+    fn unreachable(&self, e: &reqwest::Error, deadline: Duration) -> ApiError {
+        if e.is_timeout() && !e.is_connect() {
+            return self.timed_out(deadline);
         }
         ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
-            message: format!("Failed to reach cluster member {}: {e}", self.name),
+            message: format!(
+                "Failed to reach cluster member {}: {}",
+                self.name,
+                with_causes(e)
+            ),
         }
     }
 
@@ -264,6 +277,18 @@ impl Peer {
             ),
         }
     }
+}
+
+/// `e` and its causes, `: `-separated (reqwest's own text names only the URL).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
 }
 
 /// LXD's envelope of member `name`'s answer with HTTP `status`, as a [`Reply`] or the
@@ -347,5 +372,22 @@ mod tests {
         let reply = decode("m2", StatusCode::ACCEPTED, &body).expect("decodes");
         let op = reply.into_operation().expect("an operation");
         assert_eq!(op.location, "m2");
+    }
+
+    #[tokio::test]
+    async fn a_member_that_cannot_be_reached_is_named_with_the_cause() {
+        // Nothing listens on port 9 of 127.0.0.1: the connection is refused at once.
+        let client = reqwest::Client::new();
+        let e = client
+            .get("http://127.0.0.1:9/1.0")
+            .send()
+            .await
+            .expect_err("refused");
+        let text = with_causes(&e);
+        assert!(text.contains("127.0.0.1:9"), "{text}");
+        assert!(
+            text.to_lowercase().contains("refused"),
+            "the cause is missing: {text}"
+        );
     }
 }
