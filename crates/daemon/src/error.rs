@@ -134,6 +134,19 @@ impl IntoResponse for ApiError {
 /// Result of a service call.
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// An error and its causes, one line, `: `-separated (the text of many errors, reqwest's
+/// for one, names only what failed, not why).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -262,7 +262,7 @@ impl Peer {
             message: format!(
                 "Failed to reach cluster member {}: {}",
                 self.name,
-                with_causes(e)
+                crate::error::error_chain(e)
             ),
         }
     }
@@ -277,18 +277,6 @@ impl Peer {
             ),
         }
     }
-}
-
-/// `e` and its causes, `: `-separated (reqwest's own text names only the URL).
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 /// LXD's envelope of member `name`'s answer with HTTP `status`, as a [`Reply`] or the
@@ -383,7 +371,7 @@ mod tests {
             .send()
             .await
             .expect_err("refused");
-        let text = with_causes(&e);
+        let text = crate::error::error_chain(&e);
         assert!(text.contains("127.0.0.1:9"), "{text}");
         assert!(
             text.to_lowercase().contains("refused"),

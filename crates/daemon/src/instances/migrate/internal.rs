@@ -381,7 +381,7 @@ async fn receive_pass(
             }
             Err(ApiError::internal(format!(
                 "Failed to receive the volume: {}",
-                chain(&e)
+                crate::error::error_chain(&e)
             )))
         }
     }
@@ -396,18 +396,6 @@ async fn sync_dir(dir: std::path::PathBuf) -> ApiResult<()> {
             .map_err(|e| ApiError::internal(format!("sync {}: {e}", dir.display())))
     })
     .await
-}
-
-/// An error and its causes, one line.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 async fn commit_route(
@@ -447,7 +435,7 @@ fn pool_error(e: storage::PoolError) -> ApiError {
         storage::PoolError::AlreadyExists(v) => ApiError::conflict(format!(
             "The destination cluster member already has volume {v:?}"
         )),
-        e => ApiError::internal(chain(&e)),
+        e => ApiError::internal(crate::error::error_chain(&e)),
     }
 }
 
@@ -773,8 +761,12 @@ async fn send_pass(
         .map_err(|e| ApiError::internal(format!("transfer task failed: {e}")))?;
     // The target's error says why (disk full, checksum); it comes first.
     let received = received?;
-    let sent =
-        sent.map_err(|e| ApiError::internal(format!("Failed to send the volume: {}", chain(&e))))?;
+    let sent = sent.map_err(|e| {
+        ApiError::internal(format!(
+            "Failed to send the volume: {}",
+            crate::error::error_chain(&e)
+        ))
+    })?;
     if sent.entries != received.entries || sent.bytes != received.bytes {
         return Err(ApiError::internal(format!(
             "Transfer mismatch: sent {} entries and {} bytes, {} received {} and {}",
@@ -793,7 +785,7 @@ fn link_broken(peer: &Peer, e: &reqwest::Error) -> ApiError {
     ApiError::internal(format!(
         "Transfer to cluster member {} broke: {}",
         peer.name(),
-        chain(e)
+        crate::error::error_chain(e)
     ))
 }
 
