@@ -1,0 +1,234 @@
+//! Virtual machines in cluster evacuation and restore, driven with the `lxc` 5.0.2 client
+//! on two real droverd members and real QEMU (TCG here, 128 MiB guests), for what
+//! vm_live.rs leaves out.
+//!
+//! What does this test do?
+//! - on m2: a running VM set to `cluster.evacuate=stop`, a running one set to `force-stop`
+//!   and a stopped one (`auto`); `lxc cluster evacuate m2 --force` stops the first two in
+//!   place (`lxc list` shows them STOPPED on m2) and moves the stopped one to m1, still
+//!   stopped; the moved one is deleted while m2 is evacuated; `lxc cluster restore m2
+//!   --force` starts the two stopped in place again (they answer an exec) and finishes
+//!   although the third is gone: m2 is ONLINE, nothing is left half-done
+//! - on m2 of three members: two running VMs (`auto`); the evacuation moves them live (the
+//!   guest's uptime goes on); `lxc info` shows the new location, a PID and memory; `lxc
+//!   restart` and `lxc stop` work there; the other is stopped, refused a move to the
+//!   evacuated m2 with LXD's words, and moved by hand (`lxc move --target`) to the third
+//!   member; `lxc cluster restore` brings the first home stopped (as the user left it) and
+//!   leaves the hand-moved one where it is; a stopped VM then moves with `lxc move
+//!   --target` and boots there
+//!
+//! Skipped, saying so, only when qemu-system-x86_64 is not installed. Members listen on
+//! 127.0.65.1–127.0.65.5 (free ports).
+
+use std::time::{Duration, Instant};
+
+use drover_e2e::{
+    KillVms, Member, import_busybox_vm, lxc_member_states, lxc_state_location, qemu_installed,
+};
+
+/// How long a booted guest may take to answer an exec (TCG on a loaded machine).
+const BOOT: Duration = Duration::from_secs(180);
+
+/// Waits until `lxc exec NAME -- true` succeeds through `m` (the guest runs).
+async fn answers(m: &Member, name: &str) {
+    let deadline = Instant::now() + BOOT;
+    loop {
+        let out = m.lxc(&["exec", name, "--", "true"]).await;
+        if out.code == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} never answered an exec: {}",
+            out.stderr
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vms_stopped_in_place_come_back_and_a_deleted_one_does_not_block_restore() {
+    if !qemu_installed() {
+        eprintln!("SKIPPED vm_sweep_s7: qemu-system-x86_64 is not installed");
+        return;
+    }
+    drover_e2e::require_lxc();
+    let ms = drover_e2e::form_cluster(&["127.0.65.1", "127.0.65.2"]).await;
+    let _kill = KillVms::of(&ms);
+    import_busybox_vm(&ms[0]).await;
+    let m = &ms[0];
+    let vm = ["--vm", "--target", "m2", "-c", "limits.memory=128MiB"];
+    for (name, mode) in [("es1", "stop"), ("ef1", "force-stop")] {
+        let cfg = format!("cluster.evacuate={mode}");
+        m.lxc(
+            &[
+                &["launch", "busybox-vm", name][..],
+                &vm[..],
+                &["-c", &cfg][..],
+            ]
+            .concat(),
+        )
+        .await
+        .success();
+    }
+    m.lxc(&[&["init", "busybox-vm", "ed1"][..], &vm[..]].concat())
+        .await
+        .success();
+    for name in ["es1", "ef1"] {
+        answers(m, name).await;
+    }
+
+    let out = m.lxc(&["cluster", "evacuate", "m2", "--force"]).await;
+    eprintln!("evacuate: {}\n{}", out.stdout, out.stderr);
+    out.success();
+    let states = lxc_member_states(m).await;
+    assert!(
+        states.contains(&("m2".to_string(), "EVACUATED".to_string())),
+        "{states:?}"
+    );
+    for name in ["es1", "ef1"] {
+        assert_eq!(
+            lxc_state_location(m, name).await,
+            ("STOPPED".to_string(), "m2".to_string()),
+            "{name}"
+        );
+        let out = m
+            .lxc(&["config", "get", name, "volatile.evacuate.origin"])
+            .await;
+        eprintln!("{name} origin: {:?}", out.stdout);
+    }
+    assert_eq!(
+        lxc_state_location(m, "ed1").await,
+        ("STOPPED".to_string(), "m1".to_string())
+    );
+    let out = m
+        .lxc(&["config", "get", "ed1", "volatile.evacuate.origin"])
+        .await;
+    assert_eq!(out.success().stdout.trim(), "m2");
+    m.lxc(&["delete", "ed1"]).await.success();
+
+    let out = m.lxc(&["cluster", "restore", "m2", "--force"]).await;
+    eprintln!("restore: {}\n{}", out.stdout, out.stderr);
+    out.success();
+    let states = lxc_member_states(m).await;
+    assert!(
+        states.contains(&("m2".to_string(), "ONLINE".to_string())),
+        "{states:?}"
+    );
+    for name in ["es1", "ef1"] {
+        assert_eq!(
+            lxc_state_location(m, name).await,
+            ("RUNNING".to_string(), "m2".to_string()),
+            "{name}"
+        );
+        answers(m, name).await;
+        let out = m
+            .lxc(&["config", "get", name, "volatile.evacuate.origin"])
+            .await;
+        assert_eq!(out.success().stdout.trim(), "", "{name}");
+    }
+    let out = m.lxc(&["list", "-f", "csv", "-c", "nsL"]).await;
+    assert!(!out.success().stdout.contains("ed1"), "{}", out.stdout);
+    for name in ["es1", "ef1"] {
+        m.lxc(&["delete", "-f", name]).await.success();
+    }
+}
+
+/// The guest's uptime in seconds, through `m`.
+async fn uptime(m: &Member, name: &str) -> f64 {
+    let out = m.lxc(&["exec", name, "--", "cat", "/proc/uptime"]).await;
+    let text = &out.success().stdout;
+    text.split_whitespace()
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("uptime of {name}: {text:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vms_moved_live_by_an_evacuation_are_driven_where_they_went() {
+    if !qemu_installed() {
+        eprintln!("SKIPPED vm_sweep_s7: qemu-system-x86_64 is not installed");
+        return;
+    }
+    drover_e2e::require_lxc();
+    let ms = drover_e2e::form_cluster(&["127.0.65.3", "127.0.65.4", "127.0.65.5"]).await;
+    let _kill = KillVms::of(&ms);
+    import_busybox_vm(&ms[0]).await;
+    let m = &ms[0];
+    let vm = ["--vm", "--target", "m2", "-c", "limits.memory=128MiB"];
+    for name in ["el1", "el2"] {
+        m.lxc(&[&["launch", "busybox-vm", name][..], &vm[..]].concat())
+            .await
+            .success();
+    }
+    for name in ["el1", "el2"] {
+        answers(m, name).await;
+    }
+    let up = uptime(m, "el1").await;
+
+    let out = m.lxc(&["cluster", "evacuate", "m2", "--force"]).await;
+    eprintln!("evacuate: {}\n{}", out.stdout, out.stderr);
+    out.success();
+    let (state, at1) = lxc_state_location(m, "el1").await;
+    assert_eq!(state, "RUNNING");
+    assert_ne!(at1, "m2");
+    let (state, at2) = lxc_state_location(m, "el2").await;
+    assert_eq!(state, "RUNNING");
+    assert_ne!(at2, "m2");
+    let later = uptime(m, "el1").await;
+    assert!(later > up, "el1 rebooted on its way out: {up} then {later}");
+    let info = m.lxc(&["info", "el1"]).await;
+    let text = info.success().stdout.clone();
+    eprintln!("{text}");
+    assert!(text.contains(&format!("Location: {at1}")), "{text}");
+    assert!(text.contains("Status: RUNNING"), "{text}");
+    assert!(text.contains("PID: "), "{text}");
+    assert!(text.contains("Memory usage:"), "{text}");
+    m.lxc(&["restart", "el1"]).await.success();
+    answers(m, "el1").await;
+    assert!(uptime(m, "el1").await < later, "el1 was not restarted");
+    m.lxc(&["stop", "el1"]).await.success();
+    assert_eq!(
+        lxc_state_location(m, "el1").await,
+        ("STOPPED".to_string(), at1.clone())
+    );
+
+    m.lxc(&["stop", "el2"]).await.success();
+    let out = m.lxc(&["move", "el2", "--target", "m2"]).await;
+    let err = out.failure();
+    assert!(
+        err.contains("The destination cluster member is evacuated"),
+        "{err}"
+    );
+    let third = if at2 == "m1" { "m3" } else { "m1" };
+    m.lxc(&["move", "el2", "--target", third]).await.success();
+
+    let out = m.lxc(&["cluster", "restore", "m2", "--force"]).await;
+    eprintln!("restore: {}\n{}", out.stdout, out.stderr);
+    out.success();
+    assert_eq!(
+        lxc_state_location(m, "el1").await,
+        ("STOPPED".to_string(), "m2".to_string())
+    );
+    assert_eq!(
+        lxc_state_location(m, "el2").await,
+        ("STOPPED".to_string(), third.to_string())
+    );
+    for name in ["el1", "el2"] {
+        let out = m
+            .lxc(&["config", "get", name, "volatile.evacuate.origin"])
+            .await;
+        eprintln!("{name} origin after restore: {:?}", out.stdout);
+    }
+
+    m.lxc(&["move", "el1", "--target", "m3"]).await.success();
+    m.lxc(&["start", "el1"]).await.success();
+    assert_eq!(
+        lxc_state_location(m, "el1").await,
+        ("RUNNING".to_string(), "m3".to_string())
+    );
+    answers(m, "el1").await;
+    for name in ["el1", "el2"] {
+        m.lxc(&["delete", "-f", name]).await.success();
+    }
+}
