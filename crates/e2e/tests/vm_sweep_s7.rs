@@ -16,14 +16,20 @@
 //!   member; `lxc cluster restore` brings the first home stopped (as the user left it) and
 //!   leaves the hand-moved one where it is; a stopped VM then moves with `lxc move
 //!   --target` and boots there
+//! - with `{"action": "evacuate", "mode": "stop"}` every VM stays on m2, stopped, whatever
+//!   its policy; a second evacuate and a second restore are refused with LXD's words;
+//!   restore starts only the one that ran; with each VM's policy a running VM moves live,
+//!   a stopped `live-migrate` one moves cold and stays stopped, a stopped `migrate` one
+//!   with `boot.autostart=true` moves and starts; restore brings them home the same way
 //!
 //! Skipped, saying so, only when qemu-system-x86_64 is not installed. Members listen on
-//! 127.0.65.1–127.0.65.5 (free ports).
+//! 127.0.65.1–127.0.65.7 (free ports).
 
 use std::time::{Duration, Instant};
 
 use drover_e2e::{
     KillVms, Member, import_busybox_vm, lxc_member_states, lxc_state_location, qemu_installed,
+    wait_op,
 };
 
 /// How long a booted guest may take to answer an exec (TCG on a loaded machine).
@@ -229,6 +235,111 @@ async fn vms_moved_live_by_an_evacuation_are_driven_where_they_went() {
     );
     answers(m, "el1").await;
     for name in ["el1", "el2"] {
+        m.lxc(&["delete", "-f", name]).await.success();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_requested_mode_and_each_vms_policy_decide_where_it_ends() {
+    if !qemu_installed() {
+        eprintln!("SKIPPED vm_sweep_s7: qemu-system-x86_64 is not installed");
+        return;
+    }
+    drover_e2e::require_lxc();
+    let ms = drover_e2e::form_cluster(&["127.0.65.6", "127.0.65.7"]).await;
+    let _kill = KillVms::of(&ms);
+    import_busybox_vm(&ms[0]).await;
+    let m = &ms[0];
+    let vm = ["--vm", "--target", "m2", "-c", "limits.memory=128MiB"];
+    m.lxc(&[&["launch", "busybox-vm", "xa1"][..], &vm[..]].concat())
+        .await
+        .success();
+    let live = ["-c", "cluster.evacuate=live-migrate"];
+    m.lxc(&[&["init", "busybox-vm", "xa2"][..], &vm[..], &live[..]].concat())
+        .await
+        .success();
+    let auto = [
+        "-c",
+        "cluster.evacuate=migrate",
+        "-c",
+        "boot.autostart=true",
+    ];
+    m.lxc(&[&["init", "busybox-vm", "xa3"][..], &vm[..], &auto[..]].concat())
+        .await
+        .success();
+    answers(m, "xa1").await;
+    let all_on_m2 = |a: &str, b: &str, c: &str| {
+        vec![
+            format!("xa1,{a},m2"),
+            format!("xa2,{b},m2"),
+            format!("xa3,{c},m2"),
+        ]
+    };
+    let list = async || {
+        let out = m.lxc(&["list", "-f", "csv", "-c", "nsL"]).await;
+        out.success()
+            .stdout
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+
+    // The request's mode overrides every VM's policy: all stay, stopped.
+    let r = m
+        .raw(
+            "POST",
+            "/1.0/cluster/members/m2/state",
+            Some(r#"{"action": "evacuate", "mode": "stop"}"#),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    wait_op(m, r.metadata(), BOOT)
+        .await
+        .unwrap_or_else(|(e, _)| panic!("evacuate: {e}"));
+    assert_eq!(list().await, all_on_m2("STOPPED", "STOPPED", "STOPPED"));
+    let out = m.lxc(&["cluster", "evacuate", "m2", "--force"]).await;
+    assert!(
+        out.failure()
+            .contains("Cluster member is already evacuated"),
+        "{}",
+        out.stderr
+    );
+    // Restore starts only the one that ran (not the stopped one set to autostart).
+    m.lxc(&["cluster", "restore", "m2", "--force"])
+        .await
+        .success();
+    assert_eq!(list().await, all_on_m2("RUNNING", "STOPPED", "STOPPED"));
+
+    // Each VM's own policy: xa1 live, xa2 (stopped, live-migrate) cold and stays stopped,
+    // xa3 (stopped, migrate, boot.autostart) moves and starts on m1.
+    let out = m.lxc(&["cluster", "evacuate", "m2", "--force"]).await;
+    eprintln!("evacuate: {}", out.stdout);
+    out.success();
+    assert_eq!(
+        list().await,
+        vec!["xa1,RUNNING,m1", "xa2,STOPPED,m1", "xa3,RUNNING,m1"]
+    );
+    for name in ["xa1", "xa2", "xa3"] {
+        let out = m
+            .lxc(&["config", "get", name, "volatile.evacuate.origin"])
+            .await;
+        assert_eq!(out.success().stdout.trim(), "m2", "{name}");
+    }
+    answers(m, "xa3").await;
+    let out = m.lxc(&["cluster", "restore", "m2", "--force"]).await;
+    eprintln!("restore: {}", out.stdout);
+    out.success();
+    assert_eq!(list().await, all_on_m2("RUNNING", "STOPPED", "RUNNING"));
+    for name in ["xa1", "xa3"] {
+        answers(m, name).await;
+    }
+    let out = m.lxc(&["cluster", "restore", "m2", "--force"]).await;
+    assert!(
+        out.failure().contains("Cluster member is already restored"),
+        "{}",
+        out.stderr
+    );
+    for name in ["xa1", "xa2", "xa3"] {
         m.lxc(&["delete", "-f", name]).await.success();
     }
 }
