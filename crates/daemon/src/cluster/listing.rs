@@ -58,7 +58,7 @@ pub async fn instance_views(
         match asked.get(&rec.member) {
             Some(Ok(theirs)) => match theirs.get(&rec.name) {
                 Some(view) => views.push(view.clone()),
-                None => views.push(error_view(d, rec).await?),
+                None => views.extend(moved_view(d, project, rec, recursion).await?),
             },
             Some(Err(_)) | None => views.push(error_view(d, rec).await?),
         }
@@ -101,6 +101,41 @@ async fn gather(
         }
     });
     futures::future::join_all(calls).await.into_iter().collect()
+}
+
+/// The view of an instance its member did not list although the records said it held it:
+/// it moved (a live move's ownership switch, say) or was deleted in between. Read again:
+/// built here or asked of its new member; `None` when it is gone; `Error` only when it
+/// still belongs to the member that did not list it.
+async fn moved_view(
+    d: &Daemon,
+    project: &str,
+    rec: &InstanceRecord,
+    recursion: u8,
+) -> ApiResult<Option<Instance>> {
+    let now = match d
+        .read({
+            let (p, n) = (project.to_string(), rec.name.clone());
+            move |c| db::instances::get(c, &p, &n)
+        })
+        .await?
+    {
+        Some(now) => now,
+        None => return Ok(None),
+    };
+    if now.member == rec.member {
+        return error_view(d, rec).await.map(Some);
+    }
+    if is_local(&now, &d.member()) {
+        return crate::instances::instance_view(d, &now, recursion >= 2)
+            .await
+            .map(Some);
+    }
+    let mut asked = gather(d, project, vec![now.member.clone()], recursion).await;
+    match asked.remove(&now.member) {
+        Some(Ok(mut theirs)) if theirs.contains_key(&now.name) => Ok(theirs.remove(&now.name)),
+        _ => error_view(d, &now).await.map(Some),
+    }
 }
 
 /// The view of an instance whose member did not answer: what the DB knows, status `Error`.
