@@ -40,6 +40,20 @@ use drover_e2e::{
 /// How long a booted guest may take to answer an exec (TCG on a loaded machine).
 const BOOT: Duration = Duration::from_secs(180);
 
+/// Members on `ips` with the busybox-vm image on the first, and the guard that kills their
+/// QEMUs; `None` (the test skipped, saying so) without QEMU.
+async fn cluster(ips: &[&str]) -> Option<(Vec<Member>, KillVms)> {
+    if !qemu_installed() {
+        eprintln!("SKIPPED vm_sweep_s7: qemu-system-x86_64 is not installed");
+        return None;
+    }
+    drover_e2e::require_lxc();
+    let ms = drover_e2e::form_cluster(ips).await;
+    let kill = KillVms::of(&ms);
+    import_busybox_vm(&ms[0]).await;
+    Some((ms, kill))
+}
+
 /// Waits until `lxc exec NAME -- true` succeeds through `m` (the guest runs).
 async fn answers(m: &Member, name: &str) {
     let deadline = Instant::now() + BOOT;
@@ -59,14 +73,9 @@ async fn answers(m: &Member, name: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vms_stopped_in_place_come_back_and_a_deleted_one_does_not_block_restore() {
-    if !qemu_installed() {
-        eprintln!("SKIPPED vm_sweep_s7: qemu-system-x86_64 is not installed");
+    let Some((ms, _kill)) = cluster(&["127.0.65.1", "127.0.65.2"]).await else {
         return;
-    }
-    drover_e2e::require_lxc();
-    let ms = drover_e2e::form_cluster(&["127.0.65.1", "127.0.65.2"]).await;
-    let _kill = KillVms::of(&ms);
-    import_busybox_vm(&ms[0]).await;
+    };
     let m = &ms[0];
     let vm = ["--vm", "--target", "m2", "-c", "limits.memory=128MiB"];
     for (name, mode) in [("es1", "stop"), ("ef1", "force-stop")] {
@@ -157,14 +166,9 @@ async fn uptime(m: &Member, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vms_moved_live_by_an_evacuation_are_driven_where_they_went() {
-    if !qemu_installed() {
-        eprintln!("SKIPPED vm_sweep_s7: qemu-system-x86_64 is not installed");
+    let Some((ms, _kill)) = cluster(&["127.0.65.3", "127.0.65.4", "127.0.65.5"]).await else {
         return;
-    }
-    drover_e2e::require_lxc();
-    let ms = drover_e2e::form_cluster(&["127.0.65.3", "127.0.65.4", "127.0.65.5"]).await;
-    let _kill = KillVms::of(&ms);
-    import_busybox_vm(&ms[0]).await;
+    };
     let m = &ms[0];
     let vm = ["--vm", "--target", "m2", "-c", "limits.memory=128MiB"];
     for name in ["el1", "el2"] {
@@ -246,14 +250,9 @@ async fn vms_moved_live_by_an_evacuation_are_driven_where_they_went() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_requested_mode_and_each_vms_policy_decide_where_it_ends() {
-    if !qemu_installed() {
-        eprintln!("SKIPPED vm_sweep_s7: qemu-system-x86_64 is not installed");
+    let Some((ms, _kill)) = cluster(&["127.0.65.6", "127.0.65.7"]).await else {
         return;
-    }
-    drover_e2e::require_lxc();
-    let ms = drover_e2e::form_cluster(&["127.0.65.6", "127.0.65.7"]).await;
-    let _kill = KillVms::of(&ms);
-    import_busybox_vm(&ms[0]).await;
+    };
     let m = &ms[0];
     let vm = ["--vm", "--target", "m2", "-c", "limits.memory=128MiB"];
     m.lxc(&[&["launch", "busybox-vm", "xa1"][..], &vm[..]].concat())
@@ -351,14 +350,9 @@ async fn the_requested_mode_and_each_vms_policy_decide_where_it_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vm_moving_live_is_never_listed_in_error() {
-    if !qemu_installed() {
-        eprintln!("SKIPPED vm_sweep_s7: qemu-system-x86_64 is not installed");
+    let Some((ms, _kill)) = cluster(&["127.0.65.8", "127.0.65.9"]).await else {
         return;
-    }
-    drover_e2e::require_lxc();
-    let ms = drover_e2e::form_cluster(&["127.0.65.8", "127.0.65.9"]).await;
-    let _kill = KillVms::of(&ms);
-    import_busybox_vm(&ms[0]).await;
+    };
     let (m1, m2) = (&ms[0], &ms[1]);
     let vm = ["--vm", "--target", "m1", "-c", "limits.memory=128MiB"];
     m1.lxc(&[&["launch", "busybox-vm", "ly1"][..], &vm[..]].concat())
