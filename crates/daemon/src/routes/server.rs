@@ -13,6 +13,9 @@ use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::state::Daemon;
 
+/// How long a follower's `GET /1.0` waits to catch up with the leader.
+const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Trusted callers see everything (with the config's ETag); untrusted ones only what LXD
 /// shows them (`auth: "untrusted"`, no config, no environment).
 async fn get_server(
@@ -21,6 +24,13 @@ async fn get_server(
 ) -> ApiResult<Response> {
     if !caller.is_trusted() {
         return Ok(sync(crate::server::untrusted_info()));
+    }
+    // A follower learns that the leader committed a write with its next message (up to a
+    // heartbeat later): a client that changed the cluster's config through another member
+    // reads it back here. Catch up first, within a bound (during an election, answer with
+    // what this member has rather than hang). The leader reads its own DB.
+    if d.cluster.is_clustered() && !d.replicator().is_leader() {
+        let _ = tokio::time::timeout(CATCH_UP, d.replicator().ensure_linearizable()).await;
     }
     let info = crate::server::info(&d).await?;
     let etag = crate::server_config::etag(&info.config);
