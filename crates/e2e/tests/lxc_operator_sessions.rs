@@ -207,9 +207,42 @@ async fn run_pylxd_exec(m1: &Member) {
         "{}",
         out.stderr
     );
+    let stderr = without_ws4py_shutdown_race(&out.stderr);
     for noise in ["BrokenPipe", "Terminating websocket", "Traceback"] {
-        assert!(!out.stderr.contains(noise), "{noise} in:\n{}", out.stderr);
+        assert!(!stderr.contains(noise), "{noise} in:\n{}", out.stderr);
     }
+}
+
+/// `stderr` without the traceback ws4py's manager thread prints when pylxd stops it while
+/// its poll loop still runs (`ValueError: I/O operation on closed epoll object` in
+/// `ws4py/manager.py`): a race inside the client library at the end of an `execute`, after
+/// the command's results are in, whatever the server did (seen once in a CI run).
+fn without_ws4py_shutdown_race(stderr: &str) -> String {
+    let mut kept = Vec::new();
+    let mut block: Vec<&str> = Vec::new();
+    let mut in_block = false;
+    for line in stderr.lines() {
+        if line.starts_with("Exception in thread WebSocketManager") {
+            in_block = true;
+            block.clear();
+        }
+        if in_block {
+            block.push(line);
+            if line.starts_with("ValueError") {
+                in_block = false;
+                let race = line.contains("I/O operation on closed epoll object")
+                    && block.iter().any(|l| l.contains("ws4py/manager.py"));
+                if !race {
+                    kept.append(&mut block);
+                }
+                block.clear();
+            }
+        } else {
+            kept.push(line);
+        }
+    }
+    kept.append(&mut block);
+    kept.join("\n")
 }
 
 /// pylxd's `execute` on `cop1` (on m1) and `cop2` (on m2) through the socket in argv[1]:
@@ -221,3 +254,15 @@ for name in ["cop1", "cop2"]:
     r = c.instances.get(name).execute(["sh", "-c", "hostname; echo e >&2"])
     print(name, r.exit_code, repr(r.stdout), repr(r.stderr))
 "#;
+
+#[test]
+fn only_the_ws4py_shutdown_race_is_left_out_of_stderr() {
+    let race = "Exception in thread WebSocketManager:\nTraceback (most recent call last):\n  File \"/x/ws4py/manager.py\", line 133, in unregister\n    self.poller.unregister(fd)\nValueError: I/O operation on closed epoll object";
+    assert_eq!(
+        without_ws4py_shutdown_race(&format!("a\n{race}\nb")),
+        "a\nb"
+    );
+    let other = "Exception in thread WebSocketManager:\nTraceback (most recent call last):\n  File \"/x/ws4py/manager.py\", line 1, in run\nValueError: something else";
+    assert!(without_ws4py_shutdown_race(other).contains("Traceback"));
+    assert!(without_ws4py_shutdown_race("Traceback: BrokenPipe").contains("BrokenPipe"));
+}
