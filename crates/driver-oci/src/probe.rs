@@ -36,8 +36,8 @@ pub async fn probe(
 ) -> Result<OciDriver> {
     let root_dir = root_dir.into();
     let candidates = vec![
-        Runtime::new(preferred, &root_dir),
-        Runtime::new(preferred.other(), &root_dir),
+        Runtime::new(preferred, &root_dir).sealed().await,
+        Runtime::new(preferred.other(), &root_dir).sealed().await,
     ];
     probe_runtimes(candidates, scratch_dir.as_ref()).await
 }
@@ -69,6 +69,7 @@ pub async fn probe_runtimes(candidates: Vec<Runtime>, scratch_dir: &Path) -> Res
                 tracing::info!(
                     runtime = %driver.describe(),
                     isolation = ?driver.runtime().isolation(),
+                    sealed_binary = driver.runtime().is_sealed(),
                     probe_ms = u64::try_from(t0.elapsed().as_millis()).unwrap_or(u64::MAX),
                     why,
                     "oci runtime selected"
