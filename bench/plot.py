@@ -4,8 +4,10 @@
     python3 bench/plot.py bench/results/start-stop.json bench/results/start-stop.png
     python3 bench/plot.py bench/results/evacuate.json bench/results/evacuate.png
 
-One group of bars per cell, one bar per series (drover, raw runtime, LXD): the median,
-with a whisker from min to max. The ratio drover/reference is written above each group.
+One group of bars per cell, one bar per series (drover, raw runtime, raw runtime from a
+sealed copy of its binary, LXD): the median, with a whisker from min to max. The ratio
+drover/reference is written above each group (a start-stop result has two: drover/raw and
+drover/raw_sealed; files from before session 8 only the first).
 An `evacuate` result is drawn as timelines instead (see plot_evacuate).
 Needs matplotlib (`pip install matplotlib`).
 """
@@ -19,8 +21,9 @@ matplotlib.use("Agg")
 import matplotlib.patches  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
-COLORS = {"drover": "#2b6cb0", "raw": "#a0aec0", "lxd": "#dd6b20"}
-LABELS = {"drover": "drover (API)", "raw": "raw runtime (floor)", "lxd": "LXD 5.0.2"}
+COLORS = {"drover": "#2b6cb0", "raw": "#a0aec0", "raw_sealed": "#4a5568", "lxd": "#dd6b20"}
+LABELS = {"drover": "drover (API)", "raw": "raw runtime (floor, binary on disk)",
+          "raw_sealed": "raw runtime, sealed copy (as drover runs it)", "lxd": "LXD 5.0.2"}
 
 
 def main(argv):
@@ -32,7 +35,8 @@ def main(argv):
     if result.get("benchmark") == "evacuate":
         return plot_evacuate(result, argv[2])
     cells = result["cells"]
-    names = [s for s in ("drover", "raw", "lxd") if any(s in c["series"] for c in cells)]
+    names = [s for s in ("drover", "raw", "raw_sealed", "lxd")
+             if any(s in c["series"] for c in cells)]
     width = 0.8 / len(names)
 
     fig, ax = plt.subplots(figsize=(max(6.0, 2.4 * len(cells) + 1.5), 5.2), dpi=120)
@@ -52,12 +56,13 @@ def main(argv):
                yerr=[lo, hi], capsize=3, error_kw={"elinewidth": 1, "ecolor": "#333333"})
         for x, m in zip(xs, med):
             ax.text(x, m / 2, f"{m:.0f}", ha="center", va="center", fontsize=8,
-                    color="white" if name == "drover" else "black")
+                    color="white" if name in ("drover", "raw_sealed") else "black")
     for i, c in enumerate(cells):
-        r = c["ratio"]
-        ax.text(i, top * 1.04, f"{r['of']} = {r['of_medians']:.2f}", ha="center",
-                va="bottom", fontsize=9, fontweight="bold")
-    ax.set_ylim(0, top * 1.15)
+        ratios = [r for r in (c["ratio"], c.get("ratio_sealed")) if r]
+        text = "\n".join(f"{r['of']} = {r['of_medians']:.2f}" for r in ratios)
+        ax.text(i, top * 1.04, text, ha="center", va="bottom", fontsize=8 if len(ratios) > 1 else 9,
+                fontweight="bold")
+    ax.set_ylim(0, top * (1.22 if any(c.get("ratio_sealed") for c in cells) else 1.15))
     ax.set_xticks(range(len(cells)))
     ax.set_xticklabels([c["name"].replace("_", " ") for c in cells])
     ax.set_ylabel("wall time, ms (median, whiskers min–max)")

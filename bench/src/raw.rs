@@ -10,6 +10,10 @@
 //! - start = `<runtime> run --detach --pid-file …` + reading the pid file;
 //! - clean stop = SIGPWR through `<runtime> kill`, waiting for PID 1 to exit (a pidfd, so
 //!   no polling delay), `<runtime> delete`.
+//!
+//! The binary runs either as it is on disk (what a script calling the runtime gets: crun
+//! then copies itself on each call, its CVE-2019-5736 guard) or from a sealed in-memory copy
+//! made once, as droverd runs it ([`Runtime::sealed`]), which crun takes as that copy.
 
 use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
@@ -49,12 +53,29 @@ pub struct RawFloor {
 impl RawFloor {
     /// Prepares one container per `(id, source rootfs)`: copies the rootfs (`cp -a`) and
     /// writes the bundle under `base/<id>`; runtime state goes to `base/runtime`.
+    ///
+    /// With `sealed`, the runtime runs from a sealed in-memory copy of its binary, as
+    /// droverd runs it ([`Runtime::sealed`]); an error if that copy cannot be made or run
+    /// (e.g. isolation other than `Direct`), so that this floor never silently measures the
+    /// stock binary. Without, the binary on disk runs, as a script calling it would.
     pub async fn prepare(
         kind: RuntimeKind,
+        sealed: bool,
         base: &Path,
         sources: &[(String, PathBuf)],
     ) -> Result<RawFloor> {
-        let runtime = Runtime::new(kind, base.join("runtime"));
+        let mut runtime = Runtime::new(kind, base.join("runtime"));
+        if sealed {
+            runtime = runtime.sealed().await;
+            if !runtime.is_sealed() {
+                bail!(
+                    "the {kind} binary cannot run from a sealed in-memory copy (isolation {:?}; \
+                     it needs Direct isolation, memfd_create with sealing and executable \
+                     memfds), so there is no raw_sealed floor",
+                    runtime.isolation()
+                );
+            }
+        }
         std::fs::create_dir_all(runtime.root())?;
         let cgroups = CgroupLayout::new(CGROUP_PARENT);
         let mut containers = Vec::new();

@@ -20,7 +20,7 @@ pub struct StartStopArgs {
     /// Number of containers.
     #[arg(long, default_value_t = 20)]
     pub n: usize,
-    /// Measured runs (each run measures all eight cells once).
+    /// Measured runs (each run measures all twelve cells once: four per side).
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
     /// Unmeasured runs first (page cache, runtime binary, daemon warm-up).
@@ -37,7 +37,7 @@ pub struct StartStopArgs {
     #[arg(long)]
     pub daemon_log: Option<PathBuf>,
     /// Measure each run side after side (all four cells through the API, then all four on
-    /// the raw runtime), as before session 6, instead of interleaving the one-by-one cells
+    /// each raw floor), as before session 6, instead of interleaving the one-by-one cells
     /// container by container.
     #[arg(long)]
     pub phases: bool,
@@ -68,13 +68,21 @@ const CELLS: [(&str, &str); 4] = [
 struct CellResult {
     name: &'static str,
     description: &'static str,
-    /// `drover` and `raw`: total wall time for the N containers, per run.
+    /// `drover`, `raw` (the runtime's binary as on disk) and `raw_sealed` (the runtime run
+    /// from a sealed in-memory copy, as droverd runs it): total wall time for the N
+    /// containers, per run.
     series: std::collections::BTreeMap<&'static str, Summary>,
+    /// drover/raw (the name it has had since the first result file).
     ratio: Ratio,
+    /// drover/raw_sealed: drover against the runtime driven the way drover drives it.
+    ratio_sealed: Ratio,
     /// `start_one_by_one` of an interleaved run: the median over every measured start of
-    /// drover's time over the raw start right before or after it.
+    /// drover's time over the raw start next to it.
     #[serde(skip_serializing_if = "Option::is_none")]
     per_start_ratio_median: Option<f64>,
+    /// The same against the raw_sealed start next to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    per_start_ratio_median_sealed: Option<f64>,
 }
 
 /// Extra facts of this benchmark.
@@ -117,9 +125,8 @@ pub async fn run(args: StartStopArgs) -> Result<()> {
     let daemon = Droverd::start(&bin, &tmp.path().join("drover")).await?;
     let tag = std::process::id();
     let names: Vec<String> = (0..args.n).map(|i| format!("b{tag}x{i}")).collect();
-    let raw_ids: Vec<String> = (0..args.n).map(|i| format!("raw{tag}x{i}")).collect();
-    let mut raw: Option<RawFloor> = None;
-    let outcome = measure(&args, &daemon, &image, &names, &raw_ids, &mut raw).await;
+    let mut floors: Vec<RawFloor> = Vec::new();
+    let outcome = measure(&args, &daemon, &image, &names, tag, &mut floors).await;
     // Clean up whatever happened: nothing of ours may keep running.
     if outcome.is_err() {
         for name in &names {
@@ -139,8 +146,8 @@ pub async fn run(args: StartStopArgs) -> Result<()> {
     for name in &names {
         let _ = daemon.api().delete_instance(name).await;
     }
-    if let Some(raw) = &raw {
-        raw.cleanup().await;
+    for floor in &floors {
+        floor.cleanup().await;
     }
     let server = daemon.server.clone();
     let log = daemon.log_tail();
@@ -152,24 +159,37 @@ pub async fn run(args: StartStopArgs) -> Result<()> {
     let (samples, cpu_ms) = outcome.with_context(|| format!("droverd log tail:\n{log}"))?;
     meta.finish();
 
-    let raw = raw.ok_or_else(|| anyhow!("raw floor missing"))?;
-    let per_start: Vec<f64> = samples
-        .iter()
-        .flat_map(|s| s.per_start.iter().copied())
-        .collect();
+    let raw = floors.first().ok_or_else(|| anyhow!("raw floor missing"))?;
+    let per_start = |k: usize| -> Option<f64> {
+        let all: Vec<f64> = samples
+            .iter()
+            .flat_map(|s| s.per_start[k].iter().copied())
+            .collect();
+        (!all.is_empty()).then(|| report::ratio_round(report::median(&all)))
+    };
     let cells: Vec<CellResult> = CELLS
         .iter()
         .enumerate()
         .map(|(i, (name, description))| {
-            let d: Vec<f64> = samples.iter().map(|s| s.drover[i]).collect();
-            let r: Vec<f64> = samples.iter().map(|s| s.raw[i]).collect();
+            let [d, r, s] = SIDES.map(|side| {
+                samples
+                    .iter()
+                    .map(|x| x.totals[side as usize][i])
+                    .collect::<Vec<f64>>()
+            });
             CellResult {
                 name,
                 description,
-                series: [("drover", Summary::of(&d)), ("raw", Summary::of(&r))].into(),
+                series: [
+                    ("drover", Summary::of(&d)),
+                    ("raw", Summary::of(&r)),
+                    ("raw_sealed", Summary::of(&s)),
+                ]
+                .into(),
                 ratio: Ratio::new("drover/raw", &d, &r),
-                per_start_ratio_median: (i == 0 && !per_start.is_empty())
-                    .then(|| report::ratio_round(report::median(&per_start))),
+                ratio_sealed: Ratio::new("drover/raw_sealed", &d, &s),
+                per_start_ratio_median: if i == 0 { per_start(0) } else { None },
+                per_start_ratio_median_sealed: if i == 0 { per_start(1) } else { None },
             }
         })
         .collect();
@@ -191,11 +211,14 @@ pub async fn run(args: StartStopArgs) -> Result<()> {
             isolation: format!("{:?}", raw.runtime().isolation()),
             droverd: bin.display().to_string(),
             order: if args.phases {
-                "per run: drover then raw on even runs, raw then drover on odd runs"
+                "per run: the three sides one after another (all four cells each), in the \
+                 order [drover, raw, raw_sealed] rotated by run % 3 (runs numbered from 0, \
+                 warm-up included)"
             } else {
-                "one-by-one cells interleaved container by container (drover first for even \
-                 containers of even runs and odd containers of odd runs); all-at-once cells \
-                 drover then raw on even runs, raw then drover on odd runs"
+                "one-by-one cells interleaved container by container: container i runs its \
+                 three sides back to back, in the order [drover, raw, raw_sealed] rotated by \
+                 (i + run) % 3; all-at-once cells: the three sides one after another, that \
+                 order rotated by run % 3 (runs numbered from 0, warm-up included)"
             },
             droverd_cpu_ms_per_op: report::round(cpu_ms / (4 * args.n * args.runs) as f64),
         },
@@ -210,13 +233,44 @@ pub async fn run(args: StartStopArgs) -> Result<()> {
     Ok(())
 }
 
-/// Totals (ms) of one measured run, in [`CELLS`] order.
+/// The three sides of a run, in the order the rotation starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    /// Through droverd's API.
+    Drover = 0,
+    /// The runtime's binary as it is on disk.
+    Raw = 1,
+    /// The runtime from a sealed in-memory copy, as droverd runs it.
+    RawSealed = 2,
+}
+
+const SIDES: [Side; 3] = [Side::Drover, Side::Raw, Side::RawSealed];
+
+/// [`SIDES`] rotated left by `k % 3`: the order in which the sides run.
+fn rotation(k: usize) -> [Side; 3] {
+    [0, 1, 2].map(|j| SIDES[(k + j) % 3])
+}
+
+/// Totals (ms) of one measured run.
 #[derive(Debug)]
 struct RunSamples {
-    drover: [f64; 4],
-    raw: [f64; 4],
-    /// drover/raw of each container's one-by-one start (interleaved runs only).
-    per_start: Vec<f64>,
+    /// Per side (indexed by [`Side`]), per cell in [`CELLS`] order.
+    totals: [[f64; 4]; 3],
+    /// Each container's one-by-one start through drover over its start on `raw` (`[0]`)
+    /// and on `raw_sealed` (`[1]`); interleaved runs only.
+    per_start: [Vec<f64>; 2],
+}
+
+/// The two floors: `[raw, raw_sealed]`.
+type Floors<'a> = [&'a RawFloor; 2];
+
+/// The floor a raw side runs on (`None` for [`Side::Drover`]).
+fn floor<'a>(floors: Floors<'a>, side: Side) -> Option<&'a RawFloor> {
+    match side {
+        Side::Drover => None,
+        Side::Raw => Some(floors[0]),
+        Side::RawSealed => Some(floors[1]),
+    }
 }
 
 async fn measure(
@@ -224,8 +278,8 @@ async fn measure(
     daemon: &Droverd,
     image: &Path,
     names: &[String],
-    raw_ids: &[String],
-    raw_slot: &mut Option<RawFloor>,
+    tag: u32,
+    floors_slot: &mut Vec<RawFloor>,
 ) -> Result<(Vec<RunSamples>, f64)> {
     let api = daemon.api();
     let kind: RuntimeKind = daemon
@@ -237,23 +291,32 @@ async fn measure(
     for name in names {
         api.create_instance(name, "busybox").await?;
     }
-    let sources = names
-        .iter()
-        .zip(raw_ids)
-        .map(|(name, id)| Ok((id.clone(), instance_rootfs(daemon, name)?)))
-        .collect::<Result<Vec<_>>>()?;
-    let raw_base = daemon
+    let base = daemon
         .dir()
         .parent()
         .ok_or_else(|| anyhow!("no parent"))?
-        .join("raw");
-    *raw_slot = Some(RawFloor::prepare(kind, &raw_base, &sources).await?);
-    let raw = raw_slot
-        .as_ref()
-        .ok_or_else(|| anyhow!("raw floor missing"))?;
+        .to_path_buf();
+    // Separate ids (the cgroup parent is shared), runtime roots and rootfs copies.
+    for (sealed, prefix, dir) in [(false, "raw", "raw"), (true, "rawsealed", "raw-sealed")] {
+        let sources = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| Ok((format!("{prefix}{tag}x{i}"), instance_rootfs(daemon, name)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let floor = RawFloor::prepare(kind, sealed, &base.join(dir), &sources)
+            .await
+            .with_context(|| format!("prepare the {prefix} floor"))?;
+        floors_slot.push(floor);
+    }
+    let [raw, sealed] = floors_slot.as_slice() else {
+        bail!("expected two floors, have {}", floors_slot.len());
+    };
+    let floors = [raw, sealed];
     eprintln!(
-        "runtime {kind}, isolation {:?}; {} warm-up + {} measured runs of N={}",
+        "runtime {kind}, isolation {:?}, floors: stock binary and sealed copy ({}); \
+         {} warm-up + {} measured runs of N={}",
         raw.runtime().isolation(),
+        sealed.runtime().program().display(),
         args.warmup,
         args.runs,
         raw.len()
@@ -266,15 +329,16 @@ async fn measure(
             cpu0 = daemon.cpu_ms();
         }
         let samples = if args.phases {
-            phased_run(api, names, raw, warm, run % 2 == 0).await?
+            phased_run(api, names, floors, warm, run).await?
         } else {
-            interleaved_run(api, names, raw, warm, run % 2 == 0).await?
+            interleaved_run(api, names, floors, warm, run).await?
         };
         eprintln!(
-            "{} {run}: drover {:?} raw {:?} ms",
+            "{} {run}: drover {:?} raw {:?} raw_sealed {:?} ms",
             if warm { "warm-up" } else { "run" },
-            samples.drover.map(report::round),
-            samples.raw.map(report::round),
+            samples.totals[0].map(report::round),
+            samples.totals[1].map(report::round),
+            samples.totals[2].map(report::round),
         );
         if !warm {
             out.push(samples);
@@ -288,94 +352,93 @@ async fn measure(
 }
 
 /// One run measured side after side (`--phases`): all four cells through the API, then all
-/// four on the raw runtime (the other way round when `drover_first` is false).
+/// four on each floor, the order of the three sides rotated by `run`.
 async fn phased_run(
     api: &Api,
     names: &[String],
-    raw: &RawFloor,
+    floors: Floors<'_>,
     verify: bool,
-    drover_first: bool,
+    run: usize,
 ) -> Result<RunSamples> {
-    let (drover, raw) =
-        in_order(drover_first, drover_run(api, names, verify), raw_run(raw)).await?;
+    let mut totals = [[0.0; 4]; 3];
+    for side in rotation(run) {
+        totals[side as usize] = match floor(floors, side) {
+            None => drover_run(api, names, verify).await?,
+            Some(raw) => raw_run(raw).await?,
+        };
+    }
     Ok(RunSamples {
-        drover,
-        raw,
-        per_start: Vec::new(),
+        totals,
+        per_start: [Vec::new(), Vec::new()],
     })
 }
 
 /// One run with the one-by-one cells interleaved: container `i` is started (then, in the
-/// stop cell, stopped) through the API and on the raw runtime back to back, the side that
-/// goes first alternating with `i`. Both sides then run under the same conditions at every
+/// stop cell, stopped) through the API and on both floors back to back, the order of the
+/// three sides rotated by `i + run`. All sides then run under the same conditions at every
 /// step (as many containers up, the same moment's load), so a drift of the machine during
-/// the cell falls on both alike. The all-at-once cells cannot be interleaved: they run side
-/// after side, `drover_first` saying which side goes first.
+/// the cell falls on all alike. The all-at-once cells cannot be interleaved: they run side
+/// after side, the order rotated by `run`.
 async fn interleaved_run(
     api: &Api,
     names: &[String],
-    raw: &RawFloor,
+    floors: Floors<'_>,
     verify: bool,
-    drover_first: bool,
+    run: usize,
 ) -> Result<RunSamples> {
-    let (mut d, mut r) = ([0.0; 4], [0.0; 4]);
-    let mut per_start = Vec::with_capacity(names.len());
-    let mut pids = Vec::with_capacity(names.len());
+    let mut totals = [[0.0; 4]; 3];
+    let mut per_start = [
+        Vec::with_capacity(names.len()),
+        Vec::with_capacity(names.len()),
+    ];
+    // PID 1 of each container on each floor.
+    let mut pids = [
+        Vec::with_capacity(names.len()),
+        Vec::with_capacity(names.len()),
+    ];
     for (i, name) in names.iter().enumerate() {
-        let (dt, (rt, pid)) = in_order(
-            drover_first == (i % 2 == 0),
-            timed_api(api, name, "start"),
-            timed_raw_start(raw, i),
-        )
-        .await?;
-        d[0] += dt;
-        r[0] += rt;
-        per_start.push(dt / rt);
-        pids.push(pid);
+        let mut t = [0.0; 3];
+        let mut pid = [0; 2];
+        for side in rotation(i + run) {
+            let k = side as usize;
+            t[k] = match floor(floors, side) {
+                None => timed_api(api, name, "start").await?,
+                Some(raw) => {
+                    let (ms, p) = timed_raw_start(raw, i).await?;
+                    pid[k - 1] = p;
+                    ms
+                }
+            };
+        }
+        for k in 0..3 {
+            totals[k][0] += t[k];
+        }
+        for k in 0..2 {
+            per_start[k].push(t[0] / t[k + 1]);
+            pids[k].push(pid[k]);
+        }
     }
     drover_stoppable(api, names, verify).await?;
-    for pid in &pids {
+    for pid in pids.iter().flatten() {
         stoppable(*pid).await?;
     }
-    for (i, (name, pid)) in names.iter().zip(&pids).enumerate() {
-        let (dt, rt) = in_order(
-            drover_first == (i % 2 == 0),
-            timed_api(api, name, "stop"),
-            timed_raw_stop(raw, i, *pid),
-        )
-        .await?;
-        d[1] += dt;
-        r[1] += rt;
+    for (i, name) in names.iter().enumerate() {
+        for side in rotation(i + run) {
+            let k = side as usize;
+            totals[k][1] += match floor(floors, side) {
+                None => timed_api(api, name, "stop").await?,
+                Some(raw) => timed_raw_stop(raw, i, pids[k - 1][i]).await?,
+            };
+        }
     }
-    let (da, ra) = in_order(
-        drover_first,
-        drover_all_at_once(api, names, verify),
-        raw_all_at_once(raw),
-    )
-    .await?;
-    [d[2], d[3]] = da;
-    [r[2], r[3]] = ra;
-    Ok(RunSamples {
-        drover: d,
-        raw: r,
-        per_start,
-    })
-}
-
-/// Runs `drover` then `raw`, or `raw` then `drover` when `drover_first` is false; returns
-/// their results in that same (drover, raw) order.
-async fn in_order<A, B>(
-    drover_first: bool,
-    drover: impl Future<Output = Result<A>>,
-    raw: impl Future<Output = Result<B>>,
-) -> Result<(A, B)> {
-    if drover_first {
-        let a = drover.await?;
-        Ok((a, raw.await?))
-    } else {
-        let b = raw.await?;
-        Ok((drover.await?, b))
+    for side in rotation(run) {
+        let k = side as usize;
+        [totals[k][2], totals[k][3]] = match floor(floors, side) {
+            None => drover_all_at_once(api, names, verify).await?,
+            Some(raw) => raw_all_at_once(raw).await?,
+        };
     }
+    Ok(RunSamples { totals, per_start })
 }
 
 /// One state change through the API, awaited: its wall time, ms.
@@ -560,26 +623,35 @@ fn find_dir(dir: &Path, name: &str, depth: usize) -> Option<PathBuf> {
 
 fn print_table(r: &StartStopResult) {
     let n = r.setup.n as f64;
+    let ratio = |x: &Ratio| format!("{:.2} ({:.2})", x.of_medians, x.paired_median);
     let rows = r
         .cells
         .iter()
         .map(|c| {
-            let d = &c.series["drover"];
-            let w = &c.series["raw"];
+            let [d, w, s] = ["drover", "raw", "raw_sealed"].map(|k| &c.series[k]);
             vec![
                 c.name.to_string(),
                 report::fmt_summary(d),
                 report::fmt_summary(w),
-                format!("{:.1} / {:.1}", d.median_ms / n, w.median_ms / n),
-                format!("{:.2}", c.ratio.of_medians),
-                format!("{:.2}", c.ratio.paired_median),
-                format!("{:+.0} %", (c.ratio.of_medians - 1.0) * 100.0),
+                report::fmt_summary(s),
+                format!(
+                    "{:.1} / {:.1} / {:.1}",
+                    d.median_ms / n,
+                    w.median_ms / n,
+                    s.median_ms / n
+                ),
+                ratio(&c.ratio),
+                ratio(&c.ratio_sealed),
             ]
         })
         .collect();
     println!(
         "\nstart-stop: N={} {} ({}), {} runs, medians (min–max) of the total for N, ms",
         r.setup.n, r.setup.runtime_version, r.setup.isolation, r.setup.runs
+    );
+    println!(
+        "raw: the runtime's binary as on disk; raw sealed: run from a sealed in-memory copy, \
+         as droverd runs it. Ratios: of the medians (paired median)"
     );
     println!(
         "droverd's own CPU time: {:.2} ms per start or stop",
@@ -591,16 +663,37 @@ fn print_table(r: &StartStopResult) {
             &[
                 "cell",
                 "drover",
-                "raw runtime",
-                "per container d / r",
-                "ratio",
-                "paired",
-                "overhead"
+                "raw",
+                "raw sealed",
+                "per container d / r / s",
+                "drover/raw",
+                "drover/raw sealed",
             ],
             rows
         )
     );
-    if let Some(r) = r.cells.first().and_then(|c| c.per_start_ratio_median) {
-        println!("start one by one, the median of each start's drover/raw (interleaved): {r:.2}");
+    if let Some(c) = r.cells.first()
+        && let (Some(a), Some(b)) = (c.per_start_ratio_median, c.per_start_ratio_median_sealed)
+    {
+        println!(
+            "start one by one, the median of each start's ratio (interleaved): \
+             drover/raw {a:.2}, drover/raw sealed {b:.2}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_puts_each_side_first_in_turn() {
+        use Side::{Drover, Raw, RawSealed};
+        assert_eq!(rotation(0), [Drover, Raw, RawSealed]);
+        assert_eq!(rotation(1), [Raw, RawSealed, Drover]);
+        assert_eq!(rotation(2), [RawSealed, Drover, Raw]);
+        assert_eq!(rotation(3), rotation(0));
+        // Container i of run r: (i + r) % 3, so a run shifts every container's order.
+        assert_eq!(rotation(4 + 1), rotation(2));
     }
 }
