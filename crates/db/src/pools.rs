@@ -159,8 +159,8 @@ pub fn get(conn: &Connection, name: &str) -> Result<Option<PoolRecord>> {
     conn.prepare_cached(&format!("{} WHERE name = ?1", select(conn)))?
         .query_row(params![name], from_row)
         .optional()?
-    .map(|r| finish(conn, r))
-    .transpose()
+        .map(|r| finish(conn, r))
+        .transpose()
 }
 
 /// `DefinePoolMember`: the pool (created pending if new) gets `member`'s config.
