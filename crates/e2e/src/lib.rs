@@ -5,7 +5,8 @@
 //! - [`Member`] spawns `droverd` (the binary `cargo build --workspace --bins` made, or
 //!   `$DROVER_BIN`) in a fresh temp dir, waits until `GET /1.0` answers, and on drop stops
 //!   the containers the test left, SIGTERMs the daemon and prints its log when the test
-//!   failed. [`Member::restart`] restarts the daemon on the same state dir.
+//!   failed. [`Member::restart`] restarts the daemon on the same state dir. Its log filter
+//!   is `info`, or `$DROVER_E2E_LOG` (say `info,drover_driver_qemu::agent=trace`).
 //! - [`busybox_image`] builds the built-in busybox image once (shared by the test processes
 //!   through a lock file under `target/`), [`Member::import_busybox`] imports it as `busybox`.
 //! - [`Member::raw`] sends raw HTTP (malformed bodies, exact error envelopes);

@@ -1,6 +1,5 @@
 //! One `droverd` in its own temp dir, for one test.
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -102,9 +101,10 @@ impl Member {
         self.dir.path().join("droverd.log")
     }
 
-    /// The daemon's log so far.
+    /// The daemon's log so far (a byte that is not UTF-8, from a guest's console say, does
+    /// not lose the rest).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+        String::from_utf8_lossy(&std::fs::read(self.log_path()).unwrap_or_default()).into_owned()
     }
 
     /// Where the `default` pool keeps instance volumes (`<source>/containers`).
@@ -154,7 +154,8 @@ impl Member {
         let child = Command::new(&self.bin)
             .arg("--state-dir")
             .arg(self.state_dir())
-            .args(["--log", "info"])
+            .arg("--log")
+            .arg(std::env::var("DROVER_E2E_LOG").unwrap_or_else(|_| "info".into()))
             .env("NO_COLOR", "1")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -617,10 +618,7 @@ impl Drop for Member {
         }
         self.delete_leftover_containers();
         if failing {
-            let mut log = String::new();
-            if let Ok(mut f) = std::fs::File::open(self.log_path()) {
-                let _ = f.read_to_string(&mut log);
-            }
+            let log = self.log();
             eprintln!(
                 "--- droverd log ({})\n{log}--- end of droverd log",
                 self.log_path().display()
