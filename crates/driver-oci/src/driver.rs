@@ -428,6 +428,36 @@ impl InstanceDriver for OciDriver {
         Ok(outcome)
     }
 
+    async fn shutdown(
+        &self,
+        id: &str,
+        signal: i32,
+        timeout: Duration,
+    ) -> Result<Option<StopOutcome>> {
+        let Some(w) = self.running(id).await? else {
+            return Ok(Some(StopOutcome::WasStopped));
+        };
+        if self.cgroups.frozen(id) {
+            tracing::info!(instance = id, "unfreezing to stop");
+            self.runtime.resume(id).await?;
+        }
+        wait_signal_caught(w.pid(), signal, HANDLER_GRACE).await;
+        self.signal(id, &w, signal).await?;
+        if !w.wait_exit(timeout).await {
+            tracing::info!(
+                instance = id,
+                ?timeout,
+                signal,
+                "clean stop timed out; left running"
+            );
+            return Ok(None);
+        }
+        self.delete_stopped(id).await?;
+        self.forget(id);
+        self.remove_cgroups_later(id);
+        Ok(Some(StopOutcome::Clean))
+    }
+
     async fn state(&self, id: &str) -> Result<RuntimeStatus> {
         Ok(match self.running(id).await? {
             Some(w) => RuntimeStatus::Running {

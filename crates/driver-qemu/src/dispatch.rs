@@ -77,6 +77,15 @@ impl InstanceDriver for ByType {
             .await
     }
 
+    async fn shutdown(
+        &self,
+        id: &str,
+        signal: i32,
+        timeout: Duration,
+    ) -> Result<Option<StopOutcome>> {
+        self.for_id(id).await?.shutdown(id, signal, timeout).await
+    }
+
     async fn state(&self, id: &str) -> Result<RuntimeStatus> {
         match self.vms.state(id).await? {
             running @ RuntimeStatus::Running { .. } => Ok(running),

@@ -521,6 +521,44 @@ impl InstanceDriver for QemuDriver {
         Ok(StopOutcome::Killed)
     }
 
+    /// The power button, then up to `timeout` for QEMU to exit; left running after it.
+    async fn shutdown(
+        &self,
+        id: &str,
+        _signal: i32,
+        timeout: Duration,
+    ) -> Result<Option<StopOutcome>> {
+        let Some(h) = self.get(id).await? else {
+            self.paths(id).clean();
+            return Ok(Some(StopOutcome::WasStopped));
+        };
+        if h.qmp.query_status().await.is_ok_and(|s| s == PAUSED) {
+            tracing::info!(id, "resuming a frozen VM to stop it");
+            h.qmp.cont().await?;
+        }
+        let exited = match h.qmp.system_powerdown().await {
+            Ok(()) => {
+                lock(&self.stopping).insert(id.to_owned(), false);
+                let exited = vm::wait_exit(h.pid, timeout).await;
+                let interrupted = lock(&self.stopping).remove(id).unwrap_or(false);
+                if exited && interrupted {
+                    self.forget(id, &h);
+                    return Ok(Some(StopOutcome::Killed));
+                }
+                exited
+            }
+            Err(QmpError::Disconnected) => vm::wait_exit(h.pid, QUIT_GRACE).await,
+            Err(e) => return Err(e.into()),
+        };
+        if !exited {
+            tracing::info!(id, ?timeout, "VM ignored the power button; left running");
+            return Ok(None);
+        }
+        tracing::info!(id, "VM stopped cleanly (ACPI power button)");
+        self.forget(id, &h);
+        Ok(Some(StopOutcome::Clean))
+    }
+
     /// QMP `stop`: the vCPUs halt, the guest's memory stays.
     async fn freeze(&self, id: &str) -> Result<()> {
         let h = self.get(id).await?.ok_or(DriverError::NotRunning)?;

@@ -170,6 +170,19 @@ pub trait InstanceDriver: Send + Sync + std::fmt::Debug {
         force: bool,
     ) -> Result<StopOutcome>;
 
+    /// A clean stop that gives up instead of killing: `signal` to PID 1 (a VM: the power
+    /// button), then up to `timeout` for it to exit. `Ok(None)` when it still runs then; it
+    /// is left running, as LXD leaves an instance whose stop with a timeout failed. The
+    /// default kills like [`stop`](Self::stop), for a driver that cannot give up.
+    async fn shutdown(
+        &self,
+        id: &str,
+        signal: i32,
+        timeout: Duration,
+    ) -> Result<Option<StopOutcome>> {
+        self.stop(id, signal, timeout, false).await.map(Some)
+    }
+
     /// What runs now.
     async fn state(&self, id: &str) -> Result<RuntimeStatus>;
 

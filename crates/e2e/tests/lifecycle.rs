@@ -258,3 +258,95 @@ async fn memory_limits_apply_to_a_running_instance() {
         .await
         .expect("force stop");
 }
+
+/// What does this test do?
+///
+/// A stop given a timeout, as LXD 5.0.2 answers it, through LXD's own `lxc` client:
+/// 1. `life-stubborn`'s init ignores its stop signal (`boot.stop_signal=SIGWINCH`):
+///    `lxc stop --timeout 2` fails after about 2 s with LXD's message (`Failed shutting
+///    down instance, status is "Running": context deadline exceeded`) and the container
+///    still runs, the same PID 1, `volatile.last_state.power` still `RUNNING`;
+///    `lxc restart --timeout 2` fails the same way and leaves it running too.
+/// 2. `lxc stop --force` then stops it at once.
+/// 3. Without a timeout (`lxc stop`), the same init is killed once
+///    `boot.host_shutdown_timeout` (2 s here) runs out: drover's bound where LXD waits for
+///    ever, as before.
+/// 4. `life-meek` stops on its signal: `lxc stop --timeout 10` succeeds well before 10 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_with_a_timeout_fails_and_leaves_the_instance_running() {
+    drover_e2e::require_lxc();
+    let m = Member::start().await;
+    m.import_busybox().await;
+    m.launch(
+        "life-stubborn",
+        &[
+            ("boot.stop_signal", "SIGWINCH"),
+            ("boot.host_shutdown_timeout", "2"),
+        ],
+    )
+    .await;
+    let pid1 = m.pid("life-stubborn").await;
+    let power = || async {
+        m.lxc(&[
+            "config",
+            "get",
+            "life-stubborn",
+            "volatile.last_state.power",
+        ])
+        .await
+        .success()
+        .stdout
+        .trim()
+        .to_string()
+    };
+
+    tracing::info!("--- lxc stop --timeout 2 of an init that ignores the signal");
+    let t = Instant::now();
+    let out = m.lxc(&["stop", "life-stubborn", "--timeout", "2"]).await;
+    let took = t.elapsed();
+    let err = out.failure();
+    assert!(
+        err.contains(
+            r#"Failed shutting down instance, status is "Running": context deadline exceeded"#
+        ),
+        "{err}"
+    );
+    assert!(took >= Duration::from_secs(2), "failed after {took:?}");
+    assert_eq!(m.status("life-stubborn").await, InstanceStatus::Running);
+    assert_eq!(m.pid("life-stubborn").await, pid1);
+    assert_eq!(power().await, "RUNNING");
+
+    tracing::info!("--- lxc restart --timeout 2: the same");
+    let err = m
+        .lxc(&["restart", "life-stubborn", "--timeout", "2"])
+        .await
+        .failure()
+        .to_string();
+    assert!(err.contains("context deadline exceeded"), "{err}");
+    assert_eq!(m.status("life-stubborn").await, InstanceStatus::Running);
+    assert_eq!(m.pid("life-stubborn").await, pid1);
+
+    tracing::info!("--- lxc stop --force");
+    let t = Instant::now();
+    m.lxc(&["stop", "life-stubborn", "--force"]).await.success();
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(m.status("life-stubborn").await, InstanceStatus::Stopped);
+    assert_eq!(power().await, "STOPPED");
+
+    tracing::info!("--- lxc stop without a timeout: killed after boot.host_shutdown_timeout");
+    m.lxc(&["start", "life-stubborn"]).await.success();
+    let t = Instant::now();
+    m.lxc(&["stop", "life-stubborn"]).await.success();
+    let took = t.elapsed();
+    assert!(took >= Duration::from_secs(2), "stopped after {took:?}");
+    assert_eq!(m.status("life-stubborn").await, InstanceStatus::Stopped);
+
+    tracing::info!("--- lxc stop --timeout 10 of an init that stops");
+    m.launch("life-meek", &[]).await;
+    let t = Instant::now();
+    m.lxc(&["stop", "life-meek", "--timeout", "10"])
+        .await
+        .success();
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    assert_eq!(m.status("life-meek").await, InstanceStatus::Stopped);
+}

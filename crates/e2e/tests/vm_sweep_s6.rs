@@ -204,7 +204,8 @@ async fn a_vm_larger_than_its_member_is_refused_before_anything_is_created() {
 
 /// What does this test do?
 ///
-/// A VM whose guest ignores the power button (its watcher killed) is asked to stop cleanly
+/// A VM whose guest ignores the power button (its watcher killed): `lxc stop --timeout 2`
+/// fails with LXD's message and the VM runs on. Then asked to stop cleanly
 /// (`lxc stop`, `boot.host_shutdown_timeout=60`); while that stop waits, `lxc stop -f`
 /// ends the VM at once, as LXD's force stop interrupts a pending shutdown, and both
 /// commands succeed. Before, the force stop queued behind the clean stop for the whole
@@ -232,6 +233,23 @@ async fn a_force_stop_cuts_a_pending_clean_stop_short() {
     m.lxc(&["exec", "fs1", "--", "sh", "-c", "kill $(pidof dd)"])
         .await
         .success();
+    // A clean stop given a timeout gives up, as LXD's does, and the VM runs on.
+    let err = m
+        .lxc(&["stop", "fs1", "--timeout", "2"])
+        .await
+        .failure()
+        .to_string();
+    assert!(
+        err.contains(
+            r#"Failed shutting down instance, status is "Running": context deadline exceeded"#
+        ),
+        "{err}"
+    );
+    assert!(
+        rows(&m)
+            .await
+            .contains(&"fs1,RUNNING,VIRTUAL-MACHINE".to_string())
+    );
     let clean = m
         .lxc_command(&["stop", "fs1"])
         .stdout(std::process::Stdio::null())

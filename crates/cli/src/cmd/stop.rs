@@ -11,7 +11,8 @@ pub struct StopArgs {
     /// Kill instead of a clean shutdown.
     #[arg(short, long)]
     pub force: bool,
-    /// Seconds to wait for a clean shutdown (-1: the instance's default).
+    /// Seconds to wait for a clean shutdown, after which the stop fails and the instance
+    /// runs on (-1: `boot.host_shutdown_timeout`, then it is killed).
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     pub timeout: i64,
 }

@@ -273,12 +273,17 @@ async fn start_runtime(
     Ok(())
 }
 
-/// How long a clean stop may take before the instance is killed.
+/// LXD's error for a clean stop that its timeout ran out on (the instance still runs).
+const SHUTDOWN_TIMED_OUT: &str =
+    "Failed shutting down instance, status is \"Running\": context deadline exceeded";
+
+/// How long a clean stop may take before the instance is killed, or before it fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum StopWait {
     /// Kill at once (LXD: `force`, or `timeout: 0`).
     Kill,
-    /// Wait this long for a clean stop, then kill.
+    /// Wait this long for a clean stop, then fail and leave the instance running (LXD: a
+    /// request's positive `timeout` without `force`).
     Clean(Duration),
     /// Wait the instance's `boot.host_shutdown_timeout` (default 30 s), then kill. LXD waits
     /// forever on a negative timeout; drover never leaves a stop hanging.
@@ -380,11 +385,23 @@ async fn stop_runtime(
         .or_else(|| config.get("image.stop_signal"))
         .and_then(|s| driver_oci::signal_from_name(s))
         .unwrap_or(DEFAULT_STOP_SIGNAL);
-    let outcome = d
-        .driver
-        .stop(&id, signal, timeout, force)
-        .await
-        .map_err(|e| ApiError::internal(format!("Failed to stop instance: {e}")))?;
+    let failed =
+        |e: drivers::DriverError| ApiError::internal(format!("Failed to stop instance: {e}"));
+    let outcome = match wait {
+        // As LXD: a clean stop given a timeout fails when the instance outlives it, and
+        // leaves it running (the caller may then force it).
+        StopWait::Clean(t) => d
+            .driver
+            .shutdown(&id, signal, t)
+            .await
+            .map_err(failed)?
+            .ok_or_else(|| ApiError::internal(SHUTDOWN_TIMED_OUT))?,
+        _ => d
+            .driver
+            .stop(&id, signal, timeout, force)
+            .await
+            .map_err(failed)?,
+    };
     lock(&d.running).remove(&id);
     lock(&d.frozen).remove(&id);
     tracing::info!(instance = %rec.name, ?outcome, "instance stopped");
