@@ -71,6 +71,15 @@ pub(crate) fn record_running(d: &Daemon, rec: &InstanceRecord, pid: u32) {
     }
 }
 
+/// Shows `id` as running with PID 1 `pid`, without watching it: a VM that resumed here at
+/// the end of a live move, before this member owns it ([`record_running`] follows once it
+/// does). A PID 1 that dies meanwhile shows as stopped (its start time no longer matches).
+pub(crate) fn show_running(d: &Daemon, id: &str, pid: u32) {
+    if let Some(start_time) = proc_start_time(pid) {
+        lock(&d.running).insert(id.to_string(), Running { pid, start_time });
+    }
+}
+
 pub(super) async fn set_power(
     d: &Daemon,
     rec: &InstanceRecord,

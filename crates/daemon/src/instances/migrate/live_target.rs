@@ -302,6 +302,12 @@ pub(super) async fn resume_local(d: &Daemon, id: &str, q: &MoveQuery) -> Resumed
         // `cont` may have reached QEMU: the VM counts as run here.
         tracing::warn!(move_id = %id, error = %e, "resuming the arrived VM failed");
     }
+    // Listed as running from here: the ownership switch that follows moves the record to
+    // this member, and a list between the two would show the VM stopped. Its exit is
+    // watched once this member owns it (`adopt`).
+    if let Ok(drivers::RuntimeStatus::Running { pid }) = d.driver.state(&runtime).await {
+        crate::instances::lifecycle::show_running(d, &runtime, pid);
+    }
     crate::cluster::evacuate::crash::at(d, "live-target-resumed");
     tracing::info!(
         move_id = %id, instance = %q.instance,
@@ -386,11 +392,11 @@ pub(super) async fn adopt(d: &Daemon, q: &MoveQuery) -> ApiResult<()> {
     vms.resume(&runtime)
         .await
         .map_err(|e| ApiError::internal(format!("Failed to resume the VM on the target: {e}")))?;
-    if crate::instances::runtime_status(d, &runtime) != api::InstanceStatus::Running {
-        let rec = crate::instances::load(d, &q.project, &q.instance).await?;
-        if let drivers::RuntimeStatus::Running { pid } = d.driver.state(&runtime).await? {
-            crate::instances::lifecycle::record_running(d, &rec, pid);
-        }
+    // Recorded and watched even when the resume already shows it running (a second
+    // watch of the same PID 1, from a repeated adoption, finds nothing to do).
+    let rec = crate::instances::load(d, &q.project, &q.instance).await?;
+    if let drivers::RuntimeStatus::Running { pid } = d.driver.state(&runtime).await? {
+        crate::instances::lifecycle::record_running(d, &rec, pid);
     }
     tracing::info!(instance = %q.instance, memory_mib = config.memory_mib, "VM runs on its new member");
     Ok(())
