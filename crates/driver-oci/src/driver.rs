@@ -400,6 +400,12 @@ impl InstanceDriver for OciDriver {
         timeout: Duration,
         force: bool,
     ) -> Result<StopOutcome> {
+        if !force && !timeout.is_zero() {
+            if let Some(outcome) = self.shutdown(id, signal, timeout).await? {
+                return Ok(outcome);
+            }
+            tracing::info!(instance = id, ?timeout, signal, "stop timed out, killing");
+        }
         let Some(w) = self.running(id).await? else {
             return Ok(StopOutcome::WasStopped);
         };
@@ -408,24 +414,10 @@ impl InstanceDriver for OciDriver {
             tracing::info!(instance = id, "unfreezing to stop");
             self.runtime.resume(id).await?;
         }
-        let outcome = if force || timeout.is_zero() {
-            self.kill_and_delete(id, &w).await?;
-            StopOutcome::Killed
-        } else {
-            wait_signal_caught(w.pid(), signal, HANDLER_GRACE).await;
-            self.signal(id, &w, signal).await?;
-            if w.wait_exit(timeout).await {
-                self.delete_stopped(id).await?;
-                StopOutcome::Clean
-            } else {
-                tracing::info!(instance = id, ?timeout, signal, "stop timed out, killing");
-                self.kill_and_delete(id, &w).await?;
-                StopOutcome::Killed
-            }
-        };
+        self.kill_and_delete(id, &w).await?;
         self.forget(id);
         self.remove_cgroups_later(id);
-        Ok(outcome)
+        Ok(StopOutcome::Killed)
     }
 
     async fn shutdown(

@@ -474,54 +474,34 @@ impl InstanceDriver for QemuDriver {
     }
 
     /// `signal` is not used: a VM is asked to stop with the ACPI power button
-    /// (`system_powerdown`); after `timeout`, or with `force`, QEMU quits.
+    /// (`system_powerdown`, see [`shutdown`](Self::shutdown)); after `timeout`, or at once
+    /// with `force`, QEMU quits.
     async fn stop(
         &self,
         id: &str,
-        _signal: i32,
+        signal: i32,
         timeout: Duration,
         force: bool,
     ) -> Result<StopOutcome> {
+        if !force {
+            match self.shutdown(id, signal, timeout).await {
+                Ok(Some(outcome)) => return Ok(outcome),
+                Ok(None) => {
+                    tracing::warn!(id, ?timeout, "VM ignored the power button; quitting QEMU")
+                }
+                Err(e) => tracing::warn!(id, error = %e, "clean stop failed; quitting QEMU"),
+            }
+        }
         let Some(h) = self.get(id).await? else {
             self.paths(id).clean();
             return Ok(StopOutcome::WasStopped);
         };
-        if !force {
-            // A paused guest would never see the power button.
-            if h.qmp.query_status().await.is_ok_and(|s| s == PAUSED) {
-                tracing::info!(id, "resuming a frozen VM to stop it");
-                h.qmp.cont().await?;
-            }
-            match h.qmp.system_powerdown().await {
-                Ok(()) => {
-                    lock(&self.stopping).insert(id.to_owned(), false);
-                    let exited = vm::wait_exit(h.pid, timeout).await;
-                    let interrupted = lock(&self.stopping).remove(id).unwrap_or(false);
-                    if exited && interrupted {
-                        self.forget(id, &h);
-                        return Ok(StopOutcome::Killed);
-                    }
-                    if exited {
-                        tracing::info!(id, "VM stopped cleanly (ACPI power button)");
-                        self.forget(id, &h);
-                        return Ok(StopOutcome::Clean);
-                    }
-                    tracing::warn!(id, ?timeout, "VM ignored the power button; quitting QEMU");
-                }
-                Err(QmpError::Disconnected) => {
-                    if vm::wait_exit(h.pid, QUIT_GRACE).await {
-                        self.forget(id, &h);
-                        return Ok(StopOutcome::Clean);
-                    }
-                }
-                Err(e) => tracing::warn!(id, error = %e, "system_powerdown failed"),
-            }
-        }
         self.kill_vm(id, &h).await;
         Ok(StopOutcome::Killed)
     }
 
-    /// The power button, then up to `timeout` for QEMU to exit; left running after it.
+    /// The power button (a paused guest is resumed first: it would never see it), then up
+    /// to `timeout` for QEMU to exit; left running after it.
     async fn shutdown(
         &self,
         id: &str,
