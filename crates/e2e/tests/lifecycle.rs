@@ -266,7 +266,8 @@ async fn memory_limits_apply_to_a_running_instance() {
 ///    `lxc stop --timeout 2` fails after about 2 s with LXD's message (`Failed shutting
 ///    down instance, status is "Running": context deadline exceeded`) and the container
 ///    still runs, the same PID 1, `volatile.last_state.power` still `RUNNING`;
-///    `lxc restart --timeout 2` fails the same way and leaves it running too.
+///    `lxc restart --timeout 2` fails the same way and leaves it running too; frozen
+///    (`lxc pause`), the same stop thaws it to signal it and leaves it running, not frozen.
 /// 2. `lxc stop --force` then stops it at once.
 /// 3. Without a timeout (`lxc stop`), the same init is killed once
 ///    `boot.host_shutdown_timeout` (2 s here) runs out: drover's bound where LXD waits for
@@ -325,6 +326,17 @@ async fn a_stop_with_a_timeout_fails_and_leaves_the_instance_running() {
     assert!(err.contains("context deadline exceeded"), "{err}");
     assert_eq!(m.status("life-stubborn").await, InstanceStatus::Running);
     assert_eq!(m.pid("life-stubborn").await, pid1);
+
+    tracing::info!("--- lxc stop --timeout 2 of it frozen: thawed to be stopped, it runs on");
+    m.lxc(&["pause", "life-stubborn"]).await.success();
+    assert_eq!(m.status("life-stubborn").await, InstanceStatus::Frozen);
+    let err = m
+        .lxc(&["stop", "life-stubborn", "--timeout", "2"])
+        .await
+        .failure()
+        .to_string();
+    assert!(err.contains("context deadline exceeded"), "{err}");
+    assert_eq!(m.status("life-stubborn").await, InstanceStatus::Running);
 
     tracing::info!("--- lxc stop --force");
     let t = Instant::now();

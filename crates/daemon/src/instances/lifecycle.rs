@@ -399,12 +399,14 @@ async fn stop_runtime(
     let outcome = match wait {
         // As LXD: a clean stop given a timeout fails when the instance outlives it, and
         // leaves it running (the caller may then force it).
-        StopWait::Clean(t) => d
-            .driver
-            .shutdown(&id, signal, t)
-            .await
-            .map_err(failed)?
-            .ok_or_else(|| ApiError::internal(SHUTDOWN_TIMED_OUT))?,
+        StopWait::Clean(t) => match d.driver.shutdown(&id, signal, t).await.map_err(failed)? {
+            Some(outcome) => outcome,
+            None => {
+                // It runs on, no longer frozen if it was: the driver thawed it to stop it.
+                lock(&d.frozen).remove(&id);
+                return Err(ApiError::internal(SHUTDOWN_TIMED_OUT));
+            }
+        },
         _ => d
             .driver
             .stop(&id, signal, timeout, force)
