@@ -384,11 +384,6 @@ async fn stop_runtime(
                 .unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT),
         )
     };
-    let (timeout, force) = match wait {
-        StopWait::Kill => (Duration::ZERO, true),
-        StopWait::Clean(t) => (t, false),
-        StopWait::HostShutdownTimeout => (host_timeout(), false),
-    };
     let signal = config
         .get("boot.stop_signal")
         .or_else(|| config.get("image.stop_signal"))
@@ -397,22 +392,20 @@ async fn stop_runtime(
     let failed =
         |e: drivers::DriverError| ApiError::internal(format!("Failed to stop instance: {e}"));
     let outcome = match wait {
+        StopWait::Kill => d.driver.stop(&id, signal, Duration::ZERO, true).await,
+        StopWait::HostShutdownTimeout => d.driver.stop(&id, signal, host_timeout(), false).await,
         // As LXD: a clean stop given a timeout fails when the instance outlives it, and
         // leaves it running (the caller may then force it).
         StopWait::Clean(t) => match d.driver.shutdown(&id, signal, t).await.map_err(failed)? {
-            Some(outcome) => outcome,
+            Some(outcome) => Ok(outcome),
             None => {
                 // It runs on, no longer frozen if it was: the driver thawed it to stop it.
                 lock(&d.frozen).remove(&id);
                 return Err(ApiError::internal(SHUTDOWN_TIMED_OUT));
             }
         },
-        _ => d
-            .driver
-            .stop(&id, signal, timeout, force)
-            .await
-            .map_err(failed)?,
-    };
+    }
+    .map_err(failed)?;
     lock(&d.running).remove(&id);
     lock(&d.frozen).remove(&id);
     tracing::info!(instance = %rec.name, ?outcome, "instance stopped");
