@@ -22,11 +22,16 @@ use drover_driver_qemu::agent::{Agent, AgentEvent};
 
 const AGENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../images/busybox-vm/agent");
 
-fn busybox() -> Option<PathBuf> {
-    ["/bin/busybox", "/usr/bin/busybox"]
+/// busybox's path; `None` after saying that `test` is skipped without it.
+fn busybox(test: &str) -> Option<PathBuf> {
+    let found = ["/bin/busybox", "/usr/bin/busybox"]
         .iter()
         .map(PathBuf::from)
-        .find(|p| p.exists())
+        .find(|p| p.exists());
+    if found.is_none() {
+        eprintln!("SKIPPED {test}: no busybox");
+    }
+    found
 }
 
 /// The agent on a terminal, the bridge, and the host side connected.
@@ -250,8 +255,7 @@ async fn many_execs(h: &Harness, n: usize, kinds: &[usize]) {
 ///    this guards the protocol under split lines more than it reproduces the old race.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lines_split_in_pieces_reach_the_agent_whole() {
-    let Some(busybox) = busybox() else {
-        eprintln!("SKIPPED lines_split_in_pieces_reach_the_agent_whole: no busybox");
+    let Some(busybox) = busybox("lines_split_in_pieces_reach_the_agent_whole") else {
         return;
     };
     let mut h = Harness::start(&busybox, Some(Duration::from_millis(10))).await;
@@ -270,8 +274,7 @@ async fn lines_split_in_pieces_reach_the_agent_whole() {
 ///    [`the_agent_redirects_on_no_special_builtin`] pins the cause.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_closes_neither_end_the_agent_nor_leave_files() {
-    let Some(busybox) = busybox() else {
-        eprintln!("SKIPPED late_closes_neither_end_the_agent_nor_leave_files: no busybox");
+    let Some(busybox) = busybox("late_closes_neither_end_the_agent_nor_leave_files") else {
         return;
     };
     let mut h = Harness::start(&busybox, None).await;
@@ -289,8 +292,7 @@ async fn late_closes_neither_end_the_agent_nor_leave_files() {
 /// 2. 300 KiB through `cat` come back intact, the bridge splitting every chunk in two.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_messages_are_ignored_and_data_is_intact() {
-    let Some(busybox) = busybox() else {
-        eprintln!("SKIPPED late_messages_are_ignored_and_data_is_intact: no busybox");
+    let Some(busybox) = busybox("late_messages_are_ignored_and_data_is_intact") else {
         return;
     };
     let mut h = Harness::start(&busybox, Some(Duration::from_millis(1))).await;
@@ -323,8 +325,7 @@ async fn late_messages_are_ignored_and_data_is_intact() {
 /// 2. No line of the agent redirects on `:`.
 #[test]
 fn the_agent_redirects_on_no_special_builtin() {
-    let Some(busybox) = busybox() else {
-        eprintln!("SKIPPED the_agent_redirects_on_no_special_builtin: no busybox");
+    let Some(busybox) = busybox("the_agent_redirects_on_no_special_builtin") else {
         return;
     };
     let survives = |builtin: &str| {

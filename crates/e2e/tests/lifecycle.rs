@@ -259,6 +259,18 @@ async fn memory_limits_apply_to_a_running_instance() {
         .expect("force stop");
 }
 
+/// Runs `lxc args`, which must fail with LXD's error for a clean stop that ran out of time.
+async fn timed_out(m: &Member, args: &[&str]) {
+    let out = m.lxc(args).await;
+    let err = out.failure();
+    assert!(
+        err.contains(
+            r#"Failed shutting down instance, status is "Running": context deadline exceeded"#
+        ),
+        "{err}"
+    );
+}
+
 /// What does this test do?
 ///
 /// A stop given a timeout, as LXD 5.0.2 answers it, through LXD's own `lxc` client:
@@ -303,39 +315,22 @@ async fn a_stop_with_a_timeout_fails_and_leaves_the_instance_running() {
 
     tracing::info!("--- lxc stop --timeout 2 of an init that ignores the signal");
     let t = Instant::now();
-    let out = m.lxc(&["stop", "life-stubborn", "--timeout", "2"]).await;
+    timed_out(&m, &["stop", "life-stubborn", "--timeout", "2"]).await;
     let took = t.elapsed();
-    let err = out.failure();
-    assert!(
-        err.contains(
-            r#"Failed shutting down instance, status is "Running": context deadline exceeded"#
-        ),
-        "{err}"
-    );
     assert!(took >= Duration::from_secs(2), "failed after {took:?}");
     assert_eq!(m.status("life-stubborn").await, InstanceStatus::Running);
     assert_eq!(m.pid("life-stubborn").await, pid1);
     assert_eq!(power().await, "RUNNING");
 
     tracing::info!("--- lxc restart --timeout 2: the same");
-    let err = m
-        .lxc(&["restart", "life-stubborn", "--timeout", "2"])
-        .await
-        .failure()
-        .to_string();
-    assert!(err.contains("context deadline exceeded"), "{err}");
+    timed_out(&m, &["restart", "life-stubborn", "--timeout", "2"]).await;
     assert_eq!(m.status("life-stubborn").await, InstanceStatus::Running);
     assert_eq!(m.pid("life-stubborn").await, pid1);
 
     tracing::info!("--- lxc stop --timeout 2 of it frozen: thawed to be stopped, it runs on");
     m.lxc(&["pause", "life-stubborn"]).await.success();
     assert_eq!(m.status("life-stubborn").await, InstanceStatus::Frozen);
-    let err = m
-        .lxc(&["stop", "life-stubborn", "--timeout", "2"])
-        .await
-        .failure()
-        .to_string();
-    assert!(err.contains("context deadline exceeded"), "{err}");
+    timed_out(&m, &["stop", "life-stubborn", "--timeout", "2"]).await;
     assert_eq!(m.status("life-stubborn").await, InstanceStatus::Running);
 
     tracing::info!("--- lxc stop --force");
