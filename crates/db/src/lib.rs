@@ -35,5 +35,6 @@ pub use rusqlite::Connection;
 /// The schema version this binary writes: members of one cluster must agree on it.
 pub use schema::LATEST as SCHEMA_VERSION;
 /// The schema version of a DB (`0` for a new file).
+pub use schema::current as schema_current;
 pub use schema::version as schema_version;
 pub use store::Store;

@@ -4,6 +4,8 @@
 //! - copies a DB out (`backup_to`) and into another one (`restore_from`): same rows, same
 //!   position, the target stays a WAL database and stays writable
 //! - refuses a copy written by a newer schema, leaving the target unchanged
+//! - holds its file alone: no shared WAL index (`-shm`) beside it, another connection
+//!   cannot read it while the store is open, and a reopened store finds what was written
 #![allow(clippy::unwrap_used)]
 
 use db::instances::InstanceRecord;
@@ -113,4 +115,29 @@ fn a_copy_from_a_newer_schema_is_refused() {
         Err(Error::SchemaTooNew { .. })
     ));
     assert_eq!(names(&target), vec!["kept"]);
+}
+
+#[test]
+fn the_store_holds_its_file_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cluster.db");
+    let store = Store::open(&path).unwrap();
+    store
+        .execute(&Command::CreateInstance(instance("c1")))
+        .unwrap();
+    assert_eq!(names(&store), vec!["c1"]);
+    assert!(
+        !dir.path().join("cluster.db-shm").exists(),
+        "the WAL index must stay in the store's memory"
+    );
+    let other = Connection::open(&path).unwrap();
+    other.busy_timeout(std::time::Duration::ZERO).unwrap();
+    let err = other
+        .query_row("SELECT COUNT(*) FROM instances", [], |r| r.get::<_, i64>(0))
+        .unwrap_err();
+    assert!(err.to_string().contains("locked"), "{err}");
+    drop(other);
+    drop(store);
+    let reopened = Store::open(&path).unwrap();
+    assert_eq!(names(&reopened), vec!["c1"]);
 }

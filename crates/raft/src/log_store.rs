@@ -93,6 +93,9 @@ impl Worker {
 
 fn open_db(path: &Path) -> Result<Connection> {
     let mut conn = Connection::open(path)?;
+    // The log thread's connection is the file's only user: file locks taken once, the WAL
+    // index in its own memory (as for the cluster DB, see `db::Store::open`).
+    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     // FULL: every commit is synced to disk before it returns, which is what lets a commit's
     // return stand for "persisted" in the Raft contracts below.

@@ -371,8 +371,9 @@ async fn a_snapshot_moves_the_whole_db_to_a_fresh_member() {
     assert_eq!(replies, vec![vec![Applied::Ok]]);
 
     tracing::info!("--- after a restart both still serve their current snapshot");
-    drop(follower_sm);
-    drop(leader_sm);
+    // A restart closes each member's DB too: a store holds its file alone.
+    drop((follower_sm, follower_db));
+    drop((leader_sm, leader_db));
     let (_, mut follower_sm) = follower.state_machine().await;
     let (_, mut leader_sm) = leader.state_machine().await;
     let current = follower_sm

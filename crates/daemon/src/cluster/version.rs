@@ -140,7 +140,7 @@ async fn try_report(replicator: &raft::Replicator, store: &Arc<db::Store>) -> Ap
 async fn versions(store: &Arc<db::Store>) -> ApiResult<(i64, Vec<i64>)> {
     let store = store.clone();
     Ok(crate::state::blocking_in_place(move || {
-        store.read(|c| Ok((db::schema_version(c)?, db::members::schemas(c)?)))
+        store.read(|c| Ok((db::schema_current(c)?, db::members::schemas(c)?)))
     })
     .await??)
 }
