@@ -291,6 +291,8 @@ pub async fn run(cfg: Config, bus: ops::EventBus) -> anyhow::Result<()> {
         cert_tokens: Default::default(),
         image_fetches: Default::default(),
         cluster: cluster_state,
+        records: Default::default(),
+        writable_at: Default::default(),
     });
     let to_start = instances::reattach_all(&d)
         .await

@@ -96,6 +96,11 @@ pub struct Inner {
     pub image_fetches: crate::image_share::Fetches,
     /// The cluster certificate and what joining needs.
     pub cluster: crate::cluster::ClusterState,
+    /// Member, profile and pool records read by starts, per config generation.
+    pub records: crate::instances::records::RecordCache,
+    /// The config generation (plus one; 0: none) at which this member's binary was last
+    /// found not behind the cluster's schema ([`crate::cluster::version::check_writable`]).
+    pub writable_at: std::sync::atomic::AtomicU64,
 }
 
 impl std::ops::Deref for Daemon {

@@ -434,6 +434,15 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Whether applying this command changes instance rows and nothing else, so that it
+    /// leaves [`crate::Store::config_generation`] where it is: the bookkeeping of starts
+    /// and stops (`volatile.last_state.power`, `last_used_at`), written on every one.
+    pub fn changes_instances_only(&self) -> bool {
+        matches!(self, Command::PatchInstanceConfig { .. })
+    }
+}
+
 fn json<T: Serialize>(v: &T) -> Result<String> {
     Ok(serde_json::to_string(v)?)
 }

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -17,9 +18,13 @@ use crate::{Command, Error, Result, apply, schema};
 /// log position, in one transaction), [`Store::restore_from`] (the whole content at once)
 /// or, in tests and tools only, [`Store::execute`] (one [`Command`] in one transaction).
 /// Reads see only committed state.
+///
+/// Every committed write that may change more than instance rows also moves the store's
+/// [`Store::config_generation`] on, before the writer lock is released.
 #[derive(Debug)]
 pub struct Store {
     conn: Mutex<Connection>,
+    generation: AtomicU64,
 }
 
 impl Store {
@@ -39,6 +44,7 @@ impl Store {
         schema::update(&mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -49,7 +55,28 @@ impl Store {
         schema::update(&mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            generation: AtomicU64::new(0),
         })
+    }
+
+    /// A number that changes whenever a committed write may have changed anything but
+    /// instance rows (members, profiles, pools, the schema, ...): what was read of those
+    /// at one generation still holds while it is current. It never goes back.
+    ///
+    /// # Correctness
+    ///
+    /// Writers move it on while they still hold the writer lock, after their commit, so
+    /// that a reader holding that lock ([`Store::read`]) sees the generation its reads
+    /// belong to; a reader outside the lock who reads it before its data reads data at
+    /// least that new.
+    pub fn config_generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Moves [`Store::config_generation`] on (the caller holds the writer lock and has
+    /// committed).
+    fn changed_config(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// Applies `cmd` in one transaction, outside any replicated log.
@@ -62,6 +89,9 @@ impl Store {
         let tx = conn.transaction()?;
         apply(&tx, cmd)?;
         tx.commit()?;
+        if !cmd.changes_instances_only() {
+            self.changed_config();
+        }
         Ok(())
     }
 
@@ -90,11 +120,13 @@ impl Store {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let mut outcomes = Vec::new();
+        let mut config = false;
         for entry in entries {
             let Some(cmd) = entry else {
                 outcomes.push(Ok(()));
                 continue;
             };
+            config |= !cmd.changes_instances_only();
             // `apply` takes the transaction itself, so the per-command savepoint is plain SQL.
             tx.execute_batch("SAVEPOINT command")?;
             match apply(&tx, cmd) {
@@ -112,6 +144,9 @@ impl Store {
         }
         raft_state::set(&tx, state)?;
         tx.commit()?;
+        if config {
+            self.changed_config();
+        }
         Ok(outcomes)
     }
 
@@ -181,7 +216,10 @@ impl Store {
                 }
             }
         }
-        schema::update(&mut conn)?;
+        let updated = schema::update(&mut conn);
+        // Replaced content, whatever became of the schema update.
+        self.changed_config();
+        updated?;
         raft_state::get(&conn)
     }
 

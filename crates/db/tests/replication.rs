@@ -4,6 +4,8 @@
 //! - copies a DB out (`backup_to`) and into another one (`restore_from`): same rows, same
 //!   position, the target stays a WAL database and stays writable
 //! - refuses a copy written by a newer schema, leaving the target unchanged
+//! - moves its config generation on for every write but an instance's bookkeeping patch
+//!   (applied alone, in a batch or by a restore), never for a read
 //! - holds its file alone: no shared WAL index (`-shm`) beside it, another connection
 //!   cannot read it while the store is open, and a reopened store finds what was written
 #![allow(clippy::unwrap_used)]
@@ -140,4 +142,51 @@ fn the_store_holds_its_file_alone() {
     drop(store);
     let reopened = Store::open(&path).unwrap();
     assert_eq!(names(&reopened), vec!["c1"]);
+}
+
+#[test]
+fn the_config_generation_moves_on_for_all_but_instance_patches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("a.db")).unwrap();
+    let g0 = store.config_generation();
+    store
+        .execute(&Command::CreateInstance(instance("c1")))
+        .unwrap();
+    let g1 = store.config_generation();
+    assert!(g1 > g0, "creating an instance may change volumes");
+    let patch = Command::PatchInstanceConfig {
+        project: "default".into(),
+        name: "c1".into(),
+        changes: [(
+            "volatile.last_state.power".to_string(),
+            Some("RUNNING".to_string()),
+        )]
+        .into(),
+        last_used_at: None,
+    };
+    store.execute(&patch).unwrap();
+    store
+        .apply_entries([Some(&patch), None], &position(1))
+        .unwrap();
+    names(&store);
+    assert_eq!(store.config_generation(), g1);
+    let profile = Command::CreateProfile {
+        project: "default".into(),
+        name: "p1".into(),
+        description: String::new(),
+        config: Default::default(),
+        devices: Default::default(),
+    };
+    store
+        .apply_entries([Some(&patch), Some(&profile)], &position(2))
+        .unwrap();
+    let g2 = store.config_generation();
+    assert!(g2 > g1, "a batch with a profile in it");
+    let copy = dir.path().join("copy.db");
+    store.backup_to(&copy).unwrap();
+    store.restore_from(&copy).unwrap();
+    assert!(
+        store.config_generation() > g2,
+        "a restore replaces everything"
+    );
 }

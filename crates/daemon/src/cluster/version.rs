@@ -151,6 +151,15 @@ async fn versions(store: &Arc<db::Store>) -> ApiResult<(i64, Vec<i64>)> {
 ///
 /// 503 `this node's version is behind, please upgrade` (LXD's words).
 pub async fn check_writable(d: &Daemon) -> ApiResult<()> {
+    use std::sync::atomic::Ordering;
+    // The schemas only change with the config generation: once checked at one, every write
+    // until the next passes (a write of its own that has to wait for nothing, where the
+    // DB read took a blocking hand-off and two statements on every start and stop). Read
+    // before the check's data, the generation is never newer than what was checked.
+    let generation = d.store.config_generation();
+    if d.writable_at.load(Ordering::Acquire) == generation + 1 {
+        return Ok(());
+    }
     let (db_version, reported) = versions(&d.store).await?;
     let cluster = cluster_schema(db_version, &reported);
     if cluster > db::SCHEMA_VERSION {
@@ -162,6 +171,7 @@ pub async fn check_writable(d: &Daemon) -> ApiResult<()> {
             ),
         });
     }
+    d.writable_at.store(generation + 1, Ordering::Release);
     Ok(())
 }
 

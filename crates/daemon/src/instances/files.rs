@@ -117,7 +117,7 @@ async fn rootfs(d: &Daemon, rec: &InstanceRecord) -> ApiResult<PathBuf> {
     tokio::task::spawn_blocking(move || {
         let (profiles, pool) = store.read(|c| {
             let profiles = read_profiles(c, &rec.project, &rec.profiles)?;
-            let pool = read_root_pool(c, &rec, &profiles)?;
+            let pool = read_root_pool(&rec, &profiles, |name| db::pools::get(c, name))?;
             Ok((profiles, pool))
         })?;
         profiles.map_err(missing_profile)?;

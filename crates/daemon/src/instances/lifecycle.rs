@@ -186,15 +186,20 @@ struct StartRecords {
     pool: Option<(String, Option<db::pools::PoolRecord>)>,
 }
 
-/// Reads [`StartRecords`] of `rec` on this member (`member`).
+/// Reads [`StartRecords`] of `rec` on this member (`member`), from `d`'s record cache when
+/// it has them. Call it under the store's lock (in [`db::Store::read`], with `c`).
 fn read_start_records(
+    d: &Daemon,
     c: &db::Connection,
     member: &str,
     rec: &InstanceRecord,
 ) -> db::Result<StartRecords> {
-    let member = db::members::get(c, member)?;
-    let profiles = read_profiles(c, &rec.project, &rec.profiles)?;
-    let pool = read_root_pool(c, rec, &profiles)?;
+    // Under the store's lock: the generation of what `c` reads.
+    let generation = d.store.config_generation();
+    let cache = &d.records;
+    let member = cache.member(c, generation, member)?;
+    let profiles = cache.profiles(c, generation, &rec.project, &rec.profiles)?;
+    let pool = read_root_pool(rec, &profiles, |name| cache.pool(c, generation, name))?;
     Ok(StartRecords {
         member,
         profiles,
@@ -232,7 +237,9 @@ fn check_start_inputs(d: &Daemon, rec: &InstanceRecord, found: StartRecords) -> 
 async fn start_inputs(d: &Daemon, rec: &InstanceRecord) -> StartInputs {
     let (member, d2, rec) = (d.member(), d.clone(), rec.clone());
     tokio::task::spawn_blocking(move || {
-        let found = d2.store.read(|c| read_start_records(c, &member, &rec))?;
+        let found = d2
+            .store
+            .read(|c| read_start_records(&d2, c, &member, &rec))?;
         check_start_inputs(&d2, &rec, found)
     })
     .await?
@@ -503,7 +510,7 @@ pub async fn change_state(
             let found = match db::instances::get(c, &p, &n)? {
                 Some(rec) => {
                     let start = if prepare {
-                        Some(read_start_records(c, &member, &rec)?)
+                        Some(read_start_records(&d2, c, &member, &rec)?)
                     } else {
                         None
                     };

@@ -8,6 +8,7 @@ pub mod files;
 mod lifecycle;
 pub mod migrate;
 pub mod profile_apply;
+pub mod records;
 mod update;
 pub mod validate;
 mod view;
@@ -74,17 +75,18 @@ pub async fn load_profiles(
 /// The pool of `rec`'s root disk with its record (`None` inside when no such pool exists),
 /// given its profiles as [`read_profiles`] found them; `None` when a profile is missing or
 /// there is no root disk.
+/// `get` reads a pool by name (for example [`db::pools::get`]).
 pub fn read_root_pool(
-    c: &db::Connection,
     rec: &db::instances::InstanceRecord,
     profiles: &Result<Vec<ProfileRecord>, String>,
+    get: impl FnOnce(&str) -> db::Result<Option<db::pools::PoolRecord>>,
 ) -> db::Result<Option<(String, Option<db::pools::PoolRecord>)>> {
     let Ok(profiles) = profiles else {
         return Ok(None);
     };
     match root_pool(&expand_devices(&rec.devices, profiles)) {
         Some(name) => {
-            let found = db::pools::get(c, &name)?;
+            let found = get(&name)?;
             Ok(Some((name, found)))
         }
         None => Ok(None),
