@@ -35,7 +35,7 @@ impl Store {
         // keeps them, and, set before WAL is entered, keeps the WAL index in its own memory
         // instead of a shared `-shm` file. Otherwise every statement outside a transaction
         // is a read transaction of its own, locked and unlocked with `fcntl` calls: 17 of
-        // them for the reads of one instance start, about half of that read's time here.
+        // them for the reads of one instance start (that read: 135 -> 112 us here).
         // Another process opening the file meanwhile gets "database is locked".
         conn.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
