@@ -12,6 +12,13 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 cd "$(dirname "$0")/.."
 
+# Disk: CI machines have had only a few GiB free. Line tables (not full debug info) keep
+# panics' file:line backtraces and shrink the ~40 test binaries several-fold; incremental
+# caches only help repeated local builds.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
+echo "--- disk before the build: $(df -h --output=avail . | tail -1 | tr -d ' ') free" >&2
+
 scripts/install-deps.sh
 if ! command -v cargo-nextest >/dev/null 2>&1 && ! cargo nextest --version >/dev/null 2>&1; then
   echo "installing: cargo-nextest (crates.io)" >&2
@@ -28,3 +35,4 @@ echo "--- tests (nextest)" >&2
 cargo nextest run --workspace --locked --no-fail-fast
 echo "--- doc tests" >&2
 cargo test --workspace --doc --locked
+echo "--- disk after the tests: target/ $(du -sh target 2>/dev/null | cut -f1), $(df -h --output=avail . | tail -1 | tr -d ' ') free" >&2
