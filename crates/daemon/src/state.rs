@@ -205,6 +205,22 @@ pub(crate) async fn blocking_in_place<T: Send + 'static>(
     }
 }
 
+/// Runs `task` here up to its first wait, then spawns the rest: an operation's work begins
+/// before the request that made it is answered, not after.
+///
+/// A spawned task runs once its spawner yields: after the handler built and wrote its
+/// answer (~0.05 ms of a start's path, measured). A start's first steps end in the runtime's
+/// `posix_spawn`; run here, the runtime starts PID 1 while the answer goes out. What `task`
+/// registers in this first poll wakes this handler's task once, harmlessly: the spawned task
+/// polls again at once and registers itself.
+pub(crate) async fn spawn_started(task: impl Future<Output = ()> + Send + 'static) {
+    let mut task = Box::pin(task);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(task.as_mut().poll(cx))).await;
+    if first.is_pending() {
+        tokio::spawn(task);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,6 +228,36 @@ mod tests {
     #[tokio::test]
     async fn blocking_work_runs_on_a_current_thread_runtime() {
         assert_eq!(blocking_in_place(|| 7).await.ok(), Some(7));
+    }
+
+    #[tokio::test]
+    async fn a_started_task_runs_to_its_first_wait_before_the_caller_goes_on() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let steps = Arc::new(Mutex::new(Vec::new()));
+        let seen = steps.clone();
+        spawn_started(async move {
+            lock(&seen).push("before the wait");
+            let _ = rx.await;
+            lock(&seen).push("after the wait");
+        })
+        .await;
+        assert_eq!(*lock(&steps), ["before the wait"]);
+        tx.send(()).expect("the task waits");
+        for _ in 0..100 {
+            if lock(&steps).len() == 2 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(*lock(&steps), ["before the wait", "after the wait"]);
+    }
+
+    #[tokio::test]
+    async fn a_task_that_never_waits_finishes_in_place() {
+        let steps = Arc::new(Mutex::new(0));
+        let seen = steps.clone();
+        spawn_started(async move { *lock(&seen) += 1 }).await;
+        assert_eq!(*lock(&steps), 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -565,7 +565,7 @@ pub async fn change_state(
     // A force stop while a clean stop waits for a VM's guest ends that wait (as LXD's does)
     // instead of queueing behind it for up to boot.host_shutdown_timeout.
     let interrupt = held.is_none() && action == Action::Stop && wait == StopWait::Kill;
-    tokio::spawn(async move {
+    crate::state::spawn_started(async move {
         let interrupted = match (&d.vms, interrupt) {
             (Some(vms), true) => vms.interrupt_stop(&id).await,
             _ => false,
@@ -582,7 +582,8 @@ pub async fn change_state(
             Ok(()) => op.succeed(None),
             Err(e) => op.fail(e.message),
         }
-    });
+    })
+    .await;
     Ok(record)
 }
 
