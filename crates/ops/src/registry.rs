@@ -1,6 +1,6 @@
 //! The operations registry.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,10 +18,36 @@ struct Entry {
     cancel: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
+/// The operations, and the finished ones in the order they finished (so that pruning
+/// looks only at those old enough to go, not at every operation on each create).
+#[derive(Default)]
+struct Ops {
+    map: HashMap<String, Entry>,
+    finished: VecDeque<(Instant, String)>,
+}
+
+impl Ops {
+    /// Forgets the operations finished `KEEP_FINISHED` or more before `now`.
+    fn prune(&mut self, now: Instant) {
+        while let Some((at, _)) = self.finished.front() {
+            if now.saturating_duration_since(*at) < KEEP_FINISHED {
+                break;
+            }
+            let Some((at, id)) = self.finished.pop_front() else {
+                break;
+            };
+            // An id given again (a resumed evacuation's) belongs to the newer operation.
+            if self.map.get(&id).is_some_and(|e| e.finished_at == Some(at)) {
+                self.map.remove(&id);
+            }
+        }
+    }
+}
+
 /// All operations of this member.
 #[derive(Clone)]
 pub struct Registry {
-    inner: Arc<Mutex<HashMap<String, Entry>>>,
+    inner: Arc<Mutex<Ops>>,
     /// Where operations are published; its location (this member's name) is also the one
     /// stamped on new operations, so the two never disagree.
     bus: EventBus,
@@ -58,7 +84,7 @@ impl Registry {
         self.bus.location()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ops> {
         self.inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -107,9 +133,9 @@ impl Registry {
         };
         let (tx, _) = watch::channel(op.clone());
         {
-            let mut map = self.lock();
-            map.retain(|_, e| e.finished_at.is_none_or(|t| t.elapsed() < KEEP_FINISHED));
-            map.insert(
+            let mut ops = self.lock();
+            ops.prune(Instant::now());
+            ops.map.insert(
                 op.id.clone(),
                 Entry {
                     tx,
@@ -160,13 +186,14 @@ impl Registry {
 
     /// The operation `id`.
     pub fn get(&self, id: &str) -> Option<Operation> {
-        self.lock().get(id).map(|e| e.tx.borrow().clone())
+        self.lock().map.get(id).map(|e| e.tx.borrow().clone())
     }
 
     /// All operations, oldest first.
     pub fn list(&self) -> Vec<Operation> {
         let mut ops: Vec<_> = self
             .lock()
+            .map
             .values()
             .map(|e| e.tx.borrow().clone())
             .collect();
@@ -179,6 +206,7 @@ impl Registry {
     pub async fn wait(&self, id: &str, timeout: Option<Duration>) -> Result<Operation, WaitError> {
         let mut rx = self
             .lock()
+            .map
             .get(id)
             .map(|e| e.tx.subscribe())
             .ok_or(WaitError::NotFound)?;
@@ -198,8 +226,8 @@ impl Registry {
 
     /// Asks a cancellable operation to stop. Returns false if it cannot be cancelled.
     pub fn cancel(&self, id: &str) -> Result<bool, WaitError> {
-        let mut map = self.lock();
-        let entry = map.get_mut(id).ok_or(WaitError::NotFound)?;
+        let mut ops = self.lock();
+        let entry = ops.map.get_mut(id).ok_or(WaitError::NotFound)?;
         match entry.cancel.take() {
             Some(tx) => {
                 let _ = tx.send(());
@@ -211,8 +239,11 @@ impl Registry {
 
     fn update(&self, id: &str, f: impl FnOnce(&mut Operation)) {
         let snapshot = {
-            let mut map = self.lock();
-            let Some(entry) = map.get_mut(id) else { return };
+            let mut ops = self.lock();
+            let ops = &mut *ops;
+            let Some(entry) = ops.map.get_mut(id) else {
+                return;
+            };
             let mut finished = false;
             let mut changed = false;
             entry.tx.send_if_modified(|op| {
@@ -230,8 +261,10 @@ impl Registry {
                 return;
             }
             if finished {
-                entry.finished_at = Some(Instant::now());
+                let at = Instant::now();
+                entry.finished_at = Some(at);
                 entry.cancel = None;
+                ops.finished.push_back((at, id.to_string()));
             }
             self.bus.has_listeners().then(|| entry.tx.borrow().clone())
         };
@@ -272,7 +305,7 @@ impl OpHandle {
     /// Makes the operation cancellable; the returned receiver fires on `DELETE`.
     pub fn cancellable(&self) -> tokio::sync::oneshot::Receiver<()> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        if let Some(e) = self.registry.lock().get_mut(&self.id) {
+        if let Some(e) = self.registry.lock().map.get_mut(&self.id) {
             e.cancel = Some(tx);
         }
         self.registry.update(&self.id, |op| op.may_cancel = true);
@@ -399,5 +432,67 @@ mod tests {
             reg.wait("nope", None).await,
             Err(WaitError::NotFound)
         ));
+    }
+
+    #[tokio::test]
+    async fn finished_operations_are_kept_their_time_and_no_longer() {
+        let reg = Registry::new(EventBus::new("none"));
+        let done = reg.create(OperationClass::Task, "done", BTreeMap::new(), None);
+        let done_id = done.id().to_string();
+        done.succeed(None);
+        let running = reg.create(OperationClass::Task, "running", BTreeMap::new(), None);
+        let later = reg.create(OperationClass::Task, "later", BTreeMap::new(), None);
+        let later_id = later.id().to_string();
+        later.succeed(None);
+        let finished_at = |id: &str| reg.lock().map.get(id).and_then(|e| e.finished_at);
+        let (Some(first), Some(second)) = (finished_at(&done_id), finished_at(&later_id)) else {
+            panic!("both finished operations have a finish time");
+        };
+        assert!(first <= second);
+
+        // Just before the first one's time is up: all stay.
+        reg.lock()
+            .prune(first + KEEP_FINISHED - Duration::from_millis(1));
+        assert_eq!(reg.list().len(), 3);
+        // The first one's time is up, not the second's; a running one never goes.
+        reg.lock().prune(first + KEEP_FINISHED);
+        assert!(reg.get(&done_id).is_none());
+        assert!(reg.get(running.id()).is_some());
+        if second > first {
+            assert!(reg.get(&later_id).is_some());
+        }
+        reg.lock().prune(second + KEEP_FINISHED);
+        assert!(reg.get(&later_id).is_none());
+        assert_eq!(reg.list().len(), 1);
+        assert!(reg.lock().finished.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_reused_id_keeps_the_newer_operation() {
+        let reg = Registry::new(EventBus::new("none"));
+        let old = reg.create_with_id(
+            "evac".into(),
+            OperationClass::Task,
+            "old",
+            BTreeMap::new(),
+            None,
+        );
+        old.succeed(None);
+        let Some(at) = reg.lock().map.get("evac").and_then(|e| e.finished_at) else {
+            panic!("the old operation finished");
+        };
+        // A resumed evacuation takes the id again while the old record is still kept.
+        let new = reg.create_with_id(
+            "evac".into(),
+            OperationClass::Task,
+            "new",
+            BTreeMap::new(),
+            None,
+        );
+        reg.lock().prune(at + KEEP_FINISHED);
+        let kept = reg.get("evac").expect("the newer operation stays");
+        assert_eq!(kept.description, "new");
+        assert_eq!(kept.status, OperationStatus::Running);
+        drop(new);
     }
 }
