@@ -29,13 +29,9 @@ struct Ops {
 impl Ops {
     /// Forgets the operations finished `KEEP_FINISHED` or more before `now`.
     fn prune(&mut self, now: Instant) {
-        while let Some((at, _)) = self.finished.front() {
-            if now.saturating_duration_since(*at) < KEEP_FINISHED {
-                break;
-            }
-            let Some((at, id)) = self.finished.pop_front() else {
-                break;
-            };
+        let expired =
+            |(at, _): &mut (Instant, String)| now.saturating_duration_since(*at) >= KEEP_FINISHED;
+        while let Some((at, id)) = self.finished.pop_front_if(expired) {
             // An id given again (a resumed evacuation's) belongs to the newer operation.
             if self.map.get(&id).is_some_and(|e| e.finished_at == Some(at)) {
                 self.map.remove(&id);
