@@ -12,9 +12,9 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 cd "$(dirname "$0")/.."
 
-# Disk: CI machines have had only a few GiB free. Line tables (not full debug info) keep
-# panics' file:line backtraces and shrink the ~40 test binaries several-fold; incremental
-# caches only help repeated local builds.
+# Disk: a CI machine once ran out of space linking the ~40 test binaries. Line tables (not
+# full debug info) keep panics' file:line backtraces; incremental caches only help repeated
+# local builds. With both, target/ ends near 4 GB (fresh clone, session 11).
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
 echo "--- disk before the build: $(df -h --output=avail . | tail -1 | tr -d ' ') free" >&2
