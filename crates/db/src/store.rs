@@ -229,6 +229,19 @@ impl Store {
         f(&conn)
     }
 
+    /// Runs a read-only query if no one holds the connection now; `None` (nothing run)
+    /// when a write or another read does, for a caller that would rather wait elsewhere
+    /// than block its thread.
+    pub fn try_read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Option<Result<T>> {
+        let conn = match self.conn.try_lock() {
+            Ok(conn) => conn,
+            // Safe to reuse, as in `lock`.
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        Some(f(&conn))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (the transaction rolls
         // back on drop), so a poisoned lock is safe to reuse.
@@ -253,4 +266,35 @@ fn check_schema(conn: &Connection) -> Result<()> {
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(c: &Connection) -> Result<i64> {
+        Ok(c.query_row("SELECT COUNT(*) FROM schema", [], |r| r.get(0))?)
+    }
+
+    #[test]
+    fn try_read_runs_when_the_connection_is_free_and_not_while_it_is_held() {
+        let store = Store::in_memory().expect("store");
+        let free = store.try_read(count).expect("free").expect("query");
+        assert!(free > 0);
+        let mut ran = false;
+        let inner = store
+            .read(|_| {
+                Ok(store.try_read(|c| {
+                    ran = true;
+                    count(c)
+                }))
+            })
+            .expect("outer read");
+        assert!(inner.is_none());
+        assert!(!ran);
+        assert_eq!(
+            store.try_read(count).expect("free again").expect("query"),
+            free
+        );
+    }
 }

@@ -495,7 +495,7 @@ pub async fn change_state(
     let lock = d.instance_lock(&id);
     let held = lock.clone().try_lock_owned().ok();
     let parsed = Action::parse(&req.action);
-    // Under the lock, a start of a stopped instance gets what it needs in this same hand-off
+    // Under the lock, a start of a stopped instance gets what it needs in this same read
     // (the operation then goes straight to the runtime): one hold of the DB, then the root
     // filesystem and the run directory.
     let prepare = held.is_some()
@@ -503,42 +503,50 @@ pub async fn change_state(
         && !req.stateful
         && runtime_status(d, &id) != InstanceStatus::Running;
     let (p, n, member, d2) = (project.to_string(), name.to_string(), d.member(), d.clone());
-    // The profiles too, for a stop (its signal and timeout): one blocking step. A start
-    // being prepared reads the member and the profiles once, with its other records.
-    let (found, member) = crate::state::blocking_in_place(move || -> ApiResult<_> {
-        let (found, member) = d2.store.read(|c| {
-            let found = match db::instances::get(c, &p, &n)? {
-                Some(rec) => {
-                    let start = if prepare {
-                        Some(read_start_records(&d2, c, &member, &rec)?)
-                    } else {
-                        None
-                    };
-                    let profiles = match &start {
-                        Some(s) => s.profiles.clone().unwrap_or_default(),
-                        None => read_profiles(c, &p, &rec.profiles)?.unwrap_or_default(),
-                    };
-                    Some((rec, profiles, start))
-                }
-                None => None,
-            };
-            let member = match found.as_ref().and_then(|(_, _, start)| start.as_ref()) {
-                Some(start) => start.member.clone(),
-                None => db::members::get(c, &member)?,
-            };
-            Ok((found, member))
-        })?;
-        let found = found.map(|(rec, profiles, start)| {
-            let inputs = start.map(|s| check_start_inputs(&d2, &rec, s));
-            Checked {
-                rec,
-                profiles,
-                inputs,
+    // The profiles too, for a stop (its signal and timeout). A start being prepared reads
+    // the member and the profiles once, with its other records.
+    let query = move |c: &db::Connection| -> db::Result<_> {
+        let found = match db::instances::get(c, &p, &n)? {
+            Some(rec) => {
+                let start = if prepare {
+                    Some(read_start_records(&d2, c, &member, &rec)?)
+                } else {
+                    None
+                };
+                let profiles = match &start {
+                    Some(s) => s.profiles.clone().unwrap_or_default(),
+                    None => read_profiles(c, &p, &rec.profiles)?.unwrap_or_default(),
+                };
+                Some((rec, profiles, start))
             }
-        });
+            None => None,
+        };
+        let member = match found.as_ref().and_then(|(_, _, start)| start.as_ref()) {
+            Some(start) => start.member.clone(),
+            None => db::members::get(c, &member)?,
+        };
         Ok((found, member))
-    })
-    .await??;
+    };
+    // One short read (~0.1 ms), on this thread when nobody holds the DB; behind a write
+    // (which may wait for the disk) the thread's other tasks are handed on first.
+    let read = match d.store.try_read(&query) {
+        Some(read) => read,
+        None => {
+            let store = d.store.clone();
+            crate::state::blocking_in_place(move || store.read(query)).await?
+        }
+    };
+    let (found, member) = read?;
+    // A start's checks and files (a few calls on local files, a mount only on the first
+    // start after a reboot), in place too.
+    let found = found.map(|(rec, profiles, start)| {
+        let inputs = start.map(|s| check_start_inputs(d, &rec, s));
+        Checked {
+            rec,
+            profiles,
+            inputs,
+        }
+    });
     let Some(found) = found else {
         return Err(ApiError::not_found("Instance not found"));
     };
