@@ -599,10 +599,11 @@ pub fn apply(tx: &Transaction<'_>, cmd: &Command) -> Result<()> {
                 };
             }
             let last_used = last_used_at.as_ref().unwrap_or(&rec.last_used_at);
-            tx.execute(
+            // Compiled once: every start and stop records the power state with it.
+            tx.prepare_cached(
                 "UPDATE instances SET config = ?3, last_used_at = ?4 WHERE project = ?1 AND name = ?2",
-                params![project, name, json(&rec.config)?, last_used],
-            )?;
+            )?
+            .execute(params![project, name, json(&rec.config)?, last_used])?;
         }
         Command::RenameInstance {
             project,

@@ -32,12 +32,16 @@ fn value(conn: &Connection, key: &str) -> Result<Option<String>> {
 
 fn set_value(conn: &Connection, key: &str, value: Option<&String>) -> Result<()> {
     match value {
-        Some(v) => conn.execute(
-            "INSERT INTO raft_state (key, value) VALUES (?1, ?2)
-             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            params![key, v],
-        )?,
-        None => conn.execute("DELETE FROM raft_state WHERE key = ?1", params![key])?,
+        // Compiled once: every replicated write records its position.
+        Some(v) => conn
+            .prepare_cached(
+                "INSERT INTO raft_state (key, value) VALUES (?1, ?2)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            )?
+            .execute(params![key, v])?,
+        None => conn
+            .prepare_cached("DELETE FROM raft_state WHERE key = ?1")?
+            .execute(params![key])?,
     };
     Ok(())
 }
