@@ -105,3 +105,27 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// mimalloc's value of option `option`.
+    #[allow(unsafe_code)]
+    fn option(option: libmimalloc_sys::mi_option_t) -> std::ffi::c_long {
+        // SAFETY: reads one integer option of the allocator; no pointer argument.
+        unsafe { libmimalloc_sys::mi_option_get(option) }
+    }
+
+    #[test]
+    fn the_option_set_is_mimallocs_purge_delay() {
+        // The number is not exported by libmimalloc-sys: before it is set, it must read
+        // mimalloc v3's documented default of the purge delay (1000 ms), so that a new
+        // mimalloc with another numbering fails here rather than changing another option.
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+            assert_eq!(option(MI_OPTION_PURGE_DELAY), 1000);
+        }
+        tune_allocator();
+        assert_eq!(option(MI_OPTION_PURGE_DELAY), PURGE_DELAY_MS);
+    }
+}
