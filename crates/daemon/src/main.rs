@@ -20,11 +20,11 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// system, ms (mimalloc's own default: 1 s).
 ///
 /// With 1 s, memory freed between two bursts of work was handed back (`madvise`
-/// `MADV_DONTNEED`, ~3 MiB a second in a start-stop benchmark) and faulted in again, zeroed,
-/// on the next burst: droverd's CPU per start or stop was ~0.1 ms higher (1.27-1.38 ms
-/// against 1.16-1.20 without purging, three alternating pairs of 21-run benches). Ten
-/// seconds covers any pause between the steps of one task; memory of a burst that is over
-/// (a large import) still goes back.
+/// `MADV_DONTNEED`, ~17 MiB a second in a start-stop benchmark, `strace` of 5 s) and
+/// faulted in again, zeroed, on the next burst: droverd's CPU per start or stop was ~0.1 ms
+/// higher (1.27-1.38 ms against 1.16-1.20 without purging, three alternating pairs of
+/// 21-run benches). Ten seconds covers any pause between the steps of one task; memory of
+/// a burst that is over (a large import) still goes back.
 const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
 
 /// Sets mimalloc's purge delay to [`PURGE_DELAY_MS`].
