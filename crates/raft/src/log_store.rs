@@ -1,9 +1,10 @@
 //! The Raft log, in its own SQLite file, written by one dedicated thread.
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{AnyError, Entry, LogId, OptionalSend, StorageError, StorageIOError, Vote};
@@ -31,6 +32,9 @@ CREATE TABLE meta (
     value TEXT NOT NULL
 );
 "#;
+
+/// How many of the newest entries [`Tail`] keeps in memory.
+const TAIL_ENTRIES: usize = 512;
 
 const VOTE: &str = "vote";
 const COMMITTED: &str = "committed";
@@ -214,6 +218,79 @@ fn storage_error(
     move |e| make(AnyError::new(&e)).into()
 }
 
+/// The newest entries of the log, in memory: reading what was just appended (the entries
+/// of every commit, which openraft reads back before it applies them, and what the leader
+/// sends its followers) then waits neither for the log thread nor for the jobs queued on it
+/// (the commit index's write comes first), and parses no JSON.
+///
+/// # Correctness
+///
+/// - `entries` is always a suffix of the log as readers must see it: consecutive indexes,
+///   the last one the log's last entry. openraft appends right after the last entry (after
+///   a `truncate` where the log conflicts), so an append extends the suffix; one that did
+///   not follow on would leave a gap, and empties the tail instead.
+/// - Every change is made here before its job is queued on the log thread, so a read that
+///   the tail serves never sees less than one the thread would serve after the change.
+/// - A range that starts before the tail's first entry is read from the file.
+#[derive(Debug, Default)]
+struct Tail {
+    entries: VecDeque<Entry<TypeConfig>>,
+}
+
+impl Tail {
+    fn append(&mut self, new: &[Entry<TypeConfig>]) {
+        let Some(first) = new.first() else {
+            return;
+        };
+        let follows = self
+            .entries
+            .back()
+            .is_none_or(|last| last.log_id.index.checked_add(1) == Some(first.log_id.index));
+        if !follows {
+            self.entries.clear();
+        }
+        self.entries.extend(new.iter().cloned());
+        let excess = self.entries.len().saturating_sub(TAIL_ENTRIES);
+        self.entries.drain(..excess);
+    }
+
+    /// Drops the entries from `index` on.
+    fn truncate(&mut self, index: u64) {
+        while self.entries.back().is_some_and(|e| e.log_id.index >= index) {
+            self.entries.pop_back();
+        }
+    }
+
+    /// Drops the entries up to `index`, included.
+    fn purge(&mut self, index: u64) {
+        while self
+            .entries
+            .front()
+            .is_some_and(|e| e.log_id.index <= index)
+        {
+            self.entries.pop_front();
+        }
+    }
+
+    /// The log's entries in `[start, end)`, when the tail holds all of them.
+    fn get(&self, start: u64, end: u64) -> Option<Vec<Entry<TypeConfig>>> {
+        let first = self.entries.front()?.log_id.index;
+        let skip = usize::try_from(start.checked_sub(first)?).ok()?;
+        let take = usize::try_from(end.saturating_sub(start)).unwrap_or(usize::MAX);
+        Some(self.entries.iter().skip(skip).take(take).cloned().collect())
+    }
+}
+
+/// [`Tail`], shared by the store and its readers.
+type SharedTail = Arc<Mutex<Tail>>;
+
+fn lock_tail(tail: &SharedTail) -> std::sync::MutexGuard<'_, Tail> {
+    // Each change to the tail is a few pushes and pops that cannot leave it half-made in
+    // a way that matters: a poisoned lock is still a suffix of the log.
+    tail.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The Raft log store: entries, vote, committed log id and purge point in one SQLite file.
 ///
 /// # Correctness
@@ -230,6 +307,7 @@ fn storage_error(
 #[derive(Debug, Clone)]
 pub struct LogStore {
     worker: Worker,
+    tail: SharedTail,
 }
 
 impl LogStore {
@@ -238,21 +316,28 @@ impl LogStore {
     pub async fn open(path: &Path) -> Result<Self> {
         Ok(Self {
             worker: Worker::spawn(path.to_path_buf()).await?,
+            tail: SharedTail::default(),
         })
     }
 }
 
-/// A reader of the log, for openraft's replication tasks. Shares the store's thread.
+/// A reader of the log, for openraft's replication tasks. Shares the store's thread and
+/// [`Tail`].
 #[derive(Debug, Clone)]
 pub struct LogReader {
     worker: Worker,
+    tail: SharedTail,
 }
 
 async fn try_get(
     worker: &Worker,
+    tail: &SharedTail,
     range: impl RangeBounds<u64>,
 ) -> std::result::Result<Vec<Entry<TypeConfig>>, StorageError<u64>> {
     let (start, end) = index_bounds(&range);
+    if let Some(entries) = lock_tail(tail).get(start, end) {
+        return Ok(entries);
+    }
     worker
         .call(move |conn| read_entries(conn, start, end))
         .await
@@ -264,7 +349,7 @@ impl RaftLogReader<TypeConfig> for LogReader {
         &mut self,
         range: RB,
     ) -> std::result::Result<Vec<Entry<TypeConfig>>, StorageError<u64>> {
-        try_get(&self.worker, range).await
+        try_get(&self.worker, &self.tail, range).await
     }
 }
 
@@ -273,7 +358,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> std::result::Result<Vec<Entry<TypeConfig>>, StorageError<u64>> {
-        try_get(&self.worker, range).await
+        try_get(&self.worker, &self.tail, range).await
     }
 }
 
@@ -292,6 +377,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_reader(&mut self) -> Self::LogReader {
         LogReader {
             worker: self.worker.clone(),
+            tail: self.tail.clone(),
         }
     }
 
@@ -343,6 +429,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<_> = entries.into_iter().collect();
+        lock_tail(&self.tail).append(&entries);
         self.worker
             .submit(Box::new(move |conn| {
                 let outcome = write_entries(conn, &entries);
@@ -355,6 +442,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> std::result::Result<(), StorageError<u64>> {
+        lock_tail(&self.tail).truncate(log_id.index);
         self.worker
             .call(move |conn| {
                 conn.execute("DELETE FROM entries WHERE idx >= ?1", params![log_id.index])?;
@@ -365,6 +453,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> std::result::Result<(), StorageError<u64>> {
+        lock_tail(&self.tail).purge(log_id.index);
         self.worker
             .call(move |conn| {
                 let tx = conn.transaction()?;
@@ -375,5 +464,71 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             })
             .await
             .map_err(storage_error(StorageIOError::write_logs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+
+    fn entry(index: u64) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    fn entries(range: std::ops::Range<u64>) -> Vec<Entry<TypeConfig>> {
+        range.map(entry).collect()
+    }
+
+    fn indexes(found: Option<Vec<Entry<TypeConfig>>>) -> Option<Vec<u64>> {
+        found.map(|v| v.iter().map(|e| e.log_id.index).collect())
+    }
+
+    #[test]
+    fn the_tail_serves_ranges_it_holds_and_no_range_starting_before_it() {
+        let mut tail = Tail::default();
+        assert_eq!(indexes(tail.get(0, 10)), None, "empty: read the file");
+        tail.append(&entries(5..8));
+        tail.append(&entries(8..10));
+        assert_eq!(indexes(tail.get(6, 9)), Some(vec![6, 7, 8]));
+        // Past the last entry: only what the log has, as the file would answer.
+        assert_eq!(indexes(tail.get(8, 20)), Some(vec![8, 9]));
+        assert_eq!(indexes(tail.get(12, 20)), Some(vec![]));
+        assert_eq!(indexes(tail.get(4, 9)), None, "4 is not in the tail");
+    }
+
+    #[test]
+    fn truncate_and_purge_cut_the_tail_as_they_cut_the_log() {
+        let mut tail = Tail::default();
+        tail.append(&entries(1..10));
+        tail.truncate(7);
+        assert_eq!(indexes(tail.get(1, 100)), Some(vec![1, 2, 3, 4, 5, 6]));
+        tail.append(&entries(7..9));
+        tail.purge(3);
+        assert_eq!(indexes(tail.get(4, 100)), Some(vec![4, 5, 6, 7, 8]));
+        assert_eq!(indexes(tail.get(3, 100)), None, "purged: the file answers");
+    }
+
+    #[test]
+    fn an_append_that_leaves_a_gap_empties_the_tail_first() {
+        let mut tail = Tail::default();
+        tail.append(&entries(1..4));
+        tail.append(&entries(10..12));
+        assert_eq!(indexes(tail.get(1, 100)), None);
+        assert_eq!(indexes(tail.get(10, 100)), Some(vec![10, 11]));
+    }
+
+    #[test]
+    fn the_tail_keeps_only_the_newest_entries() {
+        let mut tail = Tail::default();
+        let count = u64::try_from(TAIL_ENTRIES).expect("small") + 10;
+        tail.append(&entries(1..count + 1));
+        assert_eq!(indexes(tail.get(10, 11)), None, "dropped from the front");
+        assert_eq!(indexes(tail.get(11, 12)), Some(vec![11]));
+        assert_eq!(indexes(tail.get(count, count + 1)), Some(vec![count]));
     }
 }
