@@ -123,7 +123,27 @@ impl Store {
         entries: impl IntoIterator<Item = Option<&'a Command>>,
         state: &RaftState,
     ) -> Result<Vec<Result<()>>> {
-        let mut conn = self.lock();
+        self.apply_entries_to(&mut self.lock(), entries, state)
+    }
+
+    /// [`Store::apply_entries`] if no one holds the connection now; `None` (nothing
+    /// applied) when a read or another write does, for a caller that would rather wait
+    /// elsewhere than block its thread.
+    pub fn try_apply_entries<'a>(
+        &self,
+        entries: impl IntoIterator<Item = Option<&'a Command>>,
+        state: &RaftState,
+    ) -> Option<Result<Vec<Result<()>>>> {
+        let mut conn = self.try_lock()?;
+        Some(self.apply_entries_to(&mut conn, entries, state))
+    }
+
+    fn apply_entries_to<'a>(
+        &self,
+        conn: &mut Connection,
+        entries: impl IntoIterator<Item = Option<&'a Command>>,
+        state: &RaftState,
+    ) -> Result<Vec<Result<()>>> {
         let tx = conn.transaction()?;
         let mut outcomes = Vec::new();
         let mut config = false;
@@ -240,13 +260,18 @@ impl Store {
     /// when a write or another read does, for a caller that would rather wait elsewhere
     /// than block its thread.
     pub fn try_read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Option<Result<T>> {
-        let conn = match self.conn.try_lock() {
-            Ok(conn) => conn,
-            // Safe to reuse, as in `lock`.
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return None,
-        };
+        let conn = self.try_lock()?;
         Some(f(&conn))
+    }
+
+    /// The connection if no one holds it now.
+    fn try_lock(&self) -> Option<std::sync::MutexGuard<'_, Connection>> {
+        match self.conn.try_lock() {
+            Ok(conn) => Some(conn),
+            // Safe to reuse, as in `lock`.
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -281,6 +306,29 @@ mod tests {
 
     fn count(c: &Connection) -> Result<i64> {
         Ok(c.query_row("SELECT COUNT(*) FROM schema", [], |r| r.get(0))?)
+    }
+
+    #[test]
+    fn try_apply_entries_applies_when_the_connection_is_free_and_not_while_it_is_held() {
+        let store = Store::in_memory().expect("store");
+        let at = |n: &str| RaftState {
+            last_applied: Some(n.to_string()),
+            last_membership: None,
+        };
+        let held = store
+            .read(|_| Ok(store.try_apply_entries([None], &at("1")).is_none()))
+            .expect("outer read");
+        assert!(held, "nothing is applied while the connection is held");
+        assert_eq!(
+            store.read(raft_state::get).expect("state"),
+            RaftState::default()
+        );
+        let outcomes = store
+            .try_apply_entries([None], &at("2"))
+            .expect("free")
+            .expect("applied");
+        assert_eq!(outcomes.len(), 1);
+        assert_eq!(store.read(raft_state::get).expect("state"), at("2"));
     }
 
     #[test]
