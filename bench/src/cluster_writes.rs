@@ -5,8 +5,8 @@
 //! body on each joiner's socket). On each:
 //!
 //! - `writes`: N small writes one after another, each `PUT /1.0/profiles/bench` with a new
-//!   description (one replicated command each), one HTTP connection per request as `lxc`
-//!   does; sent to the leader and, in the cluster, also to a follower (which forwards the
+//!   description (one replicated command each), over kept-alive HTTP connections; sent to
+//!   the leader and, in the cluster, also to a follower (which forwards the
 //!   proposal to the leader). Total wall time and per-write latency.
 //! - `list`: M instances created cheaply (`source: none`, never started; in the cluster
 //!   through m1 without a target, so the scheduler spreads them), then K timed
