@@ -23,8 +23,9 @@ use drover_driver_oci::{RuntimeKind, signal_from_name};
 /// - re-attaches from a new driver on the same root dir (as after a daemon restart)
 /// - stops it cleanly with SIGPWR, well inside the timeout; then it is Stopped, a second
 ///   stop says WasStopped, and the cgroups are gone
-/// - starts it again and force-stops it: Killed, and soon after the emptied cgroup parent
-///   is removed
+/// - starts it again (its pid file still holds the old pid: the driver that stopped it did
+///   not start it) with the new PID 1 read, and force-stops it: Killed, its pid file empty,
+///   and soon after the emptied cgroup parent is removed
 async fn lifecycle(kind: RuntimeKind) {
     if !runtime_under_test(kind) {
         return;
@@ -136,12 +137,28 @@ async fn lifecycle(kind: RuntimeKind) {
     ));
 
     tracing::info!("--- restart, then force stop");
-    start_ready(&driver, &spec).await;
+    let pid_file = spec.run_dir.join(drover_driver_oci::PID_FILE);
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        pid.to_string(),
+        "a driver that did not start it leaves the pid file as it was"
+    );
+    let second = start_ready(&driver, &spec).await;
+    assert_ne!(second, pid);
+    assert_eq!(
+        driver.state(&spec.id).await.unwrap(),
+        RuntimeStatus::Running { pid: second }
+    );
     let outcome = driver
         .stop(&spec.id, libc::SIGTERM, Duration::from_secs(10), true)
         .await
         .unwrap();
     assert_eq!(outcome, StopOutcome::Killed);
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap(),
+        "",
+        "the stop empties the pid file"
+    );
     assert_eq!(
         driver.state(&spec.id).await.unwrap(),
         RuntimeStatus::Stopped
