@@ -637,41 +637,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_old_pid_file_is_emptied_in_place() {
+    fn an_old_pid_file_is_emptied_in_place_and_an_empty_one_left_alone() {
         use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(PID_FILE);
-        empty_pid_file(&path);
-        assert!(!path.exists(), "no file is made where there was none");
-        std::fs::write(&path, "4194304\n").unwrap();
-        let inode = std::fs::metadata(&path).unwrap().ino();
-        empty_pid_file(&path);
-        let after = std::fs::metadata(&path).unwrap();
-        assert_eq!((after.ino(), after.len()), (inode, 0));
-    }
-
-    #[test]
-    fn a_start_empties_a_pid_file_only_when_it_holds_a_pid() {
-        use std::os::unix::fs::MetadataExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(PID_FILE);
-        empty_stale_pid_file(&path);
-        assert!(!path.exists(), "no file is made where there was none");
-        std::fs::write(&path, "").unwrap();
-        let before = std::fs::metadata(&path).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        empty_stale_pid_file(&path);
-        let after = std::fs::metadata(&path).unwrap();
-        assert_eq!(
-            (after.mtime(), after.mtime_nsec()),
-            (before.mtime(), before.mtime_nsec()),
-            "an empty file is left alone"
-        );
-        std::fs::write(&path, "4194304\n").unwrap();
-        let inode = std::fs::metadata(&path).unwrap().ino();
-        empty_stale_pid_file(&path);
-        let after = std::fs::metadata(&path).unwrap();
-        assert_eq!((after.ino(), after.len()), (inode, 0));
+        let mtime = |m: &std::fs::Metadata| (m.mtime(), m.mtime_nsec());
+        for empty in [empty_pid_file, empty_stale_pid_file] {
+            empty(&path);
+            assert!(!path.exists(), "no file is made where there was none");
+            std::fs::write(&path, "4194304\n").unwrap();
+            let inode = std::fs::metadata(&path).unwrap().ino();
+            empty(&path);
+            let after = std::fs::metadata(&path).unwrap();
+            assert_eq!((after.ino(), after.len()), (inode, 0));
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            empty_stale_pid_file(&path);
+            let again = std::fs::metadata(&path).unwrap();
+            assert_eq!(mtime(&again), mtime(&after), "an empty file is left alone");
+            std::fs::remove_file(&path).unwrap();
+        }
     }
 
     fn input(run_dir: &std::path::Path) -> InstanceSpec {
