@@ -219,6 +219,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     }
 }
 
+/// The most DB items an apply runs on the state machine's own task (see its use).
+const INLINE_APPLY_ITEMS: usize = 16;
+
 /// The DB items of `entries`: one per command, one without a command for an entry that
 /// carries none (blank, membership), as [`db::Store::apply_entries`] takes them.
 fn items(entries: &[Entry<TypeConfig>]) -> impl Iterator<Item = Option<&db::Command>> {
@@ -271,11 +274,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Blank | EntryPayload::Membership(_) => 0,
             })
             .collect();
-        // Applied right here when the DB is free, else on a blocking thread that waits for
-        // it: the hand-off there and back cost two thread wake-ups on every write. The
-        // commit does not fsync (`synchronous=NORMAL`; the Raft log is the durable copy),
-        // except in the WAL checkpoint SQLite runs after every ~1000 written pages.
-        let applied = match db.try_apply_entries(items(&entries), &state) {
+        // A few commands (a write or a small batch) are applied right here when the DB is
+        // free: the hand-off to a blocking thread and back cost two thread wake-ups on
+        // every write. The commit does not fsync (`synchronous=NORMAL`; the Raft log is the
+        // durable copy), except in the WAL checkpoint SQLite runs after every ~1000 written
+        // pages. More (a member catching up) go to a blocking thread, as does any batch
+        // while the DB is busy, so that this task never holds its worker long.
+        let few = commands.iter().map(|&n| n.max(1)).sum::<usize>() <= INLINE_APPLY_ITEMS;
+        let inline = if few {
+            db.try_apply_entries(items(&entries), &state)
+        } else {
+            None
+        };
+        let applied = match inline {
             Some(applied) => applied,
             None => tokio::task::spawn_blocking(move || db.apply_entries(items(&entries), &state))
                 .await
