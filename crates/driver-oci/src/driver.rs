@@ -641,7 +641,6 @@ mod tests {
         use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(PID_FILE);
-        let mtime = |m: &std::fs::Metadata| (m.mtime(), m.mtime_nsec());
         for empty in [empty_pid_file, empty_stale_pid_file] {
             empty(&path);
             assert!(!path.exists(), "no file is made where there was none");
@@ -650,10 +649,17 @@ mod tests {
             empty(&path);
             let after = std::fs::metadata(&path).unwrap();
             assert_eq!((after.ino(), after.len()), (inode, 0));
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            // Dated in the past: a truncation would make it now.
+            let past = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(past)
+                .unwrap();
             empty_stale_pid_file(&path);
-            let again = std::fs::metadata(&path).unwrap();
-            assert_eq!(mtime(&again), mtime(&after), "an empty file is left alone");
+            let again = std::fs::metadata(&path).unwrap().modified().unwrap();
+            assert_eq!(again, past, "an empty file is left alone");
             std::fs::remove_file(&path).unwrap();
         }
     }
