@@ -281,12 +281,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // pages. More (a member catching up) go to a blocking thread, as does any batch
         // while the DB is busy, so that this task never holds its worker long.
         let few = commands.iter().map(|&n| n.max(1)).sum::<usize>() <= INLINE_APPLY_ITEMS;
-        let inline = if few {
-            db.try_apply_entries(items(&entries), &state)
-        } else {
-            None
-        };
-        let applied = match inline {
+        let inline = few.then(|| db.try_apply_entries(items(&entries), &state));
+        let applied = match inline.flatten() {
             Some(applied) => applied,
             None => tokio::task::spawn_blocking(move || db.apply_entries(items(&entries), &state))
                 .await
